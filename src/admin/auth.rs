@@ -1,0 +1,169 @@
+//! Who is calling: bearer tokens, roles and the tenant a request acts in.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use crate::bootstrap::token_hash;
+use crate::error::{Error, Result};
+use crate::server::RemoteAddr;
+use crate::store::tenants;
+use crate::App;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything, in every tenant (tenants and tokens included).
+    Super,
+    /// Everything in its tenant.
+    Admin,
+    /// Issue, revoke, download; no CA lifecycle.
+    Operator,
+    /// Read-only, plus the audit log.
+    Auditor,
+}
+
+impl Role {
+    /// Parses an API role name (`super` is never granted through the API).
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "super" => Some(Role::Super),
+            "admin" => Some(Role::Admin),
+            "operator" => Some(Role::Operator),
+            "auditor" => Some(Role::Auditor),
+            _ => None,
+        }
+    }
+    /// API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Super => "super",
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+/// A kind of action, checked against the caller's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Read CAs, certificates, settings.
+    Read,
+    /// Issue, revoke, download, delete certificates.
+    Issue,
+    /// Purchase, enable, quota, revoke, reset, refund, remove CAs; CA settings.
+    CaLifecycle,
+    /// Read the audit log.
+    Audit,
+    /// Create and revoke tokens of the own tenant.
+    ManageTokens,
+    /// Create tenants, act in other tenants.
+    Platform,
+}
+
+/// The authenticated caller of an admin request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Token id (the actor in audit events).
+    pub token_id: String,
+    /// Role of the token.
+    pub role: Role,
+    /// Tenant the request acts in (for the super-admin: `X-Vellum-Tenant` or `default`).
+    pub tenant_id: String,
+    /// Source IP of the request.
+    pub source_ip: Option<String>,
+}
+
+impl Principal {
+    /// 403 unless the role grants `p`.
+    pub fn require(&self, p: Permission) -> Result<()> {
+        use Permission::*;
+        let ok = match self.role {
+            Role::Super => true,
+            Role::Admin => p != Platform,
+            Role::Operator => matches!(p, Read | Issue),
+            Role::Auditor => matches!(p, Read | Audit),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::forbidden(format!(
+                "a token with role {} may not {}",
+                self.role.as_str(),
+                match p {
+                    Read => "read this",
+                    Issue => "issue, revoke or download certificates",
+                    CaLifecycle =>
+                        "change CAs (purchase, enable, quota, revoke, reset, refund, remove)",
+                    Audit => "read the audit log",
+                    ManageTokens => "manage API tokens",
+                    Platform => "manage tenants or act in another tenant",
+                }
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<Arc<App>> for Principal {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            Error::Unauthorized("missing Authorization: Bearer <token> header".into())
+        })?;
+        let value = header
+            .to_str()
+            .map_err(|_| Error::Unauthorized("Authorization header is not ASCII".into()))?;
+        let secret = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                Error::Unauthorized("Authorization must be \"Bearer <token>\"".into())
+            })?;
+        let mut conn = app.store.reader().acquire().await?;
+        let token = tenants::token_by_hash(&mut conn, &token_hash(secret))
+            .await?
+            .ok_or_else(|| Error::Unauthorized("unknown or revoked API token".into()))?;
+        let role = Role::parse(&token.role).ok_or_else(|| {
+            Error::internal(format!(
+                "token {} has unknown role {}",
+                token.id, token.role
+            ))
+        })?;
+        let mut tenant_id = token.tenant_id.clone();
+        if let Some(h) = parts.headers.get("x-vellum-tenant") {
+            let wanted = h
+                .to_str()
+                .map_err(|_| Error::bad_request("X-Vellum-Tenant is not ASCII"))?
+                .trim();
+            let tenant = tenants::find_tenant(&mut conn, wanted).await?;
+            match (role, tenant) {
+                (_, Some(t)) if t.id == token.tenant_id => {}
+                (Role::Super, Some(t)) => tenant_id = t.id,
+                (Role::Super, None) => {
+                    return Err(Error::not_found(format!("no tenant named {wanted:?}")))
+                }
+                _ => {
+                    return Err(Error::forbidden(
+                        "only the super-admin may act in another tenant (X-Vellum-Tenant)",
+                    ))
+                }
+            }
+        }
+        let source_ip = parts
+            .extensions
+            .get::<RemoteAddr>()
+            .map(|r| r.0.ip().to_string());
+        Ok(Principal {
+            token_id: token.id,
+            role,
+            tenant_id,
+            source_ip,
+        })
+    }
+}

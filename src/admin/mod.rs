@@ -1,0 +1,37 @@
+//! Admin REST front end (`/admin/v1`): JSON over HTTPS, bearer tokens, problem+json errors.
+
+pub mod audit;
+pub mod auth;
+pub mod cas;
+pub mod json;
+pub mod tenants;
+
+use std::sync::Arc;
+
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+use crate::App;
+
+/// Routes under `/admin/v1`.
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route(
+            "/tenants",
+            post(tenants::create_tenant).get(tenants::list_tenants),
+        )
+        .route(
+            "/tokens",
+            post(tenants::create_token).get(tenants::list_tokens),
+        )
+        .route("/tokens/{id}", delete(tenants::revoke_token))
+        .route("/cas", post(cas::create).get(cas::list))
+        .route("/cas/{id}", get(cas::show).delete(cas::remove))
+        .route("/cas/{id}/enable", post(cas::enable))
+        .route("/cas/{id}/quota/purchase", post(cas::purchase_quota))
+        .route("/cas/{id}/quota/assign", post(cas::assign_quota))
+        .route("/cas/{id}/revoke", post(cas::revoke))
+        .route("/cas/{id}/reset", post(cas::reset))
+        .route("/cas/{id}/refund", post(cas::refund))
+        .route("/audit", get(audit::list_events))
+}

@@ -1,0 +1,214 @@
+//! Tenants and API tokens.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::audit::record;
+use super::auth::{Permission, Principal, Role};
+use super::json::{list, rfc3339, ts, Json};
+use crate::bootstrap::{new_token_secret, token_hash};
+use crate::error::{Error, Result};
+use crate::store::{self, tenants};
+use crate::App;
+
+/// Body of `POST /tenants`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    name: String,
+    entity: String,
+}
+
+fn tenant_json(t: &tenants::Tenant) -> Value {
+    json!({"id": t.id, "name": t.name, "entity": t.entity, "created_at": rfc3339(t.created_at)})
+}
+
+fn token_json(t: &tenants::Token) -> Value {
+    json!({
+        "id": t.id,
+        "tenant_id": t.tenant_id,
+        "role": t.role,
+        "name": t.name,
+        "created_at": rfc3339(t.created_at),
+        "revoked_at": ts(t.revoked_at),
+    })
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// `POST /tenants` (super-admin).
+pub async fn create_tenant(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Json(body): Json<NewTenant>,
+) -> Result<(StatusCode, axum::Json<Value>)> {
+    who.require(Permission::Platform)?;
+    let res = async {
+        if !valid_name(&body.name) {
+            return Err(Error::invalid(
+                "name",
+                "must be 1-64 characters of letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if body.entity.trim().is_empty() || body.entity.len() > 256 {
+            return Err(Error::invalid("entity", "must be 1-256 characters"));
+        }
+        let t = tenants::Tenant {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: body.name.clone(),
+            entity: body.entity.trim().to_string(),
+            created_at: store::now(),
+        };
+        let mut tx = app.store.begin().await?;
+        tenants::insert_tenant(&mut tx, &t).await?;
+        tx.commit().await?;
+        Ok(t)
+    }
+    .await;
+    let target = res
+        .as_ref()
+        .map(|t| t.id.clone())
+        .unwrap_or(body.name.clone());
+    record(&app, &who, "tenant.create", Some(&target), &res).await;
+    Ok((StatusCode::CREATED, axum::Json(tenant_json(&res?))))
+}
+
+/// `GET /tenants`: every tenant for the super-admin, the own one otherwise.
+pub async fn list_tenants(
+    State(app): State<Arc<App>>,
+    who: Principal,
+) -> Result<axum::Json<Value>> {
+    who.require(Permission::Read)?;
+    let mut conn = app.store.reader().acquire().await?;
+    let all = tenants::list_tenants(&mut conn).await?;
+    let items = all
+        .iter()
+        .filter(|t| who.role == Role::Super || t.id == who.tenant_id)
+        .map(tenant_json)
+        .collect();
+    Ok(axum::Json(list(items, None)))
+}
+
+/// Body of `POST /tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// Tenant id or name; default: the caller's tenant.
+    tenant: Option<String>,
+    role: String,
+    name: String,
+}
+
+/// `POST /tokens`: the secret is in the response, once.
+pub async fn create_token(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Json(body): Json<NewToken>,
+) -> Result<(StatusCode, axum::Json<Value>)> {
+    who.require(Permission::ManageTokens)?;
+    let res = async {
+        let role = match Role::parse(&body.role) {
+            Some(Role::Super) | None => {
+                return Err(Error::invalid(
+                    "role",
+                    "must be one of: admin, operator, auditor",
+                ))
+            }
+            Some(r) => r,
+        };
+        if body.name.trim().is_empty() || body.name.len() > 128 {
+            return Err(Error::invalid("name", "must be 1-128 characters"));
+        }
+        let mut conn = app.store.reader().acquire().await?;
+        let tenant = match &body.tenant {
+            Some(t) => tenants::find_tenant(&mut conn, t)
+                .await?
+                .ok_or_else(|| Error::invalid("tenant", format!("no tenant named {t:?}")))?,
+            None => tenants::find_tenant(&mut conn, &who.tenant_id)
+                .await?
+                .ok_or_else(|| Error::internal("caller's tenant vanished"))?,
+        };
+        drop(conn);
+        if tenant.id != who.tenant_id && who.role != Role::Super {
+            return Err(Error::forbidden(
+                "only the super-admin may create tokens for another tenant",
+            ));
+        }
+        let secret = new_token_secret();
+        let token = tenants::Token {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: tenant.id.clone(),
+            role: role.as_str().to_string(),
+            name: body.name.trim().to_string(),
+            created_at: store::now(),
+            revoked_at: None,
+        };
+        let mut tx = app.store.begin().await?;
+        tenants::insert_token(&mut tx, &token, &token_hash(&secret), Some(&who.token_id)).await?;
+        tx.commit().await?;
+        Ok((token, secret))
+    }
+    .await;
+    let target = res.as_ref().ok().map(|(t, _)| t.id.clone());
+    record(&app, &who, "token.create", target.as_deref(), &res).await;
+    let (token, secret) = res?;
+    let mut v = token_json(&token);
+    v["token"] = json!(secret);
+    Ok((StatusCode::CREATED, axum::Json(v)))
+}
+
+/// `GET /tokens`: tokens of the caller's tenant (all tenants for the super-admin).
+pub async fn list_tokens(State(app): State<Arc<App>>, who: Principal) -> Result<axum::Json<Value>> {
+    who.require(Permission::ManageTokens)?;
+    let mut conn = app.store.reader().acquire().await?;
+    let scope = (who.role != Role::Super).then_some(who.tenant_id.as_str());
+    let items = tenants::list_tokens(&mut conn, scope)
+        .await?
+        .iter()
+        .map(token_json)
+        .collect();
+    Ok(axum::Json(list(items, None)))
+}
+
+/// `DELETE /tokens/{id}`: revokes a token at once.
+pub async fn revoke_token(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>> {
+    who.require(Permission::ManageTokens)?;
+    let res = async {
+        let mut conn = app.store.reader().acquire().await?;
+        let token = tenants::token_by_id(&mut conn, &id)
+            .await?
+            .filter(|t| who.role == Role::Super || t.tenant_id == who.tenant_id)
+            .ok_or_else(|| Error::not_found(format!("no token with id {id} in this tenant")))?;
+        drop(conn);
+        if token.role == "super" && who.role != Role::Super {
+            return Err(Error::forbidden(
+                "only the super-admin may revoke a super-admin token",
+            ));
+        }
+        let mut tx = app.store.begin().await?;
+        if !tenants::revoke_token(&mut tx, &id, store::now()).await? {
+            return Err(Error::conflict(format!("token {id} is already revoked")));
+        }
+        tx.commit().await?;
+        let mut conn = app.store.reader().acquire().await?;
+        tenants::token_by_id(&mut conn, &id)
+            .await?
+            .ok_or_else(|| Error::internal("token vanished"))
+    }
+    .await;
+    record(&app, &who, "token.revoke", Some(&id), &res).await;
+    Ok(axum::Json(token_json(&res?)))
+}

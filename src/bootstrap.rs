@@ -1,0 +1,325 @@
+//! First start on an empty data directory, and the checks of every later start.
+//!
+//! Creates (once): the master key, the `default` tenant, a super-admin token (only its hash
+//! is stored; the secret goes to `<data>/admin-token`, 0600), an enabled root CA and an
+//! enabled intermediate with quota, `<data>/root.pem`, and the server's own TLS certificate
+//! issued from the intermediate. Later starts reuse all of it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::ca::keys::{KeyAlgorithm, MasterKey};
+use crate::ca::profile::{LeafType, San, SubjectFields};
+use crate::ca::{cert_pem, Signer, SignerCache};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::ra::hierarchy::{self, EnableMode, Purchase};
+use crate::ra::issue::{self, IssueRequest, KeySource};
+use crate::store::{self, settings, tenants, Store};
+use crate::{App, Defaults};
+
+const KEY_ROOT: &str = "bootstrap.root_id";
+const KEY_INTERMEDIATE: &str = "bootstrap.intermediate_id";
+const KEY_ADMIN_TOKEN: &str = "bootstrap.admin_token_id";
+
+/// A new API token secret: `vlm_` + 32 random bytes, base64url.
+pub fn new_token_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!(
+        "vlm_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// How token secrets are stored: SHA-256, hex. Tokens carry 256 bits of entropy, so a
+/// fast hash is enough (a slow one like argon2 would only slow every request down).
+pub fn token_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Files the server writes and prints.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub admin_token: PathBuf,
+    pub root_pem: PathBuf,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+}
+
+/// Opens the database and brings the installation to its bootstrapped state.
+pub async fn prepare(config: Config) -> Result<(App, Paths)> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        Error::config(format!(
+            "creating data dir {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let (master, _) = MasterKey::load_or_create(
+        config.master_key.as_deref(),
+        &config.data_dir.join("master.key"),
+    )?;
+    let store = Store::connect(&config.database_url(), config.limits.db_connections).await?;
+    let _lock = store.bootstrap_lock().await?;
+
+    let mut conn = store.reader().acquire().await?;
+    let tenant = match tenants::find_tenant(&mut conn, "default").await? {
+        Some(t) => t,
+        None => {
+            let t = tenants::Tenant {
+                id: uuid::Uuid::now_v7().to_string(),
+                name: "default".into(),
+                entity: "default".into(),
+                created_at: store::now(),
+            };
+            let mut tx = store.begin().await?;
+            tenants::insert_tenant(&mut tx, &t).await?;
+            tx.commit().await?;
+            t
+        }
+    };
+    let root_id = settings::get(&mut conn, KEY_ROOT).await?;
+    let inter_id = settings::get(&mut conn, KEY_INTERMEDIATE).await?;
+    drop(conn);
+
+    let paths = Paths {
+        admin_token: config.admin_token_path(),
+        root_pem: config.root_pem_path(),
+        tls_cert: config.data_dir.join("tls").join("server.crt"),
+        tls_key: config.data_dir.join("tls").join("server.key"),
+    };
+    let mut app = App {
+        config,
+        store,
+        master,
+        signers: SignerCache::default(),
+        defaults: Defaults {
+            tenant_id: tenant.id.clone(),
+            root_id: root_id.clone().unwrap_or_default(),
+            intermediate_id: inter_id.clone().unwrap_or_default(),
+        },
+    };
+    ensure_admin_token(&app, &paths).await?;
+    if root_id.is_none() || inter_id.is_none() {
+        let (root, inter) = create_bootstrap_cas(&app).await?;
+        app.defaults.root_id = root;
+        app.defaults.intermediate_id = inter;
+    }
+    check_master_key(&app).await?;
+    write_root_pem(&app, &paths).await?;
+    Ok((app, paths))
+}
+
+async fn ensure_admin_token(app: &App, paths: &Paths) -> Result<()> {
+    if paths.admin_token.exists() {
+        return Ok(());
+    }
+    let secret = new_token_secret();
+    let token = tenants::Token {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant_id: app.defaults.tenant_id.clone(),
+        role: "super".into(),
+        name: "bootstrap super-admin".into(),
+        created_at: store::now(),
+        revoked_at: None,
+    };
+    let mut tx = app.store.begin().await?;
+    // A missing token file means the old secret is lost: retire the old bootstrap token.
+    if let Some(old) = settings::get(&mut tx, KEY_ADMIN_TOKEN).await? {
+        tenants::revoke_token(&mut tx, &old, store::now()).await?;
+    }
+    tenants::insert_token(&mut tx, &token, &token_hash(&secret), None).await?;
+    settings::put(&mut tx, KEY_ADMIN_TOKEN, &token.id).await?;
+    tx.commit().await?;
+    crate::fsutil::write_private(&paths.admin_token, format!("{secret}\n").as_bytes())?;
+    tracing::info!(path = %paths.admin_token.display(), "created the super-admin token");
+    Ok(())
+}
+
+async fn create_bootstrap_cas(app: &App) -> Result<(String, String)> {
+    let b = &app.config.bootstrap;
+    let key_algorithm: KeyAlgorithm = b
+        .key_algorithm
+        .parse()
+        .map_err(|e: String| Error::config(format!("bootstrap.key_algorithm: {e}")))?;
+    let tenant = &app.defaults.tenant_id;
+    let purchase = Purchase {
+        subject: SubjectFields {
+            common_name: b.root_common_name.clone(),
+            organization: Some("Vellum".into()),
+            ..Default::default()
+        },
+        key_algorithm,
+        validity_days: 3650,
+        service_months: 120,
+        quota: b.root_quota,
+        intermediate_common_name: Some(b.intermediate_common_name.clone()),
+    };
+    let (root, inter) = hierarchy::purchase_root(app, tenant, &purchase).await?;
+    hierarchy::enable(app, tenant, &root.id, EnableMode::Generate).await?;
+    hierarchy::enable(app, tenant, &inter.id, EnableMode::Generate).await?;
+    hierarchy::assign_quota(app, tenant, &root.id, &inter.id, b.intermediate_quota).await?;
+    let mut tx = app.store.begin().await?;
+    settings::put(&mut tx, KEY_ROOT, &root.id).await?;
+    settings::put(&mut tx, KEY_INTERMEDIATE, &inter.id).await?;
+    tx.commit().await?;
+    tracing::info!(root = %root.id, intermediate = %inter.id, "bootstrapped the default CA hierarchy");
+    Ok((root.id, inter.id))
+}
+
+/// Fails early, with a clear message, when the master key cannot open the CA keys.
+async fn check_master_key(app: &App) -> Result<()> {
+    let ca = hierarchy::load(app, &app.defaults.tenant_id, &app.defaults.intermediate_id).await?;
+    if ca.key_sealed.is_some() {
+        Signer::load(&app.master, &ca).map_err(|_| {
+            Error::config(
+                "the master key does not open the CA keys in this database; \
+                 set VELLUM_MASTER_KEY (or <data>/master.key) to the key this database was created with",
+            )
+        })?;
+    }
+    Ok(())
+}
+
+async fn write_root_pem(app: &App, paths: &Paths) -> Result<()> {
+    let root = hierarchy::load(app, &app.defaults.tenant_id, &app.defaults.root_id).await?;
+    if let Some(der) = &root.certificate_der {
+        let pem = cert_pem(der);
+        if std::fs::read_to_string(&paths.root_pem).ok().as_deref() != Some(pem.as_str()) {
+            crate::fsutil::write_public(&paths.root_pem, pem.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// The names the self-issued server certificate covers.
+pub fn server_names(config: &Config) -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+    for extra in &config.tls.names {
+        if !names.contains(extra) {
+            names.push(extra.clone());
+        }
+    }
+    for url in [config.public_url(), config.public_http_url()] {
+        if let Some(host) = url_host(&url) {
+            if !names.contains(&host) {
+                names.push(host);
+            }
+        }
+    }
+    names
+}
+
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split("://").nth(1)?;
+    let authority = rest.split('/').next()?;
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?.to_string()
+    } else {
+        authority.split(':').next()?.to_string()
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// The PEM chain and key the HTTPS listener serves: the operator's pair when configured,
+/// else the self-issued certificate (issued again when missing, expiring within 30 days,
+/// or not covering the configured names).
+pub async fn server_tls_material(app: &App, paths: &Paths) -> Result<(String, String)> {
+    if let (Some(cert), Some(key)) = (&app.config.tls.cert_file, &app.config.tls.key_file) {
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p)
+                .map_err(|e| Error::config(format!("reading {}: {e}", p.display())))
+        };
+        return Ok((read(cert)?, read(key)?));
+    }
+    let names = server_names(&app.config);
+    if let (Ok(chain), Ok(key)) = (
+        std::fs::read_to_string(&paths.tls_cert),
+        std::fs::read_to_string(&paths.tls_key),
+    ) {
+        if server_cert_still_good(&chain, &names) {
+            return Ok((chain, key));
+        }
+    }
+    let sans = names
+        .iter()
+        .map(|n| match n.parse() {
+            Ok(ip) => San::Ip(ip),
+            Err(_) => San::Dns(n.clone()),
+        })
+        .collect::<Vec<_>>();
+    let issued = issue::issue(
+        app,
+        IssueRequest {
+            tenant_id: app.defaults.tenant_id.clone(),
+            ca_id: app.defaults.intermediate_id.clone(),
+            leaf_type: LeafType::Server,
+            subject: SubjectFields {
+                common_name: "localhost".into(),
+                organization: Some("Vellum".into()),
+                ..Default::default()
+            },
+            sans,
+            validity_days: 365,
+            include_crl: true,
+            key: KeySource::Generate(KeyAlgorithm::EcP256),
+            source: "system".into(),
+            name: Some("vellum server TLS".into()),
+            tags: BTreeMap::new(),
+            requester: Some("system".into()),
+            spec_json: serde_json::json!({"purpose": "server-tls"}),
+        },
+    )
+    .await?;
+    let inter =
+        hierarchy::load(app, &app.defaults.tenant_id, &app.defaults.intermediate_id).await?;
+    let mut chain = cert_pem(&issued.record.certificate_der);
+    if let Some(der) = &inter.certificate_der {
+        chain.push_str(&cert_pem(der));
+    }
+    let key = issued
+        .private_key_pem
+        .map(|k| k.to_string())
+        .ok_or_else(|| Error::internal("server key missing"))?;
+    crate::fsutil::write_public(&paths.tls_cert, chain.as_bytes())?;
+    crate::fsutil::write_private(&paths.tls_key, key.as_bytes())?;
+    tracing::info!(serial = %issued.record.serial, "issued the server TLS certificate");
+    Ok((chain, key))
+}
+
+fn server_cert_still_good(chain_pem: &str, names: &[String]) -> bool {
+    let Some(first) = pem::parse_many(chain_pem)
+        .ok()
+        .and_then(|b| b.into_iter().next())
+    else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(first.contents()) else {
+        return false;
+    };
+    if cert.validity().not_after.timestamp() < store::now() + 30 * 86_400 {
+        return false;
+    }
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return false;
+    };
+    let present: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|g| match g {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+            x509_parser::extensions::GeneralName::IPAddress(b) => match b.len() {
+                4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).ok()?).to_string()),
+                16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(*b).ok()?).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    names.iter().all(|n| present.contains(n))
+}

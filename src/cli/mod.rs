@@ -1,0 +1,497 @@
+//! `vellum admin …`: the admin API from the command line.
+
+pub mod client;
+pub mod output;
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use client::{AdminClient, CliError, Target};
+
+/// Connection options shared by every admin command.
+#[derive(Debug, Args)]
+pub struct AdminOpts {
+    /// Base URL of the HTTPS listener.
+    #[arg(
+        long,
+        env = "VELLUM_URL",
+        default_value = "https://localhost:8443",
+        global = true
+    )]
+    pub url: String,
+    /// API token (default: read from <data-dir>/admin-token).
+    #[arg(long, env = "VELLUM_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// File holding the API token.
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+    /// The server's data directory (for admin-token and root.pem).
+    #[arg(long, env = "VELLUM_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+    /// PEM file of the CA that issued the server certificate (default: <data-dir>/root.pem).
+    #[arg(long, global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// Act in this tenant (super-admin only).
+    #[arg(long, global = true)]
+    pub tenant: Option<String>,
+    /// Print the raw JSON answer.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// Admin command groups.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Tenants (super-admin).
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Certificate authorities.
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// The audit log, newest first.
+    Audit {
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        /// RFC 3339 time, e.g. 2026-01-31T00:00:00Z.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+}
+
+/// `vellum admin tenant …`
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// The verified legal entity the tenant belongs to.
+        #[arg(long)]
+        entity: String,
+    },
+    /// List tenants.
+    List,
+}
+
+/// `vellum admin token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token; the secret is printed once.
+    Create {
+        /// admin, operator or auditor.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        name: String,
+        /// Tenant the token belongs to (default: the caller's).
+        #[arg(long = "for-tenant")]
+        for_tenant: Option<String>,
+    },
+    /// List tokens.
+    List,
+    /// Revoke a token.
+    Revoke { id: String },
+}
+
+/// Subject and key options of a CA purchase.
+#[derive(Debug, Args)]
+pub struct CaSubject {
+    /// Common name.
+    #[arg(long)]
+    pub cn: String,
+    #[arg(long)]
+    pub org: Option<String>,
+    #[arg(long)]
+    pub ou: Option<String>,
+    /// Two-letter country code.
+    #[arg(long)]
+    pub country: Option<String>,
+    #[arg(long)]
+    pub state: Option<String>,
+    #[arg(long)]
+    pub locality: Option<String>,
+    /// rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384, ed25519.
+    #[arg(long)]
+    pub key_algorithm: Option<String>,
+    #[arg(long)]
+    pub validity_days: Option<i64>,
+}
+
+/// `vellum admin ca …`
+#[derive(Debug, Subcommand)]
+pub enum CaCmd {
+    /// List CAs.
+    List {
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        parent: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show one CA.
+    Show {
+        id: String,
+        /// Print only its certificate (PEM).
+        #[arg(long)]
+        pem: bool,
+    },
+    /// Purchase a root CA (comes with one pending intermediate).
+    CreateRoot {
+        #[command(flatten)]
+        subject: CaSubject,
+        #[arg(long)]
+        service_months: Option<i64>,
+        #[arg(long)]
+        quota: Option<i64>,
+        /// Common name of the intermediate bought with the root.
+        #[arg(long)]
+        intermediate_cn: Option<String>,
+    },
+    /// Purchase an intermediate CA under a root.
+    CreateIntermediate {
+        #[arg(long)]
+        parent: String,
+        #[command(flatten)]
+        subject: CaSubject,
+    },
+    /// Enable a pending CA: generate its key, or upload a certificate and key.
+    Enable {
+        id: String,
+        /// CA certificate (PEM) to upload.
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// Its unencrypted private key (PEM).
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+    },
+    /// Add purchased quota to a root.
+    PurchaseQuota {
+        id: String,
+        #[arg(long)]
+        count: i64,
+    },
+    /// Move quota from a root to one of its intermediates.
+    AssignQuota {
+        root: String,
+        #[arg(long)]
+        intermediate: String,
+        #[arg(long)]
+        count: i64,
+    },
+    /// Revoke an enabled CA.
+    Revoke {
+        id: String,
+        /// RFC 5280 reason, e.g. keyCompromise.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reset an enabled CA to pending (key and certificate discarded).
+    Reset { id: String },
+    /// Refund a pending CA within 7 days of purchase.
+    Refund { id: String },
+    /// Remove a revoked or refunded CA.
+    Remove { id: String },
+}
+
+const CA_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("KIND", "kind"),
+    ("STATUS", "status"),
+    ("COMMON NAME", "common_name"),
+    ("KEY", "key_algorithm"),
+    ("QUOTA AVAIL", "quota_available"),
+    ("QUOTA LEFT", "quota_remaining"),
+    ("NOT AFTER", "not_after"),
+];
+
+fn subject_json(s: &CaSubject) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("common_name".into(), json!(s.cn));
+    let opt = |m: &mut Map<String, Value>, k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            m.insert(k.into(), json!(v));
+        }
+    };
+    opt(&mut m, "organization", &s.org);
+    opt(&mut m, "organizational_unit", &s.ou);
+    opt(&mut m, "country", &s.country);
+    opt(&mut m, "state", &s.state);
+    opt(&mut m, "locality", &s.locality);
+    opt(&mut m, "key_algorithm", &s.key_algorithm);
+    if let Some(v) = s.validity_days {
+        m.insert("validity_days".into(), json!(v));
+    }
+    m
+}
+
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", urlencode(v))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+enum Shape {
+    Object,
+    Table(&'static [(&'static str, &'static str)]),
+}
+
+/// Runs an admin command; returns what to print.
+pub async fn run(opts: AdminOpts) -> Result<String, CliError> {
+    let client = AdminClient::new(Target {
+        url: opts.url.clone(),
+        token: opts.token.clone(),
+        token_file: opts.token_file.clone(),
+        data_dir: opts.data_dir.clone(),
+        ca_file: opts.ca_file.clone(),
+        tenant: opts.tenant.clone(),
+    })?;
+    let (method, path, body, shape) = match &opts.command {
+        AdminCommand::Tenant(TenantCmd::Create { name, entity }) => (
+            Method::POST,
+            "/tenants".to_string(),
+            Some(json!({"name": name, "entity": entity})),
+            Shape::Object,
+        ),
+        AdminCommand::Tenant(TenantCmd::List) => (
+            Method::GET,
+            "/tenants".into(),
+            None,
+            Shape::Table(&[
+                ("ID", "id"),
+                ("NAME", "name"),
+                ("ENTITY", "entity"),
+                ("CREATED", "created_at"),
+            ]),
+        ),
+        AdminCommand::Token(TokenCmd::Create {
+            role,
+            name,
+            for_tenant,
+        }) => {
+            let mut b = json!({"role": role, "name": name});
+            if let Some(t) = for_tenant {
+                b["tenant"] = json!(t);
+            }
+            (Method::POST, "/tokens".into(), Some(b), Shape::Object)
+        }
+        AdminCommand::Token(TokenCmd::List) => (
+            Method::GET,
+            "/tokens".into(),
+            None,
+            Shape::Table(&[
+                ("ID", "id"),
+                ("TENANT", "tenant_id"),
+                ("ROLE", "role"),
+                ("NAME", "name"),
+                ("CREATED", "created_at"),
+                ("REVOKED", "revoked_at"),
+            ]),
+        ),
+        AdminCommand::Token(TokenCmd::Revoke { id }) => {
+            (Method::DELETE, format!("/tokens/{id}"), None, Shape::Object)
+        }
+        AdminCommand::Ca(cmd) => ca_request(cmd)?,
+        AdminCommand::Audit {
+            action,
+            target,
+            since,
+            limit,
+            cursor,
+        } => (
+            Method::GET,
+            format!(
+                "/audit{}",
+                query(&[
+                    ("action", action.clone()),
+                    ("target", target.clone()),
+                    ("since", since.clone()),
+                    ("limit", limit.map(|l| l.to_string())),
+                    ("cursor", cursor.clone()),
+                ])
+            ),
+            None,
+            Shape::Table(&[
+                ("AT", "at"),
+                ("ACTION", "action"),
+                ("TARGET", "target"),
+                ("OUTCOME", "outcome"),
+                ("ACTOR", "actor"),
+                ("FROM", "source_ip"),
+                ("DETAIL", "detail"),
+            ]),
+        ),
+    };
+    let value = client.call(method, &path, body).await?;
+    if let AdminCommand::Ca(CaCmd::Show { pem: true, .. }) = &opts.command {
+        return Ok(value["certificate_pem"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                CliError("this CA has no certificate yet (it is not enabled)".into())
+            })?);
+    }
+    if opts.json {
+        return Ok(serde_json::to_string_pretty(&value).unwrap_or_default() + "\n");
+    }
+    Ok(match shape {
+        Shape::Object => output::object(&value),
+        Shape::Table(cols) => output::items_table(&value, cols),
+    })
+}
+
+fn ca_request(cmd: &CaCmd) -> Result<(Method, String, Option<Value>, Shape), CliError> {
+    Ok(match cmd {
+        CaCmd::List {
+            kind,
+            status,
+            parent,
+            limit,
+            cursor,
+        } => (
+            Method::GET,
+            format!(
+                "/cas{}",
+                query(&[
+                    ("kind", kind.clone()),
+                    ("status", status.clone()),
+                    ("parent_id", parent.clone()),
+                    ("limit", limit.map(|l| l.to_string())),
+                    ("cursor", cursor.clone()),
+                ])
+            ),
+            None,
+            Shape::Table(CA_COLUMNS),
+        ),
+        CaCmd::Show { id, .. } => (Method::GET, format!("/cas/{id}"), None, Shape::Object),
+        CaCmd::CreateRoot {
+            subject,
+            service_months,
+            quota,
+            intermediate_cn,
+        } => {
+            let mut m = subject_json(subject);
+            m.insert("kind".into(), json!("root"));
+            if let Some(v) = service_months {
+                m.insert("service_months".into(), json!(v));
+            }
+            if let Some(v) = quota {
+                m.insert("quota".into(), json!(v));
+            }
+            if let Some(v) = intermediate_cn {
+                m.insert("intermediate_common_name".into(), json!(v));
+            }
+            (
+                Method::POST,
+                "/cas".into(),
+                Some(Value::Object(m)),
+                Shape::Object,
+            )
+        }
+        CaCmd::CreateIntermediate { parent, subject } => {
+            let mut m = subject_json(subject);
+            m.insert("kind".into(), json!("intermediate"));
+            m.insert("parent_id".into(), json!(parent));
+            (
+                Method::POST,
+                "/cas".into(),
+                Some(Value::Object(m)),
+                Shape::Object,
+            )
+        }
+        CaCmd::Enable { id, cert, key } => {
+            let body = match (cert, key) {
+                (Some(c), Some(k)) => {
+                    let read = |p: &PathBuf| {
+                        std::fs::read_to_string(p)
+                            .map_err(|e| CliError(format!("cannot read {}: {e}", p.display())))
+                    };
+                    json!({"mode": "upload", "certificate_pem": read(c)?, "private_key_pem": read(k)?})
+                }
+                _ => json!({"mode": "generate"}),
+            };
+            (
+                Method::POST,
+                format!("/cas/{id}/enable"),
+                Some(body),
+                Shape::Object,
+            )
+        }
+        CaCmd::PurchaseQuota { id, count } => (
+            Method::POST,
+            format!("/cas/{id}/quota/purchase"),
+            Some(json!({"count": count})),
+            Shape::Object,
+        ),
+        CaCmd::AssignQuota {
+            root,
+            intermediate,
+            count,
+        } => (
+            Method::POST,
+            format!("/cas/{root}/quota/assign"),
+            Some(json!({"intermediate_id": intermediate, "count": count})),
+            Shape::Object,
+        ),
+        CaCmd::Revoke { id, reason } => {
+            let body = match reason {
+                Some(r) => json!({"reason": r}),
+                None => json!({}),
+            };
+            (
+                Method::POST,
+                format!("/cas/{id}/revoke"),
+                Some(body),
+                Shape::Object,
+            )
+        }
+        CaCmd::Reset { id } => (
+            Method::POST,
+            format!("/cas/{id}/reset"),
+            Some(json!({})),
+            Shape::Object,
+        ),
+        CaCmd::Refund { id } => (
+            Method::POST,
+            format!("/cas/{id}/refund"),
+            Some(json!({})),
+            Shape::Object,
+        ),
+        CaCmd::Remove { id } => (Method::DELETE, format!("/cas/{id}"), None, Shape::Object),
+    })
+}

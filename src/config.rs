@@ -1,0 +1,388 @@
+//! Configuration: an optional TOML file, then `VELLUM_*` environment overrides.
+//!
+//! Every key of the file can be overridden by an environment variable whose name is
+//! `VELLUM_` followed by the key path in upper case with `.` replaced by `_`
+//! (`tls.cert_file` → `VELLUM_TLS_CERT_FILE`). Values are read as TOML literals when they
+//! parse as one (`8443`, `true`, `["a","b"]`) and as plain strings otherwise.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Every configurable key, as a dotted TOML path. The environment override of each is
+/// derived from it (see the module documentation).
+pub const KEYS: &[&str] = &[
+    "data_dir",
+    "database_url",
+    "listen_https",
+    "listen_http",
+    "public_url",
+    "public_http_url",
+    "master_key",
+    "tls.cert_file",
+    "tls.key_file",
+    "tls.names",
+    "limits.body_bytes",
+    "limits.request_timeout_secs",
+    "limits.header_timeout_secs",
+    "limits.concurrency",
+    "limits.db_connections",
+    "log.level",
+    "log.json",
+    "bootstrap.root_common_name",
+    "bootstrap.intermediate_common_name",
+    "bootstrap.root_quota",
+    "bootstrap.intermediate_quota",
+    "bootstrap.key_algorithm",
+];
+
+/// The whole server configuration, after file and environment were merged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding the database (SQLite), master key, admin token and root.pem.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default `sqlite://<data_dir>/vellum.db`.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// HTTPS listener: admin API, ACME, EST.
+    #[serde(default = "default_https")]
+    pub listen_https: SocketAddr,
+    /// Plain HTTP listener: CRLs and CA certificates.
+    #[serde(default = "default_http")]
+    pub listen_http: SocketAddr,
+    /// Base URL of the HTTPS listener as clients reach it.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Base URL of the HTTP listener as clients reach it (written into certificates).
+    #[serde(default)]
+    pub public_http_url: Option<String>,
+    /// 32-byte master key, hex (64 characters) or base64. Default: `<data_dir>/master.key`.
+    #[serde(default)]
+    pub master_key: Option<String>,
+    /// TLS settings of the HTTPS listener.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Limits enforced at the edge.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// What the first start creates.
+    #[serde(default)]
+    pub bootstrap: Bootstrap,
+}
+
+/// TLS settings of the HTTPS listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Operator-provided certificate chain (PEM). With `key_file`, replaces the
+    /// certificate Vellum would issue itself.
+    pub cert_file: Option<PathBuf>,
+    /// Operator-provided private key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// Extra DNS names or IP addresses for the self-issued server certificate.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+/// Limits enforced at the edge.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest accepted request body, bytes.
+    pub body_bytes: usize,
+    /// Longest time a request may take, seconds.
+    pub request_timeout_secs: u64,
+    /// Longest time a client may take to send its request headers, seconds.
+    pub header_timeout_secs: u64,
+    /// Requests served at once per listener; more wait in line.
+    pub concurrency: usize,
+    /// Database connections in the pool (readers, for SQLite; all, for PostgreSQL).
+    pub db_connections: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            header_timeout_secs: 10,
+            concurrency: 512,
+            db_connections: 16,
+        }
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info` or `vellum=debug,info`.
+    pub level: String,
+    /// One JSON object per line instead of human-readable text.
+    pub json: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            json: false,
+        }
+    }
+}
+
+/// What the first start on an empty data directory creates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Bootstrap {
+    /// Common name of the bootstrap root CA.
+    pub root_common_name: String,
+    /// Common name of the bootstrap intermediate CA.
+    pub intermediate_common_name: String,
+    /// Certificate quota the bootstrap root is purchased with.
+    pub root_quota: i64,
+    /// Part of it assigned to the bootstrap intermediate.
+    pub intermediate_quota: i64,
+    /// Key algorithm of both bootstrap CAs.
+    pub key_algorithm: String,
+}
+
+impl Default for Bootstrap {
+    fn default() -> Self {
+        Bootstrap {
+            root_common_name: "Vellum Root CA".into(),
+            intermediate_common_name: "Vellum Issuing CA".into(),
+            root_quota: 1000,
+            intermediate_quota: 100,
+            key_algorithm: "ec-p256".into(),
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn default_https() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+impl Config {
+    /// Reads the file (if any), applies the process environment, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Config> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(file, &env)
+    }
+
+    /// Like [`Config::load`], with an explicit environment (for tests).
+    pub fn load_with_env(file: Option<&Path>, env: &[(String, String)]) -> Result<Config> {
+        let mut root = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::config(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    Error::config(format!(
+                        "config file {} is not valid TOML: {e}",
+                        path.display()
+                    ))
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for key in KEYS {
+            let var = env_name(key);
+            if let Some((_, value)) = env.iter().find(|(k, _)| *k == var) {
+                set_path(&mut root, key, parse_env_value(value));
+            }
+        }
+        let config: Config = toml::Value::Table(root)
+            .try_into()
+            .map_err(|e| Error::config(format!("invalid configuration: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(Error::config(
+                "tls.cert_file and tls.key_file must be set together".to_string(),
+            ));
+        }
+        if self.limits.body_bytes == 0 || self.limits.concurrency == 0 {
+            return Err(Error::config(
+                "limits.body_bytes and limits.concurrency must be above 0".to_string(),
+            ));
+        }
+        if !(1..=self.bootstrap.root_quota).contains(&self.bootstrap.intermediate_quota) {
+            return Err(Error::config(
+                "bootstrap.intermediate_quota must be between 1 and bootstrap.root_quota"
+                    .to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL in force: the configured one or the SQLite file in the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}/vellum.db", self.data_dir.display()),
+        }
+    }
+
+    /// Base URL of the HTTPS listener (no trailing slash).
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("https://{}", display_addr(self.listen_https)),
+        }
+    }
+
+    /// Base URL of the plain-HTTP distribution listener (no trailing slash).
+    pub fn public_http_url(&self) -> String {
+        match &self.public_http_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", display_addr(self.listen_http)),
+        }
+    }
+
+    /// Where the super-admin token is written.
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.data_dir.join("admin-token")
+    }
+
+    /// Where the bootstrap root certificate is written.
+    pub fn root_pem_path(&self) -> PathBuf {
+        self.data_dir.join("root.pem")
+    }
+}
+
+/// `localhost` for loopback and unspecified addresses, so that URLs match the server
+/// certificate; the address itself otherwise.
+fn display_addr(addr: SocketAddr) -> String {
+    if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+/// `tls.cert_file` → `VELLUM_TLS_CERT_FILE`.
+pub fn env_name(key: &str) -> String {
+    format!("VELLUM_{}", key.replace('.', "_").to_uppercase())
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    let wrapped = format!("v = {raw}");
+    match wrapped.parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn set_path(root: &mut toml::Table, key: &str, value: toml::Value) {
+    let mut table = root;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            // Keys that hold strings stay strings even when the value looks like a number.
+            let value = match (&value, part) {
+                (toml::Value::Integer(i), "master_key" | "database_url") => {
+                    toml::Value::String(i.to_string())
+                }
+                _ => value,
+            };
+            table.insert(part.to_string(), value);
+            return;
+        }
+        let entry = table
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        match entry {
+            toml::Value::Table(t) => table = t,
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_without_file_or_env() {
+        let c = Config::load_with_env(None, &[]).unwrap();
+        assert_eq!(c.listen_https.port(), 8443);
+        assert_eq!(c.listen_http.port(), 8080);
+        assert_eq!(c.database_url(), "sqlite://./data/vellum.db");
+        assert_eq!(c.public_url(), "https://localhost:8443");
+        assert_eq!(c.public_http_url(), "http://localhost:8080");
+    }
+
+    #[test]
+    fn environment_overrides_file_and_nested_keys() {
+        let dir = std::env::temp_dir().join(format!("vellum-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("v.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/a\"\n[limits]\nbody_bytes = 10\n[tls]\nnames = [\"a.example\"]\n",
+        )
+        .unwrap();
+        let c = Config::load_with_env(
+            Some(&file),
+            &env(&[
+                ("VELLUM_DATA_DIR", "/srv/b"),
+                ("VELLUM_LIMITS_CONCURRENCY", "7"),
+                ("VELLUM_TLS_NAMES", "[\"x.example\", \"10.0.0.1\"]"),
+                ("VELLUM_LISTEN_HTTPS", "0.0.0.0:9443"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/b"));
+        assert_eq!(c.limits.body_bytes, 10);
+        assert_eq!(c.limits.concurrency, 7);
+        assert_eq!(c.tls.names, vec!["x.example", "10.0.0.1"]);
+        assert_eq!(c.listen_https.port(), 9443);
+        assert_eq!(c.database_url(), "sqlite:///srv/b/vellum.db");
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_the_key() {
+        let err = Config::load_with_env(None, &env(&[("VELLUM_LISTEN_HTTP", "nowhere")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_http"), "{err}");
+    }
+
+    #[test]
+    fn half_a_tls_pair_is_refused() {
+        let err = Config::load_with_env(None, &env(&[("VELLUM_TLS_CERT_FILE", "/x.pem")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls.key_file"), "{err}");
+    }
+}

@@ -1,0 +1,185 @@
+//! The one error type. Each kind knows its HTTP status and its RFC 9457 problem type.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed (unparseable JSON, wrong content type…). 400.
+    #[error("{detail}")]
+    BadRequest {
+        /// The offending field, when one can be named.
+        field: Option<String>,
+        /// What is wrong and how to fix it.
+        detail: String,
+    },
+    /// No valid credentials. 401.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials that may not do this. 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Nothing of that name in the caller's tenant. 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// The current state forbids the transition; the message names the state. 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// The body parses but breaks a rule; names the field and the rule. 422.
+    #[error("{field}: {detail}")]
+    Invalid {
+        /// The offending field.
+        field: String,
+        /// The rule it breaks.
+        detail: String,
+    },
+    /// The request body is larger than the configured limit. 413.
+    #[error("request body exceeds the limit of {0} bytes")]
+    TooLarge(usize),
+    /// Wrong `Content-Type`. 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A dependency (the database) is not answering. 503.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Invalid configuration or startup failure (never sent to a client as such).
+    #[error("{0}")]
+    Config(String),
+    /// A bug or an unexpected failure underneath. 500; details are logged, not sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// 422 naming `field` and the rule it breaks.
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Error {
+        Error::Invalid {
+            field: field.into(),
+            detail: detail.into(),
+        }
+    }
+    /// 400 with a detail.
+    pub fn bad_request(detail: impl Into<String>) -> Error {
+        Error::BadRequest {
+            field: None,
+            detail: detail.into(),
+        }
+    }
+    /// 409 with a detail naming the current state.
+    pub fn conflict(detail: impl Into<String>) -> Error {
+        Error::Conflict(detail.into())
+    }
+    /// 404 with a detail.
+    pub fn not_found(detail: impl Into<String>) -> Error {
+        Error::NotFound(detail.into())
+    }
+    /// 403 with a detail.
+    pub fn forbidden(detail: impl Into<String>) -> Error {
+        Error::Forbidden(detail.into())
+    }
+    /// Startup / configuration failure.
+    pub fn config(detail: impl Into<String>) -> Error {
+        Error::Config(detail.into())
+    }
+    /// Unexpected failure; the detail is logged but not shown to clients.
+    pub fn internal(detail: impl std::fmt::Display) -> Error {
+        Error::Internal(detail.to_string())
+    }
+
+    /// HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Short machine-readable name, used in the problem type URI.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            Error::BadRequest { .. } => "bad-request",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not-found",
+            Error::Conflict(_) => "conflict",
+            Error::Invalid { .. } => "invalid",
+            Error::TooLarge(_) => "too-large",
+            Error::UnsupportedMediaType(_) => "unsupported-media-type",
+            Error::Unavailable(_) => "unavailable",
+            Error::Config(_) | Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The detail shown to a client (internal errors are not disclosed).
+    pub fn client_detail(&self) -> String {
+        match self {
+            Error::Internal(_) | Error::Config(_) => {
+                "internal error; the server log has the details".to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// The field this error names, if any.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid { field, .. } => Some(field),
+            Error::BadRequest { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                Error::Unavailable(format!("database unavailable: {e}"))
+            }
+            _ => Error::Internal(format!("database: {e}")),
+        }
+    }
+}
+
+impl From<rcgen::Error> for Error {
+    fn from(e: rcgen::Error) -> Self {
+        Error::Internal(format!("certificate generation: {e}"))
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut body = json!({
+            "type": format!("urn:vellum:problem:{}", self.slug()),
+            "title": status.canonical_reason().unwrap_or("error"),
+            "status": status.as_u16(),
+            "detail": self.client_detail(),
+        });
+        if let Some(field) = self.field() {
+            body["field"] = json!(field);
+        }
+        let mut resp = (status, axum::Json(body)).into_response();
+        resp.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/problem+json"),
+        );
+        resp
+    }
+}

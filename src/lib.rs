@@ -1,0 +1,54 @@
+//! Vellum: a self-hosted private certificate authority.
+//!
+//! Front ends (`admin`, `crl`, later `acme` and `est`) speak protocols; `ra` decides; `ca`
+//! signs; `store` speaks SQL. See `docs/ARCHITECTURE.md`.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod bootstrap;
+pub mod ca;
+pub mod cli;
+pub mod config;
+pub mod crl;
+pub mod error;
+pub mod fsutil;
+pub mod ra;
+pub mod server;
+pub mod store;
+
+use ca::keys::MasterKey;
+use ca::SignerCache;
+use config::Config;
+use store::Store;
+
+/// Everything a request handler needs, shared behind an `Arc`.
+#[derive(Debug)]
+pub struct App {
+    /// Configuration, with public URLs resolved to the bound addresses.
+    pub config: Config,
+    /// The database.
+    pub store: Store,
+    /// Seals and opens private keys at rest.
+    pub master: MasterKey,
+    /// CA keys opened in memory.
+    pub signers: SignerCache,
+    /// What the bootstrap created.
+    pub defaults: Defaults,
+}
+
+/// Identifiers of what the first start created.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// The `default` tenant.
+    pub tenant_id: String,
+    /// The bootstrap root CA ("Vellum Root CA").
+    pub root_id: String,
+    /// The bootstrap intermediate ("Vellum Issuing CA"): default for ACME and EST.
+    pub intermediate_id: String,
+}
+
+/// Installs the process-wide rustls crypto provider (aws-lc-rs). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -1,0 +1,91 @@
+//! The `vellum` binary: `serve`, `admin …`, `version`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Vellum: a self-hosted private certificate authority.
+#[derive(Debug, Parser)]
+#[command(name = "vellum", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (HTTPS admin API, HTTP CRL/CA distribution).
+    Serve {
+        /// TOML configuration file (every key can also be set as VELLUM_<KEY>).
+        #[arg(long, env = "VELLUM_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Call the admin API of a running server.
+    Admin(vellum::cli::AdminOpts),
+    /// Print the version.
+    Version,
+}
+
+fn init_logging(level: &str, json: bool) {
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
+        EnvFilter::try_new(format!("{level},sqlx=warn,hyper=warn,rustls=warn"))
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Version => {
+            println!("vellum {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Serve { config } => {
+            let config = match vellum::config::Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&config.log.level, config.log.json);
+            match runtime.block_on(vellum::server::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Admin(opts) => match runtime.block_on(vellum::cli::run(opts)) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

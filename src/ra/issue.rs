@@ -1,0 +1,358 @@
+//! THE issuance path. Admin apply, ACME finalize, EST enroll, renewals and the server's own
+//! TLS certificate all end here:
+//! 1. the issuing CA must be an enabled intermediate of the caller's tenant, in service;
+//! 2. the request must satisfy the names, key and validity rules;
+//! 3. one transaction takes one unit of quota, signs, and records the certificate; the
+//!    certificate is returned only after the commit.
+
+use std::collections::BTreeMap;
+
+use rcgen::{PublicKeyData, SubjectPublicKeyInfo};
+use zeroize::Zeroizing;
+
+use crate::ca::keys::KeyAlgorithm;
+use crate::ca::profile::{self, LeafSpec, LeafType, PublicationUrls, San, SubjectFields, Validity};
+use crate::error::{Error, Result};
+use crate::store::{self, cas::CaRow, certificates::CertRow};
+use crate::App;
+
+/// Most subject alternative names one certificate may carry.
+pub const MAX_SANS: usize = 10;
+/// Longest leaf validity, days (100 years).
+pub const MAX_LEAF_VALIDITY_DAYS: i64 = 36_500;
+/// A leaf valid for longer than this many days carries the leakage-risk flag.
+pub const LEAKAGE_RISK_DAYS: i64 = 365;
+
+/// Where the subject's key comes from.
+pub enum KeySource {
+    /// The server generates the key pair (and keeps it, sealed).
+    Generate(KeyAlgorithm),
+    /// The requester holds the key; this is its DER SubjectPublicKeyInfo (from a CSR).
+    PublicKey(Vec<u8>),
+}
+
+/// A request for one end-entity certificate.
+pub struct IssueRequest {
+    pub tenant_id: String,
+    pub ca_id: String,
+    pub leaf_type: LeafType,
+    pub subject: SubjectFields,
+    pub sans: Vec<San>,
+    pub validity_days: i64,
+    pub include_crl: bool,
+    pub key: KeySource,
+    /// `private_ca`, `acme`, `est`, `system`.
+    pub source: String,
+    pub name: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// Who asked (token id, ACME account, EST client).
+    pub requester: Option<String>,
+    /// The request as received, kept for renewals.
+    pub spec_json: serde_json::Value,
+}
+
+/// A certificate that has been recorded and may leave the server.
+pub struct Issued {
+    pub record: CertRow,
+    /// The private key (PKCS#8 PEM) when the server generated it.
+    pub private_key_pem: Option<Zeroizing<String>>,
+}
+
+/// Checks the issuing CA: an enabled intermediate of the tenant, within its service period.
+pub fn check_issuer(ca: &CaRow, now: i64) -> Result<()> {
+    if ca.is_root() {
+        return Err(Error::conflict(format!(
+            "CA {} is a root CA; roots issue only intermediates, use one of its intermediate CAs",
+            ca.id
+        )));
+    }
+    if ca.status != "enabled" {
+        return Err(Error::conflict(format!(
+            "CA {} is {}; only an enabled intermediate CA issues certificates",
+            ca.id, ca.status
+        )));
+    }
+    if ca.service_until <= now {
+        return Err(Error::conflict(format!(
+            "the service period of CA {} ended at {}",
+            ca.id,
+            crate::admin::json::rfc3339(ca.service_until)
+        )));
+    }
+    if ca.not_after.is_some_and(|na| na <= now) {
+        return Err(Error::conflict(format!(
+            "the certificate of CA {} has expired",
+            ca.id
+        )));
+    }
+    Ok(())
+}
+
+/// The validity window a request gets, or a 422 giving the maximum allowed.
+pub fn check_validity(ca: &CaRow, validity_days: i64, now: i64) -> Result<Validity> {
+    if !(1..=MAX_LEAF_VALIDITY_DAYS).contains(&validity_days) {
+        return Err(Error::invalid(
+            "validity_days",
+            format!("must be between 1 and {MAX_LEAF_VALIDITY_DAYS} days"),
+        ));
+    }
+    let not_after = now + validity_days * 86_400;
+    let issuer_end = ca.not_after.unwrap_or(i64::MAX);
+    let short_service = ca.service_until - ca.purchased_at < 365 * 86_400;
+    let limit = if short_service {
+        issuer_end.min(ca.service_until)
+    } else {
+        issuer_end
+    };
+    if not_after > limit {
+        let max_days = ((limit - now) / 86_400).max(0);
+        let why = if short_service && ca.service_until <= issuer_end {
+            "the CA's service period (under a year) ends"
+        } else {
+            "the issuing CA's certificate expires"
+        };
+        return Err(Error::invalid(
+            "validity_days",
+            format!(
+                "{validity_days} days would outlast {why} at {}; the maximum is {max_days} days",
+                crate::admin::json::rfc3339(limit)
+            ),
+        ));
+    }
+    Ok(Validity {
+        not_before: now - 60,
+        not_after,
+    })
+}
+
+/// Checks the names against the profile: at most [`MAX_SANS`]; servers take DNS/IP names,
+/// clients e-mail addresses/URIs.
+pub fn check_names(leaf_type: LeafType, subject: &SubjectFields, sans: &[San]) -> Result<()> {
+    if sans.len() > MAX_SANS {
+        return Err(Error::invalid(
+            "sans",
+            format!("{} names given; at most {MAX_SANS} are allowed", sans.len()),
+        ));
+    }
+    if subject.common_name.len() > 64 {
+        return Err(Error::invalid(
+            "common_name",
+            "must be at most 64 characters",
+        ));
+    }
+    if subject.common_name.is_empty() && sans.is_empty() {
+        return Err(Error::invalid(
+            "common_name",
+            "a certificate needs a common name or at least one SAN",
+        ));
+    }
+    for san in sans {
+        let ok = match (leaf_type, san) {
+            (LeafType::Server, San::Dns(d)) => valid_dns_name(d),
+            (LeafType::Server, San::Ip(_)) => true,
+            (LeafType::Client, San::Email(e)) => valid_email(e),
+            (LeafType::Client, San::Uri(u)) => u.contains(':') && u.is_ascii() && !u.contains(' '),
+            (LeafType::Server, _) => {
+                return Err(Error::invalid(
+                    "sans",
+                    format!("{san:?}: server certificates take only dns and ip names"),
+                ))
+            }
+            (LeafType::Client, _) => {
+                return Err(Error::invalid(
+                    "sans",
+                    format!("{san:?}: client certificates take only email and uri names"),
+                ))
+            }
+        };
+        if !ok {
+            return Err(Error::invalid(
+                "sans",
+                format!("{san:?} is not well-formed"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A DNS name (optionally `*.` wildcard): LDH labels of 1–63 characters, 253 in all.
+pub fn valid_dns_name(name: &str) -> bool {
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+fn valid_email(e: &str) -> bool {
+    match e.split_once('@') {
+        Some((local, domain)) => !local.is_empty() && e.is_ascii() && valid_dns_name(domain),
+        None => false,
+    }
+}
+
+/// Issues one certificate through the single path (see the module documentation).
+pub async fn issue(app: &App, req: IssueRequest) -> Result<Issued> {
+    let now = store::now();
+    let ca = {
+        let mut conn = app.store.reader().acquire().await?;
+        store::cas::get(&mut conn, &req.tenant_id, &req.ca_id)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(format!("no CA with id {} in this tenant", req.ca_id))
+            })?
+    };
+    check_issuer(&ca, now)?;
+    check_names(req.leaf_type, &req.subject, &req.sans)?;
+    let validity = check_validity(&ca, req.validity_days, now)?;
+
+    let (public_key, generated, key_alg) = match &req.key {
+        KeySource::Generate(alg) => {
+            let alg = *alg;
+            let kp = tokio::task::spawn_blocking(move || alg.generate())
+                .await
+                .map_err(Error::internal)??;
+            let spki = kp.subject_public_key_info();
+            (spki, Some(kp), alg)
+        }
+        KeySource::PublicKey(spki) => {
+            let alg = KeyAlgorithm::from_spki(spki).map_err(|e| Error::invalid("csr", e))?;
+            (spki.clone(), None, alg)
+        }
+    };
+    let spki = SubjectPublicKeyInfo::from_der(&public_key)
+        .map_err(|e| Error::invalid("csr", format!("public key unusable: {e}")))?;
+
+    let http = app.config.public_http_url();
+    let urls = PublicationUrls::for_ca(&http, &ca.id);
+    let spec = LeafSpec {
+        leaf_type: req.leaf_type,
+        subject: req.subject.clone(),
+        sans: req.sans.clone(),
+        validity,
+        key_encipherment: req.leaf_type == LeafType::Server && key_alg.is_rsa(),
+        crl_url: (req.include_crl && ca.crl_enabled).then(|| urls.crl.clone()),
+        issuer_url: Some(urls.certificate.clone()),
+    };
+    let signer = app.signers.get(&app.master, &ca)?;
+
+    let id = uuid::Uuid::now_v7().to_string();
+    let private_key_pem = generated
+        .as_ref()
+        .map(|k| Zeroizing::new(k.serialize_pem()));
+    let key_sealed = match &generated {
+        Some(k) => Some(app.master.seal_key(&id, k)?),
+        None => None,
+    };
+    let mut record = CertRow {
+        id,
+        tenant_id: req.tenant_id.clone(),
+        ca_id: Some(ca.id.clone()),
+        cert_type: req.leaf_type.as_str().to_string(),
+        common_name: req.subject.common_name.clone(),
+        sans_json: sans_json(&req.sans).to_string(),
+        not_before: validity.not_before,
+        not_after: validity.not_after,
+        source: req.source.clone(),
+        name: req.name.clone(),
+        tags_json: serde_json::to_string(&req.tags).map_err(Error::internal)?,
+        spec_json: req.spec_json.to_string(),
+        key_algorithm: key_alg.to_string(),
+        leakage_risk: req.validity_days > LEAKAGE_RISK_DAYS,
+        key_sealed,
+        requester: req.requester.clone(),
+        created_at: now,
+        ..CertRow::default()
+    };
+
+    let mut tx = app.store.begin().await?;
+    if !store::cas::spend_one(&mut tx, &ca.id).await? {
+        return Err(Error::conflict(format!(
+            "intermediate CA {} ({}) has no certificate quota left; assign quota to it from its root CA {}",
+            ca.id,
+            ca.common_name,
+            ca.parent_id.as_deref().unwrap_or("?")
+        )));
+    }
+    let (der, serial) = profile::leaf(&spec, &spki, &signer)?;
+    record.serial = serial;
+    record.certificate_der = der;
+    store::certificates::insert(&mut tx, &record).await?;
+    tx.commit().await?;
+    Ok(Issued {
+        record,
+        private_key_pem,
+    })
+}
+
+/// JSON list of `{"type","value"}` for the inventory.
+pub fn sans_json(sans: &[San]) -> serde_json::Value {
+    serde_json::Value::Array(
+        sans.iter()
+            .map(|s| {
+                let (t, v) = match s {
+                    San::Dns(d) => ("dns", d.clone()),
+                    San::Ip(ip) => ("ip", ip.to_string()),
+                    San::Email(e) => ("email", e.clone()),
+                    San::Uri(u) => ("uri", u.clone()),
+                };
+                serde_json::json!({"type": t, "value": v})
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca(purchased: i64, service_until: i64, not_after: i64) -> CaRow {
+        CaRow {
+            id: "i".into(),
+            kind: "intermediate".into(),
+            status: "enabled".into(),
+            purchased_at: purchased,
+            service_until,
+            not_after: Some(not_after),
+            ..CaRow::default()
+        }
+    }
+
+    #[test]
+    fn validity_is_capped_by_short_service_period_and_issuer_expiry() {
+        let now = 1_000_000_000;
+        let day = 86_400;
+        let short = ca(now, now + 90 * day, now + 3650 * day);
+        assert!(check_validity(&short, 30, now).is_ok());
+        let e = check_validity(&short, 120, now).unwrap_err().to_string();
+        assert!(e.contains("maximum is 90 days"), "{e}");
+        let long = ca(now, now + 2 * 365 * day, now + 500 * day);
+        assert!(check_validity(&long, 400, now).is_ok());
+        let e = check_validity(&long, 600, now).unwrap_err().to_string();
+        assert!(e.contains("expires") && e.contains("500"), "{e}");
+        assert!(check_validity(&long, 0, now).is_err());
+    }
+
+    #[test]
+    fn names_follow_the_profile() {
+        let s = SubjectFields {
+            common_name: "x".into(),
+            ..Default::default()
+        };
+        assert!(check_names(LeafType::Server, &s, &[San::Dns("a.example".into())]).is_ok());
+        assert!(check_names(LeafType::Server, &s, &[San::Email("a@b.example".into())]).is_err());
+        assert!(check_names(LeafType::Client, &s, &[San::Dns("a.example".into())]).is_err());
+        let eleven: Vec<San> = (0..11).map(|i| San::Dns(format!("h{i}.example"))).collect();
+        let e = check_names(LeafType::Server, &s, &eleven)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most 10"), "{e}");
+        assert!(!valid_dns_name("bad_label.example"));
+        assert!(valid_dns_name("*.ok.example"));
+    }
+}

@@ -1,0 +1,204 @@
+//! Storage: the only module that speaks SQL.
+//!
+//! Both backends go through sqlx's `Any` driver with `$n` placeholders, which SQLite and
+//! PostgreSQL both understand; each backend has its own migration set. Times are Unix
+//! seconds, flags 0/1 integers, so that rows decode the same way from either.
+//!
+//! SQLite runs in WAL mode with one *writer* connection and a pool of readers: writers
+//! queue in the pool instead of failing with `SQLITE_BUSY`, readers never wait for
+//! writers. PostgreSQL uses one pool for both.
+
+pub mod audit;
+pub mod cas;
+pub mod certificates;
+pub mod settings;
+pub mod tenants;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+use crate::error::{Error, Result};
+
+/// Which database engine is underneath.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file (the default).
+    Sqlite,
+    /// PostgreSQL server (several replicas may share it).
+    Postgres,
+}
+
+/// The database handle shared by every request.
+#[derive(Clone, Debug)]
+pub struct Store {
+    read: AnyPool,
+    write: AnyPool,
+    backend: Backend,
+}
+
+/// A write transaction.
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Connection type repositories run their queries on.
+pub type Conn = sqlx::AnyConnection;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("src/store/migrations/postgres");
+
+impl Store {
+    /// Connects, applies the migrations of the backend, and returns the handle.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(Error::config(format!(
+                "database_url must start with sqlite:// or postgres://, got {url:?}"
+            )));
+        };
+        let store = match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url(url)?;
+                let write = sqlite_pool(&url, 1).await?;
+                // WAL is a property of the file: set it once, on the writer.
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&write)
+                    .await?;
+                SQLITE_MIGRATIONS
+                    .run(&write)
+                    .await
+                    .map_err(|e| Error::config(format!("migrating the SQLite database: {e}")))?;
+                let read = sqlite_pool(&url, max_connections.max(1)).await?;
+                Store {
+                    read,
+                    write,
+                    backend,
+                }
+            }
+            Backend::Postgres => {
+                let opts = AnyConnectOptions::from_str(url)
+                    .map_err(|e| Error::config(format!("database_url: {e}")))?
+                    .log_statements(tracing::log::LevelFilter::Trace);
+                let pool = AnyPoolOptions::new()
+                    .max_connections(max_connections.max(2))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await
+                    .map_err(|e| Error::config(format!("connecting to PostgreSQL: {e}")))?;
+                POSTGRES_MIGRATIONS.run(&pool).await.map_err(|e| {
+                    Error::config(format!("migrating the PostgreSQL database: {e}"))
+                })?;
+                Store {
+                    read: pool.clone(),
+                    write: pool,
+                    backend,
+                }
+            }
+        };
+        Ok(store)
+    }
+
+    /// The engine underneath.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Pool for reads that need no transaction.
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(self.write.begin().await?)
+    }
+
+    /// One round trip to the database (health checks).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    /// Serialises bootstraps of several replicas sharing one PostgreSQL database (a
+    /// session advisory lock, released when the returned guard is dropped: its connection
+    /// is detached from the pool and closes). A no-op for SQLite, which has one process.
+    pub async fn bootstrap_lock(&self) -> Result<BootstrapLock> {
+        match self.backend {
+            Backend::Sqlite => Ok(BootstrapLock(None)),
+            Backend::Postgres => {
+                let mut conn = self.write.acquire().await?.detach();
+                sqlx::query("SELECT pg_advisory_lock(7361626001)")
+                    .execute(&mut conn)
+                    .await?;
+                Ok(BootstrapLock(Some(conn)))
+            }
+        }
+    }
+
+    /// Closes the pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// Held while bootstrapping; see [`Store::bootstrap_lock`].
+pub struct BootstrapLock(#[allow(dead_code)] Option<sqlx::AnyConnection>);
+
+/// Makes sure the SQLite file is created if missing (`mode=rwc`).
+fn sqlite_url(url: &str) -> Result<String> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let file = path.split('?').next().unwrap_or_default();
+    if let Some(parent) = std::path::Path::new(file).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::config(format!(
+                    "creating database directory {}: {e}",
+                    parent.display()
+                ))
+            })?;
+        }
+    }
+    Ok(if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
+    let opts = AnyConnectOptions::from_str(url)
+        .map_err(|e| Error::config(format!("database_url: {e}")))?
+        .log_statements(tracing::log::LevelFilter::Trace);
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .connect_with(opts)
+        .await
+        .map_err(|e| Error::config(format!("opening the SQLite database: {e}")))
+}
+
+/// Current time as Unix seconds.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
