@@ -23,7 +23,7 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Call the admin API of a running server.
-    Admin(vellum::cli::AdminOpts),
+    Admin(Box<vellum::cli::AdminOpts>),
     /// Print the version.
     Version,
 }
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Admin(opts) => match runtime.block_on(vellum::cli::run(opts)) {
+        Command::Admin(opts) => match runtime.block_on(vellum::cli::run(*opts)) {
             Ok(out) => {
                 print!("{out}");
                 ExitCode::SUCCESS

@@ -359,12 +359,10 @@ pub async fn run(opts: AdminOpts) -> Result<String, CliError> {
     };
     let value = client.call(method, &path, body).await?;
     if let AdminCommand::Ca(CaCmd::Show { pem: true, .. }) = &opts.command {
-        return Ok(value["certificate_pem"]
+        return value["certificate_pem"]
             .as_str()
             .map(str::to_string)
-            .ok_or_else(|| {
-                CliError("this CA has no certificate yet (it is not enabled)".into())
-            })?);
+            .ok_or_else(|| CliError("this CA has no certificate yet (it is not enabled)".into()));
     }
     if opts.json {
         return Ok(serde_json::to_string_pretty(&value).unwrap_or_default() + "\n");
