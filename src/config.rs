@@ -379,6 +379,17 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_file_is_valid_and_matches_the_defaults() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/vellum.toml"));
+        let c = Config::load_with_env(Some(path), &[]).unwrap();
+        let d = Config::load_with_env(None, &[]).unwrap();
+        assert_eq!(c.listen_https, d.listen_https);
+        assert_eq!(c.limits.body_bytes, d.limits.body_bytes);
+        assert_eq!(c.bootstrap.root_quota, 1000);
+        assert_eq!(c.bootstrap.intermediate_quota, 100);
+    }
+
+    #[test]
     fn half_a_tls_pair_is_refused() {
         let err = Config::load_with_env(None, &env(&[("VELLUM_TLS_CERT_FILE", "/x.pem")]))
             .unwrap_err()
