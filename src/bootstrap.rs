@@ -97,6 +97,7 @@ pub async fn prepare(config: Config) -> Result<(App, Paths)> {
         store,
         master,
         signers: SignerCache::default(),
+        crl_locks: Default::default(),
         defaults: Defaults {
             tenant_id: tenant.id.clone(),
             root_id: root_id.clone().unwrap_or_default(),
@@ -123,15 +124,14 @@ async fn ensure_admin_token(app: &App, paths: &Paths) -> Result<()> {
         id: uuid::Uuid::now_v7().to_string(),
         tenant_id: app.defaults.tenant_id.clone(),
         role: "super".into(),
-        name: "bootstrap super-admin".into(),
+        name: format!("bootstrap super-admin ({})", paths.admin_token.display()),
         created_at: store::now(),
         revoked_at: None,
     };
+    // A data dir without a token file gets a super-admin token of its own. Older ones are
+    // not revoked: other replicas sharing a PostgreSQL database may be using theirs
+    // (`DELETE /admin/v1/tokens/{id}` retires a lost one).
     let mut tx = app.store.begin().await?;
-    // A missing token file means the old secret is lost: retire the old bootstrap token.
-    if let Some(old) = settings::get(&mut tx, KEY_ADMIN_TOKEN).await? {
-        tenants::revoke_token(&mut tx, &old, store::now()).await?;
-    }
     tenants::insert_token(&mut tx, &token, &token_hash(&secret), None).await?;
     settings::put(&mut tx, KEY_ADMIN_TOKEN, &token.id).await?;
     tx.commit().await?;

@@ -253,6 +253,9 @@ impl Config {
     pub fn public_http_url(&self) -> String {
         match &self.public_http_url {
             Some(url) => url.trim_end_matches('/').to_string(),
+            // An IP literal, not "localhost": it is written into CDP and AIA URIs, where
+            // linters (and some verifiers) expect a resolvable host.
+            None if self.listen_http.ip().is_loopback() => format!("http://{}", self.listen_http),
             None => format!("http://{}", display_addr(self.listen_http)),
         }
     }
@@ -339,7 +342,7 @@ mod tests {
         assert_eq!(c.listen_http.port(), 8080);
         assert_eq!(c.database_url(), "sqlite://./data/vellum.db");
         assert_eq!(c.public_url(), "https://localhost:8443");
-        assert_eq!(c.public_http_url(), "http://localhost:8080");
+        assert_eq!(c.public_http_url(), "http://127.0.0.1:8080");
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct App {
     pub master: MasterKey,
     /// CA keys opened in memory.
     pub signers: SignerCache,
+    /// Serialises CRL signing per CA within this process.
+    pub crl_locks: ra::crl::CrlLocks,
     /// What the bootstrap created.
     pub defaults: Defaults,
 }

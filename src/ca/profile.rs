@@ -129,6 +129,16 @@ pub struct Validity {
     pub not_after: i64,
 }
 
+/// RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING value, the key
+/// identifier every verifier and linter recognises.
+pub fn key_identifier(public_key: &impl PublicKeyData) -> rcgen::KeyIdMethod {
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        public_key.der_bytes(),
+    );
+    rcgen::KeyIdMethod::PreSpecified(digest.as_ref().to_vec())
+}
+
 fn ca_params(
     subject: &SubjectFields,
     validity: Validity,
@@ -154,7 +164,8 @@ pub fn self_signed_root(
     validity: Validity,
     key: &KeyPair,
 ) -> Result<(Vec<u8>, String)> {
-    let (p, serial) = ca_params(subject, validity, None)?;
+    let (mut p, serial) = ca_params(subject, validity, None)?;
+    p.key_identifier_method = key_identifier(key);
     let cert = p.self_signed(key)?;
     Ok((cert.der().to_vec(), serial))
 }
@@ -168,6 +179,7 @@ pub fn intermediate(
     parent_urls: &PublicationUrls,
 ) -> Result<(Vec<u8>, String)> {
     let (mut p, serial) = ca_params(subject, validity, Some(0))?;
+    p.key_identifier_method = key_identifier(key);
     p.use_authority_key_identifier_extension = true;
     p.crl_distribution_points = vec![CrlDistributionPoint {
         uris: vec![parent_urls.crl.clone()],
@@ -249,6 +261,7 @@ pub fn leaf(
     let (serial, serial_hex) = random_serial();
     p.serial_number = Some(serial);
     p.is_ca = IsCa::ExplicitNoCa;
+    p.key_identifier_method = key_identifier(public_key);
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     if spec.key_encipherment {
         p.key_usages.push(KeyUsagePurpose::KeyEncipherment);

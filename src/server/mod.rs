@@ -86,7 +86,8 @@ pub async fn start(mut config: Config) -> Result<Running> {
             limits.clone(),
             rx.clone(),
         )),
-        tokio::spawn(listener::serve(http, None, http_router, limits, rx)),
+        tokio::spawn(listener::serve(http, None, http_router, limits, rx.clone())),
+        tokio::spawn(crate::crl::job::run(app.clone(), rx)),
     ];
     Ok(Running {
         app,

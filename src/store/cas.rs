@@ -54,6 +54,8 @@ pub struct CaRow {
     pub crl_enabled: bool,
     pub crl_next_update_hours: i64,
     pub crl_number: i64,
+    /// Bumped whenever the CA's CRL content or settings change.
+    pub revocation_revision: i64,
     pub created_at: i64,
 }
 
@@ -101,6 +103,7 @@ fn row_to_ca(r: &AnyRow) -> Result<CaRow> {
         crl_enabled: r.try_get::<i64, _>("crl_enabled")? != 0,
         crl_next_update_hours: r.try_get("crl_next_update_hours")?,
         crl_number: r.try_get("crl_number")?,
+        revocation_revision: r.try_get("revocation_revision")?,
         created_at: r.try_get("created_at")?,
     })
 }
@@ -361,9 +364,9 @@ pub async fn record_ca_revocation(
     .bind(serial)
     .bind(at)
     .bind(reason)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    super::crls::bump_revision(conn, issuer_id).await
 }
 
 /// A revoked CA certificate, as listed on its issuer's CRL.

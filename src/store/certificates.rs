@@ -39,6 +39,10 @@ pub struct CertRow {
     pub requester: Option<String>,
     pub deleted_at: Option<i64>,
     pub created_at: i64,
+    /// The certificate this one renewed.
+    pub renewed_from: Option<String>,
+    /// Optional subject fields (O, OU, L, ST, C) as JSON.
+    pub subject_json: String,
 }
 
 fn row_to_cert(r: &AnyRow) -> Result<CertRow> {
@@ -65,6 +69,8 @@ fn row_to_cert(r: &AnyRow) -> Result<CertRow> {
         requester: r.try_get("requester")?,
         deleted_at: r.try_get("deleted_at")?,
         created_at: r.try_get("created_at")?,
+        renewed_from: r.try_get("renewed_from")?,
+        subject_json: r.try_get("subject_json")?,
     })
 }
 
@@ -73,8 +79,8 @@ pub async fn insert(conn: &mut Conn, c: &CertRow) -> Result<()> {
     let res = sqlx::query(
         "INSERT INTO certificates (id, tenant_id, ca_id, serial, cert_type, common_name, sans_json, \
          not_before, not_after, source, name, tags_json, spec_json, key_algorithm, leakage_risk, \
-         certificate_der, key_sealed, requester, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+         certificate_der, key_sealed, requester, created_at, renewed_from, subject_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
     )
     .bind(&c.id)
     .bind(&c.tenant_id)
@@ -95,6 +101,8 @@ pub async fn insert(conn: &mut Conn, c: &CertRow) -> Result<()> {
     .bind(&c.key_sealed)
     .bind(&c.requester)
     .bind(c.created_at)
+    .bind(&c.renewed_from)
+    .bind(&c.subject_json)
     .execute(conn)
     .await;
     match res {
@@ -114,4 +122,202 @@ pub async fn get_any_tenant(conn: &mut Conn, id: &str) -> Result<Option<CertRow>
         .fetch_optional(conn)
         .await?;
     row.as_ref().map(row_to_cert).transpose()
+}
+
+/// A certificate of `tenant_id` by id (deleted ones are gone for the tenant).
+pub async fn get(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Option<CertRow>> {
+    let row = sqlx::query(
+        "SELECT * FROM certificates WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(row_to_cert).transpose()
+}
+
+/// Filters of the inventory.
+#[derive(Debug, Default, Clone)]
+pub struct CertFilter {
+    pub ca_id: Option<String>,
+    /// `issued`, `expiring`, `expired`, `revoked`.
+    pub status: Option<String>,
+    pub cert_type: Option<String>,
+    /// Substring of the CN or of a SAN.
+    pub q: Option<String>,
+    /// `key` or `key=value`.
+    pub tag: Option<String>,
+    pub source: Option<String>,
+    /// Ids strictly greater than this (UUIDv7: creation order).
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+/// Days before expiry from which a certificate counts as `expiring`.
+pub const EXPIRING_DAYS: i64 = 30;
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// The tenant's certificates matching `f`, oldest first.
+pub async fn list(
+    conn: &mut Conn,
+    tenant_id: &str,
+    f: &CertFilter,
+    now: i64,
+) -> Result<Vec<CertRow>> {
+    let mut sql =
+        String::from("SELECT * FROM certificates WHERE tenant_id = $1 AND deleted_at IS NULL");
+    let mut args: Vec<String> = vec![tenant_id.to_string()];
+    let mut ints: Vec<i64> = Vec::new();
+    let mut text = |sql: &mut String, clause: &str, v: String| {
+        args.push(v);
+        sql.push_str(&clause.replace("{}", &format!("${}", args.len())));
+    };
+    if let Some(ca) = &f.ca_id {
+        text(&mut sql, " AND ca_id = {}", ca.clone());
+    }
+    if let Some(t) = &f.cert_type {
+        text(&mut sql, " AND cert_type = {}", t.clone());
+    }
+    if let Some(s) = &f.source {
+        text(&mut sql, " AND source = {}", s.clone());
+    }
+    if let Some(q) = &f.q {
+        let pattern = format!("%{}%", like_escape(&q.to_ascii_lowercase()));
+        text(
+            &mut sql,
+            " AND (LOWER(common_name) LIKE {} ESCAPE '\\'",
+            pattern.clone(),
+        );
+        text(
+            &mut sql,
+            " OR LOWER(sans_json) LIKE {} ESCAPE '\\')",
+            pattern,
+        );
+    }
+    if let Some(tag) = &f.tag {
+        let needle = match tag.split_once('=') {
+            Some((k, v)) => format!("{}:{}", serde_json::json!(k), serde_json::json!(v)),
+            None => format!("{}:", serde_json::json!(tag)),
+        };
+        text(
+            &mut sql,
+            " AND tags_json LIKE {} ESCAPE '\\'",
+            format!("%{}%", like_escape(&needle)),
+        );
+    }
+    if let Some(a) = &f.after {
+        text(&mut sql, " AND id > {}", a.clone());
+    }
+    let soon = now + EXPIRING_DAYS * 86_400;
+    let n = args.len();
+    match f.status.as_deref() {
+        Some("revoked") => sql.push_str(" AND revoked_at IS NOT NULL"),
+        Some("expired") => {
+            sql.push_str(&format!(
+                " AND revoked_at IS NULL AND not_after <= ${}",
+                n + 1
+            ));
+            ints.push(now);
+        }
+        Some("expiring") => {
+            sql.push_str(&format!(
+                " AND revoked_at IS NULL AND not_after > ${} AND not_after <= ${}",
+                n + 1,
+                n + 2
+            ));
+            ints.extend([now, soon]);
+        }
+        Some(_) => {
+            sql.push_str(&format!(
+                " AND revoked_at IS NULL AND not_after > ${}",
+                n + 1
+            ));
+            ints.push(soon);
+        }
+        None => {}
+    }
+    sql.push_str(&format!(" ORDER BY id LIMIT {}", f.limit.clamp(1, 1000)));
+    let mut q = sqlx::query(&sql);
+    for a in &args {
+        q = q.bind(a);
+    }
+    for i in &ints {
+        q = q.bind(*i);
+    }
+    let rows = q.fetch_all(conn).await?;
+    rows.iter().map(row_to_cert).collect()
+}
+
+/// Marks a certificate revoked. False when it was already revoked (or is gone).
+pub async fn revoke(conn: &mut Conn, id: &str, at: i64, reason: &str) -> Result<bool> {
+    let res = sqlx::query(
+        "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
+         WHERE id = $3 AND revoked_at IS NULL AND deleted_at IS NULL",
+    )
+    .bind(at)
+    .bind(reason)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Hides a revoked or expired certificate from the inventory (it stays on CRLs while it
+/// has not expired). False when it is neither revoked nor expired.
+pub async fn delete(conn: &mut Conn, id: &str, now: i64) -> Result<bool> {
+    let res = sqlx::query(
+        "UPDATE certificates SET deleted_at = $1 \
+         WHERE id = $2 AND deleted_at IS NULL AND (revoked_at IS NOT NULL OR not_after <= $1)",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Records which certificate a renewal replaced.
+pub async fn set_renewed_from(conn: &mut Conn, id: &str, from: &str) -> Result<()> {
+    sqlx::query("UPDATE certificates SET renewed_from = $1 WHERE id = $2")
+        .bind(from)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A revoked certificate, as listed on its CA's CRL.
+#[derive(Debug, Clone)]
+pub struct Revoked {
+    pub serial: String,
+    pub revoked_at: i64,
+    pub reason: String,
+}
+
+/// Unexpired revoked certificates of a CA (its CRL entries), by revocation time.
+pub async fn revoked_for_crl(conn: &mut Conn, ca_id: &str, now: i64) -> Result<Vec<Revoked>> {
+    let rows = sqlx::query(
+        "SELECT serial, revoked_at, revocation_reason FROM certificates \
+         WHERE ca_id = $1 AND revoked_at IS NOT NULL AND not_after > $2 ORDER BY revoked_at, serial",
+    )
+    .bind(ca_id)
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Revoked {
+                serial: r.try_get("serial")?,
+                revoked_at: r.try_get("revoked_at")?,
+                reason: r
+                    .try_get::<Option<String>, _>("revocation_reason")?
+                    .unwrap_or_else(|| "unspecified".into()),
+            })
+        })
+        .collect()
 }

@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod cas;
 pub mod certificates;
+pub mod crls;
 pub mod settings;
 pub mod tenants;
 
