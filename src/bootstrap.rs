@@ -272,6 +272,8 @@ pub async fn server_tls_material(app: &App, paths: &Paths) -> Result<(String, St
             tags: BTreeMap::new(),
             requester: Some("system".into()),
             spec_json: serde_json::json!({"purpose": "server-tls"}),
+            renewed_from: None,
+            audit: None,
         },
     )
     .await?;

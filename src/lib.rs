@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod crl;
 pub mod error;
+pub mod formats;
 pub mod fsutil;
 pub mod ra;
 pub mod server;

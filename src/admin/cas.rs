@@ -371,3 +371,78 @@ pub async fn remove(
     record(&app, &who, "ca.remove", Some(&id), &res).await;
     Ok(axum::Json(ca_view(&app, &res?)))
 }
+
+/// `GET /cas/{id}/crl`: CRL settings and the current CRL's number, dates and entries.
+pub async fn crl_info(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> JsonResult {
+    who.require(Permission::Read)?;
+    let ca = hierarchy::load(&app, &who.tenant_id, &id).await?;
+    let mut v = json!({
+        "ca_id": ca.id,
+        "enabled": ca.crl_enabled,
+        "next_update_hours": ca.crl_next_update_hours,
+        "url": format!("{}/crl/{}.crl", app.config.public_http_url(), ca.id),
+        "crl_number": null,
+        "this_update": null,
+        "next_update": null,
+        "entries": [],
+    });
+    if ca.crl_enabled && ca.key_sealed.is_some() {
+        let crl = crate::ra::crl::current(&app, &id).await?;
+        let (_, parsed) = x509_parser::parse_x509_crl(&crl.der).map_err(Error::internal)?;
+        let entries: Vec<Value> = parsed
+            .iter_revoked_certificates()
+            .map(|r| {
+                json!({
+                    "serial": crate::ca::serial_hex(r.raw_serial()),
+                    "revoked_at": json::rfc3339(r.revocation_date.timestamp()),
+                    "reason": r.reason_code().map(|(_, rc)| rc.to_string()).unwrap_or_else(|| "unspecified".into()),
+                })
+            })
+            .collect();
+        v["crl_number"] = json!(crl.crl_number);
+        v["this_update"] = json!(json::rfc3339(crl.this_update));
+        v["next_update"] = json!(json::rfc3339(crl.next_update));
+        v["entries"] = json!(entries);
+    }
+    Ok(axum::Json(v))
+}
+
+/// Body of `PUT /cas/{id}/crl`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrlSettings {
+    enabled: bool,
+    next_update_hours: Option<i64>,
+}
+
+/// `PUT /cas/{id}/crl`: turn the CRL on or off, set its validity period.
+pub async fn crl_settings(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<CrlSettings>,
+) -> JsonResult {
+    who.require(Permission::CaLifecycle)?;
+    let res = async {
+        let ca = hierarchy::load(&app, &who.tenant_id, &id).await?;
+        let hours = body.next_update_hours.unwrap_or(ca.crl_next_update_hours);
+        if !(1..=24 * 366).contains(&hours) {
+            return Err(Error::invalid(
+                "next_update_hours",
+                "must be between 1 and 8784 (a year)",
+            ));
+        }
+        let mut tx = app.store.begin().await?;
+        store::crls::set_settings(&mut tx, &id, body.enabled, hours).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    record(&app, &who, "ca.crl.settings", Some(&id), &res).await;
+    res?;
+    crl_info(State(app), who, Path(id)).await
+}

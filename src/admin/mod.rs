@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod cas;
+pub mod certificates;
 pub mod json;
 pub mod tenants;
 
@@ -33,5 +34,15 @@ pub fn router() -> Router<Arc<App>> {
         .route("/cas/{id}/revoke", post(cas::revoke))
         .route("/cas/{id}/reset", post(cas::reset))
         .route("/cas/{id}/refund", post(cas::refund))
+        .route("/cas/{id}/crl", get(cas::crl_info).put(cas::crl_settings))
+        .route("/cas/{id}/certificates", post(certificates::apply))
+        .route("/certificates", get(certificates::list))
+        .route(
+            "/certificates/{id}",
+            get(certificates::show).delete(certificates::delete),
+        )
+        .route("/certificates/{id}/export", post(certificates::export))
+        .route("/certificates/{id}/revoke", post(certificates::revoke))
+        .route("/certificates/{id}/renew", post(certificates::renew))
         .route("/audit", get(audit::list_events))
 }

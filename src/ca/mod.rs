@@ -19,6 +19,8 @@ use keys::MasterKey;
 pub struct Signer {
     ca_id: String,
     certificate_der: Vec<u8>,
+    /// The CA's certificate followed by its issuers' (for chains handed out with leaves).
+    chain_der: Vec<Vec<u8>>,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -50,9 +52,21 @@ impl Signer {
                 .map_err(|e| Error::internal(format!("CA {ca_id} certificate unusable: {e}")))?;
         Ok(Signer {
             ca_id: ca_id.to_string(),
+            chain_der: vec![certificate_der.clone()],
             certificate_der,
             issuer,
         })
+    }
+
+    /// Adds the issuers' certificates (parent first) after the CA's own in [`Signer::chain_der`].
+    pub fn with_issuers(mut self, issuers: Vec<Vec<u8>>) -> Signer {
+        self.chain_der.extend(issuers);
+        self
+    }
+
+    /// The CA's certificate followed by its issuers' certificates (DER).
+    pub fn chain_der(&self) -> &[Vec<u8>] {
+        &self.chain_der
     }
 
     /// The CA's id.
@@ -128,17 +142,20 @@ impl std::fmt::Debug for SignerCache {
 }
 
 impl SignerCache {
-    /// The signer of an enabled CA, opened on first use.
-    pub fn get(&self, master: &MasterKey, ca: &CaRow) -> Result<std::sync::Arc<Signer>> {
+    /// The cached signer of `ca` (matching its current certificate), if any.
+    pub fn lookup(&self, ca: &CaRow) -> Option<std::sync::Arc<Signer>> {
         let key = (ca.id.clone(), ca.serial.clone().unwrap_or_default());
-        if let Some(s) = self.lock().get(&key) {
-            return Ok(s.clone());
-        }
-        let signer = std::sync::Arc::new(Signer::load(master, ca)?);
+        self.lock().get(&key).cloned()
+    }
+
+    /// Caches a signer for `ca`, replacing any older one of the same CA.
+    pub fn insert(&self, ca: &CaRow, signer: Signer) -> std::sync::Arc<Signer> {
+        let key = (ca.id.clone(), ca.serial.clone().unwrap_or_default());
+        let signer = std::sync::Arc::new(signer);
         let mut map = self.lock();
         map.retain(|(id, _), _| id != &ca.id);
         map.insert(key, signer.clone());
-        Ok(signer)
+        signer
     }
 
     fn lock(

@@ -22,7 +22,7 @@ pub struct AdminOpts {
         global = true
     )]
     pub url: String,
-    /// API token (default: read from <data-dir>/admin-token).
+    /// API token (default: read from `<data-dir>`/admin-token).
     #[arg(long, env = "VELLUM_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// File holding the API token.
@@ -31,7 +31,7 @@ pub struct AdminOpts {
     /// The server's data directory (for admin-token and root.pem).
     #[arg(long, env = "VELLUM_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
-    /// PEM file of the CA that issued the server certificate (default: <data-dir>/root.pem).
+    /// PEM file of the CA that issued the server certificate (default: `<data-dir>`/root.pem).
     #[arg(long, global = true)]
     pub ca_file: Option<PathBuf>,
     /// Act in this tenant (super-admin only).

@@ -126,7 +126,7 @@ pub async fn regenerate(app: &App, ca: &CaRow) -> Result<CrlRow> {
         };
         (revision, entries)
     };
-    let signer = app.signers.get(&app.master, ca)?;
+    let signer = super::signer_for(app, ca).await?;
     let mut tx = app.store.begin().await?;
     let (number, _) = store::crls::next_number(&mut tx, &ca.id).await?;
     tx.commit().await?;

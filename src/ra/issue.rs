@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::ca::keys::KeyAlgorithm;
 use crate::ca::profile::{self, LeafSpec, LeafType, PublicationUrls, San, SubjectFields, Validity};
 use crate::error::{Error, Result};
-use crate::store::{self, cas::CaRow, certificates::CertRow};
+use crate::store::{self, audit::AuditEvent, cas::CaRow, certificates::CertRow};
 use crate::App;
 
 /// Most subject alternative names one certificate may carry.
@@ -24,11 +24,19 @@ pub const MAX_LEAF_VALIDITY_DAYS: i64 = 36_500;
 pub const LEAKAGE_RISK_DAYS: i64 = 365;
 
 /// Where the subject's key comes from.
+#[derive(Debug, Clone)]
 pub enum KeySource {
     /// The server generates the key pair (and keeps it, sealed).
     Generate(KeyAlgorithm),
-    /// The requester holds the key; this is its DER SubjectPublicKeyInfo (from a CSR).
-    PublicKey(Vec<u8>),
+    /// The requester holds the key (from a CSR, checked by [`super::csr`]).
+    Provided {
+        /// DER SubjectPublicKeyInfo.
+        spki_der: Vec<u8>,
+        /// `ec-p256`, `rsa-2048`…
+        key_algorithm: String,
+        /// True for RSA keys (server certificates then get keyEncipherment).
+        is_rsa: bool,
+    },
 }
 
 /// A request for one end-entity certificate.
@@ -49,6 +57,10 @@ pub struct IssueRequest {
     pub requester: Option<String>,
     /// The request as received, kept for renewals.
     pub spec_json: serde_json::Value,
+    /// The certificate this one renews.
+    pub renewed_from: Option<String>,
+    /// Written in the issuing transaction (so the event exists iff the certificate does).
+    pub audit: Option<AuditEvent>,
 }
 
 /// A certificate that has been recorded and may leave the server.
@@ -56,6 +68,8 @@ pub struct Issued {
     pub record: CertRow,
     /// The private key (PKCS#8 PEM) when the server generated it.
     pub private_key_pem: Option<Zeroizing<String>>,
+    /// The issuing CA's certificate, then its root's (DER).
+    pub chain_der: Vec<Vec<u8>>,
 }
 
 /// Checks the issuing CA: an enabled intermediate of the tenant, within its service period.
@@ -211,22 +225,23 @@ pub async fn issue(app: &App, req: IssueRequest) -> Result<Issued> {
     check_names(req.leaf_type, &req.subject, &req.sans)?;
     let validity = check_validity(&ca, req.validity_days, now)?;
 
-    let (public_key, generated, key_alg) = match &req.key {
+    let (public_key, generated, key_alg, is_rsa) = match &req.key {
         KeySource::Generate(alg) => {
             let alg = *alg;
             let kp = tokio::task::spawn_blocking(move || alg.generate())
                 .await
                 .map_err(Error::internal)??;
             let spki = kp.subject_public_key_info();
-            (spki, Some(kp), alg)
+            (spki, Some(kp), alg.to_string(), alg.is_rsa())
         }
-        KeySource::PublicKey(spki) => {
-            let alg = KeyAlgorithm::from_spki(spki).map_err(|e| Error::invalid("csr", e))?;
-            (spki.clone(), None, alg)
-        }
+        KeySource::Provided {
+            spki_der,
+            key_algorithm,
+            is_rsa,
+        } => (spki_der.clone(), None, key_algorithm.clone(), *is_rsa),
     };
     let spki = SubjectPublicKeyInfo::from_der(&public_key)
-        .map_err(|e| Error::invalid("csr", format!("public key unusable: {e}")))?;
+        .map_err(|e| Error::invalid("csr_pem", format!("public key unusable: {e}")))?;
 
     let http = app.config.public_http_url();
     let urls = PublicationUrls::for_ca(&http, &ca.id);
@@ -235,11 +250,11 @@ pub async fn issue(app: &App, req: IssueRequest) -> Result<Issued> {
         subject: req.subject.clone(),
         sans: req.sans.clone(),
         validity,
-        key_encipherment: req.leaf_type == LeafType::Server && key_alg.is_rsa(),
+        key_encipherment: req.leaf_type == LeafType::Server && is_rsa,
         crl_url: (req.include_crl && ca.crl_enabled).then(|| urls.crl.clone()),
         issuer_url: Some(urls.certificate.clone()),
     };
-    let signer = app.signers.get(&app.master, &ca)?;
+    let signer = super::signer_for(app, &ca).await?;
 
     let id = uuid::Uuid::now_v7().to_string();
     let private_key_pem = generated
@@ -262,11 +277,13 @@ pub async fn issue(app: &App, req: IssueRequest) -> Result<Issued> {
         name: req.name.clone(),
         tags_json: serde_json::to_string(&req.tags).map_err(Error::internal)?,
         spec_json: req.spec_json.to_string(),
-        key_algorithm: key_alg.to_string(),
+        key_algorithm: key_alg,
         leakage_risk: req.validity_days > LEAKAGE_RISK_DAYS,
         key_sealed,
         requester: req.requester.clone(),
         created_at: now,
+        renewed_from: req.renewed_from.clone(),
+        subject_json: subject_json(&req.subject).to_string(),
         ..CertRow::default()
     };
 
@@ -283,10 +300,26 @@ pub async fn issue(app: &App, req: IssueRequest) -> Result<Issued> {
     record.serial = serial;
     record.certificate_der = der;
     store::certificates::insert(&mut tx, &record).await?;
+    if let Some(mut event) = req.audit {
+        event.target = Some(record.id.clone());
+        store::audit::insert(&mut tx, &event).await?;
+    }
     tx.commit().await?;
     Ok(Issued {
         record,
         private_key_pem,
+        chain_der: signer.chain_der().to_vec(),
+    })
+}
+
+/// The optional subject fields as stored (for renewals and the inventory).
+pub fn subject_json(s: &SubjectFields) -> serde_json::Value {
+    serde_json::json!({
+        "organization": s.organization,
+        "organizational_unit": s.organizational_unit,
+        "locality": s.locality,
+        "state": s.state,
+        "country": s.country,
     })
 }
 

@@ -2,5 +2,32 @@
 //! certificate may be issued. Front ends call it; it calls `ca` and `store`.
 
 pub mod crl;
+pub mod csr;
 pub mod hierarchy;
 pub mod issue;
+
+use std::sync::Arc;
+
+use crate::ca::Signer;
+use crate::error::Result;
+use crate::store::{self, cas::CaRow};
+use crate::App;
+
+/// The signer of an enabled CA with its chain (the CA's certificate, then its root's),
+/// opened once and cached.
+pub async fn signer_for(app: &App, ca: &CaRow) -> Result<Arc<Signer>> {
+    if let Some(s) = app.signers.lookup(ca) {
+        return Ok(s);
+    }
+    let mut issuers = Vec::new();
+    if let Some(pid) = &ca.parent_id {
+        let mut conn = app.store.reader().acquire().await?;
+        if let Some(parent) = store::cas::get_any_tenant(&mut conn, pid).await? {
+            if let Some(der) = parent.certificate_der {
+                issuers.push(der);
+            }
+        }
+    }
+    let signer = Signer::load(&app.master, ca)?.with_issuers(issuers);
+    Ok(app.signers.insert(ca, signer))
+}
