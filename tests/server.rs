@@ -319,6 +319,50 @@ async fn cli_builds_a_hierarchy() {
     )))
     .await;
     assert!(ok, "{err}");
+    // Certificates: apply, list, export to a file, renew, revoke.
+    let (ok, out, err) = run(args(&format!(
+        "--json cert apply --ca {inter} --cn app.example --san dns:app.example --san ip:10.0.0.7 --days 30 --tag env=prod"
+    )))
+    .await;
+    assert!(ok, "{err}");
+    let cert: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let cert_id = cert["id"].as_str().unwrap().to_string();
+    assert_eq!(cert["sans"][1]["value"], "10.0.0.7");
+    let (ok, out, _) = run(args("cert list --tag env=prod")).await;
+    assert!(
+        ok && out.contains(&cert_id) && out.contains("app.example"),
+        "{out}"
+    );
+    let p12 = s.dir.path().join("app.p12");
+    let (ok, out, err) = run(args(&format!(
+        "cert export {cert_id} --format pkcs12 --password s3cret --out {}",
+        p12.display()
+    )))
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("wrote"), "{out}");
+    let (ok, info) = common::openssl(&[
+        "pkcs12",
+        "-info",
+        "-in",
+        p12.to_str().unwrap(),
+        "-passin",
+        "pass:s3cret",
+        "-noenc",
+    ]);
+    assert!(ok && info.contains("app.example"), "{info}");
+    let (ok, _, err) = run(args(&format!("cert renew {cert_id}"))).await;
+    assert!(ok, "30 days is expiring, so no --force needed: {err}");
+    let (ok, _, err) = run(args(&format!(
+        "cert revoke {cert_id} --reason keyCompromise"
+    )))
+    .await;
+    assert!(ok, "{err}");
+    let (ok, out, _) = run(args(&format!("ca crl {inter}"))).await;
+    assert!(ok && out.contains("crl_number"), "{out}");
+    let (ok, _, err) = run(args(&format!("cert apply --ca {inter} --san nonsense"))).await;
+    assert!(!ok && err.contains("TYPE:VALUE"), "{err}");
+
     let (ok, out, _) = run(args("ca list --kind intermediate")).await;
     assert!(ok);
     assert!(out.lines().next().unwrap().starts_with("ID"), "{out}");

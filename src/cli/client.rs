@@ -93,13 +93,31 @@ impl AdminClient {
         })
     }
 
-    /// Calls the API; a non-2xx answer becomes the problem's detail.
-    pub async fn call(
+    /// Calls the API and returns the raw body (downloads); errors as for [`AdminClient::call`].
+    pub async fn call_bytes(
         &self,
         method: Method,
         path: &str,
         body: Option<Value>,
-    ) -> Result<Value, CliError> {
+    ) -> Result<Vec<u8>, CliError> {
+        let resp = self.send(method, path, body).await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| CliError(e.to_string()))?;
+        if status.is_success() {
+            Ok(bytes.to_vec())
+        } else {
+            let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let detail = value["detail"].as_str().unwrap_or("(no detail)");
+            Err(CliError(format!("{status}: {detail}")))
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<reqwest::Response, CliError> {
         let mut req = self
             .http
             .request(method, format!("{}{}", self.base, path))
@@ -110,10 +128,19 @@ impl AdminClient {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req
-            .send()
+        req.send()
             .await
-            .map_err(|e| CliError(format!("cannot reach {}: {e}", self.base)))?;
+            .map_err(|e| CliError(format!("cannot reach {}: {e}", self.base)))
+    }
+
+    /// Calls the API; a non-2xx answer becomes the problem's detail.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, CliError> {
+        let resp = self.send(method, path, body).await?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| CliError(e.to_string()))?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));

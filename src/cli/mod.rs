@@ -1,5 +1,6 @@
 //! `vellum admin …`: the admin API from the command line.
 
+pub mod certs;
 pub mod client;
 pub mod output;
 
@@ -56,6 +57,9 @@ pub enum AdminCommand {
     /// Certificate authorities.
     #[command(subcommand)]
     Ca(CaCmd),
+    /// Certificates issued by intermediate CAs.
+    #[command(subcommand)]
+    Cert(certs::CertCmd),
     /// The audit log, newest first.
     Audit {
         #[arg(long)]
@@ -210,6 +214,18 @@ pub enum CaCmd {
     Refund { id: String },
     /// Remove a revoked or refunded CA.
     Remove { id: String },
+    /// Show a CA's CRL settings and current entries.
+    Crl { id: String },
+    /// Change a CA's CRL settings.
+    CrlSet {
+        id: String,
+        /// Publish a CRL (true) or not (false).
+        #[arg(long, action = clap::ArgAction::Set)]
+        enabled: bool,
+        /// Hours between thisUpdate and nextUpdate.
+        #[arg(long)]
+        next_update_hours: Option<i64>,
+    },
 }
 
 const CA_COLUMNS: &[(&str, &str)] = &[
@@ -243,7 +259,7 @@ fn subject_json(s: &CaSubject) -> Map<String, Value> {
     m
 }
 
-fn query(pairs: &[(&str, Option<String>)]) -> String {
+pub(crate) fn query(pairs: &[(&str, Option<String>)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", urlencode(v))))
@@ -327,6 +343,7 @@ pub async fn run(opts: AdminOpts) -> Result<String, CliError> {
             (Method::DELETE, format!("/tokens/{id}"), None, Shape::Object)
         }
         AdminCommand::Ca(cmd) => ca_request(cmd)?,
+        AdminCommand::Cert(cmd) => return certs::run(&client, cmd, opts.json).await,
         AdminCommand::Audit {
             action,
             target,
@@ -491,5 +508,22 @@ fn ca_request(cmd: &CaCmd) -> Result<(Method, String, Option<Value>, Shape), Cli
             Shape::Object,
         ),
         CaCmd::Remove { id } => (Method::DELETE, format!("/cas/{id}"), None, Shape::Object),
+        CaCmd::Crl { id } => (Method::GET, format!("/cas/{id}/crl"), None, Shape::Object),
+        CaCmd::CrlSet {
+            id,
+            enabled,
+            next_update_hours,
+        } => {
+            let mut b = json!({"enabled": enabled});
+            if let Some(h) = next_update_hours {
+                b["next_update_hours"] = json!(h);
+            }
+            (
+                Method::PUT,
+                format!("/cas/{id}/crl"),
+                Some(b),
+                Shape::Object,
+            )
+        }
     })
 }

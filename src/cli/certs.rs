@@ -1,0 +1,303 @@
+//! `vellum admin cert …`: apply, list, show, export (writes files), revoke, delete, renew.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use super::client::{AdminClient, CliError};
+use super::output;
+
+/// `vellum admin cert …`
+#[derive(Debug, Subcommand)]
+pub enum CertCmd {
+    /// Apply for a certificate from an intermediate CA.
+    Apply {
+        /// Issuing intermediate CA id.
+        #[arg(long)]
+        ca: String,
+        /// server or client.
+        #[arg(long = "type", default_value = "server")]
+        cert_type: String,
+        /// Common name.
+        #[arg(long)]
+        cn: Option<String>,
+        /// Subject alternative name as TYPE:VALUE (dns, ip, email, uri); repeatable.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+        /// Key the server generates (default ec-p256); or give --csr.
+        #[arg(long, conflicts_with = "csr")]
+        key_algorithm: Option<String>,
+        /// PKCS#10 request (PEM file) holding your own public key.
+        #[arg(long)]
+        csr: Option<PathBuf>,
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        ou: Option<String>,
+        #[arg(long)]
+        country: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        locality: Option<String>,
+        /// Label in the inventory.
+        #[arg(long)]
+        name: Option<String>,
+        /// Tag as KEY=VALUE; repeatable.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Leave the CRL distribution point out.
+        #[arg(long)]
+        no_crl: bool,
+    },
+    /// List certificates.
+    List {
+        #[arg(long)]
+        ca: Option<String>,
+        /// issued, expiring, expired or revoked.
+        #[arg(long)]
+        status: Option<String>,
+        /// server or client.
+        #[arg(long = "type")]
+        cert_type: Option<String>,
+        /// Search CN and SANs.
+        #[arg(long)]
+        q: Option<String>,
+        /// KEY or KEY=VALUE.
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show one certificate.
+    Show {
+        id: String,
+        /// Print only the certificate (PEM).
+        #[arg(long)]
+        pem: bool,
+    },
+    /// Download a certificate (and its key, when the server holds it) into a file.
+    Export {
+        id: String,
+        /// pem, der, pkcs12, jks or pkcs8.
+        #[arg(long, default_value = "pem")]
+        format: String,
+        /// Password (required for pkcs12 and jks; encrypts pkcs8).
+        #[arg(long)]
+        password: Option<String>,
+        /// Leave the CA chain out.
+        #[arg(long)]
+        no_chain: bool,
+        /// PKCS#12 with 3DES/SHA-1 for old Windows and Java 8.
+        #[arg(long)]
+        legacy: bool,
+        /// Output file (default: <id>.<extension>).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Revoke a certificate (irreversible).
+    Revoke {
+        id: String,
+        /// RFC 5280 reason, e.g. keyCompromise.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Delete a revoked or expired certificate from the inventory.
+    Delete { id: String },
+    /// Renew: a new certificate with the same specification.
+    Renew {
+        id: String,
+        /// Renew even if it is not about to expire.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+const CERT_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("TYPE", "type"),
+    ("STATUS", "status"),
+    ("COMMON NAME", "common_name"),
+    ("SERIAL", "serial"),
+    ("NOT AFTER", "not_after"),
+    ("SOURCE", "source"),
+];
+
+fn parse_san(s: &str) -> Result<Value, CliError> {
+    let (kind, value) = s.split_once(':').ok_or_else(|| {
+        CliError(format!(
+            "--san {s:?}: use TYPE:VALUE, e.g. dns:www.example.com"
+        ))
+    })?;
+    Ok(json!({"type": kind, "value": value}))
+}
+
+fn ext_for(format: &str) -> &'static str {
+    match format {
+        "der" => "cer",
+        "pkcs12" | "pfx" => "p12",
+        "jks" => "jks",
+        "pkcs8" => "key",
+        _ => "pem",
+    }
+}
+
+/// Runs a certificate command; returns what to print.
+pub async fn run(client: &AdminClient, cmd: &CertCmd, json_out: bool) -> Result<String, CliError> {
+    let (method, path, body, table) = match cmd {
+        CertCmd::Apply {
+            ca,
+            cert_type,
+            cn,
+            sans,
+            days,
+            key_algorithm,
+            csr,
+            org,
+            ou,
+            country,
+            state,
+            locality,
+            name,
+            tags,
+            no_crl,
+        } => {
+            let mut m = Map::new();
+            m.insert("type".into(), json!(cert_type));
+            m.insert("common_name".into(), json!(cn.clone().unwrap_or_default()));
+            m.insert(
+                "sans".into(),
+                Value::Array(
+                    sans.iter()
+                        .map(|s| parse_san(s))
+                        .collect::<Result<_, _>>()?,
+                ),
+            );
+            m.insert("validity_days".into(), json!(days));
+            m.insert("include_crl".into(), json!(!no_crl));
+            for (k, v) in [
+                ("key_algorithm", key_algorithm),
+                ("organization", org),
+                ("organizational_unit", ou),
+                ("country", country),
+                ("state", state),
+                ("locality", locality),
+                ("name", name),
+            ] {
+                if let Some(v) = v {
+                    m.insert(k.into(), json!(v));
+                }
+            }
+            if let Some(path) = csr {
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
+                m.insert("csr_pem".into(), json!(pem));
+            }
+            let mut t = Map::new();
+            for tag in tags {
+                let (k, v) = tag
+                    .split_once('=')
+                    .ok_or_else(|| CliError(format!("--tag {tag:?}: use KEY=VALUE")))?;
+                t.insert(k.into(), json!(v));
+            }
+            m.insert("tags".into(), Value::Object(t));
+            (
+                Method::POST,
+                format!("/cas/{ca}/certificates"),
+                Some(Value::Object(m)),
+                None,
+            )
+        }
+        CertCmd::List {
+            ca,
+            status,
+            cert_type,
+            q,
+            tag,
+            limit,
+            cursor,
+        } => (
+            Method::GET,
+            format!(
+                "/certificates{}",
+                super::query(&[
+                    ("ca_id", ca.clone()),
+                    ("status", status.clone()),
+                    ("type", cert_type.clone()),
+                    ("q", q.clone()),
+                    ("tag", tag.clone()),
+                    ("limit", limit.map(|l| l.to_string())),
+                    ("cursor", cursor.clone()),
+                ])
+            ),
+            None,
+            Some(CERT_COLUMNS),
+        ),
+        CertCmd::Show { id, .. } => (Method::GET, format!("/certificates/{id}"), None, None),
+        CertCmd::Export {
+            id,
+            format,
+            password,
+            no_chain,
+            legacy,
+            out,
+        } => {
+            let mut body = json!({"format": format, "include_chain": !no_chain, "legacy": legacy});
+            if let Some(p) = password {
+                body["password"] = json!(p);
+            }
+            let bytes = client
+                .call_bytes(
+                    Method::POST,
+                    &format!("/certificates/{id}/export"),
+                    Some(body),
+                )
+                .await?;
+            let out = out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{id}.{}", ext_for(format))));
+            crate::fsutil::write_private(&out, &bytes).map_err(|e| CliError(e.to_string()))?;
+            return Ok(format!("wrote {} ({} bytes)\n", out.display(), bytes.len()));
+        }
+        CertCmd::Revoke { id, reason } => {
+            let body = match reason {
+                Some(r) => json!({"reason": r}),
+                None => json!({}),
+            };
+            (
+                Method::POST,
+                format!("/certificates/{id}/revoke"),
+                Some(body),
+                None,
+            )
+        }
+        CertCmd::Delete { id } => (Method::DELETE, format!("/certificates/{id}"), None, None),
+        CertCmd::Renew { id, force } => (
+            Method::POST,
+            format!("/certificates/{id}/renew"),
+            Some(json!({"force": force})),
+            None,
+        ),
+    };
+    let value = client.call(method, &path, body).await?;
+    if let CertCmd::Show { pem: true, .. } = cmd {
+        return value["certificate_pem"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| CliError("no certificate in the answer".into()));
+    }
+    if json_out {
+        return Ok(serde_json::to_string_pretty(&value).unwrap_or_default() + "\n");
+    }
+    Ok(match table {
+        Some(cols) => output::items_table(&value, cols),
+        None => output::object(&value),
+    })
+}
