@@ -210,21 +210,94 @@ key_algorithm_of() {
   fi
 }
 
+# is_self_issued PEM: the certificate's subject equals its issuer (a root).
+is_self_issued() {
+  local s i
+  s=$(openssl x509 -in "$1" -noout -subject -nameopt RFC2253 2>/dev/null | sed 's/^subject=//') || return 1
+  i=$(openssl x509 -in "$1" -noout -issuer -nameopt RFC2253 2>/dev/null | sed 's/^issuer=//') || return 1
+  [[ -n $s && $s == "$i" ]]
+}
+
+# pubkey_of_cert PEM / pubkey_of_key KEY_FILE [PASSWORD] / pubkey_of_csr CSR:
+# the SubjectPublicKeyInfo as PEM, for comparing keys across files.
+pubkey_of_cert() { openssl x509 -in "$1" -noout -pubkey 2>/dev/null; }
+pubkey_of_key() {
+  if [[ -n ${2-} ]]; then
+    openssl pkey -in "$1" -passin "pass:$2" -pubout 2>/dev/null
+  else
+    openssl pkey -in "$1" -passin pass: -pubout 2>/dev/null
+  fi
+}
+pubkey_of_csr() { openssl req -in "$1" -noout -pubkey 2>/dev/null; }
+
+# count_pem FILE LABEL: number of "-----BEGIN LABEL-----" blocks in FILE.
+count_pem() { grep -c -- "-----BEGIN $2-----" "$1" 2>/dev/null || true; }
+
+# crl_number FILE [DER|PEM]: the CRL Number as a decimal integer ("" if none).
+crl_number() {
+  local hex
+  hex=$(openssl crl -in "$1" -inform "${2:-DER}" -noout -crlnumber 2>/dev/null | sed -n 's/^crlNumber=0x//p')
+  [[ -n $hex ]] && echo $((16#$hex))
+}
+
+# now_ms: wall clock in milliseconds.
+now_ms() { date +%s%3N; }
+
+# api_download METHOD PATH JSON_BODY OUT: like api, but the response body goes
+# (byte-exact) to OUT. Sets API_STATUS and API_CTYPE; API_BODY holds the body
+# only for non-2xx answers (problem documents), else "".
+api_download() {
+  local method=$1 path=$2 body=$3 out=$4 meta
+  : >"$out"
+  if meta=$(curl_https -X "$method" -o "$out" -w '%{http_code}\n%{content_type}' \
+    -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    --data-binary "$body" "https://localhost:$HTTPS_PORT/admin/v1$path" 2>"$WORK/curl.err"); then
+    API_STATUS=${meta%%$'\n'*}
+    API_CTYPE=${meta#*$'\n'}
+  else
+    API_STATUS=000
+    API_CTYPE=
+    cat "$WORK/curl.err" >"$out"
+  fi
+  if [[ $API_STATUS == 2* ]]; then API_BODY=""; else API_BODY=$(cat "$out"); fi
+  {
+    echo "> $method $path (download)"
+    printf '%s\n' "$body" | sed -E 's/"password":"[^"]*"/"password":"***"/' | cut -c1-300
+    echo "< $API_STATUS $API_CTYPE ($(wc -c <"$out") bytes)"
+    [[ -n $API_BODY ]] && printf '%s\n' "$API_BODY" | cut -c1-300 | head -n 5
+    echo
+  } >>"$WORK/api.log"
+}
+
+# plain_get PATH OUT [CURL_ARGS...]: GET http://127.0.0.1:$HTTP_PORT$PATH into
+# OUT; prints the HTTP status ("000" when the request failed).
+plain_get() {
+  local path=$1 out=$2 st; shift 2
+  st=$(curl -sS -o "$out" -w '%{http_code}' --max-time 30 "$@" "http://127.0.0.1:$HTTP_PORT$path" 2>/dev/null) || true
+  echo "${st:-000}"
+}
+
 # --- pkilint ---------------------------------------------------------------------
 # Run a pkilint tool through the python3 that has pkilint installed (works even
 # when pyenv shims for its console scripts are stale).
 pkilint_tool() { local tool=$1; shift; python3 -m "pkilint.bin.$tool" "$@"; }
 
-# Findings that are pkilint false positives, as a jq condition on a finding:
-# - pkix.invalid_domain_name_syntax for the single-label name "localhost"
+# Findings that are pkilint false positives, as a jq condition on a finding
+# ($p is the node path of the finding's result):
+# - pkix.invalid_domain_name_syntax for a dNSName that is exactly "localhost"
 #   (a valid RFC 1034 preferred-syntax name; pkilint wants a dot). It only
-#   concerns the HTTPS server certificate.
+#   concerns the HTTPS server certificate. Nothing else is ignored.
 PKILINT_IGNORED='(.code == "pkix.invalid_domain_name_syntax"
-                  and ((.message // "") | contains("\"localhost\"")))'
+                  and ($p | endswith(".dNSName"))
+                  and (.message // "") == "Invalid domain name syntax: \"localhost\"")'
 
-# _pkilint_judge NAME JSON_OUTPUT: FAIL on ERROR/FATAL findings, PASS otherwise
-# (WARNING/NOTICE findings, and ignored known false positives, are printed
-# under the result line).
+# Severities that fail a lint check, and those that are only listed.
+PKILINT_FAILING='["FATAL","ERROR","WARNING"]'
+PKILINT_LISTED='["NOTICE","INFO"]'
+
+# _pkilint_judge NAME JSON_OUTPUT: FAIL on FATAL/ERROR/WARNING findings, PASS
+# otherwise. NOTICE/INFO findings, and ignored known false positives, are
+# printed under the result line.
 _pkilint_judge() {
   local name=$1 json=$2
   if ! jq -e '.results | type == "array"' <<<"$json" >/dev/null 2>&1; then
@@ -236,35 +309,37 @@ _pkilint_judge() {
       | .finding_descriptions[] | select(.severity | IN($sev[]))
       | select(('"$PKILINT_IGNORED"') == $ign)
       | "\(.severity) \(.code) [\($v) @ \($p)]" + (if .message then ": \(.message)" else "" end)'
-  local errors warnings ignored
-  errors=$(jq -r --argjson sev '["FATAL","ERROR"]' --argjson ign false "$findings" <<<"$json")
-  warnings=$(jq -r --argjson sev '["WARNING","NOTICE"]' --argjson ign false "$findings" <<<"$json")
-  ignored=$(jq -r --argjson sev '["FATAL","ERROR","WARNING","NOTICE"]' --argjson ign true "$findings" <<<"$json" |
+  local failing listed ignored
+  failing=$(jq -r --argjson sev "$PKILINT_FAILING" --argjson ign false "$findings" <<<"$json")
+  listed=$(jq -r --argjson sev "$PKILINT_LISTED" --argjson ign false "$findings" <<<"$json")
+  ignored=$(jq -r --argjson sev '["FATAL","ERROR","WARNING","NOTICE","INFO"]' --argjson ign true "$findings" <<<"$json" |
     sed 's/^/ignored (known false positive): /')
-  if [[ -n $errors ]]; then
-    fail "$name" "$errors" ${warnings:+"$warnings"} ${ignored:+"$ignored"}
+  if [[ -n $failing ]]; then
+    fail "$name" "$failing" ${listed:+"$listed"} ${ignored:+"$ignored"}
   else
-    pass "$name" ${warnings:+"$warnings"} ${ignored:+"$ignored"}
+    pass "$name" ${listed:+"$listed"} ${ignored:+"$ignored"}
   fi
 }
 
 # pkilint_cert NAME PEM: RFC 5280 lint of one certificate.
 pkilint_cert() {
   local out
-  out=$(pkilint_tool lint_pkix_cert lint -s NOTICE -f JSON "$2" 2>&1) || true
+  out=$(pkilint_tool lint_pkix_cert lint -s INFO -f JSON "$2" 2>&1) || true
   _pkilint_judge "$1" "$out"
 }
 
 # pkilint_chain NAME ISSUER_PEM SUBJECT_PEM: RFC 5280 issuer/subject pair lint.
 pkilint_chain() {
   local out
-  out=$(pkilint_tool lint_pkix_signer_signee_cert_chain lint -s NOTICE -f JSON "$2" "$3" 2>&1) || true
+  out=$(pkilint_tool lint_pkix_signer_signee_cert_chain lint -s INFO -f JSON "$2" "$3" 2>&1) || true
   _pkilint_judge "$1" "$out"
 }
 
-# pkilint_crl NAME DER_CRL: RFC 5280 (PKIX profile) CRL lint.
+# pkilint_crl NAME CRL_FILE [CRL|ARL]: RFC 5280 (PKIX profile) CRL lint; the
+# file may be DER or PEM. ARL for CRLs issued by a root (they list revoked
+# CAs), CRL (the default) for those issued by an intermediate.
 pkilint_crl() {
   local out
-  out=$(pkilint_tool lint_crl lint -t CRL -p PKIX -s NOTICE -f JSON "$2" 2>&1) || true
+  out=$(pkilint_tool lint_crl lint -t "${3:-CRL}" -p PKIX -s INFO -f JSON "$2" 2>&1) || true
   _pkilint_judge "$1" "$out"
 }

@@ -92,12 +92,29 @@ pub async fn prepare(config: Config) -> Result<(App, Paths)> {
         tls_cert: config.data_dir.join("tls").join("server.crt"),
         tls_key: config.data_dir.join("tls").join("server.key"),
     };
+    let validator = crate::va::Validator::new(crate::va::VaConfig {
+        http_port: config.va.http_port,
+        tls_port: config.va.tls_port,
+        dns_resolver: match &config.va.dns_resolver {
+            Some(s) => Some(s.parse().map_err(|_| {
+                Error::config(format!(
+                    "va.dns_resolver {s:?} is not host:port (an IP address and a port)"
+                ))
+            })?),
+            None => None,
+        },
+        ..Default::default()
+    })
+    .map_err(|e| Error::config(format!("ACME validator: {e}")))?;
+    let acme_nonce_key = master.derive("vellum acme nonce v1");
     let mut app = App {
         config,
         store,
         master,
         signers: SignerCache::default(),
         crl_locks: Default::default(),
+        acme_nonce_key,
+        validator,
         defaults: Defaults {
             tenant_id: tenant.id.clone(),
             root_id: root_id.clone().unwrap_or_default(),
@@ -274,6 +291,7 @@ pub async fn server_tls_material(app: &App, paths: &Paths) -> Result<(String, St
             spec_json: serde_json::json!({"purpose": "server-tls"}),
             renewed_from: None,
             audit: None,
+            acme_names: false,
         },
     )
     .await?;

@@ -37,6 +37,11 @@ pub const KEYS: &[&str] = &[
     "bootstrap.root_quota",
     "bootstrap.intermediate_quota",
     "bootstrap.key_algorithm",
+    "va.http_port",
+    "va.tls_port",
+    "va.dns_resolver",
+    "acme.default_ca",
+    "acme.terms_of_service",
 ];
 
 /// The whole server configuration, after file and environment were merged.
@@ -76,6 +81,44 @@ pub struct Config {
     /// What the first start creates.
     #[serde(default)]
     pub bootstrap: Bootstrap,
+    /// How the ACME validation authority reaches clients.
+    #[serde(default)]
+    pub va: VaSettings,
+    /// ACME front end.
+    #[serde(default)]
+    pub acme: AcmeConfig,
+}
+
+/// Ports and resolver the ACME validator uses (tests and private networks change them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaSettings {
+    /// Port of http-01 validation requests.
+    pub http_port: u16,
+    /// Port of tls-alpn-01 validation handshakes.
+    pub tls_port: u16,
+    /// DNS resolver `host:port`; default: the system's.
+    pub dns_resolver: Option<String>,
+}
+
+impl Default for VaSettings {
+    fn default() -> Self {
+        VaSettings {
+            http_port: 80,
+            tls_port: 443,
+            dns_resolver: None,
+        }
+    }
+}
+
+/// ACME front-end settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcmeConfig {
+    /// Intermediate CA behind `/acme/directory` (default: the bootstrap intermediate).
+    pub default_ca: Option<String>,
+    /// Terms-of-service URL; when set, new accounts must agree to it.
+    pub terms_of_service: Option<String>,
 }
 
 /// TLS settings of the HTTPS listener.
@@ -303,7 +346,7 @@ fn set_path(root: &mut toml::Table, key: &str, value: toml::Value) {
         if parts.peek().is_none() {
             // Keys that hold strings stay strings even when the value looks like a number.
             let value = match (&value, part) {
-                (toml::Value::Integer(i), "master_key" | "database_url") => {
+                (toml::Value::Integer(i), "master_key" | "database_url" | "default_ca") => {
                     toml::Value::String(i.to_string())
                 }
                 _ => value,

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acme;
 pub mod admin;
 pub mod bootstrap;
 pub mod ca;
@@ -17,6 +18,7 @@ pub mod fsutil;
 pub mod ra;
 pub mod server;
 pub mod store;
+pub mod va;
 
 use ca::keys::MasterKey;
 use ca::SignerCache;
@@ -36,6 +38,10 @@ pub struct App {
     pub signers: SignerCache,
     /// Serialises CRL signing per CA within this process.
     pub crl_locks: ra::crl::CrlLocks,
+    /// Key of the ACME nonce MAC (derived from the master key: shared by replicas).
+    pub acme_nonce_key: zeroize::Zeroizing<[u8; 32]>,
+    /// The ACME validation authority.
+    pub validator: va::Validator,
     /// What the bootstrap created.
     pub defaults: Defaults,
 }

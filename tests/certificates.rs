@@ -599,7 +599,7 @@ async fn revocation(s: &TestServer) {
     let (_, info) = s.get(&format!("/cas/{inter}/crl")).await;
     assert_eq!(info["enabled"], true);
     assert_eq!(info["entries"][0]["serial"], json!(serial));
-    assert_eq!(info["entries"][0]["reason"], "KeyCompromise");
+    assert_eq!(info["entries"][0]["reason"], "keyCompromise");
 
     // Delete: only revoked or expired; a deleted certificate stays on the CRL.
     let (_, other) = apply(s, &inter, server_body("keep.example")).await;

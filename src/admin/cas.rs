@@ -399,7 +399,7 @@ pub async fn crl_info(
                 json!({
                     "serial": crate::ca::serial_hex(r.raw_serial()),
                     "revoked_at": json::rfc3339(r.revocation_date.timestamp()),
-                    "reason": r.reason_code().map(|(_, rc)| rc.to_string()).unwrap_or_else(|| "unspecified".into()),
+                    "reason": r.reason_code().map(|(_, rc)| reason_name(rc.0)).unwrap_or("unspecified"),
                 })
             })
             .collect();
@@ -445,4 +445,20 @@ pub async fn crl_settings(
     record(&app, &who, "ca.crl.settings", Some(&id), &res).await;
     res?;
     crl_info(State(app), who, Path(id)).await
+}
+
+/// RFC 5280 name of a CRL reason code.
+fn reason_name(code: u8) -> &'static str {
+    match code {
+        1 => "keyCompromise",
+        2 => "cACompromise",
+        3 => "affiliationChanged",
+        4 => "superseded",
+        5 => "cessationOfOperation",
+        6 => "certificateHold",
+        8 => "removeFromCRL",
+        9 => "privilegeWithdrawn",
+        10 => "aACompromise",
+        _ => "unspecified",
+    }
 }

@@ -193,6 +193,7 @@ pub fn request_from_body(who: &Principal, ca_id: &str, body: &ApplyBody) -> Resu
         spec_json: serde_json::to_value(body).map_err(Error::internal)?,
         renewed_from: None,
         audit: Some(audit_event(who, "certificate.issue")),
+        acme_names: false,
     })
 }
 

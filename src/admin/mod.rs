@@ -1,5 +1,6 @@
 //! Admin REST front end (`/admin/v1`): JSON over HTTPS, bearer tokens, problem+json errors.
 
+pub mod acme;
 pub mod audit;
 pub mod auth;
 pub mod cas;
@@ -35,6 +36,11 @@ pub fn router() -> Router<Arc<App>> {
         .route("/cas/{id}/reset", post(cas::reset))
         .route("/cas/{id}/refund", post(cas::refund))
         .route("/cas/{id}/crl", get(cas::crl_info).put(cas::crl_settings))
+        .route(
+            "/cas/{id}/acme",
+            get(acme::get_settings).put(acme::put_settings),
+        )
+        .route("/cas/{id}/acme/eab", post(acme::new_eab))
         .route("/cas/{id}/certificates", post(certificates::apply))
         .route("/certificates", get(certificates::list))
         .route(

@@ -141,6 +141,7 @@ impl FromStr for KeyAlgorithm {
 #[derive(Clone)]
 pub struct MasterKey {
     cipher: Aes256Gcm,
+    raw: Zeroizing<[u8; 32]>,
 }
 
 impl fmt::Debug for MasterKey {
@@ -161,7 +162,9 @@ impl MasterKey {
             )));
         }
         let cipher = Aes256Gcm::new_from_slice(bytes).map_err(Error::internal)?;
-        Ok(MasterKey { cipher })
+        let mut raw = Zeroizing::new([0u8; 32]);
+        raw.copy_from_slice(bytes);
+        Ok(MasterKey { cipher, raw })
     }
 
     /// From text: 64 hex characters or base64 of 32 bytes.
@@ -194,6 +197,16 @@ impl MasterKey {
         let text = Zeroizing::new(hex::encode(bytes.as_ref()) + "\n");
         crate::fsutil::write_private(path, text.as_bytes())?;
         Ok((Self::from_bytes(bytes.as_ref())?, true))
+    }
+
+    /// A 256-bit key for another purpose, derived as HMAC-SHA-256(master, label): the
+    /// same on every replica that shares the master key.
+    pub fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.raw.as_ref());
+        let tag = aws_lc_rs::hmac::sign(&key, label.as_bytes());
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     /// Encrypts `plaintext`, bound to `context` (e.g. the owning row's id).

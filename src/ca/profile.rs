@@ -49,12 +49,18 @@ impl SubjectFields {
     /// The X.500 name, in C, ST, L, O, OU, CN order.
     pub fn distinguished_name(&self) -> DistinguishedName {
         let mut dn = DistinguishedName::new();
+        // RFC 5280: countryName is a PrintableString (rcgen writes &str as UTF8String).
+        if let Some(c) = self.country.as_deref().filter(|c| !c.is_empty()) {
+            match rcgen::string::PrintableString::try_from(c.to_string()) {
+                Ok(p) => dn.push(DnType::CountryName, rcgen::DnValue::PrintableString(p)),
+                Err(_) => dn.push(DnType::CountryName, c),
+            }
+        }
         let mut push = |t: DnType, v: &Option<String>| {
             if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
                 dn.push(t, v);
             }
         };
-        push(DnType::CountryName, &self.country);
         push(DnType::StateOrProvinceName, &self.state);
         push(DnType::LocalityName, &self.locality);
         push(DnType::OrganizationName, &self.organization);

@@ -43,6 +43,9 @@ pub async fn tick(app: &App, holder: &str) -> crate::error::Result<usize> {
     if !held {
         return Ok(0);
     }
+    let mut tx = app.store.begin().await?;
+    store::acme::purge_nonces(&mut tx, now).await?;
+    tx.commit().await?;
     let ids = {
         let mut conn = app.store.reader().acquire().await?;
         store::crls::ca_ids_with_crl(&mut conn).await?

@@ -61,6 +61,9 @@ pub struct IssueRequest {
     pub renewed_from: Option<String>,
     /// Written in the issuing transaction (so the event exists iff the certificate does).
     pub audit: Option<AuditEvent>,
+    /// ACME certifies validated identifiers (DNS names, IPs) whatever the profile, so a
+    /// `tls-client` order may carry them too.
+    pub acme_names: bool,
 }
 
 /// A certificate that has been recorded and may leave the server.
@@ -222,7 +225,12 @@ pub async fn issue(app: &App, req: IssueRequest) -> Result<Issued> {
             })?
     };
     check_issuer(&ca, now)?;
-    check_names(req.leaf_type, &req.subject, &req.sans)?;
+    let names_profile = if req.acme_names {
+        LeafType::Server
+    } else {
+        req.leaf_type
+    };
+    check_names(names_profile, &req.subject, &req.sans)?;
     let validity = check_validity(&ca, req.validity_days, now)?;
 
     let (public_key, generated, key_alg, is_rsa) = match &req.key {

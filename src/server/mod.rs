@@ -103,6 +103,7 @@ fn https_routes(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/admin/v1", crate::admin::router())
+        .merge(crate::acme::router(app.clone()))
         .fallback(not_found)
         .with_state(app)
 }
@@ -135,6 +136,10 @@ pub async fn run(config: Config) -> Result<()> {
     println!("  HTTP (CRLs, CA certs):  {}", app.config.public_http_url());
     println!(
         "  Admin API:              {}/admin/v1",
+        app.config.public_url()
+    );
+    println!(
+        "  ACME directory:         {}/acme/directory",
         app.config.public_url()
     );
     println!(

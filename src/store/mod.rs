@@ -8,6 +8,7 @@
 //! queue in the pool instead of failing with `SQLITE_BUSY`, readers never wait for
 //! writers. PostgreSQL uses one pool for both.
 
+pub mod acme;
 pub mod audit;
 pub mod cas;
 pub mod certificates;

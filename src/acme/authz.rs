@@ -1,0 +1,286 @@
+//! Authorizations and challenges; validation runs in the background through `va`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::jws::KeyRef;
+use super::order::AUTHZ_REUSE_SECS;
+use super::problem::{AcmeError, AcmeResult};
+use super::{authenticate, reply, with_retry_after, Ctx};
+use crate::admin::json::rfc3339;
+use crate::store::{self, acme::Authz, acme::Challenge};
+use crate::va::{Identifier, VaError};
+use crate::App;
+
+/// Attempts per validation (with a growing pause between them).
+const ATTEMPTS: u32 = 3;
+
+fn challenge_json(ctx: &Ctx, c: &Challenge) -> Value {
+    let mut v = json!({
+        "type": c.kind,
+        "url": ctx.url(&format!("chall/{}", c.id)),
+        "token": c.token,
+        "status": c.status,
+    });
+    if let Some(t) = c.validated_at {
+        v["validated"] = json!(rfc3339(t));
+    }
+    if let Some(e) = &c.error_json {
+        v["error"] = serde_json::from_str(e).unwrap_or(Value::Null);
+    }
+    v
+}
+
+async fn authz_json(ctx: &Ctx, a: &Authz) -> AcmeResult<Value> {
+    let challenges = {
+        let mut conn = ctx.app.store.reader().acquire().await?;
+        store::acme::challenges(&mut conn, &a.id).await?
+    };
+    let status = if a.status == "pending" && a.expires_at <= store::now() {
+        "expired"
+    } else {
+        a.status.as_str()
+    };
+    let shown: Vec<Value> = challenges
+        .iter()
+        .filter(|c| a.status != "valid" || c.status == "valid")
+        .map(|c| challenge_json(ctx, c))
+        .collect();
+    let mut v = json!({
+        "identifier": {"type": a.id_type, "value": a.id_value},
+        "status": status,
+        "expires": rfc3339(a.expires_at),
+        "challenges": shown,
+    });
+    if a.wildcard {
+        v["wildcard"] = json!(true);
+    }
+    Ok(v)
+}
+
+async fn load_authz(ctx: &Ctx, account_id: &str, id: &str) -> AcmeResult<Authz> {
+    let mut conn = ctx.app.store.reader().acquire().await?;
+    store::acme::authz_by_id(&mut conn, id)
+        .await?
+        .filter(|a| a.account_id == account_id)
+        .ok_or_else(|| AcmeError::not_found(format!("no authorization {id} for this account")))
+}
+
+/// `POST authz/{id}`: fetch (POST-as-GET) or deactivate (`{"status":"deactivated"}`).
+pub async fn authz(
+    State(app): State<Arc<App>>,
+    Path((ca, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AcmeResult<Response> {
+    let (ctx, req) = authenticate(
+        &app,
+        &ca,
+        &format!("authz/{id}"),
+        &headers,
+        &body,
+        KeyRef::Kid,
+    )
+    .await?;
+    let account = req.account()?.clone();
+    let mut a = load_authz(&ctx, &account.id, &id).await?;
+    if !req.is_post_as_get() {
+        let payload = req.json()?;
+        match payload.get("status").and_then(Value::as_str) {
+            Some("deactivated") => {
+                let mut tx = app.store.begin().await?;
+                if !store::acme::set_authz_status(&mut tx, &id, "deactivated").await? {
+                    return Err(AcmeError::malformed(format!(
+                        "authorization {id} is {}; only pending or valid ones can be deactivated",
+                        a.status
+                    )));
+                }
+                for order in store::acme::orders_of_authz(&mut tx, &id).await? {
+                    let err =
+                        AcmeError::unauthorized(format!("authorization {id} was deactivated"))
+                            .to_json();
+                    store::acme::order_failed(&mut tx, &order, &err.to_string()).await?;
+                }
+                tx.commit().await?;
+                a.status = "deactivated".into();
+            }
+            _ => {
+                return Err(AcmeError::malformed(
+                    "an authorization may only be updated to {\"status\": \"deactivated\"}",
+                ))
+            }
+        }
+    }
+    let resp = reply(
+        StatusCode::OK,
+        authz_json(&ctx, &a).await?,
+        Some(&ctx.url(&format!("authz/{id}"))),
+        &[],
+    );
+    Ok(if a.status == "pending" {
+        with_retry_after(resp, 1)
+    } else {
+        resp
+    })
+}
+
+/// `POST chall/{id}`: `{}` starts validation; POST-as-GET fetches.
+pub async fn challenge(
+    State(app): State<Arc<App>>,
+    Path((ca, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AcmeResult<Response> {
+    let (ctx, req) = authenticate(
+        &app,
+        &ca,
+        &format!("chall/{id}"),
+        &headers,
+        &body,
+        KeyRef::Kid,
+    )
+    .await?;
+    let account = req.account()?.clone();
+    let mut ch = {
+        let mut conn = app.store.reader().acquire().await?;
+        store::acme::challenge_by_id(&mut conn, &id).await?
+    }
+    .ok_or_else(|| AcmeError::not_found(format!("no challenge {id}")))?;
+    let a = load_authz(&ctx, &account.id, &ch.authz_id).await?;
+    if !req.is_post_as_get() && ch.status == "pending" {
+        if a.status != "pending" {
+            return Err(AcmeError::malformed(format!(
+                "authorization {} is {}",
+                a.id, a.status
+            )));
+        }
+        if a.expires_at <= store::now() {
+            return Err(AcmeError::malformed(format!(
+                "authorization {} has expired",
+                a.id
+            )));
+        }
+        let mut tx = app.store.begin().await?;
+        let started = store::acme::start_challenge(&mut tx, &id).await?;
+        tx.commit().await?;
+        if started {
+            ch.status = "processing".into();
+            let key_authorization = format!("{}.{}", ch.token, account.thumbprint);
+            tokio::spawn(validate(
+                app.clone(),
+                ch.clone(),
+                a.clone(),
+                key_authorization,
+            ));
+        }
+    }
+    let up = format!("<{}>;rel=\"up\"", ctx.url(&format!("authz/{}", a.id)));
+    let resp = reply(StatusCode::OK, challenge_json(&ctx, &ch), None, &[up]);
+    Ok(if ch.status == "processing" {
+        with_retry_after(resp, 1)
+    } else {
+        resp
+    })
+}
+
+async fn attempt(
+    app: &App,
+    ch: &Challenge,
+    a: &Authz,
+    key_authorization: &str,
+) -> Result<(), VaError> {
+    let ident = if a.id_type == "ip" {
+        match a.id_value.parse() {
+            Ok(ip) => Identifier::Ip(ip),
+            Err(_) => Identifier::Dns(a.id_value.clone()),
+        }
+    } else {
+        Identifier::Dns(a.id_value.clone())
+    };
+    match ch.kind.as_str() {
+        "http-01" => {
+            app.validator
+                .http01(&ident, &ch.token, key_authorization)
+                .await
+        }
+        "dns-01" => app.validator.dns01(&a.id_value, key_authorization).await,
+        _ => app.validator.tls_alpn01(&ident, key_authorization).await,
+    }
+}
+
+/// Validates with retries, then records the outcome on the challenge, its authorization
+/// and the orders waiting for it.
+async fn validate(app: Arc<App>, ch: Challenge, a: Authz, key_authorization: String) {
+    let mut outcome = Ok(());
+    for n in 0..ATTEMPTS {
+        outcome = attempt(&app, &ch, &a, &key_authorization).await;
+        match &outcome {
+            Ok(()) => break,
+            Err(e) if n + 1 < ATTEMPTS => {
+                tracing::debug!(challenge = %ch.id, error = %e.detail, "validation attempt failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500 * u64::from(n + 1))).await;
+            }
+            Err(_) => {}
+        }
+    }
+    if let Err(e) = record(&app, &ch, &a, outcome).await {
+        tracing::error!(challenge = %ch.id, error = %e.detail, "could not record a validation result");
+    }
+}
+
+async fn record(
+    app: &App,
+    ch: &Challenge,
+    a: &Authz,
+    outcome: Result<(), VaError>,
+) -> AcmeResult<()> {
+    let now = store::now();
+    let mut tx = app.store.begin().await?;
+    match outcome {
+        Ok(()) => {
+            store::acme::finish_challenge(&mut tx, &ch.id, true, now, None).await?;
+            sqlx::query("UPDATE acme_authzs SET status = 'valid', expires_at = $1 WHERE id = $2 AND status = 'pending'")
+                .bind(now + AUTHZ_REUSE_SECS)
+                .bind(&a.id)
+                .execute(&mut *tx)
+                .await?;
+            for order in store::acme::orders_of_authz(&mut tx, &a.id).await? {
+                let authzs = store::acme::order_authzs(&mut tx, &order).await?;
+                if authzs.iter().all(|x| x.status == "valid") {
+                    store::acme::transition_order(&mut tx, &order, "pending", "ready").await?;
+                }
+            }
+        }
+        Err(e) => {
+            let problem = json!({
+                "type": e.kind.acme_type(),
+                "detail": e.detail,
+                "status": 400,
+            });
+            store::acme::finish_challenge(&mut tx, &ch.id, false, now, Some(&problem.to_string()))
+                .await?;
+            store::acme::set_authz_status(&mut tx, &a.id, "invalid").await?;
+            let order_err = json!({
+                "type": "urn:ietf:params:acme:error:unauthorized",
+                "detail": format!("validation of {} failed", a.id_value),
+                "status": 403,
+                "subproblems": [{
+                    "type": e.kind.acme_type(),
+                    "detail": e.detail,
+                    "identifier": {"type": a.id_type, "value": a.id_value},
+                }],
+            });
+            for order in store::acme::orders_of_authz(&mut tx, &a.id).await? {
+                store::acme::order_failed(&mut tx, &order, &order_err.to_string()).await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! JWS request authentication (RFC 8555 §6.2): flattened JSON only, `application/jose+json`,
+//! RS256/ES256/ES384/ES512/EdDSA, `url` equal to the request URL, exactly one of `jwk`/`kid`,
+//! signature verified with josekit, then the nonce redeemed.
+
+use axum::http::{header, HeaderMap};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use josekit::jwk::Jwk;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::problem::{AcmeError, AcmeResult, ALGORITHMS};
+use super::Ctx;
+use crate::store::{self, acme::Account};
+
+/// Which key reference a request must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRef {
+    /// `jwk` (newAccount).
+    Jwk,
+    /// `kid` (everything else).
+    Kid,
+    /// Either (revokeCert).
+    Either,
+}
+
+/// A request whose signature, URL and nonce checked out.
+pub struct Verified {
+    /// Decoded payload; empty for POST-as-GET.
+    pub payload: Vec<u8>,
+    /// The signing account (for `kid` requests).
+    pub account: Option<Account>,
+    /// The embedded key (for `jwk` requests), as JSON.
+    pub jwk: Option<Value>,
+}
+
+impl Verified {
+    /// True for POST-as-GET (empty payload).
+    pub fn is_post_as_get(&self) -> bool {
+        self.payload.is_empty()
+    }
+
+    /// The payload as a JSON object (`{}` is required for some resources).
+    pub fn json(&self) -> AcmeResult<Value> {
+        if self.payload.is_empty() {
+            return Err(AcmeError::malformed(
+                "this request needs a JSON payload, not POST-as-GET",
+            ));
+        }
+        serde_json::from_slice(&self.payload)
+            .map_err(|e| AcmeError::malformed(format!("payload is not valid JSON: {e}")))
+    }
+
+    /// The account, which `kid` requests always have.
+    pub fn account(&self) -> AcmeResult<&Account> {
+        self.account.as_ref().ok_or_else(|| {
+            AcmeError::malformed("this request must be signed with the account key (kid)")
+        })
+    }
+}
+
+/// Parts of a flattened JWS.
+pub struct Flattened {
+    pub protected_b64: String,
+    pub payload_b64: String,
+    pub signature: Vec<u8>,
+    pub protected: Map<String, Value>,
+}
+
+/// Splits and decodes a flattened JWS object.
+pub fn parse_flattened(v: &Value) -> AcmeResult<Flattened> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| AcmeError::malformed("the body must be a flattened JWS JSON object"))?;
+    if obj.contains_key("signatures") {
+        return Err(AcmeError::malformed(
+            "only the flattened JWS JSON serialization is accepted",
+        ));
+    }
+    let get = |k: &str| {
+        obj.get(k)
+            .and_then(Value::as_str)
+            .ok_or_else(|| AcmeError::malformed(format!("the JWS has no \"{k}\" string")))
+    };
+    let protected_b64 = get("protected")?.to_string();
+    let payload_b64 = get("payload")?.to_string();
+    let signature = URL_SAFE_NO_PAD
+        .decode(get("signature")?)
+        .map_err(|_| AcmeError::malformed("the JWS signature is not base64url"))?;
+    let protected_raw = URL_SAFE_NO_PAD
+        .decode(&protected_b64)
+        .map_err(|_| AcmeError::malformed("the JWS protected header is not base64url"))?;
+    let protected: Map<String, Value> = serde_json::from_slice(&protected_raw)
+        .map_err(|_| AcmeError::malformed("the JWS protected header is not a JSON object"))?;
+    Ok(Flattened {
+        protected_b64,
+        payload_b64,
+        signature,
+        protected,
+    })
+}
+
+/// Verifies `f`'s signature with `jwk` under algorithm `alg`.
+pub fn verify_signature(f: &Flattened, alg: &str, jwk: &Value) -> AcmeResult<()> {
+    let map = jwk
+        .as_object()
+        .cloned()
+        .ok_or_else(|| AcmeError::malformed("jwk is not a JSON object"))?;
+    let key = Jwk::from_map(map)
+        .map_err(|e| AcmeError::malformed(format!("jwk is not a usable key: {e}")))?;
+    let message = format!("{}.{}", f.protected_b64, f.payload_b64);
+    let mismatch = |e: josekit::JoseError| {
+        AcmeError::malformed(format!("the jwk does not fit algorithm {alg}: {e}"))
+    };
+    let ok = match alg {
+        "RS256" => josekit::jws::RS256
+            .verifier_from_jwk(&key)
+            .map_err(mismatch)?
+            .verify_bytes(&message, &f.signature),
+        "ES256" => josekit::jws::ES256
+            .verifier_from_jwk(&key)
+            .map_err(mismatch)?
+            .verify_bytes(&message, &f.signature),
+        "ES384" => josekit::jws::ES384
+            .verifier_from_jwk(&key)
+            .map_err(mismatch)?
+            .verify_bytes(&message, &f.signature),
+        "ES512" => josekit::jws::ES512
+            .verifier_from_jwk(&key)
+            .map_err(mismatch)?
+            .verify_bytes(&message, &f.signature),
+        "EdDSA" => josekit::jws::EdDSA
+            .verifier_from_jwk(&key)
+            .map_err(mismatch)?
+            .verify_bytes(&message, &f.signature),
+        other => return Err(AcmeError::bad_signature_algorithm(other)),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(AcmeError::malformed("the JWS signature does not verify"))
+    }
+}
+
+trait VerifyBytes {
+    fn verify_bytes(&self, message: &str, signature: &[u8]) -> bool;
+}
+
+impl<T: josekit::jws::JwsVerifier> VerifyBytes for T {
+    fn verify_bytes(&self, message: &str, signature: &[u8]) -> bool {
+        self.verify(message.as_bytes(), signature).is_ok()
+    }
+}
+
+/// RFC 7638 thumbprint (base64url SHA-256 of the canonical required members).
+pub fn thumbprint(jwk: &Value) -> AcmeResult<String> {
+    let s = |k: &str| {
+        jwk.get(k)
+            .and_then(Value::as_str)
+            .ok_or_else(|| AcmeError::malformed(format!("jwk lacks \"{k}\"")))
+    };
+    let canonical = match s("kty")? {
+        "EC" => format!(
+            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+            s("crv")?,
+            s("x")?,
+            s("y")?
+        ),
+        "RSA" => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, s("e")?, s("n")?),
+        "OKP" => format!(r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#, s("crv")?, s("x")?),
+        other => return Err(AcmeError::bad_signature_algorithm(other)),
+    };
+    Ok(URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())))
+}
+
+/// The RFC 7638 thumbprint of a DER SubjectPublicKeyInfo (to match a certificate's key
+/// with a request's `jwk`).
+pub fn spki_thumbprint(spki_der: &[u8]) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    use x509_parser::public_key::PublicKey;
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).ok()?;
+    let b = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+    let jwk = match spki.parsed().ok()? {
+        PublicKey::RSA(rsa) => {
+            let trim = |x: &[u8]| {
+                x.iter()
+                    .skip_while(|b| **b == 0)
+                    .copied()
+                    .collect::<Vec<u8>>()
+            };
+            serde_json::json!({"kty": "RSA", "n": b(&trim(rsa.modulus)), "e": b(&trim(rsa.exponent))})
+        }
+        PublicKey::EC(point) => {
+            let data = point.data();
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()?
+                .as_oid()
+                .ok()?
+                .to_id_string();
+            let (crv, len) = match curve.as_str() {
+                "1.2.840.10045.3.1.7" => ("P-256", 32),
+                "1.3.132.0.34" => ("P-384", 48),
+                "1.3.132.0.35" => ("P-521", 66),
+                _ => return None,
+            };
+            if data.len() != 1 + 2 * len || data[0] != 4 {
+                return None;
+            }
+            serde_json::json!({"kty": "EC", "crv": crv, "x": b(&data[1..1 + len]), "y": b(&data[1 + len..])})
+        }
+        _ if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => {
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b(&spki.subject_public_key.data)})
+        }
+        _ => return None,
+    };
+    thumbprint(&jwk).ok()
+}
+
+/// Authenticates an ACME POST.
+pub async fn verify(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    body: &[u8],
+    url: &str,
+    key_ref: KeyRef,
+) -> AcmeResult<Verified> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !ct.trim().eq_ignore_ascii_case("application/jose+json") {
+        return Err(AcmeError::new(
+            "malformed",
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type must be application/jose+json, got {ct:?}"),
+        ));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| AcmeError::malformed(format!("the body is not JSON: {e}")))?;
+    let f = parse_flattened(&value)?;
+    let alg = f
+        .protected
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AcmeError::malformed("the protected header has no \"alg\""))?
+        .to_string();
+    if !ALGORITHMS.contains(&alg.as_str()) {
+        return Err(AcmeError::bad_signature_algorithm(&alg));
+    }
+    let header_url = f
+        .protected
+        .get("url")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if header_url != url {
+        return Err(AcmeError::unauthorized(format!(
+            "the protected header's url {header_url:?} does not match the request URL {url:?}"
+        )));
+    }
+    let jwk = f.protected.get("jwk").cloned();
+    let kid = f
+        .protected
+        .get("kid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let (jwk, account) = match (jwk, kid) {
+        (Some(_), Some(_)) => {
+            return Err(AcmeError::malformed(
+                "the protected header must have either jwk or kid, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(AcmeError::malformed(
+                "the protected header must have jwk or kid",
+            ))
+        }
+        (Some(_), None) if key_ref == KeyRef::Kid => {
+            return Err(AcmeError::malformed(
+                "this request must be signed with the account key (kid), not jwk",
+            ))
+        }
+        (None, Some(_)) if key_ref == KeyRef::Jwk => {
+            return Err(AcmeError::malformed(
+                "newAccount must carry the account's jwk, not a kid",
+            ))
+        }
+        (Some(jwk), None) => (jwk, None),
+        (None, Some(kid)) => {
+            let prefix = format!("{}/acct/", ctx.base);
+            let id = kid.strip_prefix(&prefix).ok_or_else(|| {
+                AcmeError::account_does_not_exist(format!(
+                    "kid {kid:?} is not an account URL of this directory"
+                ))
+            })?;
+            let mut conn = ctx.app.store.reader().acquire().await?;
+            let account = store::acme::account_by_id(&mut conn, id)
+                .await?
+                .filter(|a| a.ca_id == ctx.ca.id)
+                .ok_or_else(|| AcmeError::account_does_not_exist(format!("no account {kid}")))?;
+            let jwk: Value = serde_json::from_str(&account.jwk_json)
+                .map_err(|_| AcmeError::internal("stored account key unreadable"))?;
+            (jwk, Some(account))
+        }
+    };
+    verify_signature(&f, &alg, &jwk)?;
+    super::nonce::redeem(&ctx.app, f.protected.get("nonce").and_then(Value::as_str)).await?;
+    if let Some(a) = &account {
+        if a.status != "valid" {
+            return Err(AcmeError::unauthorized(format!(
+                "account {} is {}",
+                a.id, a.status
+            )));
+        }
+    }
+    let payload = if f.payload_b64.is_empty() {
+        Vec::new()
+    } else {
+        URL_SAFE_NO_PAD
+            .decode(&f.payload_b64)
+            .map_err(|_| AcmeError::malformed("the JWS payload is not base64url"))?
+    };
+    Ok(Verified {
+        payload,
+        account,
+        jwk: if key_ref == KeyRef::Kid {
+            None
+        } else {
+            Some(jwk)
+        },
+    })
+}

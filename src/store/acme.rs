@@ -1,0 +1,606 @@
+//! ACME state: settings, EAB keys, accounts, orders, authorizations, challenges, nonces.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::Conn;
+use crate::error::Result;
+
+/// Per-CA ACME settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub ca_id: String,
+    pub enabled: bool,
+    pub require_eab: bool,
+    /// Suffixes (`example.com` allows it and its subdomains) or exact names; empty = any.
+    pub allowed_domains: Vec<String>,
+    pub allow_ip: bool,
+    pub challenges: Vec<String>,
+    pub default_validity_days: i64,
+}
+
+impl Settings {
+    /// The settings a CA has before anyone changed them.
+    pub fn defaults(ca_id: &str) -> Settings {
+        Settings {
+            ca_id: ca_id.to_string(),
+            enabled: true,
+            require_eab: false,
+            allowed_domains: Vec::new(),
+            allow_ip: true,
+            challenges: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
+            default_validity_days: 90,
+        }
+    }
+}
+
+/// The settings of `ca_id` (defaults when never set).
+pub async fn settings(conn: &mut Conn, ca_id: &str) -> Result<Settings> {
+    let row = sqlx::query("SELECT * FROM acme_settings WHERE ca_id = $1")
+        .bind(ca_id)
+        .fetch_optional(conn)
+        .await?;
+    let Some(r) = row else {
+        return Ok(Settings::defaults(ca_id));
+    };
+    Ok(Settings {
+        ca_id: r.try_get("ca_id")?,
+        enabled: r.try_get::<i64, _>("enabled")? != 0,
+        require_eab: r.try_get::<i64, _>("require_eab")? != 0,
+        allowed_domains: serde_json::from_str(&r.try_get::<String, _>("allowed_domains_json")?)
+            .unwrap_or_default(),
+        allow_ip: r.try_get::<i64, _>("allow_ip")? != 0,
+        challenges: serde_json::from_str(&r.try_get::<String, _>("challenges_json")?)
+            .unwrap_or_default(),
+        default_validity_days: r.try_get("default_validity_days")?,
+    })
+}
+
+/// Stores the settings of a CA.
+pub async fn put_settings(conn: &mut Conn, s: &Settings) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO acme_settings (ca_id, enabled, require_eab, allowed_domains_json, allow_ip, \
+         challenges_json, default_validity_days) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (ca_id) DO UPDATE SET enabled = excluded.enabled, require_eab = excluded.require_eab, \
+         allowed_domains_json = excluded.allowed_domains_json, allow_ip = excluded.allow_ip, \
+         challenges_json = excluded.challenges_json, default_validity_days = excluded.default_validity_days",
+    )
+    .bind(&s.ca_id)
+    .bind(s.enabled as i64)
+    .bind(s.require_eab as i64)
+    .bind(serde_json::to_string(&s.allowed_domains).unwrap_or_default())
+    .bind(s.allow_ip as i64)
+    .bind(serde_json::to_string(&s.challenges).unwrap_or_default())
+    .bind(s.default_validity_days)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a single-use nonce as redeemed. False when it already was (a replay).
+pub async fn redeem_nonce(conn: &mut Conn, nonce: &str, expires_at: i64) -> Result<bool> {
+    let res = sqlx::query(
+        "INSERT INTO acme_used_nonces (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+    )
+    .bind(nonce)
+    .bind(expires_at)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Forgets redeemed nonces that expired (they can no longer be replayed anyway).
+pub async fn purge_nonces(conn: &mut Conn, now: i64) -> Result<u64> {
+    let res = sqlx::query("DELETE FROM acme_used_nonces WHERE expires_at < $1")
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(res.rows_affected())
+}
+
+/// An EAB key.
+#[derive(Debug, Clone)]
+pub struct EabKey {
+    pub kid: String,
+    pub ca_id: String,
+    pub tenant_id: String,
+    pub key_sealed: Vec<u8>,
+    pub account_id: Option<String>,
+}
+
+/// Stores a new EAB key.
+pub async fn insert_eab(conn: &mut Conn, k: &EabKey, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO acme_eab_keys (kid, ca_id, tenant_id, key_sealed, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&k.kid)
+    .bind(&k.ca_id)
+    .bind(&k.tenant_id)
+    .bind(&k.key_sealed)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An EAB key by kid.
+pub async fn eab(conn: &mut Conn, kid: &str) -> Result<Option<EabKey>> {
+    let row = sqlx::query("SELECT * FROM acme_eab_keys WHERE kid = $1")
+        .bind(kid)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| {
+        Ok(EabKey {
+            kid: r.try_get("kid")?,
+            ca_id: r.try_get("ca_id")?,
+            tenant_id: r.try_get("tenant_id")?,
+            key_sealed: r.try_get("key_sealed")?,
+            account_id: r.try_get("account_id")?,
+        })
+    })
+    .transpose()
+}
+
+/// Binds an EAB key to an account. False when it is bound already.
+pub async fn bind_eab(conn: &mut Conn, kid: &str, account_id: &str) -> Result<bool> {
+    let res = sqlx::query(
+        "UPDATE acme_eab_keys SET account_id = $1 WHERE kid = $2 AND account_id IS NULL",
+    )
+    .bind(account_id)
+    .bind(kid)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// An ACME account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    pub ca_id: String,
+    pub tenant_id: String,
+    pub thumbprint: String,
+    pub jwk_json: String,
+    /// `valid`, `deactivated`, `revoked`.
+    pub status: String,
+    pub contact: Vec<String>,
+    pub tos_agreed: bool,
+    pub eab_kid: Option<String>,
+    pub created_at: i64,
+}
+
+fn account(r: &AnyRow) -> Result<Account> {
+    Ok(Account {
+        id: r.try_get("id")?,
+        ca_id: r.try_get("ca_id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        thumbprint: r.try_get("thumbprint")?,
+        jwk_json: r.try_get("jwk_json")?,
+        status: r.try_get("status")?,
+        contact: serde_json::from_str(&r.try_get::<String, _>("contact_json")?).unwrap_or_default(),
+        tos_agreed: r.try_get::<i64, _>("tos_agreed")? != 0,
+        eab_kid: r.try_get("eab_kid")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// Inserts an account.
+pub async fn insert_account(conn: &mut Conn, a: &Account) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO acme_accounts (id, ca_id, tenant_id, thumbprint, jwk_json, status, contact_json, \
+         tos_agreed, eab_kid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&a.id)
+    .bind(&a.ca_id)
+    .bind(&a.tenant_id)
+    .bind(&a.thumbprint)
+    .bind(&a.jwk_json)
+    .bind(&a.status)
+    .bind(serde_json::to_string(&a.contact).unwrap_or_default())
+    .bind(a.tos_agreed as i64)
+    .bind(&a.eab_kid)
+    .bind(a.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An account by id.
+pub async fn account_by_id(conn: &mut Conn, id: &str) -> Result<Option<Account>> {
+    let row = sqlx::query("SELECT * FROM acme_accounts WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(account).transpose()
+}
+
+/// The account whose key has this RFC 7638 thumbprint.
+pub async fn account_by_thumbprint(conn: &mut Conn, thumbprint: &str) -> Result<Option<Account>> {
+    let row = sqlx::query("SELECT * FROM acme_accounts WHERE thumbprint = $1")
+        .bind(thumbprint)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(account).transpose()
+}
+
+/// Updates contact and status.
+pub async fn update_account(
+    conn: &mut Conn,
+    id: &str,
+    contact: &[String],
+    status: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE acme_accounts SET contact_json = $1, status = $2 WHERE id = $3")
+        .bind(serde_json::to_string(contact).unwrap_or_default())
+        .bind(status)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Replaces an account's key (keyChange). False when the new key is already in use.
+pub async fn change_key(
+    conn: &mut Conn,
+    id: &str,
+    thumbprint: &str,
+    jwk_json: &str,
+) -> Result<bool> {
+    let res = sqlx::query("UPDATE acme_accounts SET thumbprint = $1, jwk_json = $2 WHERE id = $3")
+        .bind(thumbprint)
+        .bind(jwk_json)
+        .bind(id)
+        .execute(conn)
+        .await;
+    match res {
+        Ok(r) => Ok(r.rows_affected() == 1),
+        Err(e) if super::tenants::is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An ACME order.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub id: String,
+    pub account_id: String,
+    pub ca_id: String,
+    /// `pending`, `ready`, `processing`, `valid`, `invalid`.
+    pub status: String,
+    pub identifiers_json: String,
+    pub profile: String,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    pub expires_at: i64,
+    pub error_json: Option<String>,
+    pub certificate_id: Option<String>,
+    pub replaces: Option<String>,
+    pub created_at: i64,
+}
+
+fn order(r: &AnyRow) -> Result<Order> {
+    Ok(Order {
+        id: r.try_get("id")?,
+        account_id: r.try_get("account_id")?,
+        ca_id: r.try_get("ca_id")?,
+        status: r.try_get("status")?,
+        identifiers_json: r.try_get("identifiers_json")?,
+        profile: r.try_get("profile")?,
+        not_before: r.try_get("not_before")?,
+        not_after: r.try_get("not_after")?,
+        expires_at: r.try_get("expires_at")?,
+        error_json: r.try_get("error_json")?,
+        certificate_id: r.try_get("certificate_id")?,
+        replaces: r.try_get("replaces")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// Inserts an order.
+pub async fn insert_order(conn: &mut Conn, o: &Order) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO acme_orders (id, account_id, ca_id, status, identifiers_json, profile, not_before, \
+         not_after, expires_at, replaces, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&o.id)
+    .bind(&o.account_id)
+    .bind(&o.ca_id)
+    .bind(&o.status)
+    .bind(&o.identifiers_json)
+    .bind(&o.profile)
+    .bind(o.not_before)
+    .bind(o.not_after)
+    .bind(o.expires_at)
+    .bind(&o.replaces)
+    .bind(o.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An order by id.
+pub async fn order_by_id(conn: &mut Conn, id: &str) -> Result<Option<Order>> {
+    let row = sqlx::query("SELECT * FROM acme_orders WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(order).transpose()
+}
+
+/// Order ids of an account after `after`, oldest first.
+pub async fn order_ids(
+    conn: &mut Conn,
+    account_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT id FROM acme_orders WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(account_id)
+    .bind(after.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+}
+
+/// Moves an order from one status to another. False when it was not in `from`.
+pub async fn transition_order(conn: &mut Conn, id: &str, from: &str, to: &str) -> Result<bool> {
+    let res = sqlx::query("UPDATE acme_orders SET status = $1 WHERE id = $2 AND status = $3")
+        .bind(to)
+        .bind(id)
+        .bind(from)
+        .execute(conn)
+        .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Marks an order valid with its certificate.
+pub async fn order_issued(conn: &mut Conn, id: &str, certificate_id: &str) -> Result<()> {
+    sqlx::query("UPDATE acme_orders SET status = 'valid', certificate_id = $1 WHERE id = $2")
+        .bind(certificate_id)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks an order invalid with a problem document.
+pub async fn order_failed(conn: &mut Conn, id: &str, error_json: &str) -> Result<()> {
+    sqlx::query("UPDATE acme_orders SET status = 'invalid', error_json = $1 WHERE id = $2 AND status IN ('pending', 'ready', 'processing')")
+        .bind(error_json)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// An authorization.
+#[derive(Debug, Clone)]
+pub struct Authz {
+    pub id: String,
+    pub account_id: String,
+    /// `dns` or `ip`.
+    pub id_type: String,
+    pub id_value: String,
+    pub wildcard: bool,
+    /// `pending`, `valid`, `invalid`, `deactivated`, `expired`, `revoked`.
+    pub status: String,
+    pub expires_at: i64,
+    pub created_at: i64,
+}
+
+fn authz(r: &AnyRow) -> Result<Authz> {
+    Ok(Authz {
+        id: r.try_get("id")?,
+        account_id: r.try_get("account_id")?,
+        id_type: r.try_get("id_type")?,
+        id_value: r.try_get("id_value")?,
+        wildcard: r.try_get::<i64, _>("wildcard")? != 0,
+        status: r.try_get("status")?,
+        expires_at: r.try_get("expires_at")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// Inserts an authorization.
+pub async fn insert_authz(conn: &mut Conn, a: &Authz) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO acme_authzs (id, account_id, id_type, id_value, wildcard, status, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&a.id)
+    .bind(&a.account_id)
+    .bind(&a.id_type)
+    .bind(&a.id_value)
+    .bind(a.wildcard as i64)
+    .bind(&a.status)
+    .bind(a.expires_at)
+    .bind(a.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A valid, unexpired authorization of the account for the identifier (reuse).
+pub async fn reusable_authz(
+    conn: &mut Conn,
+    account_id: &str,
+    id_type: &str,
+    id_value: &str,
+    wildcard: bool,
+    now: i64,
+) -> Result<Option<Authz>> {
+    let row = sqlx::query(
+        "SELECT * FROM acme_authzs WHERE account_id = $1 AND id_type = $2 AND id_value = $3 \
+         AND wildcard = $4 AND status = 'valid' AND expires_at > $5 ORDER BY expires_at DESC LIMIT 1",
+    )
+    .bind(account_id)
+    .bind(id_type)
+    .bind(id_value)
+    .bind(wildcard as i64)
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(authz).transpose()
+}
+
+/// Valid authorizations of the account for any of the identifier values.
+pub async fn valid_authz_values(
+    conn: &mut Conn,
+    account_id: &str,
+    now: i64,
+) -> Result<Vec<(String, String)>> {
+    let rows = sqlx::query(
+        "SELECT id_type, id_value FROM acme_authzs WHERE account_id = $1 AND status = 'valid' AND expires_at > $2",
+    )
+    .bind(account_id)
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("id_type")?, r.try_get("id_value")?)))
+        .collect()
+}
+
+/// An authorization by id.
+pub async fn authz_by_id(conn: &mut Conn, id: &str) -> Result<Option<Authz>> {
+    let row = sqlx::query("SELECT * FROM acme_authzs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(authz).transpose()
+}
+
+/// Sets an authorization's status (from pending or valid).
+pub async fn set_authz_status(conn: &mut Conn, id: &str, status: &str) -> Result<bool> {
+    let res = sqlx::query(
+        "UPDATE acme_authzs SET status = $1 WHERE id = $2 AND status IN ('pending', 'valid')",
+    )
+    .bind(status)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Links an authorization to an order.
+pub async fn link(conn: &mut Conn, order_id: &str, authz_id: &str, position: i64) -> Result<()> {
+    sqlx::query("INSERT INTO acme_order_authzs (order_id, authz_id, position) VALUES ($1, $2, $3)")
+        .bind(order_id)
+        .bind(authz_id)
+        .bind(position)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The authorizations of an order, in identifier order.
+pub async fn order_authzs(conn: &mut Conn, order_id: &str) -> Result<Vec<Authz>> {
+    let rows = sqlx::query(
+        "SELECT a.* FROM acme_authzs a JOIN acme_order_authzs l ON l.authz_id = a.id \
+         WHERE l.order_id = $1 ORDER BY l.position",
+    )
+    .bind(order_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(authz).collect()
+}
+
+/// Ids of the orders an authorization belongs to.
+pub async fn orders_of_authz(conn: &mut Conn, authz_id: &str) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT order_id FROM acme_order_authzs WHERE authz_id = $1")
+        .bind(authz_id)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get("order_id")?)).collect()
+}
+
+/// A challenge.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    pub id: String,
+    pub authz_id: String,
+    /// `http-01`, `dns-01`, `tls-alpn-01`.
+    pub kind: String,
+    pub token: String,
+    /// `pending`, `processing`, `valid`, `invalid`.
+    pub status: String,
+    pub validated_at: Option<i64>,
+    pub error_json: Option<String>,
+}
+
+fn challenge(r: &AnyRow) -> Result<Challenge> {
+    Ok(Challenge {
+        id: r.try_get("id")?,
+        authz_id: r.try_get("authz_id")?,
+        kind: r.try_get("type")?,
+        token: r.try_get("token")?,
+        status: r.try_get("status")?,
+        validated_at: r.try_get("validated_at")?,
+        error_json: r.try_get("error_json")?,
+    })
+}
+
+/// Inserts a challenge.
+pub async fn insert_challenge(conn: &mut Conn, c: &Challenge) -> Result<()> {
+    sqlx::query("INSERT INTO acme_challenges (id, authz_id, type, token, status) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&c.id)
+        .bind(&c.authz_id)
+        .bind(&c.kind)
+        .bind(&c.token)
+        .bind(&c.status)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The challenges of an authorization.
+pub async fn challenges(conn: &mut Conn, authz_id: &str) -> Result<Vec<Challenge>> {
+    let rows = sqlx::query("SELECT * FROM acme_challenges WHERE authz_id = $1 ORDER BY type")
+        .bind(authz_id)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(challenge).collect()
+}
+
+/// A challenge by id.
+pub async fn challenge_by_id(conn: &mut Conn, id: &str) -> Result<Option<Challenge>> {
+    let row = sqlx::query("SELECT * FROM acme_challenges WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(challenge).transpose()
+}
+
+/// pending → processing. False when the challenge was not pending.
+pub async fn start_challenge(conn: &mut Conn, id: &str) -> Result<bool> {
+    let res = sqlx::query(
+        "UPDATE acme_challenges SET status = 'processing' WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Records the outcome of a validation.
+pub async fn finish_challenge(
+    conn: &mut Conn,
+    id: &str,
+    valid: bool,
+    at: i64,
+    error_json: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE acme_challenges SET status = $1, validated_at = $2, error_json = $3 WHERE id = $4",
+    )
+    .bind(if valid { "valid" } else { "invalid" })
+    .bind(at)
+    .bind(error_json)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

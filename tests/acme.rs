@@ -1,0 +1,954 @@
+//! ACME (RFC 8555) end to end: instant-acme drives the whole flow against the real server,
+//! and a hand-rolled JWS client walks every error path.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::{Backend, TestServer};
+use instant_acme::{
+    Account, ChallengeType, ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus,
+    RetryPolicy,
+};
+use josekit::jwk::KeyPair;
+use josekit::jws::JwsSigner;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// A loopback http-01 responder: token → key authorization.
+#[derive(Clone, Default)]
+struct Responder(Arc<Mutex<HashMap<String, String>>>);
+
+impl Responder {
+    async fn start() -> (Responder, u16) {
+        let r = Responder::default();
+        let map = r.0.clone();
+        let app = axum::Router::new().route(
+            "/.well-known/acme-challenge/{token}",
+            axum::routing::get(move |axum::extract::Path(t): axum::extract::Path<String>| {
+                let map = map.clone();
+                async move {
+                    match map.lock().unwrap().get(&t) {
+                        Some(v) => (StatusCode::OK, v.clone()),
+                        None => (StatusCode::NOT_FOUND, "no such token".to_string()),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.ok();
+        });
+        (r, port)
+    }
+    fn put(&self, token: &str, value: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(token.to_string(), value.to_string());
+    }
+}
+
+async fn server_with_responder(backend: Backend) -> (TestServer, Responder) {
+    let (responder, port) = Responder::start().await;
+    let port = port.to_string();
+    let s = TestServer::start_with(backend, &[("VELLUM_VA_HTTP_PORT", &port)]).await;
+    (s, responder)
+}
+
+fn dir_url(s: &TestServer, ca: &str) -> String {
+    format!("{}/acme/{ca}/directory", s.base)
+}
+
+async fn new_account(s: &TestServer, dir: &str) -> Account {
+    let (account, _) = Account::builder_with_root(s.data_dir().join("root.pem"))
+        .unwrap()
+        .create(
+            &NewAccount {
+                contact: &["mailto:ops@example.com"],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            dir.to_string(),
+            None,
+        )
+        .await
+        .expect("account created");
+    account
+}
+
+fn csr_for(names: &[&str]) -> (rcgen::KeyPair, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    let der = p.serialize_request(&key).unwrap().der().to_vec();
+    (key, der)
+}
+
+/// Orders a certificate for 127.0.0.1 with http-01; returns the PEM chain.
+async fn order_ip(account: &Account, responder: &Responder) -> Result<String, instant_acme::Error> {
+    let ids = [Identifier::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST))];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await?;
+    let mut authzs = order.authorizations();
+    while let Some(a) = authzs.next().await {
+        let mut a = a?;
+        let mut ch = a.challenge(ChallengeType::Http01).expect("http-01 offered");
+        responder.put(&ch.token, ch.key_authorization().as_str());
+        ch.set_ready().await?;
+    }
+    let status = order.poll_ready(&RetryPolicy::default()).await?;
+    assert_eq!(status, OrderStatus::Ready);
+    let (_key, csr) = csr_for(&["127.0.0.1"]);
+    order.finalize_csr(&csr).await?;
+    order.poll_certificate(&RetryPolicy::default()).await
+}
+
+async fn full_flow(backend: Backend) {
+    let (s, responder) = server_with_responder(backend).await;
+    let inter = s.app().defaults.intermediate_id.clone();
+    // The default directory and the per-CA directory are the same document.
+    let d1: Value = s
+        .client
+        .get(format!("{}/acme/directory", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let d2: Value = s
+        .client
+        .get(dir_url(&s, &inter))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d1, d2);
+    assert!(d1["meta"]["profiles"]["tls-server"].is_string());
+    assert!(d1["renewalInfo"].is_string());
+
+    let account = new_account(&s, &dir_url(&s, &inter)).await;
+    let pem = order_ip(&account, &responder)
+        .await
+        .expect("certificate issued");
+    assert_eq!(
+        pem.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "leaf + intermediate"
+    );
+
+    // openssl verifies it against root + intermediate.
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("chain.pem");
+    std::fs::write(&chain, &pem).unwrap();
+    let root = s.data_dir().join("root.pem");
+    let (ok, out) = common::openssl(&[
+        "verify",
+        "-CAfile",
+        root.to_str().unwrap(),
+        "-untrusted",
+        chain.to_str().unwrap(),
+        chain.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+
+    // In the inventory: source acme, the account as requester; quota spent.
+    let (_, list) = s.get("/certificates?source=acme").await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert!(items[0]["requester"].as_str().unwrap().len() > 10);
+    assert_eq!(
+        items[0]["sans"][0],
+        json!({"type": "ip", "value": "127.0.0.1"})
+    );
+    let (_, iv) = s.get(&format!("/cas/{inter}")).await;
+    assert_eq!(iv["issued_count"], 2, "server TLS + ACME");
+
+    // Authorization reuse: a second order for the same name is ready at once.
+    let ids = [Identifier::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST))];
+    let mut again = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    assert_eq!(again.state().status, OrderStatus::Ready);
+
+    // ARI: a window inside the validity.
+    let leaf = ::pem::parse(&pem).unwrap().into_contents();
+    let cert_der = rustls_pki_types::CertificateDer::from(leaf.clone());
+    let (_, x) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+    let aki = match x
+        .get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER)
+        .unwrap()
+        .unwrap()
+        .parsed_extension()
+    {
+        x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+            a.key_identifier.as_ref().unwrap().0.to_vec()
+        }
+        _ => panic!("AKI"),
+    };
+    let cert_id = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(aki),
+        URL_SAFE_NO_PAD.encode(x.raw_serial())
+    );
+    let r = s
+        .client
+        .get(format!("{}/{cert_id}", d1["renewalInfo"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().contains_key("retry-after"));
+    let info: Value = r.json().await.unwrap();
+    assert!(
+        info["suggestedWindow"]["start"].as_str().unwrap()
+            < info["suggestedWindow"]["end"].as_str().unwrap()
+    );
+
+    // Revocation by the ordering account reaches the CRL.
+    account
+        .revoke(&instant_acme::RevocationRequest {
+            certificate: &cert_der,
+            reason: Some(instant_acme::RevocationReason::KeyCompromise),
+        })
+        .await
+        .expect("revoked");
+    let crl = s
+        .client
+        .get(format!("{}/crl/{inter}.crl", s.http_base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let (_, crl) = x509_parser::parse_x509_crl(&crl).unwrap();
+    let (_, x) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+    assert!(crl
+        .iter_revoked_certificates()
+        .any(|r| r.raw_serial() == x.raw_serial()));
+    let err = account
+        .revoke(&instant_acme::RevocationRequest {
+            certificate: &cert_der,
+            reason: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("alreadyRevoked") || format!("{err:?}").contains("alreadyRevoked"),
+        "{err:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_flow_sqlite() {
+    full_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_flow_postgres() {
+    if common::pg_url().is_none() {
+        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+        return;
+    }
+    full_flow(Backend::Postgres).await;
+}
+
+/// A minimal JWS client for the error paths instant-acme will not produce.
+struct Raw {
+    http: reqwest::Client,
+    /// Base of the URLs the server writes (and clients sign).
+    base: String,
+    /// Where requests are actually sent (differs only behind a "load balancer").
+    send_base: String,
+    signer: josekit::jws::alg::ecdsa::EcdsaJwsSigner,
+    private: josekit::jwk::Jwk,
+    jwk: Value,
+    kid: Option<String>,
+}
+
+struct Post<'a> {
+    url: String,
+    payload: Option<Value>,
+    nonce: Option<String>,
+    signed_url: Option<&'a str>,
+    use_jwk: bool,
+    content_type: &'a str,
+    tamper: bool,
+    alg: &'a str,
+}
+
+impl Raw {
+    fn new(s: &TestServer, ca: &str) -> Raw {
+        let kp = josekit::jws::ES256.generate_key_pair().unwrap();
+        let private = kp.to_jwk_key_pair();
+        let signer = josekit::jws::ES256.signer_from_jwk(&private).unwrap();
+        let jwk = serde_json::to_value(kp.to_jwk_public_key().as_ref()).unwrap();
+        let base = format!("{}/acme/{ca}", s.app().config.public_url());
+        let send_base = format!("{}/acme/{ca}", s.base);
+        Raw {
+            http: s.client.clone(),
+            base,
+            send_base,
+            signer,
+            private,
+            jwk,
+            kid: None,
+        }
+    }
+    /// The same account key, talking to another server (replica).
+    fn same_key_on(&self, s: &TestServer, ca: &str) -> Raw {
+        let mut r = Raw::new(s, ca);
+        r.signer = josekit::jws::ES256.signer_from_jwk(&self.private).unwrap();
+        r.private = self.private.clone();
+        r.jwk = self.jwk.clone();
+        r.kid = self.kid.clone();
+        r
+    }
+    fn url(&self, p: &str) -> String {
+        format!("{}/{p}", self.base)
+    }
+    fn wire(&self, url: &str) -> String {
+        url.replacen(&self.base, &self.send_base, 1)
+    }
+    async fn nonce(&self) -> String {
+        let r = self
+            .http
+            .head(self.wire(&self.url("new-nonce")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        r.headers()["replay-nonce"].to_str().unwrap().to_string()
+    }
+    fn post(&self, url: String) -> Post<'static> {
+        Post {
+            url,
+            payload: Some(json!({})),
+            nonce: None,
+            signed_url: None,
+            use_jwk: self.kid.is_none(),
+            content_type: "application/jose+json",
+            tamper: false,
+            alg: "ES256",
+        }
+    }
+    async fn send(&self, p: Post<'_>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let nonce = match p.nonce {
+            Some(n) => n,
+            None => self.nonce().await,
+        };
+        let mut protected =
+            json!({"alg": p.alg, "nonce": nonce, "url": p.signed_url.unwrap_or(&p.url)});
+        if p.use_jwk {
+            protected["jwk"] = self.jwk.clone();
+        } else {
+            protected["kid"] = json!(self.kid.clone().unwrap_or_default());
+        }
+        let protected_b64 = URL_SAFE_NO_PAD.encode(protected.to_string());
+        let payload_b64 = match &p.payload {
+            Some(v) => URL_SAFE_NO_PAD.encode(v.to_string()),
+            None => String::new(),
+        };
+        let mut sig = self
+            .signer
+            .sign(format!("{protected_b64}.{payload_b64}").as_bytes())
+            .unwrap();
+        if p.tamper {
+            sig[5] ^= 0xff;
+        }
+        let body = json!({"protected": protected_b64, "payload": payload_b64, "signature": URL_SAFE_NO_PAD.encode(sig)});
+        let r = self
+            .http
+            .post(self.wire(&p.url))
+            .header("content-type", p.content_type)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let st = r.status();
+        let h = r.headers().clone();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        (st, h, v)
+    }
+    async fn register(&mut self) {
+        let (st, h, v) = self
+            .send(Post {
+                payload: Some(json!({"termsOfServiceAgreed": true})),
+                ..self.post(self.url("new-account"))
+            })
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        self.kid = Some(h["location"].to_str().unwrap().to_string());
+    }
+}
+
+fn problem_type(v: &Value) -> &str {
+    v["type"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("urn:ietf:params:acme:error:")
+}
+
+async fn error_paths(s: &TestServer) {
+    let inter = s.app().defaults.intermediate_id.clone();
+    let mut raw = Raw::new(s, &inter);
+    // newNonce: GET → 204 no-store.
+    let r = s
+        .client
+        .get(raw.wire(&raw.url("new-nonce")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(r.headers().contains_key("replay-nonce"));
+    assert!(r.headers()["link"]
+        .to_str()
+        .unwrap()
+        .contains("rel=\"index\""));
+
+    // onlyReturnExisting for an unknown key.
+    let (st, _, v) = raw
+        .send(Post {
+            payload: Some(json!({"onlyReturnExisting": true})),
+            ..raw.post(raw.url("new-account"))
+        })
+        .await;
+    assert_eq!(
+        (st, problem_type(&v)),
+        (StatusCode::BAD_REQUEST, "accountDoesNotExist"),
+        "{v}"
+    );
+    // Bad contact.
+    let (st, _, v) = raw
+        .send(Post {
+            payload: Some(json!({"contact": ["tel:+4912345"]})),
+            ..raw.post(raw.url("new-account"))
+        })
+        .await;
+    assert_eq!(
+        (st, problem_type(&v)),
+        (StatusCode::BAD_REQUEST, "unsupportedContact"),
+        "{v}"
+    );
+    raw.register().await;
+    let kid = raw.kid.clone().unwrap();
+    // The same key again: 200 with the same Location.
+    let (st, h, _) = raw
+        .send(Post {
+            use_jwk: true,
+            payload: Some(json!({})),
+            ..raw.post(raw.url("new-account"))
+        })
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(h["location"].to_str().unwrap(), kid);
+
+    // Replayed nonce → badNonce, and the error carries a fresh nonce.
+    let n = raw.nonce().await;
+    let (st, _, _) = raw
+        .send(Post {
+            nonce: Some(n.clone()),
+            payload: None,
+            ..raw.post(kid.clone())
+        })
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, h, v) = raw
+        .send(Post {
+            nonce: Some(n),
+            payload: None,
+            ..raw.post(kid.clone())
+        })
+        .await;
+    assert_eq!(
+        (st, problem_type(&v)),
+        (StatusCode::BAD_REQUEST, "badNonce"),
+        "{v}"
+    );
+    assert!(h.contains_key("replay-nonce"));
+    assert_eq!(h["content-type"], "application/problem+json");
+    let (_, _, v) = raw
+        .send(Post {
+            nonce: Some("garbage".into()),
+            payload: None,
+            ..raw.post(kid.clone())
+        })
+        .await;
+    assert_eq!(problem_type(&v), "badNonce");
+    // Wrong url.
+    let (st, _, v) = raw
+        .send(Post {
+            signed_url: Some("https://elsewhere.example/acme"),
+            payload: None,
+            ..raw.post(kid.clone())
+        })
+        .await;
+    assert_eq!(
+        (st, problem_type(&v)),
+        (StatusCode::FORBIDDEN, "unauthorized"),
+        "{v}"
+    );
+    assert!(v["detail"].as_str().unwrap().contains("does not match"));
+    // Bad signature.
+    let (st, _, v) = raw
+        .send(Post {
+            tamper: true,
+            payload: None,
+            ..raw.post(kid.clone())
+        })
+        .await;
+    assert_eq!(
+        (st, problem_type(&v)),
+        (StatusCode::BAD_REQUEST, "malformed"),
+        "{v}"
+    );
+    assert!(v["detail"].as_str().unwrap().contains("signature"));
+    // Algorithms: none and HS256 refused, listing the accepted ones.
+    for alg in ["none", "HS256"] {
+        let (st, _, v) = raw
+            .send(Post {
+                alg,
+                payload: None,
+                ..raw.post(kid.clone())
+            })
+            .await;
+        assert_eq!(
+            (st, problem_type(&v)),
+            (StatusCode::BAD_REQUEST, "badSignatureAlgorithm"),
+            "{v}"
+        );
+        assert!(v["algorithms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "ES256"));
+    }
+    // Wrong content type.
+    let (st, _, v) = raw
+        .send(Post {
+            content_type: "application/json",
+            payload: None,
+            ..raw.post(kid.clone())
+        })
+        .await;
+    assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+    // Unknown kid.
+    let mut stranger = Raw::new(s, &inter);
+    stranger.kid = Some(raw.url("acct/nonexistent"));
+    let (st, _, v) = stranger.send(stranger.post(raw.url("new-order"))).await;
+    assert_eq!(
+        (st, problem_type(&v)),
+        (StatusCode::BAD_REQUEST, "accountDoesNotExist"),
+        "{v}"
+    );
+    // jwk where a kid is required.
+    let (st, _, v) = raw
+        .send(Post {
+            use_jwk: true,
+            ..raw.post(raw.url("new-order"))
+        })
+        .await;
+    assert_eq!(
+        (st, problem_type(&v)),
+        (StatusCode::BAD_REQUEST, "malformed"),
+        "{v}"
+    );
+
+    // Disallowed names → rejectedIdentifier with a subproblem per identifier.
+    let (st, v) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/cas/{inter}/acme"),
+            Some(json!({"allowed_domains": ["corp.example"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let ids = json!({"identifiers": [{"type": "dns", "value": "www.corp.example"}, {"type": "dns", "value": "evil.example"}, {"type": "dns", "value": "bad_name"}]});
+    let (st, _, v) = raw
+        .send(Post {
+            payload: Some(ids),
+            ..raw.post(raw.url("new-order"))
+        })
+        .await;
+    assert_eq!(
+        (st, problem_type(&v)),
+        (StatusCode::BAD_REQUEST, "rejectedIdentifier"),
+        "{v}"
+    );
+    let subs = v["subproblems"].as_array().unwrap();
+    assert_eq!(subs.len(), 2, "{v}");
+    assert!(subs
+        .iter()
+        .any(|p| p["identifier"]["value"] == "evil.example"));
+    let ids = json!({"identifiers": [{"type": "email", "value": "a@b.example"}]});
+    let (_, _, v) = raw
+        .send(Post {
+            payload: Some(ids),
+            ..raw.post(raw.url("new-order"))
+        })
+        .await;
+    assert_eq!(problem_type(&v), "unsupportedIdentifier");
+    let ids = json!({"identifiers": [{"type": "dns", "value": "a.corp.example"}], "profile": "code-signing"});
+    let (_, _, v) = raw
+        .send(Post {
+            payload: Some(ids),
+            ..raw.post(raw.url("new-order"))
+        })
+        .await;
+    assert_eq!(problem_type(&v), "invalidProfile");
+
+    // A pending order cannot be finalized; Location and Retry-After are set.
+    let ids = json!({"identifiers": [{"type": "dns", "value": "a.corp.example"}]});
+    let (st, h, order) = raw
+        .send(Post {
+            payload: Some(ids),
+            ..raw.post(raw.url("new-order"))
+        })
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{order}");
+    assert!(h.contains_key("location"));
+    assert_eq!(order["status"], "pending");
+    let (_, csr) = csr_for(&["a.corp.example"]);
+    let (st, _, v) = raw
+        .send(Post {
+            payload: Some(json!({"csr": URL_SAFE_NO_PAD.encode(&csr)})),
+            ..raw.post(order["finalize"].as_str().unwrap().to_string())
+        })
+        .await;
+    assert_eq!(
+        (st, problem_type(&v)),
+        (StatusCode::FORBIDDEN, "orderNotReady"),
+        "{v}"
+    );
+    // Authorization deactivation invalidates the order.
+    let authz_url = order["authorizations"][0].as_str().unwrap().to_string();
+    let (st, _, a) = raw
+        .send(Post {
+            payload: Some(json!({"status": "deactivated"})),
+            ..raw.post(authz_url)
+        })
+        .await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    assert_eq!(a["status"], "deactivated");
+    let order_url = h["location"].to_str().unwrap().to_string();
+    let (_, _, o) = raw
+        .send(Post {
+            payload: None,
+            ..raw.post(order_url)
+        })
+        .await;
+    assert_eq!(o["status"], "invalid");
+
+    // Orders list.
+    let (st, _, list) = raw
+        .send(Post {
+            payload: None,
+            ..raw.post(format!("{kid}/orders"))
+        })
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(list["orders"].as_array().unwrap().len(), 1);
+
+    // Deactivated account: refused from then on.
+    let (st, _, v) = raw
+        .send(Post {
+            payload: Some(json!({"status": "deactivated"})),
+            ..raw.post(kid.clone())
+        })
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "deactivated");
+    let (st, _, v) = raw.send(raw.post(raw.url("new-order"))).await;
+    assert_eq!(
+        (st, problem_type(&v)),
+        (StatusCode::FORBIDDEN, "unauthorized"),
+        "{v}"
+    );
+}
+both_backends!(
+    every_acme_error_path_answers_with_its_problem_type,
+    error_paths
+);
+
+async fn csr_and_quota(backend: Backend) {
+    let (s, responder) = server_with_responder(backend).await;
+    let (root, inter) = s.enabled_pair("ACME Quota", 5, 1).await;
+    let account = new_account(&s, &dir_url(&s, &inter)).await;
+    // First order uses the single unit of quota.
+    order_ip(&account, &responder)
+        .await
+        .expect("first certificate");
+    // Second order: authorization reused, ready at once; a CSR naming other names is badCSR.
+    let ids = [Identifier::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST))];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    assert_eq!(order.state().status, OrderStatus::Ready);
+    let (_, wrong) = csr_for(&["127.0.0.1", "10.9.9.9"]);
+    let err = order.finalize_csr(&wrong).await.unwrap_err();
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("badCSR") && text.contains("10.9.9.9"),
+        "{text}"
+    );
+    // Quota exhausted: 403 naming the CA, order stays ready; after assigning, it works.
+    let (_, csr) = csr_for(&["127.0.0.1"]);
+    let err = order.finalize_csr(&csr).await.unwrap_err();
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("unauthorized") && text.contains(&inter) && text.contains("assign quota"),
+        "{text}"
+    );
+    let state = order.refresh().await.unwrap();
+    assert_eq!(state.status, OrderStatus::Ready);
+    let (st, _) = s
+        .post(
+            &format!("/cas/{root}/quota/assign"),
+            json!({"intermediate_id": inter, "count": 2}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    order
+        .finalize_csr(&csr)
+        .await
+        .expect("finalized after quota was assigned");
+    let pem = order
+        .poll_certificate(&RetryPolicy::default())
+        .await
+        .unwrap();
+    assert!(pem.contains("BEGIN CERTIFICATE"));
+
+    // Two concurrent finalizes of one ready order issue one certificate.
+    let mut o2 = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    let url = o2.url().to_string();
+    let mut o3 = account.order(url).await.unwrap();
+    let (_, c2) = csr_for(&["127.0.0.1"]);
+    let (_, c3) = csr_for(&["127.0.0.1"]);
+    let (r2, r3) = tokio::join!(o2.finalize_csr(&c2), o3.finalize_csr(&c3));
+    assert!(
+        r2.is_ok() != r3.is_ok(),
+        "exactly one finalize wins: {r2:?} {r3:?}"
+    );
+    let (_, iv) = s.get(&format!("/cas/{inter}")).await;
+    assert_eq!(iv["issued_count"], 3);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finalize_checks_csr_quota_and_races_sqlite() {
+    csr_and_quota(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finalize_checks_csr_quota_and_races_postgres() {
+    if common::pg_url().is_none() {
+        return;
+    }
+    csr_and_quota(Backend::Postgres).await;
+}
+
+/// Failed validation explains itself; the order becomes invalid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_validation_explains_why() {
+    let (s, responder) = server_with_responder(Backend::Sqlite).await;
+    let inter = s.app().defaults.intermediate_id.clone();
+    let account = new_account(&s, &dir_url(&s, &inter)).await;
+    let ids = [Identifier::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST))];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    let mut authzs = order.authorizations();
+    let mut a = authzs.next().await.unwrap().unwrap();
+    let mut ch = a.challenge(ChallengeType::Http01).unwrap();
+    responder.put(&ch.token, "not-the-key-authorization");
+    ch.set_ready().await.unwrap();
+    drop(authzs);
+    let status = order.poll_ready(&RetryPolicy::default()).await;
+    let text = format!("{status:?}");
+    // The order is invalid and its problem says, in words, what the validator saw.
+    assert!(
+        text.contains("not-the-key-authorization")
+            && text.contains("expected the key authorization"),
+        "{text}"
+    );
+    let state = order.refresh().await.unwrap();
+    assert_eq!(state.status, OrderStatus::Invalid);
+    s.stop().await;
+}
+
+/// EAB: required by the directory, and bound once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn external_account_binding() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    let inter = s.app().defaults.intermediate_id.clone();
+    let (st, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/cas/{inter}/acme"),
+            Some(json!({"require_eab": true})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let root = s.data_dir().join("root.pem");
+    let dir = dir_url(&s, &inter);
+    let na = NewAccount {
+        contact: &[],
+        terms_of_service_agreed: true,
+        only_return_existing: false,
+    };
+    let err = Account::builder_with_root(&root)
+        .unwrap()
+        .create(&na, dir.clone(), None)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{err:?}").contains("externalAccountRequired"),
+        "{err:?}"
+    );
+    let (st, eab) = s.post(&format!("/cas/{inter}/acme/eab"), json!({})).await;
+    assert_eq!(st, StatusCode::CREATED, "{eab}");
+    let key = URL_SAFE_NO_PAD
+        .decode(eab["hmac_key"].as_str().unwrap())
+        .unwrap();
+    let ext = ExternalAccountKey::new(eab["kid"].as_str().unwrap().to_string(), &key);
+    let _created = Account::builder_with_root(&root)
+        .unwrap()
+        .create(&na, dir.clone(), Some(&ext))
+        .await
+        .expect("EAB account");
+    let err = Account::builder_with_root(&root)
+        .unwrap()
+        .create(&na, dir.clone(), Some(&ext))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{err:?}").contains("already bound"),
+        "a key binds one account: {err:?}"
+    );
+    let wrong = ExternalAccountKey::new(
+        eab["kid"].as_str().unwrap().to_string(),
+        b"wrong key material 0123456789abcd",
+    );
+    let err = Account::builder_with_root(&root)
+        .unwrap()
+        .create(&na, dir, Some(&wrong))
+        .await
+        .err()
+        .expect("refused");
+    assert!(format!("{err:?}").contains("unauthorized"), "{err:?}");
+    s.stop().await;
+}
+
+/// Two replicas on one PostgreSQL database behind one public URL: a nonce from one is good
+/// on the other, and an order created on one is finalized on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_share_nonces_and_orders() {
+    if common::pg_url().is_none() {
+        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+        return;
+    }
+    let (responder, port) = Responder::start().await;
+    let port = port.to_string();
+    let url = common::fresh_pg_database().await;
+    let key = "33".repeat(32);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let extra = [
+        ("VELLUM_MASTER_KEY", key.as_str()),
+        ("VELLUM_VA_HTTP_PORT", port.as_str()),
+        ("VELLUM_PUBLIC_URL", "https://ca.replicas.test"),
+    ];
+    let a = common::start_with_env(&common::env_for(d1.path(), &url, &extra))
+        .await
+        .unwrap();
+    let b = common::start_with_env(&common::env_for(d2.path(), &url, &extra))
+        .await
+        .unwrap();
+    let sa = TestServer::attach(a, d1, Backend::Postgres, url.clone());
+    let sb = TestServer::attach(b, d2, Backend::Postgres, url.clone());
+    let inter = sa.app().defaults.intermediate_id.clone();
+    let mut on_a = Raw::new(&sa, &inter);
+    let mut on_b = on_a.same_key_on(&sb, &inter);
+    // A nonce from A redeemed on B.
+    let nonce = on_a.nonce().await;
+    let (st, h, v) = on_b
+        .send(Post {
+            nonce: Some(nonce),
+            payload: Some(json!({"termsOfServiceAgreed": true})),
+            ..on_b.post(on_b.url("new-account"))
+        })
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let kid = h["location"].to_str().unwrap().to_string();
+    on_a.kid = Some(kid.clone());
+    on_b.kid = Some(kid);
+    // Order and validation on A.
+    let (st, _, order) = on_a
+        .send(Post {
+            payload: Some(json!({"identifiers": [{"type": "ip", "value": "127.0.0.1"}]})),
+            ..on_a.post(on_a.url("new-order"))
+        })
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{order}");
+    let (_, _, authz) = on_a
+        .send(Post {
+            payload: None,
+            ..on_a.post(order["authorizations"][0].as_str().unwrap().to_string())
+        })
+        .await;
+    let ch = authz["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "http-01")
+        .unwrap()
+        .clone();
+    let thumb = vellum::acme::jws::thumbprint(&on_a.jwk).unwrap();
+    responder.put(
+        ch["token"].as_str().unwrap(),
+        &format!("{}.{thumb}", ch["token"].as_str().unwrap()),
+    );
+    let (st, _, _) = on_a
+        .send(on_a.post(ch["url"].as_str().unwrap().to_string()))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // Poll and finalize on B.
+    let order_url = order["finalize"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches("/finalize")
+        .to_string();
+    let mut status = String::new();
+    for _ in 0..50 {
+        let (_, _, o) = on_b
+            .send(Post {
+                payload: None,
+                ..on_b.post(order_url.clone())
+            })
+            .await;
+        status = o["status"].as_str().unwrap_or_default().to_string();
+        if status != "pending" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "ready");
+    let (_, csr) = csr_for(&["127.0.0.1"]);
+    let (st, _, o) = on_b
+        .send(Post {
+            payload: Some(json!({"csr": URL_SAFE_NO_PAD.encode(&csr)})),
+            ..on_b.post(order["finalize"].as_str().unwrap().to_string())
+        })
+        .await;
+    assert_eq!(st, StatusCode::OK, "{o}");
+    assert_eq!(o["status"], "valid");
+    sa.stop().await;
+    sb.stop().await;
+}
