@@ -195,6 +195,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn large_answers_come_over_tcp() {
+        bounded(async {
+            let (dns, v) = setup();
+            let mut values: Vec<String> =
+                (0..12).map(|i| format!("{i}{}", "z".repeat(300))).collect();
+            values.push(dns01_txt_value(KA));
+            dns.set_txt("_acme-challenge.big.test", &values);
+            let before = dns.query_count();
+            v.dns01("big.test", KA).await.unwrap();
+            // The UDP answer was truncated, so the resolver asked again over TCP.
+            assert!(
+                dns.query_count() >= before + 2,
+                "{} {}",
+                before,
+                dns.query_count()
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn unreachable_resolver_is_a_dns_error() {
         bounded(async {
             let port = crate::va::testutil::unused_udp_port();

@@ -275,14 +275,12 @@ pub(crate) fn human_duration(d: Duration) -> String {
 /// `s` quoted and escaped, cut to `max` characters with "…" when longer.
 pub(crate) fn quote_trunc(s: &str, max: usize) -> String {
     let mut out = String::from("\"");
-    let mut n = 0;
-    for c in s.chars() {
+    for (n, c) in s.chars().enumerate() {
         if n == max {
             out.push('…');
             break;
         }
         out.extend(c.escape_debug());
-        n += 1;
     }
     out.push('"');
     out
@@ -344,6 +342,27 @@ mod tests {
             VaErrorKind::Unauthorized.acme_type(),
             "urn:ietf:params:acme:error:unauthorized"
         );
+    }
+
+    #[test]
+    fn builds_outside_a_runtime_and_clones_cheaply() {
+        let v = Validator::new(VaConfig {
+            dns_resolver: Some("127.0.0.1:53".parse().unwrap()),
+            ..VaConfig::default()
+        })
+        .unwrap();
+        let w = v.clone();
+        assert!(Arc::ptr_eq(&v.inner, &w.inner));
+        assert_eq!(w.config().http_port, 80);
+        assert_eq!(w.config().tls_port, 443);
+        assert_eq!(w.config().timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn builds_from_the_system_configuration() {
+        if std::path::Path::new("/etc/resolv.conf").exists() {
+            Validator::new(VaConfig::default()).unwrap();
+        }
     }
 
     #[test]
