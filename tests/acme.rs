@@ -590,6 +590,25 @@ async fn error_paths(s: &TestServer) {
     assert!(subs
         .iter()
         .any(|p| p["identifier"]["value"] == "evil.example"));
+    let ids = json!({"identifiers": [{"type": "dns", "value": "10.0.0.1"}]});
+    let (_, _, v) = raw
+        .send(Post {
+            payload: Some(ids),
+            ..raw.post(raw.url("new-order"))
+        })
+        .await;
+    assert_eq!(
+        problem_type(&v),
+        "rejectedIdentifier",
+        "an address is not a DNS name: {v}"
+    );
+    assert!(
+        v["subproblems"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("\"ip\" identifier"),
+        "{v}"
+    );
     let ids = json!({"identifiers": [{"type": "email", "value": "a@b.example"}]});
     let (_, _, v) = raw
         .send(Post {

@@ -71,7 +71,11 @@ fn parse_identifiers(ctx: &Ctx, v: &Value) -> AcmeResult<Vec<Ident>> {
         match kind {
             "dns" => {
                 let name = value.trim_end_matches('.').to_ascii_lowercase();
-                let why = if !issue::valid_dns_name(&name)
+                let why = if name.parse::<std::net::IpAddr>().is_ok() {
+                    Some(format!(
+                        "{value:?} is an IP address: order it as an \"ip\" identifier (RFC 8738)"
+                    ))
+                } else if !issue::valid_dns_name(&name)
                     || name.matches('*').count() > usize::from(name.starts_with("*."))
                 {
                     Some(format!("{value:?} is not a valid DNS name"))

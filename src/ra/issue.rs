@@ -195,7 +195,15 @@ pub fn check_names(leaf_type: LeafType, subject: &SubjectFields, sans: &[San]) -
 /// A DNS name (optionally `*.` wildcard): LDH labels of 1–63 characters, 253 in all.
 pub fn valid_dns_name(name: &str) -> bool {
     let name = name.strip_prefix("*.").unwrap_or(name);
-    !name.is_empty()
+    // An address written as a name ("127.0.0.1") is not a DNS name: it belongs in an IP
+    // SAN. No top-level label is all digits.
+    let numeric_tld = name
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_digit()));
+    !numeric_tld
+        && name.parse::<std::net::IpAddr>().is_err()
+        && !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|l| {
             !l.is_empty()
@@ -394,6 +402,8 @@ mod tests {
             .to_string();
         assert!(e.contains("at most 10"), "{e}");
         assert!(!valid_dns_name("bad_label.example"));
+        assert!(!valid_dns_name("127.0.0.1"), "an address is not a DNS name");
+        assert!(!valid_dns_name("::1"));
         assert!(valid_dns_name("*.ok.example"));
     }
 }
