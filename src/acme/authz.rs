@@ -245,11 +245,7 @@ async fn record(
     match outcome {
         Ok(()) => {
             store::acme::finish_challenge(&mut tx, &ch.id, true, now, None).await?;
-            sqlx::query("UPDATE acme_authzs SET status = 'valid', expires_at = $1 WHERE id = $2 AND status = 'pending'")
-                .bind(now + AUTHZ_REUSE_SECS)
-                .bind(&a.id)
-                .execute(&mut *tx)
-                .await?;
+            store::acme::validate_authz(&mut tx, &a.id, now + AUTHZ_REUSE_SECS).await?;
             for order in store::acme::orders_of_authz(&mut tx, &a.id).await? {
                 let authzs = store::acme::order_authzs(&mut tx, &order).await?;
                 if authzs.iter().all(|x| x.status == "valid") {

@@ -38,15 +38,8 @@ fn reason_name(code: i64) -> AcmeResult<&'static str> {
 }
 
 async fn cert_by_serial(ctx: &Ctx, serial: &str) -> AcmeResult<Option<CertRow>> {
-    let row = sqlx::query("SELECT id FROM certificates WHERE ca_id = $1 AND serial = $2")
-        .bind(&ctx.ca.id)
-        .bind(serial)
-        .fetch_optional(ctx.app.store.reader())
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let id: String = sqlx::Row::try_get(&row, "id")?;
     let mut conn = ctx.app.store.reader().acquire().await?;
-    Ok(store::certificates::get_any_tenant(&mut conn, &id).await?)
+    Ok(store::certificates::by_serial(&mut conn, &ctx.ca.id, serial).await?)
 }
 
 /// `POST revoke-cert`.

@@ -485,6 +485,18 @@ pub async fn set_authz_status(conn: &mut Conn, id: &str, status: &str) -> Result
     Ok(res.rows_affected() == 1)
 }
 
+/// pending → valid, reusable until `expires_at`.
+pub async fn validate_authz(conn: &mut Conn, id: &str, expires_at: i64) -> Result<bool> {
+    let res = sqlx::query(
+        "UPDATE acme_authzs SET status = 'valid', expires_at = $1 WHERE id = $2 AND status = 'pending'",
+    )
+    .bind(expires_at)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
 /// Links an authorization to an order.
 pub async fn link(conn: &mut Conn, order_id: &str, authz_id: &str, position: i64) -> Result<()> {
     sqlx::query("INSERT INTO acme_order_authzs (order_id, authz_id, position) VALUES ($1, $2, $3)")

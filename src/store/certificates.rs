@@ -124,6 +124,16 @@ pub async fn get_any_tenant(conn: &mut Conn, id: &str) -> Result<Option<CertRow>
     row.as_ref().map(row_to_cert).transpose()
 }
 
+/// The certificate a CA issued with `serial` (hex), whatever its tenant.
+pub async fn by_serial(conn: &mut Conn, ca_id: &str, serial: &str) -> Result<Option<CertRow>> {
+    let row = sqlx::query("SELECT * FROM certificates WHERE ca_id = $1 AND serial = $2")
+        .bind(ca_id)
+        .bind(serial)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(row_to_cert).transpose()
+}
+
 /// A certificate of `tenant_id` by id (deleted ones are gone for the tenant).
 pub async fn get(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Option<CertRow>> {
     let row = sqlx::query(
