@@ -212,6 +212,20 @@ async fn full_flow(backend: Backend) {
             < info["suggestedWindow"]["end"].as_str().unwrap()
     );
 
+    // keyChange: the account continues with a new key; contacts can be updated.
+    let mut account = account;
+    account.update_key().await.expect("keyChange");
+    account
+        .update_contacts(&["mailto:new@example.com"])
+        .await
+        .expect("contact update");
+    let ids = [Identifier::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST))];
+    let after = account
+        .new_order(&NewOrder::new(&ids))
+        .await
+        .expect("the new key signs");
+    let _ = after;
+
     // Revocation by the ordering account reaches the CRL.
     account
         .revoke(&instant_acme::RevocationRequest {
