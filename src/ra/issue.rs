@@ -2,8 +2,8 @@
 //! TLS certificate all end here:
 //! 1. the issuing CA must be an enabled intermediate of the caller's tenant, in service;
 //! 2. the request must satisfy the names, key and validity rules;
-//! 3. one transaction takes one unit of quota, signs, and records the certificate; the
-//!    certificate is returned only after the commit.
+//! 3. the certificate is signed, then ONE transaction takes one unit of quota (never
+//!    below zero) and records it; the certificate is returned only after the commit.
 
 use std::collections::BTreeMap;
 
@@ -303,6 +303,12 @@ pub async fn issue(app: &App, req: IssueRequest) -> Result<Issued> {
         ..CertRow::default()
     };
 
+    // Sign before taking the (single, on SQLite) writer: the transaction then only spends
+    // quota and records. A certificate signed for a request that finds no quota is dropped
+    // without ever leaving the server, so nothing is handed out unrecorded.
+    let (der, serial) = profile::leaf(&spec, &spki, &signer)?;
+    record.serial = serial;
+    record.certificate_der = der;
     let mut tx = app.store.begin().await?;
     if !store::cas::spend_one(&mut tx, &ca.id).await? {
         return Err(Error::conflict(format!(
@@ -312,9 +318,6 @@ pub async fn issue(app: &App, req: IssueRequest) -> Result<Issued> {
             ca.parent_id.as_deref().unwrap_or("?")
         )));
     }
-    let (der, serial) = profile::leaf(&spec, &spki, &signer)?;
-    record.serial = serial;
-    record.certificate_der = der;
     store::certificates::insert(&mut tx, &record).await?;
     if let Some(mut event) = req.audit {
         event.target = Some(record.id.clone());
