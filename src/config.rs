@@ -42,6 +42,7 @@ pub const KEYS: &[&str] = &[
     "va.dns_resolver",
     "acme.default_ca",
     "acme.terms_of_service",
+    "est.default_ca",
 ];
 
 /// The whole server configuration, after file and environment were merged.
@@ -87,6 +88,9 @@ pub struct Config {
     /// ACME front end.
     #[serde(default)]
     pub acme: AcmeConfig,
+    /// EST front end.
+    #[serde(default)]
+    pub est: EstConfig,
 }
 
 /// Ports and resolver the ACME validator uses (tests and private networks change them).
@@ -119,6 +123,15 @@ pub struct AcmeConfig {
     pub default_ca: Option<String>,
     /// Terms-of-service URL; when set, new accounts must agree to it.
     pub terms_of_service: Option<String>,
+}
+
+/// EST front-end settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EstConfig {
+    /// Intermediate CA behind `/.well-known/est/{operation}` (default: the bootstrap
+    /// intermediate).
+    pub default_ca: Option<String>,
 }
 
 /// TLS settings of the HTTPS listener.

@@ -1,6 +1,6 @@
 //! Vellum: a self-hosted private certificate authority.
 //!
-//! Front ends (`admin`, `crl`, later `acme` and `est`) speak protocols; `ra` decides; `ca`
+//! Front ends (`admin`, `crl`, `acme`, `est`) speak protocols; `ra` decides; `ca`
 //! signs; `store` speaks SQL. See `docs/ARCHITECTURE.md`.
 
 #![forbid(unsafe_code)]
@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod crl;
 pub mod error;
+pub mod est;
 pub mod formats;
 pub mod fsutil;
 pub mod ra;

@@ -214,7 +214,7 @@ async fn full_flow(backend: Backend) {
 
     // keyChange: the account continues with a new key; contacts can be updated.
     let mut account = account;
-    account.update_key().await.expect("keyChange");
+    let _new_credentials = account.update_key().await.expect("keyChange");
     account
         .update_contacts(&["mailto:new@example.com"])
         .await
@@ -796,12 +796,13 @@ async fn failed_validation_explains_why() {
     let account = new_account(&s, &dir_url(&s, &inter)).await;
     let ids = [Identifier::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST))];
     let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
-    let mut authzs = order.authorizations();
-    let mut a = authzs.next().await.unwrap().unwrap();
-    let mut ch = a.challenge(ChallengeType::Http01).unwrap();
-    responder.put(&ch.token, "not-the-key-authorization");
-    ch.set_ready().await.unwrap();
-    drop(authzs);
+    {
+        let mut authzs = order.authorizations();
+        let mut a = authzs.next().await.unwrap().unwrap();
+        let mut ch = a.challenge(ChallengeType::Http01).unwrap();
+        responder.put(&ch.token, "not-the-key-authorization");
+        ch.set_ready().await.unwrap();
+    }
     let status = order.poll_ready(&RetryPolicy::default()).await;
     let text = format!("{status:?}");
     // The order is invalid and its problem says, in words, what the validator saw.

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod cas;
 pub mod certificates;
+pub mod est;
 pub mod json;
 pub mod tenants;
 
@@ -41,6 +42,18 @@ pub fn router() -> Router<Arc<App>> {
             get(acme::get_settings).put(acme::put_settings),
         )
         .route("/cas/{id}/acme/eab", post(acme::new_eab))
+        .route(
+            "/cas/{id}/est",
+            get(est::get_settings).put(est::put_settings),
+        )
+        .route(
+            "/cas/{id}/est/clients",
+            post(est::create_client).get(est::list_clients),
+        )
+        .route(
+            "/cas/{id}/est/clients/{username}",
+            delete(est::delete_client),
+        )
         .route("/cas/{id}/certificates", post(certificates::apply))
         .route("/certificates", get(certificates::list))
         .route(

@@ -16,13 +16,37 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::RemoteAddr;
+use super::{ClientCert, RemoteAddr};
 use crate::config::Limits;
 
 /// How long in-flight requests may run after shutdown was asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The router as a hyper service for one connection: every request gets the peer's
+/// address and, on TLS connections where the client presented one, its certificate.
+fn service(
+    router: Router,
+    remote: std::net::SocketAddr,
+    client_cert: Option<ClientCert>,
+) -> TowerToHyperService<
+    tower::util::MapRequest<
+        Router,
+        impl FnMut(Request<hyper::body::Incoming>) -> Request<Body> + Clone,
+    >,
+> {
+    TowerToHyperService::new(
+        router.map_request(move |req: Request<hyper::body::Incoming>| {
+            let mut req = req.map(Body::new);
+            req.extensions_mut().insert(RemoteAddr(remote));
+            if let Some(c) = &client_cert {
+                req.extensions_mut().insert(c.clone());
+            }
+            req
+        }),
+    )
+}
 
 /// Serves `router` on `listener` until `shutdown` turns true, then drains.
 pub async fn serve(
@@ -59,19 +83,12 @@ pub async fn serve(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let svc = router
-            .clone()
-            .map_request(move |req: Request<hyper::body::Incoming>| {
-                let mut req = req.map(Body::new);
-                req.extensions_mut().insert(RemoteAddr(remote));
-                req
-            });
-        let svc = TowerToHyperService::new(svc);
         let builder = builder.clone();
         let watcher = graceful.watcher();
         match &acceptor {
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
+                let router = router.clone();
                 tokio::spawn(async move {
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                         .await
@@ -86,6 +103,15 @@ pub async fn serve(
                             return;
                         }
                     };
+                    // The leaf the client presented (if any), for front ends that
+                    // authenticate with it (EST).
+                    let client_cert = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| ClientCert(c.as_ref().to_vec()));
+                    let svc = service(router, remote, client_cert);
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%remote, error = %e, "connection ended with an error");
@@ -93,6 +119,7 @@ pub async fn serve(
                 });
             }
             None => {
+                let svc = service(router.clone(), remote, None);
                 tokio::spawn(async move {
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {

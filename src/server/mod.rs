@@ -1,4 +1,4 @@
-//! Listeners, routing and the edge: HTTPS (admin API; later ACME and EST) and plain HTTP
+//! Listeners, routing and the edge: HTTPS (admin API, ACME, EST) and plain HTTP
 //! (CRL and CA certificate distribution), graceful shutdown.
 
 mod layers;
@@ -24,6 +24,12 @@ use crate::App;
 /// The source address of a request, added to its extensions by the listener.
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteAddr(pub SocketAddr);
+
+/// The DER leaf certificate a TLS client presented, added to the request's extensions by
+/// the listener. Only its syntax and the handshake signature were checked: whoever relies
+/// on it (EST) must check who issued it.
+#[derive(Debug, Clone)]
+pub struct ClientCert(pub Vec<u8>);
 
 /// A started server.
 pub struct Running {
@@ -104,6 +110,7 @@ fn https_routes(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .nest("/admin/v1", crate::admin::router())
         .merge(crate::acme::router(app.clone()))
+        .merge(crate::est::router())
         .fallback(not_found)
         .with_state(app)
 }
@@ -140,6 +147,10 @@ pub async fn run(config: Config) -> Result<()> {
     );
     println!(
         "  ACME directory:         {}/acme/directory",
+        app.config.public_url()
+    );
+    println!(
+        "  EST (RFC 7030):         {}/.well-known/est/cacerts",
         app.config.public_url()
     );
     println!(

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod cas;
 pub mod certificates;
 pub mod crls;
+pub mod est;
 pub mod settings;
 pub mod tenants;
 
