@@ -30,6 +30,10 @@ pub enum Error {
     /// The current state forbids the transition; the message names the state. 409.
     #[error("{0}")]
     Conflict(String),
+    /// The issuing CA has no certificate quota left; the message names the CA and how to
+    /// get more. 409 on the admin API; each front end maps it to its own protocol.
+    #[error("{0}")]
+    QuotaExhausted(String),
     /// The body parses but breaks a rule; names the field and the rule. 422.
     #[error("{field}: {detail}")]
     Invalid {
@@ -98,7 +102,7 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::QuotaExhausted(_) => StatusCode::CONFLICT,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -114,7 +118,7 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not-found",
-            Error::Conflict(_) => "conflict",
+            Error::Conflict(_) | Error::QuotaExhausted(_) => "conflict",
             Error::Invalid { .. } => "invalid",
             Error::TooLarge(_) => "too-large",
             Error::UnsupportedMediaType(_) => "unsupported-media-type",

@@ -573,11 +573,9 @@ pub async fn finalize(
             store::acme::transition_order(&mut tx, &id, "processing", "ready").await?;
             tx.commit().await?;
             return Err(match e {
-                Error::Conflict(detail) if detail.contains("quota") => {
-                    AcmeError::unauthorized(format!(
-                        "{detail}. The order stays ready: finalize again once quota is assigned"
-                    ))
-                }
+                Error::QuotaExhausted(detail) => AcmeError::unauthorized(format!(
+                    "{detail}. The order stays ready: finalize again once quota is assigned"
+                )),
                 other => other.into(),
             });
         }

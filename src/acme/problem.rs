@@ -118,7 +118,9 @@ impl From<Error> for AcmeError {
             Error::BadRequest { .. } | Error::Invalid { .. } => AcmeError::malformed(detail),
             Error::Unauthorized(_) | Error::Forbidden(_) => AcmeError::unauthorized(detail),
             Error::NotFound(_) => AcmeError::not_found(detail),
-            Error::Conflict(_) => AcmeError::new("malformed", StatusCode::CONFLICT, detail),
+            Error::Conflict(_) | Error::QuotaExhausted(_) => {
+                AcmeError::new("malformed", StatusCode::CONFLICT, detail)
+            }
             Error::TooLarge(_) => {
                 AcmeError::new("malformed", StatusCode::PAYLOAD_TOO_LARGE, detail)
             }

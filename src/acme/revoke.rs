@@ -88,13 +88,7 @@ pub async fn revoke_cert(
             format!("certificate {serial} is already revoked"),
         ));
     }
-    match crate::admin::certificates::revoke_certificate(
-        &app,
-        &cert.tenant_id,
-        &cert.id,
-        Some(reason),
-    )
-    .await
+    match crate::ra::revoke::revoke_certificate(&app, &cert.tenant_id, &cert.id, Some(reason)).await
     {
         Ok(_) => Ok(StatusCode::OK.into_response()),
         Err(crate::error::Error::Conflict(_)) => Err(AcmeError::new(

@@ -34,13 +34,7 @@ fn view(app: &App, s: &Settings) -> Value {
 }
 
 async fn intermediate(app: &App, who: &Principal, id: &str) -> Result<crate::store::cas::CaRow> {
-    let ca = hierarchy::load(app, &who.tenant_id, id).await?;
-    if ca.is_root() {
-        return Err(Error::conflict(format!(
-            "CA {id} is a root CA; ACME is served by intermediate CAs"
-        )));
-    }
-    Ok(ca)
+    hierarchy::load_intermediate(app, &who.tenant_id, id, "ACME").await
 }
 
 /// `GET /cas/{id}/acme`.

@@ -17,8 +17,8 @@ use crate::ca::keys::KeyAlgorithm;
 use crate::ca::profile::{LeafType, San, SubjectFields};
 use crate::error::{Error, Result};
 use crate::formats::{self, ExportInput, FormatError};
+use crate::ra::csr;
 use crate::ra::issue::{self, IssueRequest, Issued, KeySource};
-use crate::ra::{csr, hierarchy};
 use crate::store::{self, audit::AuditEvent, certificates::CertFilter, certificates::CertRow};
 use crate::App;
 
@@ -533,39 +533,6 @@ pub struct RevokeBody {
     reason: Option<String>,
 }
 
-/// Revokes a certificate of the tenant (shared by every front end).
-pub async fn revoke_certificate(
-    app: &App,
-    tenant_id: &str,
-    id: &str,
-    reason: Option<&str>,
-) -> Result<CertRow> {
-    let reason = hierarchy::parse_reason(reason)?;
-    let c = {
-        let mut conn = app.store.reader().acquire().await?;
-        store::certificates::get(&mut conn, tenant_id, id)
-            .await?
-            .ok_or_else(|| {
-                Error::not_found(format!("no certificate with id {id} in this tenant"))
-            })?
-    };
-    let now = store::now();
-    let mut tx = app.store.begin().await?;
-    if !store::certificates::revoke(&mut tx, id, now, &reason).await? {
-        return Err(Error::conflict(format!(
-            "certificate {id} is already revoked"
-        )));
-    }
-    if let Some(ca) = &c.ca_id {
-        store::crls::bump_revision(&mut tx, ca).await?;
-    }
-    tx.commit().await?;
-    let mut conn = app.store.reader().acquire().await?;
-    store::certificates::get(&mut conn, tenant_id, id)
-        .await?
-        .ok_or_else(|| Error::internal("certificate vanished"))
-}
-
 /// `POST /certificates/{id}/revoke`.
 pub async fn revoke(
     State(app): State<Arc<App>>,
@@ -574,7 +541,9 @@ pub async fn revoke(
     OptJson(body): OptJson<RevokeBody>,
 ) -> Result<axum::Json<Value>> {
     who.require(Permission::Issue)?;
-    let res = revoke_certificate(&app, &who.tenant_id, &id, body.reason.as_deref()).await;
+    let res =
+        crate::ra::revoke::revoke_certificate(&app, &who.tenant_id, &id, body.reason.as_deref())
+            .await;
     record(&app, &who, "certificate.revoke", Some(&id), &res).await;
     let c = res?;
     let chain = chain_for(&app, c.ca_id.as_deref()).await?;

@@ -53,13 +53,7 @@ fn client_view(c: &Client) -> Value {
 }
 
 async fn intermediate(app: &App, who: &Principal, id: &str) -> Result<crate::store::cas::CaRow> {
-    let ca = hierarchy::load(app, &who.tenant_id, id).await?;
-    if ca.is_root() {
-        return Err(Error::conflict(format!(
-            "CA {id} is a root CA; EST is served by intermediate CAs"
-        )));
-    }
-    Ok(ca)
+    hierarchy::load_intermediate(app, &who.tenant_id, id, "EST").await
 }
 
 /// `GET /cas/{id}/est`.

@@ -142,11 +142,10 @@ impl From<Error> for EstError {
             Error::Forbidden(m) => EstError::forbidden(m),
             Error::NotFound(m) => EstError::not_found(m),
             // The issuing CA cannot issue now (no quota left, service period over, …).
-            Error::Conflict(m) => {
+            Error::Conflict(m) => EstError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            Error::QuotaExhausted(m) => {
                 let mut e = EstError::new(StatusCode::SERVICE_UNAVAILABLE, m);
-                if e.message.contains("quota") {
-                    e.retry_after = Some(3600);
-                }
+                e.retry_after = Some(3600);
                 e
             }
             Error::TooLarge(n) => EstError::new(

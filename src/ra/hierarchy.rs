@@ -67,6 +67,23 @@ pub async fn load(app: &App, tenant_id: &str, id: &str) -> Result<CaRow> {
         .ok_or_else(|| Error::not_found(format!("no CA with id {id} in this tenant")))
 }
 
+/// Loads an intermediate CA of the tenant for a front end's settings (`service` names the
+/// front end in the refusal for a root: "ACME", "EST").
+pub async fn load_intermediate(
+    app: &App,
+    tenant_id: &str,
+    id: &str,
+    service: &str,
+) -> Result<CaRow> {
+    let ca = load(app, tenant_id, id).await?;
+    if ca.is_root() {
+        return Err(Error::conflict(format!(
+            "CA {id} is a root CA; {service} is served by intermediate CAs"
+        )));
+    }
+    Ok(ca)
+}
+
 fn validate_purchase(p: &Purchase, root: bool) -> Result<()> {
     let cn = p.subject.common_name.trim();
     if cn.is_empty() || cn.len() > 64 {

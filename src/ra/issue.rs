@@ -311,7 +311,7 @@ pub async fn issue(app: &App, req: IssueRequest) -> Result<Issued> {
     record.certificate_der = der;
     let mut tx = app.store.begin().await?;
     if !store::cas::spend_one(&mut tx, &ca.id).await? {
-        return Err(Error::conflict(format!(
+        return Err(Error::QuotaExhausted(format!(
             "intermediate CA {} ({}) has no certificate quota left; assign quota to it from its root CA {}",
             ca.id,
             ca.common_name,
