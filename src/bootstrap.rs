@@ -109,6 +109,7 @@ pub async fn prepare(config: Config) -> Result<(App, Paths)> {
     let acme_nonce_key = master.derive("vellum acme nonce v1");
     let mut app = App {
         config,
+        recorder: crate::ra::record::Recorder::start(store.clone()),
         store,
         master,
         signers: SignerCache::default(),
@@ -292,6 +293,7 @@ pub async fn server_tls_material(app: &App, paths: &Paths) -> Result<(String, St
             renewed_from: None,
             audit: None,
             acme_names: false,
+            followup: None,
         },
     )
     .await?;

@@ -41,6 +41,8 @@ pub struct App {
     pub crl_locks: ra::crl::CrlLocks,
     /// Key of the ACME nonce MAC (derived from the master key: shared by replicas).
     pub acme_nonce_key: zeroize::Zeroizing<[u8; 32]>,
+    /// Records issued certificates, many per transaction.
+    pub recorder: ra::record::Recorder,
     /// The ACME validation authority.
     pub validator: va::Validator,
     /// What the bootstrap created.

@@ -21,6 +21,7 @@ use crate::ca::cert_pem;
 use crate::ca::profile::{LeafType, San, SubjectFields};
 use crate::error::Error;
 use crate::ra::issue::{self, IssueRequest, KeySource};
+use crate::ra::record::Followup;
 use crate::store::{self, acme::Authz, acme::Challenge, acme::Order};
 use crate::App;
 
@@ -561,24 +562,21 @@ pub async fn finalize(
             ..Default::default()
         }),
         acme_names: true,
+        followup: Some(Followup::AcmeOrderValid {
+            order_id: id.clone(),
+        }),
     };
-    match issue::issue(&app, request).await {
-        Ok(issued) => {
-            let mut tx = app.store.begin().await?;
-            store::acme::order_issued(&mut tx, &id, &issued.record.id).await?;
-            tx.commit().await?;
-        }
-        Err(e) => {
-            let mut tx = app.store.begin().await?;
-            store::acme::transition_order(&mut tx, &id, "processing", "ready").await?;
-            tx.commit().await?;
-            return Err(match e {
-                Error::QuotaExhausted(detail) => AcmeError::unauthorized(format!(
-                    "{detail}. The order stays ready: finalize again once quota is assigned"
-                )),
-                other => other.into(),
-            });
-        }
+    // The order becomes valid in the transaction that records the certificate.
+    if let Err(e) = issue::issue(&app, request).await {
+        let mut tx = app.store.begin().await?;
+        store::acme::transition_order(&mut tx, &id, "processing", "ready").await?;
+        tx.commit().await?;
+        return Err(match e {
+            Error::QuotaExhausted(detail) => AcmeError::unauthorized(format!(
+                "{detail}. The order stays ready: finalize again once quota is assigned"
+            )),
+            other => other.into(),
+        });
     }
     let o = load_order(&ctx, &account.id, &id).await?;
     Ok(reply(

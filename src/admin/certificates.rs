@@ -194,6 +194,7 @@ pub fn request_from_body(who: &Principal, ca_id: &str, body: &ApplyBody) -> Resu
         renewed_from: None,
         audit: Some(audit_event(who, "certificate.issue")),
         acme_names: false,
+        followup: None,
     })
 }
 

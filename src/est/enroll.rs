@@ -322,6 +322,7 @@ pub async fn issue(
             ..AuditEvent::default()
         }),
         acme_names: false,
+        followup: None,
     };
     issue::issue(app, request).await
 }

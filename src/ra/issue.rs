@@ -3,7 +3,8 @@
 //! 1. the issuing CA must be an enabled intermediate of the caller's tenant, in service;
 //! 2. the request must satisfy the names, key and validity rules;
 //! 3. the certificate is signed, then ONE transaction takes one unit of quota (never
-//!    below zero) and records it; the certificate is returned only after the commit.
+//!    below zero) and records it (grouped with others by [`super::record`]); the
+//!    certificate is returned only after the commit.
 
 use std::collections::BTreeMap;
 
@@ -64,6 +65,8 @@ pub struct IssueRequest {
     /// ACME certifies validated identifiers (DNS names, IPs) whatever the profile, so a
     /// `tls-client` order may carry them too.
     pub acme_names: bool,
+    /// Changed in the same transaction that records the certificate.
+    pub followup: Option<super::record::Followup>,
 }
 
 /// A certificate that has been recorded and may leave the server.
@@ -309,21 +312,23 @@ pub async fn issue(app: &App, req: IssueRequest) -> Result<Issued> {
     let (der, serial) = profile::leaf(&spec, &spki, &signer)?;
     record.serial = serial;
     record.certificate_der = der;
-    let mut tx = app.store.begin().await?;
-    if !store::cas::spend_one(&mut tx, &ca.id).await? {
-        return Err(Error::QuotaExhausted(format!(
+    let audit = req.audit.map(|mut event| {
+        event.target = Some(record.id.clone());
+        event
+    });
+    let job = super::record::Job {
+        ca_id: ca.id.clone(),
+        exhausted: format!(
             "intermediate CA {} ({}) has no certificate quota left; assign quota to it from its root CA {}",
             ca.id,
             ca.common_name,
             ca.parent_id.as_deref().unwrap_or("?")
-        )));
-    }
-    store::certificates::insert(&mut tx, &record).await?;
-    if let Some(mut event) = req.audit {
-        event.target = Some(record.id.clone());
-        store::audit::insert(&mut tx, &event).await?;
-    }
-    tx.commit().await?;
+        ),
+        record,
+        audit,
+        followup: req.followup,
+    };
+    let record = app.recorder.record(job).await?;
     Ok(Issued {
         record,
         private_key_pem,

@@ -291,12 +291,14 @@ pub async fn credit_intermediate(
     Ok(res.rows_affected() == 1)
 }
 
-/// Spends one unit of an enabled intermediate's quota. False when none is left.
-pub async fn spend_one(conn: &mut Conn, intermediate_id: &str) -> Result<bool> {
+/// Spends `count` units of an enabled intermediate's quota at once, or nothing when fewer
+/// than `count` are left (quota never goes below zero). True when spent.
+pub async fn spend(conn: &mut Conn, intermediate_id: &str, count: i64) -> Result<bool> {
     let res = sqlx::query(
-        "UPDATE cas SET quota_remaining = quota_remaining - 1, issued_count = issued_count + 1 \
-         WHERE id = $1 AND status = 'enabled' AND quota_remaining > 0",
+        "UPDATE cas SET quota_remaining = quota_remaining - $1, issued_count = issued_count + $1 \
+         WHERE id = $2 AND status = 'enabled' AND quota_remaining >= $1",
     )
+    .bind(count)
     .bind(intermediate_id)
     .execute(conn)
     .await?;

@@ -201,7 +201,39 @@ async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
         .map_err(|e| Error::config(format!("opening the SQLite database: {e}")))
 }
 
+/// `($1, $2, …), ($n+1, …)…` for a multi-row INSERT of `rows` rows of `columns` values.
+pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(r * columns + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// Current time as Unix seconds.
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_number_every_value_in_row_order() {
+        assert_eq!(super::values_placeholders(1, 2), "($1, $2)");
+        assert_eq!(
+            super::values_placeholders(2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+    }
 }
