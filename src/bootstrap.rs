@@ -109,7 +109,8 @@ pub async fn prepare(config: Config) -> Result<(App, Paths)> {
     let acme_nonce_key = master.derive("vellum acme nonce v1");
     let mut app = App {
         config,
-        recorder: crate::ra::record::Recorder::start(store.clone()),
+        recorder: crate::ra::record::Recorder::start(store.clone())?,
+        caches: Default::default(),
         store,
         master,
         signers: SignerCache::default(),

@@ -9,6 +9,7 @@ pub mod acme;
 pub mod admin;
 pub mod bootstrap;
 pub mod ca;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod crl;
@@ -41,6 +42,8 @@ pub struct App {
     pub crl_locks: ra::crl::CrlLocks,
     /// Key of the ACME nonce MAC (derived from the master key: shared by replicas).
     pub acme_nonce_key: zeroize::Zeroizing<[u8; 32]>,
+    /// Short-lived read caches of the hot paths.
+    pub caches: cache::Caches,
     /// Records issued certificates, many per transaction.
     pub recorder: ra::record::Recorder,
     /// The ACME validation authority.

@@ -128,6 +128,7 @@ pub async fn put_settings(
         let mut tx = app.store.begin().await?;
         store::acme::put_settings(&mut tx, &s).await?;
         tx.commit().await?;
+        app.caches.invalidate();
         Ok(s)
     }
     .await;
@@ -162,6 +163,7 @@ pub async fn new_eab(
         )
         .await?;
         tx.commit().await?;
+        app.caches.invalidate();
         Ok((kid, URL_SAFE_NO_PAD.encode(key.as_ref())))
     }
     .await;

@@ -125,10 +125,7 @@ impl FromRequestParts<Arc<App>> for Principal {
             .ok_or_else(|| {
                 Error::Unauthorized("Authorization must be \"Bearer <token>\"".into())
             })?;
-        let mut conn = app.store.reader().acquire().await?;
-        let token = tenants::token_by_hash(&mut conn, &token_hash(secret))
-            .await?
-            .ok_or_else(|| Error::Unauthorized("unknown or revoked API token".into()))?;
+        let token = live_token(app, &token_hash(secret)).await?;
         let role = Role::parse(&token.role).ok_or_else(|| {
             Error::internal(format!(
                 "token {} has unknown role {}",
@@ -141,6 +138,7 @@ impl FromRequestParts<Arc<App>> for Principal {
                 .to_str()
                 .map_err(|_| Error::bad_request("X-Vellum-Tenant is not ASCII"))?
                 .trim();
+            let mut conn = app.store.reader().acquire().await?;
             let tenant = tenants::find_tenant(&mut conn, wanted).await?;
             match (role, tenant) {
                 (_, Some(t)) if t.id == token.tenant_id => {}
@@ -160,10 +158,28 @@ impl FromRequestParts<Arc<App>> for Principal {
             .get::<RemoteAddr>()
             .map(|r| r.0.ip().to_string());
         Ok(Principal {
-            token_id: token.id,
+            token_id: token.id.clone(),
             role,
             tenant_id,
             source_ip,
         })
     }
+}
+
+/// The live token with this hash, from the cache when it was read less than a second ago
+/// (a revocation on this replica empties the cache; see `crate::cache`).
+async fn live_token(app: &App, hash: &str) -> Result<Arc<tenants::Token>> {
+    let generation = app.caches.generation();
+    if let Some(t) = app.caches.tokens.get(hash, generation) {
+        return Ok(t);
+    }
+    let mut conn = app.store.reader().acquire().await?;
+    let token = tenants::token_by_hash(&mut conn, hash)
+        .await?
+        .ok_or_else(|| Error::Unauthorized("unknown or revoked API token".into()))?;
+    let token = Arc::new(token);
+    app.caches
+        .tokens
+        .put(hash.to_string(), generation, token.clone());
+    Ok(token)
 }

@@ -181,6 +181,7 @@ pub async fn put_settings(
         let mut tx = app.store.begin().await?;
         store::est::put_settings(&mut tx, &s).await?;
         tx.commit().await?;
+        app.caches.invalidate();
         Ok(s)
     }
     .await;
@@ -265,6 +266,7 @@ pub async fn create_client(
             )));
         }
         tx.commit().await?;
+        app.caches.invalidate();
         Ok(client)
     }
     .await;
@@ -308,6 +310,7 @@ pub async fn delete_client(
             })?;
         store::est::delete_client(&mut tx, &id, &username).await?;
         tx.commit().await?;
+        app.caches.invalidate();
         Ok(client)
     }
     .await;

@@ -4,8 +4,9 @@
 //! Argon2 verification is deliberately slow (tens of milliseconds). Successful
 //! verifications are therefore remembered for [`CACHE_TTL`] under
 //! SHA-256(process secret ‖ CA ‖ user ‖ password), together with the PHC string they were
-//! checked against: the account row is still read on every request, so deleting an
-//! account or changing its password takes effect at once, on every replica. The price: for
+//! checked against: the account row is read at most a second before (`crate::cache`), so
+//! deleting an account takes effect at once on the replica that deleted it and within a
+//! second on the others. The price: for
 //! up to a minute, a memory dump of the process holds a (salted, unreadable without the
 //! process secret) digest of recently used passwords that is fast to test guesses against.
 

@@ -219,16 +219,27 @@ pub fn default_ca(app: &App) -> String {
 impl Ctx {
     /// The CA of a label (or id), or of the default path, with the Basic account
     /// `username`: an enabled intermediate with EST turned on; 404 otherwise. One round
-    /// trip to the database.
+    /// trip to the database, or none when read less than a second ago (`crate::cache`).
     pub async fn load(
         app: &App,
         label: Option<&str>,
         username: Option<&str>,
     ) -> Result<Ctx, EstError> {
         let key = label.map(str::to_string).unwrap_or_else(|| default_ca(app));
-        let service = {
-            let mut conn = app.store.reader().acquire().await.map_err(Error::from)?;
-            store::est::service(&mut conn, &key, username).await?
+        let cache_key = format!("{key}\0{}", username.unwrap_or_default());
+        let generation = app.caches.generation();
+        let service = match app.caches.est.get(&cache_key, generation) {
+            Some(svc) => Some(svc),
+            None => {
+                let mut conn = app.store.reader().acquire().await.map_err(Error::from)?;
+                let svc = store::est::service(&mut conn, &key, username)
+                    .await?
+                    .map(Arc::new);
+                if let Some(svc) = &svc {
+                    app.caches.est.put(cache_key, generation, svc.clone());
+                }
+                svc
+            }
         };
         let Some(svc) = service else {
             return Err(EstError::not_found(match label {
@@ -255,9 +266,9 @@ impl Ctx {
         }
         Ok(Ctx {
             ca_id,
-            tenant_id: svc.tenant_id,
-            settings: svc.settings,
-            client: svc.client,
+            tenant_id: svc.tenant_id.clone(),
+            settings: svc.settings.clone(),
+            client: svc.client.clone(),
         })
     }
 }

@@ -193,6 +193,7 @@ pub async fn purchase_root(app: &App, tenant_id: &str, p: &Purchase) -> Result<(
     store::cas::insert(&mut tx, &root).await?;
     store::cas::insert(&mut tx, &inter).await?;
     tx.commit().await?;
+    app.caches.invalidate();
     Ok((root, inter))
 }
 
@@ -234,6 +235,7 @@ pub async fn purchase_intermediate(
     let mut tx = app.store.begin().await?;
     store::cas::insert(&mut tx, &row).await?;
     tx.commit().await?;
+    app.caches.invalidate();
     Ok(row)
 }
 
@@ -309,6 +311,7 @@ pub async fn enable(app: &App, tenant_id: &str, id: &str, mode: EnableMode) -> R
         )));
     }
     tx.commit().await?;
+    app.caches.invalidate();
     load(app, tenant_id, id).await
 }
 
@@ -387,6 +390,7 @@ pub async fn purchase_quota(app: &App, tenant_id: &str, id: &str, count: i64) ->
         )));
     }
     tx.commit().await?;
+    app.caches.invalidate();
     load(app, tenant_id, id).await
 }
 
@@ -449,6 +453,7 @@ pub async fn assign_quota(
         )));
     }
     tx.commit().await?;
+    app.caches.invalidate();
     load(app, tenant_id, root_id).await
 }
 
@@ -523,6 +528,7 @@ pub async fn revoke(app: &App, tenant_id: &str, id: &str, reason: Option<&str>) 
         store::cas::return_unspent_quota(&mut tx, id).await?;
     }
     tx.commit().await?;
+    app.caches.invalidate();
     load(app, tenant_id, id).await
 }
 
@@ -574,6 +580,7 @@ pub async fn reset(app: &App, tenant_id: &str, id: &str) -> Result<CaRow> {
         store::cas::return_unspent_quota(&mut tx, id).await?;
     }
     tx.commit().await?;
+    app.caches.invalidate();
     load(app, tenant_id, id).await
 }
 
@@ -616,6 +623,7 @@ pub async fn refund(app: &App, tenant_id: &str, id: &str) -> Result<CaRow> {
         }
     }
     tx.commit().await?;
+    app.caches.invalidate();
     load(app, tenant_id, id).await
 }
 
@@ -645,6 +653,7 @@ pub async fn remove(app: &App, tenant_id: &str, id: &str) -> Result<CaRow> {
         }
     }
     tx.commit().await?;
+    app.caches.invalidate();
     load(app, tenant_id, id).await
 }
 

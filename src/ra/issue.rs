@@ -227,14 +227,8 @@ fn valid_email(e: &str) -> bool {
 /// Issues one certificate through the single path (see the module documentation).
 pub async fn issue(app: &App, req: IssueRequest) -> Result<Issued> {
     let now = store::now();
-    let ca = {
-        let mut conn = app.store.reader().acquire().await?;
-        store::cas::get(&mut conn, &req.tenant_id, &req.ca_id)
-            .await?
-            .ok_or_else(|| {
-                Error::not_found(format!("no CA with id {} in this tenant", req.ca_id))
-            })?
-    };
+    // Possibly a second old: the recorder re-checks status, key and service period.
+    let ca = super::cached_ca(app, &req.tenant_id, &req.ca_id).await?;
     check_issuer(&ca, now)?;
     let names_profile = if req.acme_names {
         LeafType::Server
@@ -318,6 +312,7 @@ pub async fn issue(app: &App, req: IssueRequest) -> Result<Issued> {
     });
     let job = super::record::Job {
         ca_id: ca.id.clone(),
+        ca_serial: ca.serial.clone().unwrap_or_default(),
         exhausted: format!(
             "intermediate CA {} ({}) has no certificate quota left; assign quota to it from its root CA {}",
             ca.id,

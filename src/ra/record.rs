@@ -41,6 +41,8 @@ pub enum Followup {
 pub struct Job {
     /// The intermediate whose quota pays for it.
     pub ca_id: String,
+    /// Serial of the CA certificate the leaf was signed under: the CA must still hold it.
+    pub ca_serial: String,
     /// The refusal's detail when that CA's quota is exhausted.
     pub exhausted: String,
     pub record: CertRow,
@@ -66,20 +68,34 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the committer task(s) on the current tokio runtime. They stop when every
-    /// handle is dropped.
-    pub fn start(store: Store) -> Recorder {
+    /// Starts the committer task(s) on a thread of their own, so that their many short
+    /// waits for the database are not queued behind the signing work of the request
+    /// runtime. They stop when every handle is dropped.
+    pub fn start(store: Store) -> Result<Recorder> {
         let (queue, rx) = mpsc::channel(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
         let committers = match store.backend() {
             Backend::Sqlite => 1,
             Backend::Postgres => COMMITTERS_POSTGRES,
         };
-        for _ in 0..committers {
-            let (store, rx) = (store.clone(), rx.clone());
-            tokio::spawn(async move { committer(store, rx).await });
-        }
-        Recorder { queue }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::internal(format!("starting the certificate recorder: {e}")))?;
+        std::thread::Builder::new()
+            .name("vellum-recorder".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let tasks: Vec<_> = (0..committers)
+                        .map(|_| tokio::spawn(committer(store.clone(), rx.clone())))
+                        .collect();
+                    for t in tasks {
+                        let _ = t.await;
+                    }
+                })
+            })
+            .map_err(|e| Error::internal(format!("starting the certificate recorder: {e}")))?;
+        Ok(Recorder { queue })
     }
 
     /// Records the job; returns its record once committed (or the refusal).
@@ -111,7 +127,12 @@ async fn committer(store: Store, rx: Arc<Mutex<mpsc::Receiver<Queued>>>) {
                 }
             }
         }
+        let n = batch.len();
+        let t = std::time::Instant::now();
         commit(&store, batch).await;
+        if std::env::var_os("VELLUM_TMP_STATS").is_some() {
+            eprintln!("batch {n} {:?}", t.elapsed());
+        }
     }
 }
 
@@ -145,37 +166,39 @@ async fn commit(store: &Store, batch: Vec<Queued>) {
 /// One transaction for `jobs`. `Ok` holds each job's outcome (success or quota
 /// exhausted); `Err` means nothing was committed.
 async fn record_batch(store: &Store, jobs: &[&Job]) -> Result<Vec<Result<()>>> {
-    let mut by_ca: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let now = store::now();
+    let mut by_ca: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
     for (i, j) in jobs.iter().enumerate() {
-        by_ca.entry(j.ca_id.as_str()).or_default().push(i);
+        by_ca
+            .entry((j.ca_id.as_str(), j.ca_serial.as_str()))
+            .or_default()
+            .push(i);
     }
-    let mut accepted = vec![true; jobs.len()];
+    let mut refusals: Vec<Option<Error>> = jobs.iter().map(|_| None).collect();
     let mut tx = store.begin().await?;
-    for (ca_id, idx) in &by_ca {
-        if store::cas::spend(&mut tx, ca_id, idx.len() as i64).await? {
+    for ((ca_id, serial), idx) in &by_ca {
+        if store::cas::spend(&mut tx, ca_id, serial, now, idx.len() as i64).await? {
             continue;
         }
-        // Not enough for all of them: first come, first served.
+        // Not enough for all of them (first come, first served), or the CA changed.
         for &i in idx {
-            accepted[i] = store::cas::spend(&mut tx, ca_id, 1).await?;
+            if !store::cas::spend(&mut tx, ca_id, serial, now, 1).await? {
+                refusals[i] = Some(refusal(&mut tx, jobs[i], now).await?);
+            }
         }
     }
-    let rows: Vec<&CertRow> = jobs
-        .iter()
-        .zip(&accepted)
-        .filter(|(_, ok)| **ok)
-        .map(|(j, _)| &j.record)
-        .collect();
+    let accepted = || {
+        jobs.iter()
+            .zip(&refusals)
+            .filter(|(_, r)| r.is_none())
+            .map(|(j, _)| *j)
+    };
+    let rows: Vec<&CertRow> = accepted().map(|j| &j.record).collect();
     if !rows.is_empty() {
         store::certificates::insert_many(&mut tx, &rows).await?;
-        let events: Vec<&AuditEvent> = jobs
-            .iter()
-            .zip(&accepted)
-            .filter(|(_, ok)| **ok)
-            .filter_map(|(j, _)| j.audit.as_ref())
-            .collect();
+        let events: Vec<&AuditEvent> = accepted().filter_map(|j| j.audit.as_ref()).collect();
         store::audit::insert_many(&mut tx, &events).await?;
-        for (j, _) in jobs.iter().zip(&accepted).filter(|(_, ok)| **ok) {
+        for j in accepted() {
             match &j.followup {
                 Some(Followup::AcmeOrderValid { order_id }) => {
                     store::acme::order_issued(&mut tx, order_id, &j.record.id).await?
@@ -185,15 +208,36 @@ async fn record_batch(store: &Store, jobs: &[&Job]) -> Result<Vec<Result<()>>> {
         }
     }
     tx.commit().await?;
-    Ok(jobs
-        .iter()
-        .zip(accepted)
-        .map(|(j, ok)| {
-            if ok {
-                Ok(())
-            } else {
-                Err(Error::QuotaExhausted(j.exhausted.clone()))
-            }
+    Ok(refusals
+        .into_iter()
+        .map(|r| match r {
+            None => Ok(()),
+            Some(e) => Err(e),
         })
         .collect())
+}
+
+/// Why the quota of a job's CA could not be spent.
+async fn refusal(tx: &mut store::Tx, job: &Job, now: i64) -> Result<Error> {
+    let ca = store::cas::get_any_tenant(tx, &job.ca_id).await?;
+    Ok(match ca {
+        Some(ca)
+            if ca.status == "enabled"
+                && ca.serial.as_deref() == Some(job.ca_serial.as_str())
+                && ca.service_until > now =>
+        {
+            Error::QuotaExhausted(job.exhausted.clone())
+        }
+        Some(ca) => Error::conflict(format!(
+            "CA {} changed while the certificate was being issued (now {}{}); nothing was issued, try again",
+            ca.id,
+            ca.status,
+            if ca.service_until <= now {
+                ", out of service"
+            } else {
+                ""
+            }
+        )),
+        None => Error::not_found(format!("CA {} no longer exists", job.ca_id)),
+    })
 }

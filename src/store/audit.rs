@@ -31,12 +31,12 @@ pub async fn insert(conn: &mut Conn, e: &AuditEvent) -> Result<()> {
     insert_many(conn, &[e]).await
 }
 
-/// Appends events with one multi-row INSERT per 500 events, in order.
+/// Appends events with one multi-row INSERT per 100 events, in order.
 pub async fn insert_many(conn: &mut Conn, events: &[&AuditEvent]) -> Result<()> {
-    for chunk in events.chunks(500) {
+    for chunk in events.chunks(100) {
         let sql = format!(
             "INSERT INTO audit_events (at, tenant_id, actor, action, target, source_ip, outcome, detail) VALUES {}",
-            super::values_placeholders(chunk.len(), 8)
+            super::values_placeholders(conn, chunk.len(), 8)
         );
         let mut q = sqlx::query(&sql);
         for e in chunk {

@@ -291,15 +291,26 @@ pub async fn credit_intermediate(
     Ok(res.rows_affected() == 1)
 }
 
-/// Spends `count` units of an enabled intermediate's quota at once, or nothing when fewer
-/// than `count` are left (quota never goes below zero). True when spent.
-pub async fn spend(conn: &mut Conn, intermediate_id: &str, count: i64) -> Result<bool> {
+/// Spends `count` units of an intermediate's quota at once, or nothing when fewer than
+/// `count` are left (quota never goes below zero) or when the CA is no longer enabled, in
+/// service at `now`, and holding the certificate with serial `ca_serial` (the one the
+/// leaves were signed under). True when spent.
+pub async fn spend(
+    conn: &mut Conn,
+    intermediate_id: &str,
+    ca_serial: &str,
+    now: i64,
+    count: i64,
+) -> Result<bool> {
     let res = sqlx::query(
         "UPDATE cas SET quota_remaining = quota_remaining - $1, issued_count = issued_count + $1 \
-         WHERE id = $2 AND status = 'enabled' AND quota_remaining >= $1",
+         WHERE id = $2 AND status = 'enabled' AND quota_remaining >= $1 AND serial = $3 \
+         AND service_until > $4",
     )
     .bind(count)
     .bind(intermediate_id)
+    .bind(ca_serial)
+    .bind(now)
     .execute(conn)
     .await?;
     Ok(res.rows_affected() == 1)

@@ -75,15 +75,15 @@ fn row_to_cert(r: &AnyRow) -> Result<CertRow> {
 }
 
 const CERT_COLUMNS: usize = 21;
-/// Rows per multi-row INSERT: 21 × 200 bound values stay far below both engines' limits.
-const CERT_ROWS_PER_STATEMENT: usize = 200;
+/// Rows per multi-row INSERT (21 × 100 values: far below both engines' limits).
+const CERT_ROWS_PER_STATEMENT: usize = 100;
 
 /// Records a certificate. A duplicate serial for the same CA is refused by the database.
 pub async fn insert(conn: &mut Conn, c: &CertRow) -> Result<()> {
     insert_many(conn, &[c]).await
 }
 
-/// Records certificates with one multi-row INSERT per 200 rows (the group commit of
+/// Records certificates with one multi-row INSERT per 100 rows (the group commit of
 /// `ra::record`). A duplicate serial fails the whole statement.
 pub async fn insert_many(conn: &mut Conn, rows: &[&CertRow]) -> Result<()> {
     for chunk in rows.chunks(CERT_ROWS_PER_STATEMENT) {
@@ -91,7 +91,7 @@ pub async fn insert_many(conn: &mut Conn, rows: &[&CertRow]) -> Result<()> {
             "INSERT INTO certificates (id, tenant_id, ca_id, serial, cert_type, common_name, sans_json, \
              not_before, not_after, source, name, tags_json, spec_json, key_algorithm, leakage_risk, \
              certificate_der, key_sealed, requester, created_at, renewed_from, subject_json) VALUES {}",
-            super::values_placeholders(chunk.len(), CERT_COLUMNS)
+            super::values_placeholders(conn, chunk.len(), CERT_COLUMNS)
         );
         let mut q = sqlx::query(&sql);
         for c in chunk {

@@ -190,7 +190,8 @@ async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 conn.execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+                     PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY;",
                 )
                 .await?;
                 Ok(())
@@ -201,8 +202,18 @@ async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
         .map_err(|e| Error::config(format!("opening the SQLite database: {e}")))
 }
 
-/// `($1, $2, …), ($n+1, …)…` for a multi-row INSERT of `rows` rows of `columns` values.
-pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
+/// `($1, $2, …), ($n+1, …)…` for a multi-row INSERT of `rows` rows of `columns` values;
+/// `(?, ?, …)…` on SQLite, which looks each named parameter up by a linear scan (binding
+/// a statement with n `$k` parameters costs n²).
+pub(crate) fn values_placeholders(conn: &Conn, rows: usize, columns: usize) -> String {
+    if conn.backend_name() == "SQLite" {
+        let row = format!("({})", vec!["?"; columns].join(", "));
+        return vec![row; rows].join(", ");
+    }
+    numbered_placeholders(rows, columns)
+}
+
+fn numbered_placeholders(rows: usize, columns: usize) -> String {
     let mut sql = String::with_capacity(rows * columns * 5);
     for r in 0..rows {
         if r > 0 {
@@ -230,9 +241,9 @@ pub fn now() -> i64 {
 mod tests {
     #[test]
     fn placeholders_number_every_value_in_row_order() {
-        assert_eq!(super::values_placeholders(1, 2), "($1, $2)");
+        assert_eq!(super::numbered_placeholders(1, 2), "($1, $2)");
         assert_eq!(
-            super::values_placeholders(2, 3),
+            super::numbered_placeholders(2, 3),
             "($1, $2, $3), ($4, $5, $6)"
         );
     }

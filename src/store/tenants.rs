@@ -20,7 +20,7 @@ pub struct Tenant {
 }
 
 /// An API token (its secret is never stored, only its SHA-256).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Token {
     /// Stable identifier (appears in audit events as the actor).
     pub id: String,
