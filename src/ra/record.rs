@@ -127,12 +127,7 @@ async fn committer(store: Store, rx: Arc<Mutex<mpsc::Receiver<Queued>>>) {
                 }
             }
         }
-        let n = batch.len();
-        let t = std::time::Instant::now();
         commit(&store, batch).await;
-        if std::env::var_os("VELLUM_TMP_STATS").is_some() {
-            eprintln!("batch {n} {:?}", t.elapsed());
-        }
     }
 }
 
