@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use instant_acme::{
-    Account, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+    Account, ChallengeType, HttpClient, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 
 /// Drives a Vellum ACME directory with concurrent full-flow orders.
@@ -150,6 +150,33 @@ async fn one_order(
     Ok([new_order, challenge, validation, finalize, download])
 }
 
+/// An HTTPS client trusting `ca_file`, with TCP_NODELAY: instant-acme's default client
+/// leaves Nagle's algorithm on, so every HTTP/2 POST (HEADERS, then DATA) waits ~40 ms for
+/// the server's delayed ACK, which would measure the client, not the server.
+fn http_client(ca_file: &std::path::Path) -> Result<Box<dyn HttpClient>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let root = rustls_pki_types::CertificateDer::from_pem_file(ca_file)
+        .map_err(|e| format!("cannot read {}: {e}", ca_file.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root).map_err(|e| e.to_string())?;
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Box::new(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https),
+    ))
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -198,10 +225,10 @@ async fn main() {
     // One account per worker, created before the clock starts.
     let mut accounts = Vec::new();
     for _ in 0..args.concurrency {
-        let builder = match Account::builder_with_root(&args.ca_file) {
-            Ok(b) => b,
+        let builder = match http_client(&args.ca_file) {
+            Ok(http) => Account::builder_with_http(http),
             Err(e) => {
-                eprintln!("cannot read {}: {e}", args.ca_file.display());
+                eprintln!("{e}");
                 std::process::exit(2);
             }
         };

@@ -111,6 +111,7 @@ pub async fn prepare(config: Config) -> Result<(App, Paths)> {
         config,
         recorder: crate::ra::record::Recorder::start(store.clone())?,
         caches: Default::default(),
+        acme_nonces: crate::acme::nonce::Redeemer::start(store.clone())?,
         store,
         master,
         signers: SignerCache::default(),

@@ -1,5 +1,6 @@
 //! Short-lived read caches for the hot paths (every issuance reads its CA, every admin
-//! request its token, every EST request its service and account).
+//! request its token, every EST request its service and account, every ACME request its
+//! directory and account).
 //!
 //! Rules that keep them safe:
 //! - an entry lives at most [`TTL`]; a change made by *another* replica (PostgreSQL) is
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::store::{cas::CaRow, est::Service, tenants::Token};
+use crate::store::{acme, cas::CaRow, est::Service, tenants::Token};
 
 /// Longest life of a cached entry.
 pub const TTL: Duration = Duration::from_secs(1);
@@ -32,6 +33,10 @@ pub struct Caches {
     pub tokens: TtlMap<Token>,
     /// EST services (CA, settings, Basic account) by `label-or-id NUL username`.
     pub est: TtlMap<Service>,
+    /// ACME directories (CA and settings) by CA id.
+    pub acme: TtlMap<(Arc<CaRow>, acme::Settings)>,
+    /// ACME accounts by id.
+    pub acme_accounts: TtlMap<acme::Account>,
 }
 
 impl Caches {

@@ -40,6 +40,8 @@ pub struct App {
     pub signers: SignerCache,
     /// Serialises CRL signing per CA within this process.
     pub crl_locks: ra::crl::CrlLocks,
+    /// Records redeemed ACME nonces, many per transaction.
+    pub acme_nonces: acme::nonce::Redeemer,
     /// Key of the ACME nonce MAC (derived from the master key: shared by replicas).
     pub acme_nonce_key: zeroize::Zeroizing<[u8; 32]>,
     /// Short-lived read caches of the hot paths.

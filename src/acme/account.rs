@@ -266,6 +266,7 @@ pub async fn account(
         let mut tx = app.store.begin().await?;
         store::acme::update_account(&mut tx, &a.id, &a.contact, &a.status).await?;
         tx.commit().await?;
+        app.caches.invalidate();
     }
     let loc = ctx.url(&format!("acct/{}", a.id));
     Ok(reply(
@@ -389,6 +390,7 @@ pub async fn key_change(
         return Err(e);
     }
     tx.commit().await?;
+    app.caches.invalidate();
     let mut conn = app.store.reader().acquire().await?;
     let updated = store::acme::account_by_id(&mut conn, &a.id)
         .await?

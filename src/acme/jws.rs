@@ -101,54 +101,78 @@ pub fn parse_flattened(v: &Value) -> AcmeResult<Flattened> {
 }
 
 /// Verifies `f`'s signature with `jwk` under algorithm `alg`.
+///
+/// josekit checks that the JWK is well-formed; the signature itself is checked with
+/// aws-lc-rs (the library that already signs our certificates and terminates TLS).
+/// josekit verifies through OpenSSL 3, whose per-call key decoding and provider lookups
+/// cost more than the rest of a typical ACME request together (docs/PERFORMANCE.md).
 pub fn verify_signature(f: &Flattened, alg: &str, jwk: &Value) -> AcmeResult<()> {
+    use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
     let map = jwk
         .as_object()
         .cloned()
         .ok_or_else(|| AcmeError::malformed("jwk is not a JSON object"))?;
-    let key = Jwk::from_map(map)
+    Jwk::from_map(map)
         .map_err(|e| AcmeError::malformed(format!("jwk is not a usable key: {e}")))?;
+    let member = |k: &str| -> AcmeResult<Vec<u8>> {
+        let v = jwk.get(k).and_then(Value::as_str).ok_or_else(|| {
+            AcmeError::malformed(format!("the jwk does not fit algorithm {alg}: no \"{k}\""))
+        })?;
+        URL_SAFE_NO_PAD
+            .decode(v)
+            .map_err(|_| AcmeError::malformed(format!("the jwk's \"{k}\" is not base64url")))
+    };
+    let text = |k: &str| jwk.get(k).and_then(Value::as_str).unwrap_or_default();
+    let mismatch =
+        |why: &str| AcmeError::malformed(format!("the jwk does not fit algorithm {alg}: {why}"));
     let message = format!("{}.{}", f.protected_b64, f.payload_b64);
-    let mismatch = |e: josekit::JoseError| {
-        AcmeError::malformed(format!("the jwk does not fit algorithm {alg}: {e}"))
+    let ec = |crv: &str, len: usize| -> AcmeResult<Vec<u8>> {
+        if text("kty") != "EC" || text("crv") != crv {
+            return Err(mismatch(&format!("{alg} needs an EC key on {crv}")));
+        }
+        let (x, y) = (member("x")?, member("y")?);
+        if x.len() != len || y.len() != len {
+            return Err(mismatch(&format!("{crv} coordinates are {len} bytes")));
+        }
+        Ok([&[4u8][..], &x, &y].concat())
     };
     let ok = match alg {
-        "RS256" => josekit::jws::RS256
-            .verifier_from_jwk(&key)
-            .map_err(mismatch)?
-            .verify_bytes(&message, &f.signature),
-        "ES256" => josekit::jws::ES256
-            .verifier_from_jwk(&key)
-            .map_err(mismatch)?
-            .verify_bytes(&message, &f.signature),
-        "ES384" => josekit::jws::ES384
-            .verifier_from_jwk(&key)
-            .map_err(mismatch)?
-            .verify_bytes(&message, &f.signature),
-        "ES512" => josekit::jws::ES512
-            .verifier_from_jwk(&key)
-            .map_err(mismatch)?
-            .verify_bytes(&message, &f.signature),
-        "EdDSA" => josekit::jws::EdDSA
-            .verifier_from_jwk(&key)
-            .map_err(mismatch)?
-            .verify_bytes(&message, &f.signature),
+        "RS256" => {
+            if text("kty") != "RSA" {
+                return Err(mismatch("RS256 needs an RSA key"));
+            }
+            let (n, e) = (member("n")?, member("e")?);
+            RsaPublicKeyComponents { n: &n, e: &e }
+                .verify(
+                    &signature::RSA_PKCS1_2048_8192_SHA256,
+                    message.as_bytes(),
+                    &f.signature,
+                )
+                .is_ok()
+        }
+        "ES256" => UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, ec("P-256", 32)?)
+            .verify(message.as_bytes(), &f.signature)
+            .is_ok(),
+        "ES384" => UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, ec("P-384", 48)?)
+            .verify(message.as_bytes(), &f.signature)
+            .is_ok(),
+        "ES512" => UnparsedPublicKey::new(&signature::ECDSA_P521_SHA512_FIXED, ec("P-521", 66)?)
+            .verify(message.as_bytes(), &f.signature)
+            .is_ok(),
+        "EdDSA" => {
+            if text("kty") != "OKP" || text("crv") != "Ed25519" {
+                return Err(mismatch("EdDSA needs an OKP key on Ed25519"));
+            }
+            UnparsedPublicKey::new(&signature::ED25519, member("x")?)
+                .verify(message.as_bytes(), &f.signature)
+                .is_ok()
+        }
         other => return Err(AcmeError::bad_signature_algorithm(other)),
     };
     if ok {
         Ok(())
     } else {
         Err(AcmeError::malformed("the JWS signature does not verify"))
-    }
-}
-
-trait VerifyBytes {
-    fn verify_bytes(&self, message: &str, signature: &[u8]) -> bool;
-}
-
-impl<T: josekit::jws::JwsVerifier> VerifyBytes for T {
-    fn verify_bytes(&self, message: &str, signature: &[u8]) -> bool {
-        self.verify(message.as_bytes(), signature).is_ok()
     }
 }
 
@@ -294,8 +318,7 @@ pub async fn verify(
                     "kid {kid:?} is not an account URL of this directory"
                 ))
             })?;
-            let mut conn = ctx.app.store.reader().acquire().await?;
-            let account = store::acme::account_by_id(&mut conn, id)
+            let account = cached_account(ctx, id)
                 .await?
                 .filter(|a| a.ca_id == ctx.ca.id)
                 .ok_or_else(|| AcmeError::account_does_not_exist(format!("no account {kid}")))?;
@@ -330,4 +353,109 @@ pub async fn verify(
             Some(jwk)
         },
     })
+}
+
+/// The account `id`, read at most a second ago (or since this process last changed an
+/// account; see `crate::cache`).
+async fn cached_account(ctx: &Ctx, id: &str) -> AcmeResult<Option<store::acme::Account>> {
+    let app = &ctx.app;
+    let generation = app.caches.generation();
+    if let Some(a) = app.caches.acme_accounts.get(id, generation) {
+        return Ok(Some(a.as_ref().clone()));
+    }
+    let mut conn = app.store.reader().acquire().await?;
+    let account = store::acme::account_by_id(&mut conn, id).await?;
+    if let Some(a) = &account {
+        app.caches
+            .acme_accounts
+            .put(id.to_string(), generation, std::sync::Arc::new(a.clone()));
+    }
+    Ok(account)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use josekit::jws::{self, JwsSigner};
+
+    /// Signs `protected.payload` with a josekit signer and wraps it as a [`Flattened`].
+    fn signed(signer: &dyn JwsSigner, alg: &str, payload: &str) -> Flattened {
+        let protected = serde_json::json!({"alg": alg, "nonce": "n", "url": "https://x/"});
+        let protected_b64 = URL_SAFE_NO_PAD.encode(protected.to_string());
+        let payload_b64 = URL_SAFE_NO_PAD.encode(payload);
+        let signature = signer
+            .sign(format!("{protected_b64}.{payload_b64}").as_bytes())
+            .unwrap();
+        Flattened {
+            protected_b64,
+            payload_b64,
+            signature,
+            protected: protected.as_object().cloned().unwrap(),
+        }
+    }
+
+    fn public_jwk(jwk: &Jwk) -> Value {
+        serde_json::to_value(jwk.to_public_key().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn every_accepted_algorithm_verifies_what_josekit_signs() {
+        let rsa = jws::RS256
+            .generate_key_pair(2048)
+            .unwrap()
+            .to_jwk_key_pair();
+        let p256 = jws::ES256.generate_key_pair().unwrap().to_jwk_key_pair();
+        let p384 = jws::ES384.generate_key_pair().unwrap().to_jwk_key_pair();
+        let p521 = jws::ES512.generate_key_pair().unwrap().to_jwk_key_pair();
+        let ed = jws::EdDSA
+            .generate_key_pair(josekit::jwk::alg::ed::EdCurve::Ed25519)
+            .unwrap()
+            .to_jwk_key_pair();
+        let cases: Vec<(&str, Box<dyn JwsSigner>, Value)> = vec![
+            (
+                "RS256",
+                Box::new(jws::RS256.signer_from_jwk(&rsa).unwrap()),
+                public_jwk(&rsa),
+            ),
+            (
+                "ES256",
+                Box::new(jws::ES256.signer_from_jwk(&p256).unwrap()),
+                public_jwk(&p256),
+            ),
+            (
+                "ES384",
+                Box::new(jws::ES384.signer_from_jwk(&p384).unwrap()),
+                public_jwk(&p384),
+            ),
+            (
+                "ES512",
+                Box::new(jws::ES512.signer_from_jwk(&p521).unwrap()),
+                public_jwk(&p521),
+            ),
+            (
+                "EdDSA",
+                Box::new(jws::EdDSA.signer_from_jwk(&ed).unwrap()),
+                public_jwk(&ed),
+            ),
+        ];
+        for (alg, signer, jwk) in &cases {
+            let f = signed(signer.as_ref(), alg, r#"{"a":1}"#);
+            assert!(verify_signature(&f, alg, jwk).is_ok(), "{alg}");
+            let mut tampered = signed(signer.as_ref(), alg, r#"{"a":1}"#);
+            tampered.payload_b64 = URL_SAFE_NO_PAD.encode(r#"{"a":2}"#);
+            assert!(
+                verify_signature(&tampered, alg, jwk).is_err(),
+                "{alg} tampered"
+            );
+        }
+        // A key of another type or curve than the algorithm says is refused by name.
+        let f = signed(cases[1].1.as_ref(), "ES256", "{}");
+        let e = verify_signature(&f, "ES256", &cases[2].2).unwrap_err();
+        assert!(format!("{e:?}").contains("P-256"), "{e:?}");
+        let e = verify_signature(&f, "RS256", &cases[1].2).unwrap_err();
+        assert!(format!("{e:?}").contains("RSA"), "{e:?}");
+        // Another key of the right type does not verify.
+        let other = jws::ES256.generate_key_pair().unwrap().to_jwk_key_pair();
+        assert!(verify_signature(&f, "ES256", &public_jwk(&other)).is_err());
+    }
 }

@@ -30,21 +30,36 @@ use problem::{AcmeError, AcmeResult};
 /// Per-request context: the CA behind the directory and its ACME settings.
 pub struct Ctx {
     pub app: Arc<App>,
-    pub ca: CaRow,
+    pub ca: Arc<CaRow>,
     pub settings: Settings,
     /// `https://host/acme/{ca_id}`.
     pub base: String,
 }
 
 impl Ctx {
-    /// Loads the CA of a directory: an enabled intermediate with ACME on.
+    /// Loads the CA of a directory: an enabled intermediate with ACME on. Read at most a
+    /// second ago (`crate::cache`): issuance re-checks the CA when it commits.
     pub async fn load(app: &Arc<App>, ca_id: &str) -> AcmeResult<Ctx> {
-        let mut conn = app.store.reader().acquire().await?;
-        let ca = store::cas::get_any_tenant(&mut conn, ca_id)
-            .await?
-            .filter(|c| !c.is_root() && c.status == "enabled")
-            .ok_or_else(|| AcmeError::not_found(format!("no ACME directory for CA {ca_id}")))?;
-        let settings = store::acme::settings(&mut conn, ca_id).await?;
+        let generation = app.caches.generation();
+        let cached = match app.caches.acme.get(ca_id, generation) {
+            Some(c) => c,
+            None => {
+                let mut conn = app.store.reader().acquire().await?;
+                let ca = store::cas::get_any_tenant(&mut conn, ca_id)
+                    .await?
+                    .filter(|c| !c.is_root() && c.status == "enabled")
+                    .ok_or_else(|| {
+                        AcmeError::not_found(format!("no ACME directory for CA {ca_id}"))
+                    })?;
+                let settings = store::acme::settings(&mut conn, ca_id).await?;
+                let c = Arc::new((Arc::new(ca), settings));
+                app.caches
+                    .acme
+                    .put(ca_id.to_string(), generation, c.clone());
+                c
+            }
+        };
+        let (ca, settings) = (cached.0.clone(), cached.1.clone());
         if !settings.enabled {
             return Err(AcmeError::not_found(format!(
                 "ACME is turned off for CA {ca_id}"

@@ -3,15 +3,22 @@
 //! A nonce is `base64url(issued_at ‖ random ‖ HMAC)` under a key derived from the master
 //! key, so any replica can check any replica's nonce without a lookup; handing one out
 //! costs no database write. Redeeming one inserts it into `acme_used_nonces` (primary
-//! key), so each is accepted once across all replicas. They expire after
+//! key), so each is accepted once across all replicas; the inserts of concurrent requests
+//! share one transaction ([`Redeemer`], a `store::batch` group commit). They expire after
 //! [`NONCE_LIFETIME_SECS`].
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 
 use super::problem::{AcmeError, AcmeResult};
-use crate::store;
+use crate::error::{Error, Result};
+use crate::store::batch::{Batcher, Outcomes, Work};
+use crate::store::{self, Store};
 use crate::App;
 
 /// How long a nonce may be redeemed after it was handed out.
@@ -74,15 +81,68 @@ pub async fn redeem(app: &App, nonce: Option<&str>) -> AcmeResult<()> {
     let issued = check(app.acme_nonce_key.as_ref(), nonce, now).map_err(|why| {
         AcmeError::bad_nonce(format!("the nonce {why}; get a fresh one from newNonce"))
     })?;
-    let mut tx = app.store.begin().await?;
-    let fresh = store::acme::redeem_nonce(&mut tx, nonce, issued + NONCE_LIFETIME_SECS).await?;
-    tx.commit().await?;
-    if fresh {
-        Ok(())
-    } else {
-        Err(AcmeError::bad_nonce(
+    match app
+        .acme_nonces
+        .0
+        .submit((nonce.to_string(), issued + NONCE_LIFETIME_SECS))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(Error::Conflict(_)) => Err(AcmeError::bad_nonce(
             "the nonce was already used; every request needs a fresh nonce",
-        ))
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records redeemed nonces, many per transaction.
+#[derive(Debug, Clone)]
+pub struct Redeemer(Batcher<Redemptions>);
+
+impl Redeemer {
+    /// Starts the redeemer's committer thread.
+    pub fn start(store: Store) -> Result<Redeemer> {
+        Ok(Redeemer(Batcher::start(
+            "vellum-nonces",
+            store,
+            Redemptions,
+        )?))
+    }
+}
+
+/// The nonce redeemer's work: `(nonce, expires_at)` per job; a replay is refused with
+/// `Error::Conflict`.
+pub struct Redemptions;
+
+impl Work for Redemptions {
+    type Job = (String, i64);
+    fn commit<'a>(
+        &'a self,
+        store: &'a Store,
+        jobs: &'a [&'a (String, i64)],
+    ) -> Pin<Box<dyn Future<Output = Outcomes> + Send + 'a>> {
+        Box::pin(async move {
+            // The same nonce twice in one batch: the first one counts, the others replay.
+            let mut seen = HashSet::new();
+            let distinct: Vec<(&str, i64)> = jobs
+                .iter()
+                .filter(|(n, _)| seen.insert(n.as_str()))
+                .map(|(n, e)| (n.as_str(), *e))
+                .collect();
+            let mut tx = store.begin().await?;
+            let mut fresh = store::acme::redeem_nonces(&mut tx, &distinct).await?;
+            tx.commit().await?;
+            Ok(jobs
+                .iter()
+                .map(|(n, _)| {
+                    if fresh.remove(n) {
+                        Ok(())
+                    } else {
+                        Err(Error::conflict("nonce already used"))
+                    }
+                })
+                .collect())
+        })
     }
 }
 

@@ -11,24 +11,17 @@
 //! - any other failure rolls the transaction back and the jobs are retried one per
 //!   transaction, so the error reaches only the job that caused it.
 //!
-//! On SQLite (one writer connection) this turns ~5 statements per certificate into ~5 per
-//! batch; on PostgreSQL several committers run side by side (`COMMITTERS_POSTGRES`), and
-//! CA rows are always updated in id order so concurrent batches cannot deadlock.
+//! The queueing, the committer thread and the one-by-one retry are `store::batch`'s. CA
+//! rows are always updated in id order so concurrent batches (PostgreSQL runs several
+//! committers, and several replicas) cannot deadlock.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use tokio::sync::{mpsc, oneshot, Mutex};
+use std::future::Future;
+use std::pin::Pin;
 
 use crate::error::{Error, Result};
-use crate::store::{self, audit::AuditEvent, certificates::CertRow, Backend, Store};
-
-/// Most jobs one transaction records.
-const MAX_BATCH: usize = 512;
-/// Jobs that may wait for a committer before senders wait too (back-pressure).
-const QUEUE: usize = 4096;
-/// Concurrent committer tasks with PostgreSQL (SQLite has one writer, hence one).
-const COMMITTERS_POSTGRES: usize = 4;
+use crate::store::batch::{Batcher, Outcomes, Work};
+use crate::store::{self, audit::AuditEvent, certificates::CertRow, Store};
 
 /// Something else that must change in the same transaction as the certificate's record.
 #[derive(Debug, Clone)]
@@ -50,117 +43,39 @@ pub struct Job {
     pub followup: Option<Followup>,
 }
 
-struct Queued {
-    job: Job,
-    done: oneshot::Sender<Result<CertRow>>,
-}
-
-impl Queued {
-    fn answer(self, outcome: Result<()>) {
-        let _ = self.done.send(outcome.map(|()| self.job.record));
-    }
-}
-
-/// Handle to the committer task(s); cheap to share.
+/// Handle to the certificate recorder; cheap to share.
 #[derive(Debug, Clone)]
-pub struct Recorder {
-    queue: mpsc::Sender<Queued>,
-}
+pub struct Recorder(Batcher<Records>);
 
 impl Recorder {
-    /// Starts the committer task(s) on a thread of their own, so that their many short
-    /// waits for the database are not queued behind the signing work of the request
-    /// runtime. They stop when every handle is dropped.
+    /// Starts the recorder's committer thread.
     pub fn start(store: Store) -> Result<Recorder> {
-        let (queue, rx) = mpsc::channel(QUEUE);
-        let rx = Arc::new(Mutex::new(rx));
-        let committers = match store.backend() {
-            Backend::Sqlite => 1,
-            Backend::Postgres => COMMITTERS_POSTGRES,
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::internal(format!("starting the certificate recorder: {e}")))?;
-        std::thread::Builder::new()
-            .name("vellum-recorder".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let tasks: Vec<_> = (0..committers)
-                        .map(|_| tokio::spawn(committer(store.clone(), rx.clone())))
-                        .collect();
-                    for t in tasks {
-                        let _ = t.await;
-                    }
-                })
-            })
-            .map_err(|e| Error::internal(format!("starting the certificate recorder: {e}")))?;
-        Ok(Recorder { queue })
+        Ok(Recorder(Batcher::start("vellum-recorder", store, Records)?))
     }
 
     /// Records the job; returns its record once committed (or the refusal).
     pub async fn record(&self, job: Job) -> Result<CertRow> {
-        let (done, answer) = oneshot::channel();
-        self.queue
-            .send(Queued { job, done })
-            .await
-            .map_err(|_| Error::internal("the certificate recorder has stopped"))?;
-        answer
-            .await
-            .map_err(|_| Error::internal("the certificate recorder dropped a request"))?
+        Ok(self.0.submit(job).await?.record)
     }
 }
 
-async fn committer(store: Store, rx: Arc<Mutex<mpsc::Receiver<Queued>>>) {
-    loop {
-        let mut batch = Vec::new();
-        {
-            let mut rx = rx.lock().await;
-            match rx.recv().await {
-                Some(first) => batch.push(first),
-                None => return,
-            }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(q) => batch.push(q),
-                    Err(_) => break,
-                }
-            }
-        }
-        commit(&store, batch).await;
-    }
-}
+/// The certificate recorder's work.
+pub struct Records;
 
-/// Commits a batch and answers every job in it.
-async fn commit(store: &Store, batch: Vec<Queued>) {
-    let jobs: Vec<&Job> = batch.iter().map(|q| &q.job).collect();
-    match record_batch(store, &jobs).await {
-        Ok(outcomes) => {
-            for (q, outcome) in batch.into_iter().zip(outcomes) {
-                q.answer(outcome);
-            }
-        }
-        Err(e) if batch.len() == 1 => {
-            if let Some(q) = batch.into_iter().next() {
-                q.answer(Err(e));
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, jobs = batch.len(), "group commit failed; recording one by one");
-            for q in batch {
-                let outcome = match record_batch(store, &[&q.job]).await {
-                    Ok(mut o) => o.pop().unwrap_or(Err(Error::internal("no outcome"))),
-                    Err(e) => Err(e),
-                };
-                q.answer(outcome);
-            }
-        }
+impl Work for Records {
+    type Job = Job;
+    fn commit<'a>(
+        &'a self,
+        store: &'a Store,
+        jobs: &'a [&'a Job],
+    ) -> Pin<Box<dyn Future<Output = Outcomes> + Send + 'a>> {
+        Box::pin(record_batch(store, jobs))
     }
 }
 
 /// One transaction for `jobs`. `Ok` holds each job's outcome (success or quota
 /// exhausted); `Err` means nothing was committed.
-async fn record_batch(store: &Store, jobs: &[&Job]) -> Result<Vec<Result<()>>> {
+async fn record_batch(store: &Store, jobs: &[&Job]) -> Outcomes {
     let now = store::now();
     let mut by_ca: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
     for (i, j) in jobs.iter().enumerate() {

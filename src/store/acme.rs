@@ -77,16 +77,29 @@ pub async fn put_settings(conn: &mut Conn, s: &Settings) -> Result<()> {
     Ok(())
 }
 
-/// Records a single-use nonce as redeemed. False when it already was (a replay).
-pub async fn redeem_nonce(conn: &mut Conn, nonce: &str, expires_at: i64) -> Result<bool> {
-    let res = sqlx::query(
-        "INSERT INTO acme_used_nonces (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
-    )
-    .bind(nonce)
-    .bind(expires_at)
-    .execute(conn)
-    .await?;
-    Ok(res.rows_affected() == 1)
+/// Records single-use nonces `(nonce, expires_at)` as redeemed, 200 per statement, and
+/// returns those that were not already (the others are replays). The nonces must be
+/// distinct.
+pub async fn redeem_nonces(
+    conn: &mut Conn,
+    nonces: &[(&str, i64)],
+) -> Result<std::collections::HashSet<String>> {
+    let mut fresh = std::collections::HashSet::new();
+    for chunk in nonces.chunks(200) {
+        let sql = format!(
+            "INSERT INTO acme_used_nonces (nonce, expires_at) VALUES {} \
+             ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
+            super::values_placeholders(conn, chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql);
+        for (nonce, expires_at) in chunk {
+            q = q.bind(*nonce).bind(*expires_at);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            fresh.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(fresh)
 }
 
 /// Forgets redeemed nonces that expired (they can no longer be replayed anyway).

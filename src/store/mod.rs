@@ -10,6 +10,7 @@
 
 pub mod acme;
 pub mod audit;
+pub mod batch;
 pub mod cas;
 pub mod certificates;
 pub mod crls;
