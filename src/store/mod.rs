@@ -78,7 +78,11 @@ impl Store {
                     .run(&write)
                     .await
                     .map_err(|e| Error::config(format!("migrating the SQLite database: {e}")))?;
-                let read = sqlite_pool(&url, max_connections.max(1)).await?;
+                // Each SQLite connection is a thread of sqlx's; more of them than about two
+                // per core only adds context switches (measured: docs/PERFORMANCE.md).
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+                let readers = max_connections.clamp(1, (2 * cores).max(4));
+                let read = sqlite_pool(&url, readers).await?;
                 Store {
                     read,
                     write,
@@ -187,6 +191,10 @@ async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
     AnyPoolOptions::new()
         .max_connections(max)
         .min_connections(1)
+        // A SQLite connection is a file handle in this process: there is nothing to lose
+        // between uses, and the default ping would double the round trips to sqlx's
+        // connection thread for every query.
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(30))
         .after_connect(|conn, _meta| {
             Box::pin(async move {
