@@ -498,11 +498,13 @@ EOF
     pass "EST. usg-est-client est-enroll renew (simplereenroll, client certificate, CA label)" "$(grep -E 'renewed|Thumbprint' <<<"$out")"
     local thumb old_serial
     thumb=$(sed -n 's/.*Thumbprint: *//p' <<<"$out" | tr -d ':[:space:]' | tr a-f A-F)
+    # Without leading zeros on both sides: openssl prints whole bytes ("03AE…"), the
+    # requester names the serial as the inventory does (lower-case hex of the bytes).
     old_serial=$(openssl x509 -in "$d/renew-old.pem" -noout -serial | cut -d= -f2 | tr A-F a-f | sed 's/^0*//')
     api GET "/certificates?source=est&q=$rcn&limit=1000"
     jq -r '[.items[]] | last | .certificate_pem // empty' <<<"$API_BODY" >"$d/renewed.pem"
     if [[ -s $d/renewed.pem && $(cert_fp "$d/renewed.pem" | tr -d ':') == "$thumb" ]] &&
-      [[ $(jq -r '[.items[]] | last | .requester' <<<"$API_BODY") == "est:cert:$old_serial" ]]; then
+      [[ $(jq -r '[.items[]] | last | .requester | ltrimstr("est:cert:") | ltrimstr("0")' <<<"$API_BODY") == "$old_serial" ]]; then
       pass "EST. the renewed certificate is in the inventory, requested by est:cert:<old serial>"
       est_verify_and_keep "usg-est-client renew" "$d/renewed.pem"
     else
