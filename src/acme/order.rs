@@ -180,10 +180,8 @@ fn token() -> String {
 
 /// The order object.
 pub async fn order_json(ctx: &Ctx, o: &Order) -> AcmeResult<Value> {
-    let authzs = {
-        let mut conn = ctx.app.store.reader().acquire().await?;
-        store::acme::order_authzs(&mut conn, &o.id).await?
-    };
+    let authz_ids: Vec<String> = serde_json::from_str(&o.authz_ids_json)
+        .map_err(|_| AcmeError::internal("stored authorization list unreadable"))?;
     let identifiers: Value = serde_json::from_str(&o.identifiers_json).unwrap_or(json!([]));
     let status = if o.status == "pending" && o.expires_at <= store::now() {
         "invalid"
@@ -194,7 +192,7 @@ pub async fn order_json(ctx: &Ctx, o: &Order) -> AcmeResult<Value> {
         "status": status,
         "expires": rfc3339(o.expires_at),
         "identifiers": identifiers,
-        "authorizations": authzs.iter().map(|a| ctx.url(&format!("authz/{}", a.id))).collect::<Vec<_>>(),
+        "authorizations": authz_ids.iter().map(|id| ctx.url(&format!("authz/{id}"))).collect::<Vec<_>>(),
         "finalize": ctx.url(&format!("order/{}/finalize", o.id)),
         "profile": o.profile,
     });
@@ -274,11 +272,64 @@ pub async fn new_order(
     if let Some(r) = &replaces {
         super::revoke::check_replaces(&ctx, &account, r).await?;
     }
+    // Reused authorizations are looked up first, so that the order, its new
+    // authorizations, their challenges and the links are each one INSERT.
+    let mut tx = app.store.begin().await?;
+    let mut authz_ids = Vec::with_capacity(idents.len());
+    let mut new_authzs = Vec::new();
+    let mut new_challenges = Vec::new();
+    for id in &idents {
+        let wildcard = id.value.starts_with("*.");
+        let bare = id.value.trim_start_matches("*.").to_string();
+        let reuse =
+            store::acme::reusable_authz(&mut tx, &account.id, &id.kind, &bare, wildcard, now)
+                .await?;
+        if let Some(a) = reuse {
+            authz_ids.push(a.id);
+            continue;
+        }
+        let authz = Authz {
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            account_id: account.id.clone(),
+            id_type: id.kind.clone(),
+            id_value: bare,
+            wildcard,
+            status: "pending".into(),
+            expires_at: now + PENDING_LIFETIME_SECS,
+            created_at: now,
+        };
+        for kind in &ctx.settings.challenges {
+            let fits = match (id.kind.as_str(), kind.as_str()) {
+                (_, "dns-01") => id.kind == "dns",
+                ("dns", _) => !wildcard,
+                ("ip", "http-01" | "tls-alpn-01") => true,
+                _ => false,
+            };
+            if fits {
+                new_challenges.push(Challenge {
+                    id: uuid::Uuid::now_v7().simple().to_string(),
+                    authz_id: authz.id.clone(),
+                    kind: kind.clone(),
+                    token: token(),
+                    status: "pending".into(),
+                    validated_at: None,
+                    error_json: None,
+                });
+            }
+        }
+        authz_ids.push(authz.id.clone());
+        new_authzs.push(authz);
+    }
     let order = Order {
         id: uuid::Uuid::now_v7().simple().to_string(),
         account_id: account.id.clone(),
         ca_id: ctx.ca.id.clone(),
-        status: "pending".into(),
+        // Every authorization reused and valid: the order is ready at once.
+        status: if new_authzs.is_empty() {
+            "ready".into()
+        } else {
+            "pending".into()
+        },
         identifiers_json: Value::Array(idents.iter().map(Ident::json).collect()).to_string(),
         profile,
         not_before,
@@ -288,64 +339,13 @@ pub async fn new_order(
         certificate_id: None,
         replaces,
         created_at: now,
+        authz_ids_json: json!(authz_ids).to_string(),
     };
-    let mut all_valid = true;
-    let mut tx = app.store.begin().await?;
     store::acme::insert_order(&mut tx, &order).await?;
-    for (pos, id) in idents.iter().enumerate() {
-        let wildcard = id.value.starts_with("*.");
-        let bare = id.value.trim_start_matches("*.").to_string();
-        let reuse =
-            store::acme::reusable_authz(&mut tx, &account.id, &id.kind, &bare, wildcard, now)
-                .await?;
-        let authz_id = match reuse {
-            Some(a) => a.id,
-            None => {
-                all_valid = false;
-                let authz = Authz {
-                    id: uuid::Uuid::now_v7().simple().to_string(),
-                    account_id: account.id.clone(),
-                    id_type: id.kind.clone(),
-                    id_value: bare.clone(),
-                    wildcard,
-                    status: "pending".into(),
-                    expires_at: now + PENDING_LIFETIME_SECS,
-                    created_at: now,
-                };
-                store::acme::insert_authz(&mut tx, &authz).await?;
-                for kind in &ctx.settings.challenges {
-                    let fits = match (id.kind.as_str(), kind.as_str()) {
-                        (_, "dns-01") => id.kind == "dns",
-                        ("dns", _) => !wildcard,
-                        ("ip", "http-01" | "tls-alpn-01") => true,
-                        _ => false,
-                    };
-                    if fits {
-                        let ch = Challenge {
-                            id: uuid::Uuid::now_v7().simple().to_string(),
-                            authz_id: authz.id.clone(),
-                            kind: kind.clone(),
-                            token: token(),
-                            status: "pending".into(),
-                            validated_at: None,
-                            error_json: None,
-                        };
-                        store::acme::insert_challenge(&mut tx, &ch).await?;
-                    }
-                }
-                authz.id
-            }
-        };
-        store::acme::link(&mut tx, &order.id, &authz_id, pos as i64).await?;
-    }
-    if all_valid {
-        store::acme::transition_order(&mut tx, &order.id, "pending", "ready").await?;
-    }
+    store::acme::insert_authzs(&mut tx, &new_authzs).await?;
+    store::acme::insert_challenges(&mut tx, &new_challenges).await?;
+    store::acme::link(&mut tx, &order.id, &authz_ids).await?;
     tx.commit().await?;
-    let mut order = order;
-    if all_valid {
-        order.status = "ready".into();
-    }
     let loc = ctx.url(&format!("order/{}", order.id));
     Ok(reply(
         StatusCode::CREATED,

@@ -289,6 +289,8 @@ pub struct Order {
     pub certificate_id: Option<String>,
     pub replaces: Option<String>,
     pub created_at: i64,
+    /// Its authorizations' ids in identifier order (JSON array).
+    pub authz_ids_json: String,
 }
 
 fn order(r: &AnyRow) -> Result<Order> {
@@ -306,6 +308,9 @@ fn order(r: &AnyRow) -> Result<Order> {
         certificate_id: r.try_get("certificate_id")?,
         replaces: r.try_get("replaces")?,
         created_at: r.try_get("created_at")?,
+        authz_ids_json: r
+            .try_get::<Option<String>, _>("authz_ids_json")?
+            .unwrap_or_else(|| "[]".into()),
     })
 }
 
@@ -313,7 +318,8 @@ fn order(r: &AnyRow) -> Result<Order> {
 pub async fn insert_order(conn: &mut Conn, o: &Order) -> Result<()> {
     sqlx::query(
         "INSERT INTO acme_orders (id, account_id, ca_id, status, identifiers_json, profile, not_before, \
-         not_after, expires_at, replaces, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         not_after, expires_at, replaces, created_at, authz_ids_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&o.id)
     .bind(&o.account_id)
@@ -326,6 +332,7 @@ pub async fn insert_order(conn: &mut Conn, o: &Order) -> Result<()> {
     .bind(o.expires_at)
     .bind(&o.replaces)
     .bind(o.created_at)
+    .bind(&o.authz_ids_json)
     .execute(conn)
     .await?;
     Ok(())
@@ -418,21 +425,29 @@ fn authz(r: &AnyRow) -> Result<Authz> {
 }
 
 /// Inserts an authorization.
-pub async fn insert_authz(conn: &mut Conn, a: &Authz) -> Result<()> {
-    sqlx::query(
+/// Inserts authorizations with one statement (an order has at most a few dozen).
+pub async fn insert_authzs(conn: &mut Conn, authzs: &[Authz]) -> Result<()> {
+    if authzs.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
         "INSERT INTO acme_authzs (id, account_id, id_type, id_value, wildcard, status, expires_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&a.id)
-    .bind(&a.account_id)
-    .bind(&a.id_type)
-    .bind(&a.id_value)
-    .bind(a.wildcard as i64)
-    .bind(&a.status)
-    .bind(a.expires_at)
-    .bind(a.created_at)
-    .execute(conn)
-    .await?;
+         VALUES {}",
+        super::values_placeholders(conn, authzs.len(), 8)
+    );
+    let mut q = sqlx::query(&sql);
+    for a in authzs {
+        q = q
+            .bind(&a.id)
+            .bind(&a.account_id)
+            .bind(&a.id_type)
+            .bind(&a.id_value)
+            .bind(a.wildcard as i64)
+            .bind(&a.status)
+            .bind(a.expires_at)
+            .bind(a.created_at);
+    }
+    q.execute(conn).await?;
     Ok(())
 }
 
@@ -510,14 +525,20 @@ pub async fn validate_authz(conn: &mut Conn, id: &str, expires_at: i64) -> Resul
     Ok(res.rows_affected() == 1)
 }
 
-/// Links an authorization to an order.
-pub async fn link(conn: &mut Conn, order_id: &str, authz_id: &str, position: i64) -> Result<()> {
-    sqlx::query("INSERT INTO acme_order_authzs (order_id, authz_id, position) VALUES ($1, $2, $3)")
-        .bind(order_id)
-        .bind(authz_id)
-        .bind(position)
-        .execute(conn)
-        .await?;
+/// Links an order to its authorizations (in identifier order) with one statement.
+pub async fn link(conn: &mut Conn, order_id: &str, authz_ids: &[String]) -> Result<()> {
+    if authz_ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO acme_order_authzs (order_id, authz_id, position) VALUES {}",
+        super::values_placeholders(conn, authz_ids.len(), 3)
+    );
+    let mut q = sqlx::query(&sql);
+    for (position, authz_id) in authz_ids.iter().enumerate() {
+        q = q.bind(order_id).bind(authz_id).bind(position as i64);
+    }
+    q.execute(conn).await?;
     Ok(())
 }
 
@@ -568,16 +589,25 @@ fn challenge(r: &AnyRow) -> Result<Challenge> {
     })
 }
 
-/// Inserts a challenge.
-pub async fn insert_challenge(conn: &mut Conn, c: &Challenge) -> Result<()> {
-    sqlx::query("INSERT INTO acme_challenges (id, authz_id, type, token, status) VALUES ($1, $2, $3, $4, $5)")
-        .bind(&c.id)
-        .bind(&c.authz_id)
-        .bind(&c.kind)
-        .bind(&c.token)
-        .bind(&c.status)
-        .execute(conn)
-        .await?;
+/// Inserts challenges with one statement.
+pub async fn insert_challenges(conn: &mut Conn, challenges: &[Challenge]) -> Result<()> {
+    if challenges.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO acme_challenges (id, authz_id, type, token, status) VALUES {}",
+        super::values_placeholders(conn, challenges.len(), 5)
+    );
+    let mut q = sqlx::query(&sql);
+    for c in challenges {
+        q = q
+            .bind(&c.id)
+            .bind(&c.authz_id)
+            .bind(&c.kind)
+            .bind(&c.token)
+            .bind(&c.status);
+    }
+    q.execute(conn).await?;
     Ok(())
 }
 
