@@ -51,6 +51,9 @@ struct Args {
     /// Orders per worker before the clock starts.
     #[arg(long, default_value_t = 1)]
     warmup: u64,
+    /// Speak HTTP/1.1 only (default: HTTP/2 when the server offers it, as instant-acme does).
+    #[arg(long)]
+    http1: bool,
     /// Stop after this many seconds even if not all orders are done.
     #[arg(long, default_value_t = 300)]
     max_seconds: u64,
@@ -153,7 +156,7 @@ async fn one_order(
 /// An HTTPS client trusting `ca_file`, with TCP_NODELAY: instant-acme's default client
 /// leaves Nagle's algorithm on, so every HTTP/2 POST (HEADERS, then DATA) waits ~40 ms for
 /// the server's delayed ACK, which would measure the client, not the server.
-fn http_client(ca_file: &std::path::Path) -> Result<Box<dyn HttpClient>, String> {
+fn http_client(ca_file: &std::path::Path, http1_only: bool) -> Result<Box<dyn HttpClient>, String> {
     use rustls_pki_types::pem::PemObject;
     let root = rustls_pki_types::CertificateDer::from_pem_file(ca_file)
         .map_err(|e| format!("cannot read {}: {e}", ca_file.display()))?;
@@ -165,12 +168,15 @@ fn http_client(ca_file: &std::path::Path) -> Result<Box<dyn HttpClient>, String>
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
+        .enable_http1();
+    let https = if http1_only {
+        builder.wrap_connector(http)
+    } else {
+        builder.enable_http2().wrap_connector(http)
+    };
     Ok(Box::new(
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(https),
@@ -225,7 +231,7 @@ async fn main() {
     // One account per worker, created before the clock starts.
     let mut accounts = Vec::new();
     for _ in 0..args.concurrency {
-        let builder = match http_client(&args.ca_file) {
+        let builder = match http_client(&args.ca_file, args.http1) {
             Ok(http) => Account::builder_with_http(http),
             Err(e) => {
                 eprintln!("{e}");
