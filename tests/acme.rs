@@ -986,3 +986,97 @@ async fn replicas_share_nonces_and_orders() {
     sa.stop().await;
     sb.stop().await;
 }
+
+/// An order becomes ready only when ALL its authorizations are valid (the one-statement
+/// transition the validator runs), and a second order sharing an authorization moves too.
+async fn order_ready_needs_every_authorization(s: &TestServer) {
+    use vellum::store::acme::{self as sa, Account, Authz, Order};
+    let app = s.app();
+    let now = vellum::store::now();
+    let account = Account {
+        id: "acct-ready".into(),
+        ca_id: app.defaults.intermediate_id.clone(),
+        tenant_id: app.defaults.tenant_id.clone(),
+        thumbprint: "tp-ready".into(),
+        jwk_json: "{}".into(),
+        status: "valid".into(),
+        contact: vec![],
+        tos_agreed: true,
+        eab_kid: None,
+        created_at: now,
+    };
+    let authz = |id: &str, name: &str| Authz {
+        id: id.into(),
+        account_id: account.id.clone(),
+        id_type: "dns".into(),
+        id_value: name.into(),
+        wildcard: false,
+        status: "pending".into(),
+        expires_at: now + 3600,
+        created_at: now,
+    };
+    let order = |id: &str, authz_ids: &[&str]| Order {
+        id: id.into(),
+        account_id: account.id.clone(),
+        ca_id: account.ca_id.clone(),
+        status: "pending".into(),
+        identifiers_json: "[]".into(),
+        profile: "tls-server".into(),
+        not_before: None,
+        not_after: None,
+        expires_at: now + 3600,
+        error_json: None,
+        certificate_id: None,
+        replaces: None,
+        created_at: now,
+        authz_ids_json: serde_json::to_string(authz_ids).unwrap(),
+    };
+    let mut tx = app.store.begin().await.unwrap();
+    sa::insert_account(&mut tx, &account).await.unwrap();
+    sa::insert_authzs(
+        &mut tx,
+        &[authz("az-a", "a.example"), authz("az-b", "b.example")],
+    )
+    .await
+    .unwrap();
+    for (o, ids) in [("ord-ab", vec!["az-a", "az-b"]), ("ord-a", vec!["az-a"])] {
+        sa::insert_order(&mut tx, &order(o, &ids)).await.unwrap();
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        sa::link(&mut tx, o, &ids).await.unwrap();
+    }
+    assert!(sa::validate_authz(&mut tx, "az-a", now + 86_400)
+        .await
+        .unwrap());
+    assert_eq!(
+        sa::ready_orders_of(&mut tx, "az-a").await.unwrap(),
+        1,
+        "only the order whose every authorization is valid"
+    );
+    let status = |o: Option<Order>| o.unwrap().status;
+    assert_eq!(
+        status(sa::order_by_id(&mut tx, "ord-ab").await.unwrap()),
+        "pending"
+    );
+    assert_eq!(
+        status(sa::order_by_id(&mut tx, "ord-a").await.unwrap()),
+        "ready"
+    );
+    assert!(sa::validate_authz(&mut tx, "az-b", now + 86_400)
+        .await
+        .unwrap());
+    assert_eq!(sa::ready_orders_of(&mut tx, "az-b").await.unwrap(), 1);
+    assert_eq!(
+        status(sa::order_by_id(&mut tx, "ord-ab").await.unwrap()),
+        "ready"
+    );
+    let (a, challenges) = sa::authz_with_challenges(&mut tx, "az-a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.status.as_str(), challenges.len()), ("valid", 0));
+    tx.commit().await.unwrap();
+}
+both_backends!(
+    orders_become_ready_when_every_authorization_is_valid,
+    order_ready_needs_every_authorization
+);

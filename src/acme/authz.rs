@@ -37,11 +37,7 @@ fn challenge_json(ctx: &Ctx, c: &Challenge) -> Value {
     v
 }
 
-async fn authz_json(ctx: &Ctx, a: &Authz) -> AcmeResult<Value> {
-    let challenges = {
-        let mut conn = ctx.app.store.reader().acquire().await?;
-        store::acme::challenges(&mut conn, &a.id).await?
-    };
+fn authz_json(ctx: &Ctx, a: &Authz, challenges: &[Challenge]) -> Value {
     let status = if a.status == "pending" && a.expires_at <= store::now() {
         "expired"
     } else {
@@ -61,14 +57,15 @@ async fn authz_json(ctx: &Ctx, a: &Authz) -> AcmeResult<Value> {
     if a.wildcard {
         v["wildcard"] = json!(true);
     }
-    Ok(v)
+    v
 }
 
-async fn load_authz(ctx: &Ctx, account_id: &str, id: &str) -> AcmeResult<Authz> {
+/// An authorization of the account with its challenges (one read).
+async fn load_authz(ctx: &Ctx, account_id: &str, id: &str) -> AcmeResult<(Authz, Vec<Challenge>)> {
     let mut conn = ctx.app.store.reader().acquire().await?;
-    store::acme::authz_by_id(&mut conn, id)
+    store::acme::authz_with_challenges(&mut conn, id)
         .await?
-        .filter(|a| a.account_id == account_id)
+        .filter(|(a, _)| a.account_id == account_id)
         .ok_or_else(|| AcmeError::not_found(format!("no authorization {id} for this account")))
 }
 
@@ -89,7 +86,7 @@ pub async fn authz(
     )
     .await?;
     let account = req.account()?.clone();
-    let mut a = load_authz(&ctx, &account.id, &id).await?;
+    let (mut a, challenges) = load_authz(&ctx, &account.id, &id).await?;
     if !req.is_post_as_get() {
         let payload = req.json()?;
         match payload.get("status").and_then(Value::as_str) {
@@ -119,7 +116,7 @@ pub async fn authz(
     }
     let resp = reply(
         StatusCode::OK,
-        authz_json(&ctx, &a).await?,
+        authz_json(&ctx, &a, &challenges),
         Some(&ctx.url(&format!("authz/{id}"))),
         &[],
     );
@@ -147,12 +144,12 @@ pub async fn challenge(
     )
     .await?;
     let account = req.account()?.clone();
-    let mut ch = {
+    let (mut ch, a) = {
         let mut conn = app.store.reader().acquire().await?;
-        store::acme::challenge_by_id(&mut conn, &id).await?
+        store::acme::challenge_with_authz(&mut conn, &id).await?
     }
-    .ok_or_else(|| AcmeError::not_found(format!("no challenge {id}")))?;
-    let a = load_authz(&ctx, &account.id, &ch.authz_id).await?;
+    .filter(|(_, a)| a.account_id == account.id)
+    .ok_or_else(|| AcmeError::not_found(format!("no challenge {id} for this account")))?;
     if !req.is_post_as_get() && ch.status == "pending" {
         if a.status != "pending" {
             return Err(AcmeError::malformed(format!(
@@ -246,12 +243,7 @@ async fn record(
         Ok(()) => {
             store::acme::finish_challenge(&mut tx, &ch.id, true, now, None).await?;
             store::acme::validate_authz(&mut tx, &a.id, now + AUTHZ_REUSE_SECS).await?;
-            for order in store::acme::orders_of_authz(&mut tx, &a.id).await? {
-                let authzs = store::acme::order_authzs(&mut tx, &order).await?;
-                if authzs.iter().all(|x| x.status == "valid") {
-                    store::acme::transition_order(&mut tx, &order, "pending", "ready").await?;
-                }
-            }
+            store::acme::ready_orders_of(&mut tx, &a.id).await?;
         }
         Err(e) => {
             let problem = json!({

@@ -424,7 +424,6 @@ fn authz(r: &AnyRow) -> Result<Authz> {
     })
 }
 
-/// Inserts an authorization.
 /// Inserts authorizations with one statement (an order has at most a few dozen).
 pub async fn insert_authzs(conn: &mut Conn, authzs: &[Authz]) -> Result<()> {
     if authzs.is_empty() {
@@ -492,15 +491,6 @@ pub async fn valid_authz_values(
         .collect()
 }
 
-/// An authorization by id.
-pub async fn authz_by_id(conn: &mut Conn, id: &str) -> Result<Option<Authz>> {
-    let row = sqlx::query("SELECT * FROM acme_authzs WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(authz).transpose()
-}
-
 /// Sets an authorization's status (from pending or valid).
 pub async fn set_authz_status(conn: &mut Conn, id: &str, status: &str) -> Result<bool> {
     let res = sqlx::query(
@@ -525,6 +515,21 @@ pub async fn validate_authz(conn: &mut Conn, id: &str, expires_at: i64) -> Resul
     Ok(res.rows_affected() == 1)
 }
 
+/// Moves every pending order of authorization `authz_id` whose authorizations are now all
+/// valid to `ready`, in one statement. Returns how many moved.
+pub async fn ready_orders_of(conn: &mut Conn, authz_id: &str) -> Result<u64> {
+    let res = sqlx::query(
+        "UPDATE acme_orders SET status = 'ready' WHERE status = 'pending' \
+         AND id IN (SELECT order_id FROM acme_order_authzs WHERE authz_id = $1) \
+         AND NOT EXISTS (SELECT 1 FROM acme_order_authzs l JOIN acme_authzs a ON a.id = l.authz_id \
+                         WHERE l.order_id = acme_orders.id AND a.status <> 'valid')",
+    )
+    .bind(authz_id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected())
+}
+
 /// Links an order to its authorizations (in identifier order) with one statement.
 pub async fn link(conn: &mut Conn, order_id: &str, authz_ids: &[String]) -> Result<()> {
     if authz_ids.is_empty() {
@@ -540,18 +545,6 @@ pub async fn link(conn: &mut Conn, order_id: &str, authz_ids: &[String]) -> Resu
     }
     q.execute(conn).await?;
     Ok(())
-}
-
-/// The authorizations of an order, in identifier order.
-pub async fn order_authzs(conn: &mut Conn, order_id: &str) -> Result<Vec<Authz>> {
-    let rows = sqlx::query(
-        "SELECT a.* FROM acme_authzs a JOIN acme_order_authzs l ON l.authz_id = a.id \
-         WHERE l.order_id = $1 ORDER BY l.position",
-    )
-    .bind(order_id)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(authz).collect()
 }
 
 /// Ids of the orders an authorization belongs to.
@@ -577,18 +570,6 @@ pub struct Challenge {
     pub error_json: Option<String>,
 }
 
-fn challenge(r: &AnyRow) -> Result<Challenge> {
-    Ok(Challenge {
-        id: r.try_get("id")?,
-        authz_id: r.try_get("authz_id")?,
-        kind: r.try_get("type")?,
-        token: r.try_get("token")?,
-        status: r.try_get("status")?,
-        validated_at: r.try_get("validated_at")?,
-        error_json: r.try_get("error_json")?,
-    })
-}
-
 /// Inserts challenges with one statement.
 pub async fn insert_challenges(conn: &mut Conn, challenges: &[Challenge]) -> Result<()> {
     if challenges.is_empty() {
@@ -611,22 +592,61 @@ pub async fn insert_challenges(conn: &mut Conn, challenges: &[Challenge]) -> Res
     Ok(())
 }
 
-/// The challenges of an authorization.
-pub async fn challenges(conn: &mut Conn, authz_id: &str) -> Result<Vec<Challenge>> {
-    let rows = sqlx::query("SELECT * FROM acme_challenges WHERE authz_id = $1 ORDER BY type")
-        .bind(authz_id)
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(challenge).collect()
+/// Challenge columns under `c_` names, for queries that join them with an authorization.
+const CHALLENGE_COLUMNS_AS_C: &str = "c.id AS c_id, c.authz_id AS c_authz_id, c.type AS c_type, \
+     c.token AS c_token, c.status AS c_status, c.validated_at AS c_validated_at, \
+     c.error_json AS c_error_json";
+
+/// The challenge in a row's `c_` columns (none when a LEFT JOIN found none).
+fn challenge_as_c(r: &AnyRow) -> Result<Option<Challenge>> {
+    let Some(id) = r.try_get::<Option<String>, _>("c_id")? else {
+        return Ok(None);
+    };
+    Ok(Some(Challenge {
+        id,
+        authz_id: r.try_get("c_authz_id")?,
+        kind: r.try_get("c_type")?,
+        token: r.try_get("c_token")?,
+        status: r.try_get("c_status")?,
+        validated_at: r.try_get("c_validated_at")?,
+        error_json: r.try_get("c_error_json")?,
+    }))
 }
 
-/// A challenge by id.
-pub async fn challenge_by_id(conn: &mut Conn, id: &str) -> Result<Option<Challenge>> {
-    let row = sqlx::query("SELECT * FROM acme_challenges WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(challenge).transpose()
+/// An authorization with its challenges (by type), in one query.
+pub async fn authz_with_challenges(
+    conn: &mut Conn,
+    id: &str,
+) -> Result<Option<(Authz, Vec<Challenge>)>> {
+    let sql = format!(
+        "SELECT a.*, {CHALLENGE_COLUMNS_AS_C} FROM acme_authzs a \
+         LEFT JOIN acme_challenges c ON c.authz_id = a.id WHERE a.id = $1 ORDER BY c.type"
+    );
+    let rows = sqlx::query(&sql).bind(id).fetch_all(conn).await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut challenges = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if let Some(c) = challenge_as_c(r)? {
+            challenges.push(c);
+        }
+    }
+    Ok(Some((authz(first)?, challenges)))
+}
+
+/// A challenge with its authorization, in one query.
+pub async fn challenge_with_authz(conn: &mut Conn, id: &str) -> Result<Option<(Challenge, Authz)>> {
+    let sql = format!(
+        "SELECT a.*, {CHALLENGE_COLUMNS_AS_C} FROM acme_challenges c \
+         JOIN acme_authzs a ON a.id = c.authz_id WHERE c.id = $1"
+    );
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    let Some(r) = row else { return Ok(None) };
+    match challenge_as_c(&r)? {
+        Some(c) => Ok(Some((c, authz(&r)?))),
+        None => Ok(None),
+    }
 }
 
 /// pending → processing. False when the challenge was not pending.
