@@ -566,19 +566,25 @@ pub async fn finalize(
             order_id: id.clone(),
         }),
     };
-    // The order becomes valid in the transaction that records the certificate.
-    if let Err(e) = issue::issue(&app, request).await {
-        let mut tx = app.store.begin().await?;
-        store::acme::transition_order(&mut tx, &id, "processing", "ready").await?;
-        tx.commit().await?;
-        return Err(match e {
-            Error::QuotaExhausted(detail) => AcmeError::unauthorized(format!(
-                "{detail}. The order stays ready: finalize again once quota is assigned"
-            )),
-            other => other.into(),
-        });
-    }
-    let o = load_order(&ctx, &account.id, &id).await?;
+    // The order becomes valid in the transaction that records the certificate, so the
+    // answer can be written from what was committed, without reading the order again.
+    let issued = match issue::issue(&app, request).await {
+        Ok(issued) => issued,
+        Err(e) => {
+            let mut tx = app.store.begin().await?;
+            store::acme::transition_order(&mut tx, &id, "processing", "ready").await?;
+            tx.commit().await?;
+            return Err(match e {
+                Error::QuotaExhausted(detail) => AcmeError::unauthorized(format!(
+                    "{detail}. The order stays ready: finalize again once quota is assigned"
+                )),
+                other => other.into(),
+            });
+        }
+    };
+    let mut o = o;
+    o.status = "valid".into();
+    o.certificate_id = Some(issued.record.id.clone());
     Ok(reply(
         StatusCode::OK,
         order_json(&ctx, &o).await?,
