@@ -12,6 +12,7 @@
 //!   signing with the same certificate (`store::cas::spend`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -34,7 +35,7 @@ pub struct Caches {
     /// EST services (CA, settings, Basic account) by `label-or-id NUL username`.
     pub est: TtlMap<Service>,
     /// ACME directories (CA and settings) by CA id.
-    pub acme: TtlMap<(Arc<CaRow>, acme::Settings)>,
+    pub acme: TtlMap<(Arc<CaRow>, Arc<acme::Settings>)>,
     /// ACME accounts by id.
     pub acme_accounts: TtlMap<acme::Account>,
 }
@@ -48,6 +49,30 @@ impl Caches {
     /// The current generation, to pass to [`TtlMap::get`] and [`TtlMap::put`].
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// `map[key]` when fresh; otherwise `load()`s it and keeps what it found (an absent
+    /// value is not kept). The generation is read before loading, so a value loaded while
+    /// a change lands is never served afterwards.
+    pub async fn read_through<V, E, Fut>(
+        &self,
+        map: &TtlMap<V>,
+        key: &str,
+        load: impl FnOnce() -> Fut,
+    ) -> Result<Option<Arc<V>>, E>
+    where
+        Fut: Future<Output = Result<Option<V>, E>>,
+    {
+        let generation = self.generation();
+        if let Some(v) = map.get(key, generation) {
+            return Ok(Some(v));
+        }
+        let Some(v) = load().await? else {
+            return Ok(None);
+        };
+        let v = Arc::new(v);
+        map.put(key.to_string(), generation, v.clone());
+        Ok(Some(v))
     }
 }
 
@@ -120,6 +145,40 @@ mod tests {
         assert!(
             caches.tokens.get("h", g).is_none(),
             "entries live at most TTL"
+        );
+    }
+
+    #[tokio::test]
+    async fn read_through_loads_once_and_keeps_only_what_exists() {
+        let caches = Caches::default();
+        let loads = std::sync::atomic::AtomicUsize::new(0);
+        let load = || async {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, ()>(Some(Token::default()))
+        };
+        assert!(caches
+            .read_through(&caches.tokens, "h", load)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(caches
+            .read_through(&caches.tokens, "h", load)
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            1,
+            "the second read is served from the cache"
+        );
+        let missing = caches
+            .read_through(&caches.tokens, "m", || async { Ok::<_, ()>(None) })
+            .await
+            .unwrap();
+        assert!(missing.is_none());
+        assert!(
+            caches.tokens.get("m", caches.generation()).is_none(),
+            "absence is not kept"
         );
     }
 

@@ -17,6 +17,7 @@ pub mod error;
 pub mod est;
 pub mod formats;
 pub mod fsutil;
+pub mod loadgen;
 pub mod ra;
 pub mod server;
 pub mod store;

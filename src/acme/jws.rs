@@ -359,18 +359,14 @@ pub async fn verify(
 /// account; see `crate::cache`).
 async fn cached_account(ctx: &Ctx, id: &str) -> AcmeResult<Option<store::acme::Account>> {
     let app = &ctx.app;
-    let generation = app.caches.generation();
-    if let Some(a) = app.caches.acme_accounts.get(id, generation) {
-        return Ok(Some(a.as_ref().clone()));
-    }
-    let mut conn = app.store.reader().acquire().await?;
-    let account = store::acme::account_by_id(&mut conn, id).await?;
-    if let Some(a) = &account {
-        app.caches
-            .acme_accounts
-            .put(id.to_string(), generation, std::sync::Arc::new(a.clone()));
-    }
-    Ok(account)
+    let account = app
+        .caches
+        .read_through(&app.caches.acme_accounts, id, || async {
+            let mut conn = app.store.reader().acquire().await?;
+            store::acme::account_by_id(&mut conn, id).await
+        })
+        .await?;
+    Ok(account.map(|a| a.as_ref().clone()))
 }
 
 #[cfg(test)]

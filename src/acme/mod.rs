@@ -31,7 +31,7 @@ use problem::{AcmeError, AcmeResult};
 pub struct Ctx {
     pub app: Arc<App>,
     pub ca: Arc<CaRow>,
-    pub settings: Settings,
+    pub settings: Arc<Settings>,
     /// `https://host/acme/{ca_id}`.
     pub base: String,
 }
@@ -40,25 +40,21 @@ impl Ctx {
     /// Loads the CA of a directory: an enabled intermediate with ACME on. Read at most a
     /// second ago (`crate::cache`): issuance re-checks the CA when it commits.
     pub async fn load(app: &Arc<App>, ca_id: &str) -> AcmeResult<Ctx> {
-        let generation = app.caches.generation();
-        let cached = match app.caches.acme.get(ca_id, generation) {
-            Some(c) => c,
-            None => {
+        let cached = app
+            .caches
+            .read_through(&app.caches.acme, ca_id, || async {
                 let mut conn = app.store.reader().acquire().await?;
-                let ca = store::cas::get_any_tenant(&mut conn, ca_id)
+                let Some(ca) = store::cas::get_any_tenant(&mut conn, ca_id)
                     .await?
                     .filter(|c| !c.is_root() && c.status == "enabled")
-                    .ok_or_else(|| {
-                        AcmeError::not_found(format!("no ACME directory for CA {ca_id}"))
-                    })?;
+                else {
+                    return Ok(None);
+                };
                 let settings = store::acme::settings(&mut conn, ca_id).await?;
-                let c = Arc::new((Arc::new(ca), settings));
-                app.caches
-                    .acme
-                    .put(ca_id.to_string(), generation, c.clone());
-                c
-            }
-        };
+                Ok::<_, crate::error::Error>(Some((Arc::new(ca), Arc::new(settings))))
+            })
+            .await?
+            .ok_or_else(|| AcmeError::not_found(format!("no ACME directory for CA {ca_id}")))?;
         let (ca, settings) = (cached.0.clone(), cached.1.clone());
         if !settings.enabled {
             return Err(AcmeError::not_found(format!(

@@ -81,17 +81,16 @@ pub async fn redeem(app: &App, nonce: Option<&str>) -> AcmeResult<()> {
     let issued = check(app.acme_nonce_key.as_ref(), nonce, now).map_err(|why| {
         AcmeError::bad_nonce(format!("the nonce {why}; get a fresh one from newNonce"))
     })?;
-    match app
+    if app
         .acme_nonces
-        .0
-        .submit((nonce.to_string(), issued + NONCE_LIFETIME_SECS))
-        .await
+        .redeem(nonce, issued + NONCE_LIFETIME_SECS)
+        .await?
     {
-        Ok(_) => Ok(()),
-        Err(Error::Conflict(_)) => Err(AcmeError::bad_nonce(
+        Ok(())
+    } else {
+        Err(AcmeError::bad_nonce(
             "the nonce was already used; every request needs a fresh nonce",
-        )),
-        Err(e) => Err(e.into()),
+        ))
     }
 }
 
@@ -107,6 +106,15 @@ impl Redeemer {
             store,
             Redemptions,
         )?))
+    }
+
+    /// Records `nonce` as used; false when it already was (a replay).
+    pub async fn redeem(&self, nonce: &str, expires_at: i64) -> Result<bool> {
+        match self.0.submit((nonce.to_string(), expires_at)).await {
+            Ok(_) => Ok(true),
+            Err(Error::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -169,17 +169,11 @@ impl FromRequestParts<Arc<App>> for Principal {
 /// The live token with this hash, from the cache when it was read less than a second ago
 /// (a revocation on this replica empties the cache; see `crate::cache`).
 async fn live_token(app: &App, hash: &str) -> Result<Arc<tenants::Token>> {
-    let generation = app.caches.generation();
-    if let Some(t) = app.caches.tokens.get(hash, generation) {
-        return Ok(t);
-    }
-    let mut conn = app.store.reader().acquire().await?;
-    let token = tenants::token_by_hash(&mut conn, hash)
-        .await?
-        .ok_or_else(|| Error::Unauthorized("unknown or revoked API token".into()))?;
-    let token = Arc::new(token);
     app.caches
-        .tokens
-        .put(hash.to_string(), generation, token.clone());
-    Ok(token)
+        .read_through(&app.caches.tokens, hash, || async {
+            let mut conn = app.store.reader().acquire().await?;
+            tenants::token_by_hash(&mut conn, hash).await
+        })
+        .await?
+        .ok_or_else(|| Error::Unauthorized("unknown or revoked API token".into()))
 }

@@ -3,7 +3,6 @@
 //!
 //! See `docs/PERFORMANCE.md` for how it is used and what it measured.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,10 +13,9 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
-use serde_json::{json, Value};
+use serde_json::json;
+use vellum::loadgen::{percentile, prepare_ca, Api, Res, Tally};
 
-/// Largest quota one purchase may add (the server's limit).
-const MAX_PURCHASE: i64 = 10_000_000;
 /// Time limit of the measured phase when `--duration` is not given.
 const DEFAULT_TIME_LIMIT_SECS: u64 = 600;
 /// Requests of a run when neither `--requests` nor `--duration` is given.
@@ -158,44 +156,6 @@ fn main() -> ExitCode {
     }
 }
 
-type Res<T> = Result<T, String>;
-
-/// Connection to the admin API.
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Res<Value> {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{}", self.base, path))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("{method} {path}: cannot reach {}: {e}", self.base))?;
-        let status = resp.status();
-        let text = resp.text().await.map_err(|e| e.to_string())?;
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status.is_success() {
-            Ok(v)
-        } else {
-            let detail = v
-                .get("detail")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| v.to_string());
-            Err(format!("{method} {path}: {status}: {detail}"))
-        }
-    }
-}
-
 /// Refuses URLs that do not resolve to loopback addresses only.
 async fn check_loopback(url: &reqwest::Url) -> Res<()> {
     if url.scheme() != "https" {
@@ -284,69 +244,6 @@ fn build_client(args: &Args) -> Res<(reqwest::Client, String)> {
     Ok((b.build().map_err(|e| e.to_string())?, token))
 }
 
-fn as_i64(v: &Value, field: &str) -> Res<i64> {
-    v.get(field)
-        .and_then(Value::as_i64)
-        .ok_or_else(|| format!("the CA's JSON has no numeric {field:?}: {v}"))
-}
-
-/// Picks the intermediate (when not given) and makes sure it has `need` quota left.
-async fn prepare_ca(api: &Api, ca: Option<String>, need: i64) -> Res<(String, i64)> {
-    let ca = match ca {
-        Some(c) => c,
-        None => {
-            let list = api
-                .call(
-                    reqwest::Method::GET,
-                    "/cas?kind=intermediate&status=enabled",
-                    None,
-                )
-                .await?;
-            list.get("items")
-                .and_then(Value::as_array)
-                .and_then(|a| a.first())
-                .and_then(|c| c.get("id"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .ok_or("the server has no enabled intermediate CA; pass --ca")?
-        }
-    };
-    let info = api
-        .call(reqwest::Method::GET, &format!("/cas/{ca}"), None)
-        .await?;
-    let remaining = as_i64(&info, "quota_remaining")?;
-    if remaining >= need {
-        return Ok((ca, 0));
-    }
-    let root = info
-        .get("parent_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("CA {ca} has no parent_id; is it an intermediate?"))?
-        .to_string();
-    let short = need - remaining;
-    let root_info = api
-        .call(reqwest::Method::GET, &format!("/cas/{root}"), None)
-        .await?;
-    let mut to_buy = (short - as_i64(&root_info, "quota_available").unwrap_or(0)).max(0);
-    while to_buy > 0 {
-        let n = to_buy.min(MAX_PURCHASE);
-        api.call(
-            reqwest::Method::POST,
-            &format!("/cas/{root}/quota/purchase"),
-            Some(json!({ "count": n })),
-        )
-        .await?;
-        to_buy -= n;
-    }
-    api.call(
-        reqwest::Method::POST,
-        &format!("/cas/{root}/quota/assign"),
-        Some(json!({ "intermediate_id": ca, "count": short })),
-    )
-    .await?;
-    Ok((ca, short))
-}
-
 /// Pre-generated P-256 CSRs, PEM, JSON-escaped for splicing into request bodies.
 fn generate_csrs(n: u64) -> Res<Vec<String>> {
     (0..n)
@@ -380,37 +277,6 @@ fn body(i: u64, csrs: &[String]) -> String {
         format!(
             r#"{{"type":"server","common_name":"load-{i}.example","sans":[{{"type":"dns","value":"load-{i}.example"}}],"validity_days":30,"csr_pem":{csr}}}"#
         )
-    }
-}
-
-/// What one worker saw.
-#[derive(Default)]
-struct Tally {
-    /// Latencies of successful (201) requests, microseconds.
-    ok_us: Vec<u32>,
-    /// Failures by status code or transport error kind.
-    errors: BTreeMap<String, u64>,
-    /// First response body seen per failure kind (truncated).
-    samples: BTreeMap<String, String>,
-    /// Successes completed in each second since the start.
-    per_second: Vec<u64>,
-}
-
-impl Tally {
-    fn merge(&mut self, o: Tally) {
-        self.ok_us.extend(o.ok_us);
-        for (k, v) in o.errors {
-            *self.errors.entry(k).or_default() += v;
-        }
-        for (k, v) in o.samples {
-            self.samples.entry(k).or_insert(v);
-        }
-        if self.per_second.len() < o.per_second.len() {
-            self.per_second.resize(o.per_second.len(), 0);
-        }
-        for (i, n) in o.per_second.into_iter().enumerate() {
-            self.per_second[i] += n;
-        }
     }
 }
 
@@ -482,10 +348,7 @@ async fn worker(p: Arc<Phase>) -> Tally {
                 }
                 t.per_second[sec] += 1;
             }
-            Err((kind, sample)) => {
-                *t.errors.entry(kind.clone()).or_default() += 1;
-                t.samples.entry(kind).or_insert(sample);
-            }
+            Err((kind, sample)) => t.fail(kind, sample),
         }
     }
     t
@@ -527,14 +390,6 @@ async fn phase(
         all.merge(h.await.map_err(|e| format!("a worker failed: {e}"))?);
     }
     Ok((all, start.elapsed()))
-}
-
-fn percentile(sorted: &[u32], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[idx] as f64 / 1000.0
 }
 
 async fn run(args: Args, threads: usize) -> Res<bool> {

@@ -227,20 +227,13 @@ impl Ctx {
     ) -> Result<Ctx, EstError> {
         let key = label.map(str::to_string).unwrap_or_else(|| default_ca(app));
         let cache_key = format!("{key}\0{}", username.unwrap_or_default());
-        let generation = app.caches.generation();
-        let service = match app.caches.est.get(&cache_key, generation) {
-            Some(svc) => Some(svc),
-            None => {
-                let mut conn = app.store.reader().acquire().await.map_err(Error::from)?;
-                let svc = store::est::service(&mut conn, &key, username)
-                    .await?
-                    .map(Arc::new);
-                if let Some(svc) = &svc {
-                    app.caches.est.put(cache_key, generation, svc.clone());
-                }
-                svc
-            }
-        };
+        let service = app
+            .caches
+            .read_through(&app.caches.est, &cache_key, || async {
+                let mut conn = app.store.reader().acquire().await?;
+                store::est::service(&mut conn, &key, username).await
+            })
+            .await?;
         let Some(svc) = service else {
             return Err(EstError::not_found(match label {
                 Some(l) => format!("no EST service is labelled {l:?}"),

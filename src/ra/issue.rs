@@ -313,12 +313,6 @@ pub async fn issue(app: &App, req: IssueRequest) -> Result<Issued> {
     let job = super::record::Job {
         ca_id: ca.id.clone(),
         ca_serial: ca.serial.clone().unwrap_or_default(),
-        exhausted: format!(
-            "intermediate CA {} ({}) has no certificate quota left; assign quota to it from its root CA {}",
-            ca.id,
-            ca.common_name,
-            ca.parent_id.as_deref().unwrap_or("?")
-        ),
         record,
         audit,
         followup: req.followup,

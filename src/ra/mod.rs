@@ -18,18 +18,13 @@ use crate::App;
 /// A CA of the tenant as read at most [`crate::cache::TTL`] ago (or since the last change
 /// made by this process): for the issuance path, whose recorder re-checks at commit.
 pub async fn cached_ca(app: &App, tenant_id: &str, id: &str) -> Result<Arc<CaRow>> {
-    let key = format!("{tenant_id}/{id}");
-    let generation = app.caches.generation();
-    if let Some(ca) = app.caches.cas.get(&key, generation) {
-        return Ok(ca);
-    }
-    let mut conn = app.store.reader().acquire().await?;
-    let ca = store::cas::get(&mut conn, tenant_id, id)
+    app.caches
+        .read_through(&app.caches.cas, &format!("{tenant_id}/{id}"), || async {
+            let mut conn = app.store.reader().acquire().await?;
+            store::cas::get(&mut conn, tenant_id, id).await
+        })
         .await?
-        .ok_or_else(|| Error::not_found(format!("no CA with id {id} in this tenant")))?;
-    let ca = Arc::new(ca);
-    app.caches.cas.put(key, generation, ca.clone());
-    Ok(ca)
+        .ok_or_else(|| Error::not_found(format!("no CA with id {id} in this tenant")))
 }
 
 /// The signer of an enabled CA with its chain (the CA's certificate, then its root's),

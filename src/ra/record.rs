@@ -36,8 +36,6 @@ pub struct Job {
     pub ca_id: String,
     /// Serial of the CA certificate the leaf was signed under: the CA must still hold it.
     pub ca_serial: String,
-    /// The refusal's detail when that CA's quota is exhausted.
-    pub exhausted: String,
     pub record: CertRow,
     pub audit: Option<AuditEvent>,
     pub followup: Option<Followup>,
@@ -136,7 +134,12 @@ async fn refusal(tx: &mut store::Tx, job: &Job, now: i64) -> Result<Error> {
                 && ca.serial.as_deref() == Some(job.ca_serial.as_str())
                 && ca.service_until > now =>
         {
-            Error::QuotaExhausted(job.exhausted.clone())
+            Error::QuotaExhausted(format!(
+                "intermediate CA {} ({}) has no certificate quota left; assign quota to it from its root CA {}",
+                ca.id,
+                ca.common_name,
+                ca.parent_id.as_deref().unwrap_or("?")
+            ))
         }
         Some(ca) => Error::conflict(format!(
             "CA {} changed while the certificate was being issued (now {}{}); nothing was issued, try again",
