@@ -107,16 +107,23 @@ pub async fn prepare(config: Config) -> Result<(App, Paths)> {
     })
     .map_err(|e| Error::config(format!("ACME validator: {e}")))?;
     let acme_nonce_key = master.derive("vellum acme nonce v1");
+    let acme_nonces = match store.backend() {
+        crate::store::Backend::Sqlite => crate::acme::nonce::Nonces::local(acme_nonce_key.as_ref()),
+        crate::store::Backend::Postgres => {
+            crate::acme::nonce::Nonces::shared(acme_nonce_key, store.clone())?
+        }
+    };
     let mut app = App {
         config,
         recorder: crate::ra::record::Recorder::start(store.clone())?,
         caches: Default::default(),
-        acme_nonces: crate::acme::nonce::Redeemer::start(store.clone())?,
+        acme_nonces,
+        acme_inflight: Default::default(),
+        acme_writer: crate::acme::writes::AcmeWriter::start(store.clone())?,
         store,
         master,
         signers: SignerCache::default(),
         crl_locks: Default::default(),
-        acme_nonce_key,
         validator,
         defaults: Defaults {
             tenant_id: tenant.id.clone(),

@@ -41,10 +41,12 @@ pub struct App {
     pub signers: SignerCache,
     /// Serialises CRL signing per CA within this process.
     pub crl_locks: ra::crl::CrlLocks,
-    /// Records redeemed ACME nonces, many per transaction.
-    pub acme_nonces: acme::nonce::Redeemer,
-    /// Key of the ACME nonce MAC (derived from the master key: shared by replicas).
-    pub acme_nonce_key: zeroize::Zeroizing<[u8; 32]>,
+    /// Hands out ACME nonces and redeems each once.
+    pub acme_nonces: acme::nonce::Nonces,
+    /// Group-commits the ACME order flow's state changes.
+    pub acme_writer: acme::writes::AcmeWriter,
+    /// ACME validations running in this process (polls wait for them).
+    pub acme_inflight: acme::inflight::InFlight,
     /// Short-lived read caches of the hot paths.
     pub caches: cache::Caches,
     /// Records issued certificates, many per transaction.

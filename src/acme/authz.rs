@@ -9,9 +9,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
+use super::inflight::{Running, HOLD};
 use super::jws::KeyRef;
 use super::order::AUTHZ_REUSE_SECS;
 use super::problem::{AcmeError, AcmeResult};
+use super::writes::Change;
 use super::{authenticate, reply, with_retry_after, Ctx};
 use crate::admin::json::rfc3339;
 use crate::store::{self, acme::Authz, acme::Challenge};
@@ -86,7 +88,16 @@ pub async fn authz(
     )
     .await?;
     let account = req.account()?.clone();
-    let (mut a, challenges) = load_authz(&ctx, &account.id, &id).await?;
+    let (mut a, mut challenges) = load_authz(&ctx, &account.id, &id).await?;
+    if req.is_post_as_get()
+        && a.status == "pending"
+        && app
+            .acme_inflight
+            .wait(std::slice::from_ref(&id), HOLD)
+            .await
+    {
+        (a, challenges) = load_authz(&ctx, &account.id, &id).await?;
+    }
     if !req.is_post_as_get() {
         let payload = req.json()?;
         match payload.get("status").and_then(Value::as_str) {
@@ -163,17 +174,20 @@ pub async fn challenge(
                 a.id
             )));
         }
-        let mut tx = app.store.begin().await?;
-        let started = store::acme::start_challenge(&mut tx, &id).await?;
-        tx.commit().await?;
+        let started = app
+            .acme_writer
+            .apply(Change::StartChallenge { id: id.clone() })
+            .await?;
         if started {
             ch.status = "processing".into();
             let key_authorization = format!("{}.{}", ch.token, account.thumbprint);
+            let running = app.acme_inflight.start(&a.id);
             tokio::spawn(validate(
                 app.clone(),
                 ch.clone(),
                 a.clone(),
                 key_authorization,
+                running,
             ));
         }
     }
@@ -212,8 +226,14 @@ async fn attempt(
 }
 
 /// Validates with retries, then records the outcome on the challenge, its authorization
-/// and the orders waiting for it.
-async fn validate(app: Arc<App>, ch: Challenge, a: Authz, key_authorization: String) {
+/// and the orders waiting for it; then releases the polls waiting (`running`).
+async fn validate(
+    app: Arc<App>,
+    ch: Challenge,
+    a: Authz,
+    key_authorization: String,
+    running: Running,
+) {
     let mut outcome = Ok(());
     for n in 0..ATTEMPTS {
         outcome = attempt(&app, &ch, &a, &key_authorization).await;
@@ -229,6 +249,7 @@ async fn validate(app: Arc<App>, ch: Challenge, a: Authz, key_authorization: Str
     if let Err(e) = record(&app, &ch, &a, outcome).await {
         tracing::error!(challenge = %ch.id, error = %e.detail, "could not record a validation result");
     }
+    drop(running);
 }
 
 async fn record(
@@ -238,22 +259,19 @@ async fn record(
     outcome: Result<(), VaError>,
 ) -> AcmeResult<()> {
     let now = store::now();
-    let mut tx = app.store.begin().await?;
-    match outcome {
-        Ok(()) => {
-            store::acme::finish_challenge(&mut tx, &ch.id, true, now, None).await?;
-            store::acme::validate_authz(&mut tx, &a.id, now + AUTHZ_REUSE_SECS).await?;
-            store::acme::ready_orders_of(&mut tx, &a.id).await?;
-        }
+    let change = match outcome {
+        Ok(()) => Change::Validated {
+            challenge_id: ch.id.clone(),
+            authz_id: a.id.clone(),
+            at: now,
+            reusable_until: now + AUTHZ_REUSE_SECS,
+        },
         Err(e) => {
             let problem = json!({
                 "type": e.kind.acme_type(),
                 "detail": e.detail,
                 "status": 400,
             });
-            store::acme::finish_challenge(&mut tx, &ch.id, false, now, Some(&problem.to_string()))
-                .await?;
-            store::acme::set_authz_status(&mut tx, &a.id, "invalid").await?;
             let order_err = json!({
                 "type": "urn:ietf:params:acme:error:unauthorized",
                 "detail": format!("validation of {} failed", a.id_value),
@@ -264,11 +282,15 @@ async fn record(
                     "identifier": {"type": a.id_type, "value": a.id_value},
                 }],
             });
-            for order in store::acme::orders_of_authz(&mut tx, &a.id).await? {
-                store::acme::order_failed(&mut tx, &order, &order_err.to_string()).await?;
+            Change::Failed {
+                challenge_id: ch.id.clone(),
+                authz_id: a.id.clone(),
+                at: now,
+                challenge_error: problem.to_string(),
+                order_error: order_err.to_string(),
             }
         }
-    }
-    tx.commit().await?;
+    };
+    app.acme_writer.apply(change).await?;
     Ok(())
 }

@@ -6,11 +6,13 @@
 
 mod account;
 mod authz;
+pub mod inflight;
 pub mod jws;
 pub mod nonce;
 mod order;
 pub mod problem;
 mod revoke;
+pub mod writes;
 
 use std::sync::Arc;
 
@@ -121,7 +123,7 @@ async fn decorate(State(app): State<Arc<App>>, req: Request, next: Next) -> Resp
         .map(str::to_string)
         .unwrap_or_else(|| default_ca(&app));
     let h = resp.headers_mut();
-    let nonce = nonce::issue(app.acme_nonce_key.as_ref(), store::now());
+    let nonce = app.acme_nonces.issue(store::now());
     if let Ok(v) = HeaderValue::from_str(&nonce) {
         h.insert("replay-nonce", v);
     }

@@ -13,8 +13,10 @@ use base64::Engine;
 use rand::RngCore;
 use serde_json::{json, Value};
 
+use super::inflight::HOLD;
 use super::jws::KeyRef;
 use super::problem::{AcmeError, AcmeResult};
+use super::writes::Change;
 use super::{authenticate, reply, with_retry_after, Ctx};
 use crate::admin::json::rfc3339;
 use crate::ca::cert_pem;
@@ -272,9 +274,11 @@ pub async fn new_order(
     if let Some(r) = &replaces {
         super::revoke::check_replaces(&ctx, &account, r).await?;
     }
-    // Reused authorizations are looked up first, so that the order, its new
-    // authorizations, their challenges and the links are each one INSERT.
-    let mut tx = app.store.begin().await?;
+    // Reused authorizations are looked up first (on a reader: the writer is for writes),
+    // so that the order, its new authorizations, their challenges and the links are each
+    // one INSERT, group-committed with other requests' changes. A reused authorization
+    // was valid and unexpired when read; only its own account can deactivate it.
+    let mut conn = app.store.reader().acquire().await?;
     let mut authz_ids = Vec::with_capacity(idents.len());
     let mut new_authzs = Vec::new();
     let mut new_challenges = Vec::new();
@@ -282,7 +286,7 @@ pub async fn new_order(
         let wildcard = id.value.starts_with("*.");
         let bare = id.value.trim_start_matches("*.").to_string();
         let reuse =
-            store::acme::reusable_authz(&mut tx, &account.id, &id.kind, &bare, wildcard, now)
+            store::acme::reusable_authz(&mut conn, &account.id, &id.kind, &bare, wildcard, now)
                 .await?;
         if let Some(a) = reuse {
             authz_ids.push(a.id);
@@ -341,11 +345,15 @@ pub async fn new_order(
         created_at: now,
         authz_ids_json: json!(authz_ids).to_string(),
     };
-    store::acme::insert_order(&mut tx, &order).await?;
-    store::acme::insert_authzs(&mut tx, &new_authzs).await?;
-    store::acme::insert_challenges(&mut tx, &new_challenges).await?;
-    store::acme::link(&mut tx, &order.id, &authz_ids).await?;
-    tx.commit().await?;
+    drop(conn);
+    app.acme_writer
+        .apply(Change::NewOrder {
+            order: Box::new(order.clone()),
+            authzs: new_authzs,
+            challenges: new_challenges,
+            authz_ids,
+        })
+        .await?;
     let loc = ctx.url(&format!("order/{}", order.id));
     Ok(reply(
         StatusCode::CREATED,
@@ -379,7 +387,13 @@ pub async fn order(
         KeyRef::Kid,
     )
     .await?;
-    let o = load_order(&ctx, &req.account()?.id, &id).await?;
+    let mut o = load_order(&ctx, &req.account()?.id, &id).await?;
+    if o.status == "pending" {
+        let authz_ids: Vec<String> = serde_json::from_str(&o.authz_ids_json).unwrap_or_default();
+        if app.acme_inflight.wait(&authz_ids, HOLD).await {
+            o = load_order(&ctx, &req.account()?.id, &id).await?;
+        }
+    }
     let resp = reply(
         StatusCode::OK,
         order_json(&ctx, &o).await?,
@@ -495,9 +509,14 @@ pub async fn finalize(
         )));
     }
     // One finalize wins; a concurrent one finds the order processing.
-    let mut tx = app.store.begin().await?;
-    let won = store::acme::transition_order(&mut tx, &id, "ready", "processing").await?;
-    tx.commit().await?;
+    let won = app
+        .acme_writer
+        .apply(Change::Transition {
+            order_id: id.clone(),
+            from: "ready",
+            to: "processing",
+        })
+        .await?;
     if !won {
         return Err(AcmeError::order_not_ready(format!(
             "order {id} is already being finalized"
@@ -571,9 +590,13 @@ pub async fn finalize(
     let issued = match issue::issue(&app, request).await {
         Ok(issued) => issued,
         Err(e) => {
-            let mut tx = app.store.begin().await?;
-            store::acme::transition_order(&mut tx, &id, "processing", "ready").await?;
-            tx.commit().await?;
+            app.acme_writer
+                .apply(Change::Transition {
+                    order_id: id.clone(),
+                    from: "processing",
+                    to: "ready",
+                })
+                .await?;
             return Err(match e {
                 Error::QuotaExhausted(detail) => AcmeError::unauthorized(format!(
                     "{detail}. The order stays ready: finalize again once quota is assigned"

@@ -222,7 +222,7 @@ pub async fn check_cert(
         .map_err(|_| EstError::unauthorized("the TLS client certificate does not parse"))?;
     let serial = crate::ca::serial_hex(parsed.raw_serial());
     let found = {
-        let mut conn = app.store.reader().acquire().await.map_err(Error::from)?;
+        let mut conn = app.store.reader().acquire().await?;
         store::est::certificate_by_der(&mut conn, tenant_id, &serial, der).await?
     };
     let Some((cert, ca_status)) = found else {

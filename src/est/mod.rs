@@ -394,7 +394,7 @@ async fn read_body(app: &App, body: Body) -> Result<axum::body::Bytes, EstError>
 /// `GET cacerts`: the intermediate and its root, certs-only.
 async fn cacerts(app: &App, ctx: &Ctx) -> Result<Response, EstError> {
     let ca = {
-        let mut conn = app.store.reader().acquire().await.map_err(Error::from)?;
+        let mut conn = app.store.reader().acquire().await?;
         store::cas::get_any_tenant(&mut conn, &ctx.ca_id)
             .await?
             .ok_or_else(|| EstError::not_found(format!("no CA {}", ctx.ca_id)))?

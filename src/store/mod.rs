@@ -15,6 +15,7 @@ pub mod cas;
 pub mod certificates;
 pub mod crls;
 pub mod est;
+pub mod pool;
 pub mod settings;
 pub mod tenants;
 
@@ -22,9 +23,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::{ConnectOptions, Executor};
 
 use crate::error::{Error, Result};
+pub use pool::{Pool, PoolConn, Tx};
 
 /// Which database engine is underneath.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +40,10 @@ pub enum Backend {
 /// The database handle shared by every request.
 #[derive(Clone, Debug)]
 pub struct Store {
-    read: AnyPool,
-    write: AnyPool,
+    read: Pool,
+    write: Pool,
     backend: Backend,
 }
-
-/// A write transaction.
-pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// Connection type repositories run their queries on.
 pub type Conn = sqlx::AnyConnection;
@@ -69,20 +68,25 @@ impl Store {
         let store = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(url)?;
-                let write = sqlite_pool(&url, 1).await?;
+                let mut writer = sqlite_connection(&url).await?;
                 // WAL is a property of the file: set it once, on the writer.
                 sqlx::query("PRAGMA journal_mode = WAL")
-                    .execute(&write)
+                    .execute(&mut writer)
                     .await?;
                 SQLITE_MIGRATIONS
-                    .run(&write)
+                    .run(&mut writer)
                     .await
                     .map_err(|e| Error::config(format!("migrating the SQLite database: {e}")))?;
+                let write = Pool::Local(std::sync::Arc::new(pool::LocalPool::new(vec![writer])));
                 // Each SQLite connection is a thread of sqlx's; more of them than about two
                 // per core only adds context switches (measured: docs/PERFORMANCE.md).
                 let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
                 let readers = max_connections.clamp(1, (2 * cores).max(4));
-                let read = sqlite_pool(&url, readers).await?;
+                let mut conns = Vec::new();
+                for _ in 0..readers {
+                    conns.push(sqlite_connection(&url).await?);
+                }
+                let read = Pool::Local(std::sync::Arc::new(pool::LocalPool::new(conns)));
                 Store {
                     read,
                     write,
@@ -103,8 +107,8 @@ impl Store {
                     Error::config(format!("migrating the PostgreSQL database: {e}"))
                 })?;
                 Store {
-                    read: pool.clone(),
-                    write: pool,
+                    read: Pool::Sqlx(pool.clone()),
+                    write: Pool::Sqlx(pool),
                     backend,
                 }
             }
@@ -118,18 +122,19 @@ impl Store {
     }
 
     /// Pool for reads that need no transaction.
-    pub fn reader(&self) -> &AnyPool {
+    pub fn reader(&self) -> &Pool {
         &self.read
     }
 
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(self.write.begin().await?)
+        self.write.begin().await
     }
 
     /// One round trip to the database (health checks).
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
+        let mut conn = self.read.acquire().await?;
+        sqlx::query("SELECT 1").execute(&mut *conn).await?;
         Ok(())
     }
 
@@ -140,7 +145,10 @@ impl Store {
         match self.backend {
             Backend::Sqlite => Ok(BootstrapLock(None)),
             Backend::Postgres => {
-                let mut conn = self.write.acquire().await?.detach();
+                let Pool::Sqlx(write) = &self.write else {
+                    return Ok(BootstrapLock(None));
+                };
+                let mut conn = write.acquire().await?.detach();
                 sqlx::query("SELECT pg_advisory_lock(7361626001)")
                     .execute(&mut conn)
                     .await?;
@@ -184,31 +192,20 @@ fn sqlite_url(url: &str) -> Result<String> {
     })
 }
 
-async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
-    let opts = AnyConnectOptions::from_str(url)
+/// One SQLite connection, configured. Each is a thread of sqlx's.
+async fn sqlite_connection(url: &str) -> Result<sqlx::AnyConnection> {
+    let mut conn = AnyConnectOptions::from_str(url)
         .map_err(|e| Error::config(format!("database_url: {e}")))?
-        .log_statements(tracing::log::LevelFilter::Trace);
-    AnyPoolOptions::new()
-        .max_connections(max)
-        .min_connections(1)
-        // A SQLite connection is a file handle in this process: there is nothing to lose
-        // between uses, and the default ping would double the round trips to sqlx's
-        // connection thread for every query.
-        .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                conn.execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-                     PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY;",
-                )
-                .await?;
-                Ok(())
-            })
-        })
-        .connect_with(opts)
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .connect()
         .await
-        .map_err(|e| Error::config(format!("opening the SQLite database: {e}")))
+        .map_err(|e| Error::config(format!("opening the SQLite database: {e}")))?;
+    conn.execute(
+        "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+         PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY;",
+    )
+    .await?;
+    Ok(conn)
 }
 
 /// `($1, $2, …), ($n+1, …)…` for a multi-row INSERT of `rows` rows of `columns` values;

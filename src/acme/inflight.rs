@@ -1,0 +1,107 @@
+//! Validations running in this process.
+//!
+//! A client that polls an order or authorization while its validation is still running
+//! would be told `pending` and `Retry-After: 1`, and wait a whole second for a validation
+//! that usually takes milliseconds. Instead, the poll waits for the running validation
+//! (at most [`HOLD`]) and answers with its outcome. This needs no coordination between
+//! replicas: a poll that reaches a replica not running the validation answers at once, as
+//! before.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// Longest a poll waits for a validation running here.
+pub const HOLD: Duration = Duration::from_secs(2);
+
+/// Authorizations whose validation runs in this process.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    running: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
+}
+
+/// Held by a running validation; dropping it (after its outcome is committed) releases the
+/// polls waiting for it.
+#[derive(Debug)]
+pub struct Running {
+    authz_id: String,
+    running: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.running.lock() {
+            m.remove(&self.authz_id);
+        }
+    }
+}
+
+impl InFlight {
+    /// Registers a validation of `authz_id` starting now.
+    pub fn start(&self, authz_id: &str) -> Running {
+        let (done, rx) = watch::channel(());
+        if let Ok(mut m) = self.running.lock() {
+            m.insert(authz_id.to_string(), rx);
+        }
+        Running {
+            authz_id: authz_id.to_string(),
+            running: self.running.clone(),
+            _done: done,
+        }
+    }
+
+    /// Waits, at most `hold`, until none of `authz_ids` is being validated here. Returns
+    /// whether there was anything to wait for (so the caller reads the state again).
+    pub async fn wait(&self, authz_ids: &[String], hold: Duration) -> bool {
+        let waits: Vec<watch::Receiver<()>> = match self.running.lock() {
+            Ok(m) => authz_ids
+                .iter()
+                .filter_map(|id| m.get(id).cloned())
+                .collect(),
+            Err(_) => return false,
+        };
+        if waits.is_empty() {
+            return false;
+        }
+        let _ = tokio::time::timeout(hold, async {
+            for mut rx in waits {
+                // Never sent to: returns when the sender is dropped.
+                let _ = rx.changed().await;
+            }
+        })
+        .await;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn polls_wait_for_a_running_validation_and_no_longer() {
+        let f = Arc::new(InFlight::default());
+        let ids = ["a1".to_string()];
+        assert!(!f.wait(&ids, HOLD).await, "nothing running: no wait");
+        let running = f.start("a1");
+        let t = std::time::Instant::now();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(running);
+        });
+        assert!(f.wait(&ids, HOLD).await);
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(40), "{waited:?}");
+        assert!(waited < HOLD, "released by the validation: {waited:?}");
+        release.await.unwrap();
+        assert!(!f.wait(&ids, HOLD).await, "finished: no wait");
+        // A validation that runs longer than the hold.
+        let _stuck = f.start("a1");
+        let t = std::time::Instant::now();
+        assert!(f.wait(&ids, Duration::from_millis(30)).await);
+        assert!(t.elapsed() < Duration::from_millis(500));
+    }
+}
