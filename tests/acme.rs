@@ -19,19 +19,25 @@ use josekit::jws::JwsSigner;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// A loopback http-01 responder: token → key authorization.
+/// A loopback http-01 responder: token → key authorization, answering after an optional
+/// delay (milliseconds).
 #[derive(Clone, Default)]
-struct Responder(Arc<Mutex<HashMap<String, String>>>);
+struct Responder(
+    Arc<Mutex<HashMap<String, String>>>,
+    Arc<std::sync::atomic::AtomicU64>,
+);
 
 impl Responder {
     async fn start() -> (Responder, u16) {
         let r = Responder::default();
-        let map = r.0.clone();
+        let (map, delay) = (r.0.clone(), r.1.clone());
         let app = axum::Router::new().route(
             "/.well-known/acme-challenge/{token}",
             axum::routing::get(move |axum::extract::Path(t): axum::extract::Path<String>| {
-                let map = map.clone();
+                let (map, delay) = (map.clone(), delay.clone());
                 async move {
+                    let ms = delay.load(std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
                     match map.lock().unwrap().get(&t) {
                         Some(v) => (StatusCode::OK, v.clone()),
                         None => (StatusCode::NOT_FOUND, "no such token".to_string()),
@@ -45,6 +51,9 @@ impl Responder {
             axum::serve(listener, app).await.ok();
         });
         (r, port)
+    }
+    fn delay_ms(&self, ms: u64) {
+        self.1.store(ms, std::sync::atomic::Ordering::SeqCst);
     }
     fn put(&self, token: &str, value: &str) {
         self.0
@@ -1080,3 +1089,85 @@ both_backends!(
     orders_become_ready_when_every_authorization_is_valid,
     order_ready_needs_every_authorization
 );
+
+/// A poll of an order or authorization whose validation is running in this server waits
+/// for the outcome (instead of answering `pending` with `Retry-After: 1`), and a poll with
+/// nothing running answers at once.
+async fn polls_wait_for_a_running_validation(backend: Backend) {
+    let (s, responder) = server_with_responder(backend).await;
+    let inter = s.app().defaults.intermediate_id.clone();
+    let mut raw = Raw::new(&s, &inter);
+    raw.register().await;
+    let (st, _, order) = raw
+        .send(Post {
+            payload: Some(json!({"identifiers": [{"type": "ip", "value": "127.0.0.1"}]})),
+            ..raw.post(raw.url("new-order"))
+        })
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{order}");
+    let order_url = order["finalize"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches("/finalize")
+        .to_string();
+    let authz_url = order["authorizations"][0].as_str().unwrap().to_string();
+    let get = |url: String| Post {
+        payload: None,
+        ..raw.post(url)
+    };
+    // Nothing running: a pending order answers at once, with Retry-After.
+    let t = std::time::Instant::now();
+    let (_, h, o) = raw.send(get(order_url.clone())).await;
+    assert_eq!(o["status"], "pending");
+    assert!(h.contains_key("retry-after"));
+    assert!(t.elapsed() < std::time::Duration::from_millis(900));
+    let (_, _, authz) = raw.send(get(authz_url.clone())).await;
+    let ch = authz["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "http-01")
+        .unwrap()
+        .clone();
+    let token = ch["token"].as_str().unwrap();
+    let thumb = vellum::acme::jws::thumbprint(&raw.jwk).unwrap();
+    responder.put(token, &format!("{token}.{thumb}"));
+    // The responder takes 600 ms: the validation is still running when we poll.
+    responder.delay_ms(600);
+    let (st, _, c) = raw
+        .send(raw.post(ch["url"].as_str().unwrap().to_string()))
+        .await;
+    assert_eq!(
+        (st, c["status"].as_str()),
+        (StatusCode::OK, Some("processing"))
+    );
+    let t = std::time::Instant::now();
+    let (_, h, o) = raw.send(get(order_url.clone())).await;
+    let waited = t.elapsed();
+    assert_eq!(
+        o["status"], "ready",
+        "the poll answered with the outcome: {o}"
+    );
+    assert!(!h.contains_key("retry-after"));
+    assert!(
+        waited >= std::time::Duration::from_millis(300),
+        "the poll waited for the validation: {waited:?}"
+    );
+    let (_, _, a) = raw.send(get(authz_url)).await;
+    assert_eq!(a["status"], "valid");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn polls_wait_for_a_running_validation_sqlite() {
+    polls_wait_for_a_running_validation(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn polls_wait_for_a_running_validation_postgres() {
+    if common::pg_url().is_none() {
+        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+        return;
+    }
+    polls_wait_for_a_running_validation(Backend::Postgres).await;
+}
