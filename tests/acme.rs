@@ -1044,23 +1044,25 @@ async fn order_ready_needs_every_authorization(s: &TestServer) {
     sa::insert_account(&mut tx, &account).await.unwrap();
     sa::insert_authzs(
         &mut tx,
-        &[authz("az-a", "a.example"), authz("az-b", "b.example")],
+        &[&authz("az-a", "a.example"), &authz("az-b", "b.example")],
     )
     .await
     .unwrap();
     for (o, ids) in [("ord-ab", vec!["az-a", "az-b"]), ("ord-a", vec!["az-a"])] {
-        sa::insert_order(&mut tx, &order(o, &ids)).await.unwrap();
-        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
-        sa::link(&mut tx, o, &ids).await.unwrap();
+        sa::insert_orders(&mut tx, &[&order(o, &ids)])
+            .await
+            .unwrap();
+        let rows: Vec<(&str, &str, i64)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (o, *a, i as i64))
+            .collect();
+        sa::link(&mut tx, &rows).await.unwrap();
     }
-    assert!(sa::validate_authz(&mut tx, "az-a", now + 86_400)
+    // The writer's set-oriented statement (one batch may carry many authorizations).
+    vellum::store::acme_sets::validated(&mut tx, &[], &["az-a"], now, now + 86_400)
         .await
-        .unwrap());
-    assert_eq!(
-        sa::ready_orders_of(&mut tx, "az-a").await.unwrap(),
-        1,
-        "only the order whose every authorization is valid"
-    );
+        .unwrap();
     let status = |o: Option<Order>| o.unwrap().status;
     assert_eq!(
         status(sa::order_by_id(&mut tx, "ord-ab").await.unwrap()),
@@ -1070,10 +1072,9 @@ async fn order_ready_needs_every_authorization(s: &TestServer) {
         status(sa::order_by_id(&mut tx, "ord-a").await.unwrap()),
         "ready"
     );
-    assert!(sa::validate_authz(&mut tx, "az-b", now + 86_400)
+    vellum::store::acme_sets::validated(&mut tx, &[], &["az-b"], now, now + 86_400)
         .await
-        .unwrap());
-    assert_eq!(sa::ready_orders_of(&mut tx, "az-b").await.unwrap(), 1);
+        .unwrap();
     assert_eq!(
         status(sa::order_by_id(&mut tx, "ord-ab").await.unwrap()),
         "ready"
@@ -1171,3 +1172,154 @@ async fn polls_wait_for_a_running_validation_postgres() {
     }
     polls_wait_for_a_running_validation(Backend::Postgres).await;
 }
+
+/// The ACME writer's set-oriented batch: several changes of one kind share a statement,
+/// and of two conditional changes of one row in a batch, only the first applies. A failed
+/// challenge does not undo an authorization another challenge validated.
+async fn writer_batches_apply_each_change_once(s: &TestServer) {
+    use vellum::acme::writes::{Change, Changes};
+    use vellum::store::acme::{self as sa, Account, Authz, Challenge, Order};
+    use vellum::store::batch::Work;
+    let app = s.app();
+    let now = vellum::store::now();
+    let account = Account {
+        id: "acct-batch".into(),
+        ca_id: app.defaults.intermediate_id.clone(),
+        tenant_id: app.defaults.tenant_id.clone(),
+        thumbprint: "tp-batch".into(),
+        jwk_json: "{}".into(),
+        status: "valid".into(),
+        contact: vec![],
+        tos_agreed: true,
+        eab_kid: None,
+        created_at: now,
+    };
+    let mut tx = app.store.begin().await.unwrap();
+    sa::insert_account(&mut tx, &account).await.unwrap();
+    tx.commit().await.unwrap();
+    let new_order = |n: &str| {
+        let authz = Authz {
+            id: format!("az-{n}"),
+            account_id: account.id.clone(),
+            id_type: "dns".into(),
+            id_value: format!("{n}.example"),
+            wildcard: false,
+            status: "pending".into(),
+            expires_at: now + 3600,
+            created_at: now,
+        };
+        let challenge = |kind: &str| Challenge {
+            id: format!("ch-{n}-{kind}"),
+            authz_id: authz.id.clone(),
+            kind: kind.into(),
+            token: format!("tok-{n}-{kind}"),
+            status: "pending".into(),
+            validated_at: None,
+            error_json: None,
+        };
+        Change::NewOrder {
+            order: Box::new(Order {
+                id: format!("ord-{n}"),
+                account_id: account.id.clone(),
+                ca_id: account.ca_id.clone(),
+                status: "pending".into(),
+                identifiers_json: "[]".into(),
+                profile: "tls-server".into(),
+                not_before: None,
+                not_after: None,
+                expires_at: now + 3600,
+                error_json: None,
+                certificate_id: None,
+                replaces: None,
+                created_at: now,
+                authz_ids_json: serde_json::to_string(&[&authz.id]).unwrap(),
+            }),
+            challenges: vec![challenge("http-01"), challenge("dns-01")],
+            authz_ids: vec![authz.id.clone()],
+            authzs: vec![authz],
+        }
+    };
+    let commit = |jobs: Vec<Change>| async move {
+        let refs: Vec<&Change> = jobs.iter().collect();
+        Changes
+            .commit(&app.store, &refs)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.is_ok())
+            .collect::<Vec<bool>>()
+    };
+    assert_eq!(
+        commit(vec![new_order("a"), new_order("b")]).await,
+        [true, true]
+    );
+    let start = |id: &str| Change::StartChallenge { id: id.into() };
+    assert_eq!(
+        commit(vec![
+            start("ch-a-http-01"),
+            start("ch-a-http-01"),
+            start("ch-a-dns-01"),
+            start("ch-b-http-01"),
+            start("no-such-challenge"),
+        ])
+        .await,
+        [true, false, true, true, false]
+    );
+    assert_eq!(
+        commit(vec![
+            Change::Validated {
+                challenge_id: "ch-a-http-01".into(),
+                authz_id: "az-a".into(),
+                at: now,
+                reusable_until: now + 86_400,
+            },
+            Change::Failed {
+                challenge_id: "ch-a-dns-01".into(),
+                authz_id: "az-a".into(),
+                at: now,
+                challenge_error: "{}".into(),
+                order_error: "{}".into(),
+            },
+            Change::Failed {
+                challenge_id: "ch-b-http-01".into(),
+                authz_id: "az-b".into(),
+                at: now,
+                challenge_error: "{\"detail\":\"refused\"}".into(),
+                order_error: "{\"detail\":\"validation of b.example failed\"}".into(),
+            },
+        ])
+        .await,
+        [true, true, true]
+    );
+    let mut conn = app.store.reader().acquire().await.unwrap();
+    let a = sa::order_by_id(&mut conn, "ord-a").await.unwrap().unwrap();
+    assert_eq!(a.status, "ready", "one valid challenge suffices");
+    let b = sa::order_by_id(&mut conn, "ord-b").await.unwrap().unwrap();
+    assert_eq!(b.status, "invalid");
+    assert!(b.error_json.unwrap().contains("b.example"));
+    let (az, chs) = sa::authz_with_challenges(&mut conn, "az-a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(az.status, "valid");
+    let st: Vec<_> = chs
+        .iter()
+        .map(|c| (c.kind.as_str(), c.status.as_str()))
+        .collect();
+    assert!(st.contains(&("http-01", "valid")) && st.contains(&("dns-01", "invalid")));
+    drop(conn);
+    let finalize = || Change::Transition {
+        order_id: "ord-a".into(),
+        from: "ready",
+        to: "processing",
+    };
+    assert_eq!(
+        commit(vec![finalize(), finalize()]).await,
+        [true, false],
+        "two concurrent finalizes: one wins"
+    );
+}
+both_backends!(
+    writer_batches_apply_each_change_once_both,
+    writer_batches_apply_each_change_once
+);

@@ -87,64 +87,154 @@ impl Work for Changes {
     ) -> Pin<Box<dyn Future<Output = Outcomes> + Send + 'a>> {
         Box::pin(async move {
             let mut tx = store.begin().await?;
-            let mut outcomes = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                let applied = apply(&mut tx, job).await?;
-                outcomes.push(if applied {
-                    Ok(())
-                } else {
-                    Err(Error::conflict("the change's condition did not hold"))
-                });
-            }
+            let applied = apply(&mut tx, jobs).await?;
             tx.commit().await?;
-            Ok(outcomes)
+            Ok(applied
+                .into_iter()
+                .map(|ok| {
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(Error::conflict("the change's condition did not hold"))
+                    }
+                })
+                .collect())
         })
     }
 }
 
-async fn apply(tx: &mut store::Tx, change: &Change) -> Result<bool> {
-    use store::acme as db;
-    match change {
-        Change::NewOrder {
+/// Successful validations sharing their times: `((at, reusable_until), challenges, authzs)`.
+type ValidatedGroup<'a> = ((i64, i64), Vec<&'a str>, Vec<&'a str>);
+
+/// Applies a batch with a few statements per kind of change, not per change. The jobs of
+/// one batch come from concurrent requests, so any order is a valid one; this one inserts
+/// new orders first. Of two conditional changes of the same row in one batch (two
+/// concurrent finalizes, say), the first one applies. Returns, per job, whether it applied.
+async fn apply(tx: &mut store::Tx, jobs: &[&Change]) -> Result<Vec<bool>> {
+    use store::{acme as db, acme_sets as sets};
+    let mut applied = vec![true; jobs.len()];
+
+    let (mut orders, mut authzs, mut challenges, mut links) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for job in jobs {
+        if let Change::NewOrder {
             order,
-            authzs,
-            challenges,
+            authzs: a,
+            challenges: c,
             authz_ids,
-        } => {
-            db::insert_order(tx, order).await?;
-            db::insert_authzs(tx, authzs).await?;
-            db::insert_challenges(tx, challenges).await?;
-            db::link(tx, &order.id, authz_ids).await?;
-            Ok(true)
+        } = job
+        {
+            orders.push(order.as_ref());
+            authzs.extend(a.iter());
+            challenges.extend(c.iter());
+            for (position, authz_id) in authz_ids.iter().enumerate() {
+                links.push((order.id.as_str(), authz_id.as_str(), position as i64));
+            }
         }
-        Change::StartChallenge { id } => db::start_challenge(tx, id).await,
-        Change::Transition { order_id, from, to } => {
-            db::transition_order(tx, order_id, from, to).await
+    }
+    if !orders.is_empty() {
+        db::insert_orders(tx, &orders).await?;
+        db::insert_authzs(tx, &authzs).await?;
+        db::insert_challenges(tx, &challenges).await?;
+        db::link(tx, &links).await?;
+    }
+
+    let starting: Vec<&str> = jobs
+        .iter()
+        .filter_map(|j| match j {
+            Change::StartChallenge { id } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    if !starting.is_empty() {
+        let mut started = sets::start_challenges(tx, &starting).await?;
+        for (i, job) in jobs.iter().enumerate() {
+            if let Change::StartChallenge { id } = job {
+                applied[i] = started.remove(id);
+            }
         }
-        Change::Validated {
+    }
+
+    // Successful validations, grouped by their times (in practice one group a batch).
+    let mut groups: Vec<ValidatedGroup> = Vec::new();
+    for job in jobs {
+        if let Change::Validated {
             challenge_id,
             authz_id,
             at,
             reusable_until,
-        } => {
-            db::finish_challenge(tx, challenge_id, true, *at, None).await?;
-            db::validate_authz(tx, authz_id, *reusable_until).await?;
-            db::ready_orders_of(tx, authz_id).await?;
-            Ok(true)
+        } = job
+        {
+            let key = (*at, *reusable_until);
+            let at = match groups.iter().position(|(k, _, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    groups.push((key, Vec::new(), Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            groups[at].1.push(challenge_id);
+            groups[at].2.push(authz_id);
         }
-        Change::Failed {
+    }
+    for ((at, until), challenge_ids, authz_ids) in &groups {
+        sets::validated(tx, challenge_ids, authz_ids, *at, *until).await?;
+    }
+    for job in jobs {
+        if let Change::Failed {
             challenge_id,
             authz_id,
             at,
             challenge_error,
             order_error,
-        } => {
-            db::finish_challenge(tx, challenge_id, false, *at, Some(challenge_error)).await?;
-            db::set_authz_status(tx, authz_id, "invalid").await?;
-            for order in db::orders_of_authz(tx, authz_id).await? {
-                db::order_failed(tx, &order, order_error).await?;
-            }
-            Ok(true)
+        } = job
+        {
+            sets::failed(
+                tx,
+                challenge_id,
+                authz_id,
+                *at,
+                challenge_error,
+                order_error,
+            )
+            .await?;
         }
     }
+
+    // Order transitions, grouped by (from, to).
+    let mut kinds: Vec<(&str, &str)> = Vec::new();
+    for job in jobs {
+        if let Change::Transition { from, to, .. } = job {
+            if !kinds.contains(&(*from, *to)) {
+                kinds.push((*from, *to));
+            }
+        }
+    }
+    for (from, to) in kinds {
+        let ids: Vec<&str> = jobs
+            .iter()
+            .filter_map(|j| match j {
+                Change::Transition {
+                    order_id,
+                    from: f,
+                    to: t,
+                } if (*f, *t) == (from, to) => Some(order_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut moved = sets::transition_orders(tx, &ids, from, to).await?;
+        for (i, job) in jobs.iter().enumerate() {
+            if let Change::Transition {
+                order_id,
+                from: f,
+                to: t,
+            } = job
+            {
+                if (*f, *t) == (from, to) {
+                    applied[i] = moved.remove(order_id);
+                }
+            }
+        }
+    }
+    Ok(applied)
 }

@@ -6,6 +6,9 @@ use sqlx::Row;
 use super::Conn;
 use crate::error::Result;
 
+/// Most rows one multi-row INSERT carries (the widest, orders, binds 12 values a row).
+pub const ROWS_PER_INSERT: usize = 500;
+
 /// Per-CA ACME settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -314,27 +317,32 @@ fn order(r: &AnyRow) -> Result<Order> {
     })
 }
 
-/// Inserts an order.
-pub async fn insert_order(conn: &mut Conn, o: &Order) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO acme_orders (id, account_id, ca_id, status, identifiers_json, profile, not_before, \
-         not_after, expires_at, replaces, created_at, authz_ids_json) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(&o.id)
-    .bind(&o.account_id)
-    .bind(&o.ca_id)
-    .bind(&o.status)
-    .bind(&o.identifiers_json)
-    .bind(&o.profile)
-    .bind(o.not_before)
-    .bind(o.not_after)
-    .bind(o.expires_at)
-    .bind(&o.replaces)
-    .bind(o.created_at)
-    .bind(&o.authz_ids_json)
-    .execute(conn)
-    .await?;
+/// Inserts orders, [`ROWS_PER_INSERT`] per statement.
+pub async fn insert_orders(conn: &mut Conn, orders: &[&Order]) -> Result<()> {
+    for chunk in orders.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO acme_orders (id, account_id, ca_id, status, identifiers_json, profile, \
+             not_before, not_after, expires_at, replaces, created_at, authz_ids_json) VALUES {}",
+            super::values_placeholders(conn, chunk.len(), 12)
+        );
+        let mut q = sqlx::query(&sql);
+        for o in chunk {
+            q = q
+                .bind(&o.id)
+                .bind(&o.account_id)
+                .bind(&o.ca_id)
+                .bind(&o.status)
+                .bind(&o.identifiers_json)
+                .bind(&o.profile)
+                .bind(o.not_before)
+                .bind(o.not_after)
+                .bind(o.expires_at)
+                .bind(&o.replaces)
+                .bind(o.created_at)
+                .bind(&o.authz_ids_json);
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -363,17 +371,6 @@ pub async fn order_ids(
     .fetch_all(conn)
     .await?;
     rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
-}
-
-/// Moves an order from one status to another. False when it was not in `from`.
-pub async fn transition_order(conn: &mut Conn, id: &str, from: &str, to: &str) -> Result<bool> {
-    let res = sqlx::query("UPDATE acme_orders SET status = $1 WHERE id = $2 AND status = $3")
-        .bind(to)
-        .bind(id)
-        .bind(from)
-        .execute(conn)
-        .await?;
-    Ok(res.rows_affected() == 1)
 }
 
 /// Marks an order valid with its certificate.
@@ -424,29 +421,28 @@ fn authz(r: &AnyRow) -> Result<Authz> {
     })
 }
 
-/// Inserts authorizations with one statement (an order has at most a few dozen).
-pub async fn insert_authzs(conn: &mut Conn, authzs: &[Authz]) -> Result<()> {
-    if authzs.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
+/// Inserts authorizations, [`ROWS_PER_INSERT`] per statement.
+pub async fn insert_authzs(conn: &mut Conn, authzs: &[&Authz]) -> Result<()> {
+    for chunk in authzs.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
         "INSERT INTO acme_authzs (id, account_id, id_type, id_value, wildcard, status, expires_at, created_at) \
          VALUES {}",
-        super::values_placeholders(conn, authzs.len(), 8)
+        super::values_placeholders(conn, chunk.len(), 8)
     );
-    let mut q = sqlx::query(&sql);
-    for a in authzs {
-        q = q
-            .bind(&a.id)
-            .bind(&a.account_id)
-            .bind(&a.id_type)
-            .bind(&a.id_value)
-            .bind(a.wildcard as i64)
-            .bind(&a.status)
-            .bind(a.expires_at)
-            .bind(a.created_at);
+        let mut q = sqlx::query(&sql);
+        for a in chunk {
+            q = q
+                .bind(&a.id)
+                .bind(&a.account_id)
+                .bind(&a.id_type)
+                .bind(&a.id_value)
+                .bind(a.wildcard as i64)
+                .bind(&a.status)
+                .bind(a.expires_at)
+                .bind(a.created_at);
+        }
+        q.execute(&mut *conn).await?;
     }
-    q.execute(conn).await?;
     Ok(())
 }
 
@@ -503,47 +499,19 @@ pub async fn set_authz_status(conn: &mut Conn, id: &str, status: &str) -> Result
     Ok(res.rows_affected() == 1)
 }
 
-/// pending → valid, reusable until `expires_at`.
-pub async fn validate_authz(conn: &mut Conn, id: &str, expires_at: i64) -> Result<bool> {
-    let res = sqlx::query(
-        "UPDATE acme_authzs SET status = 'valid', expires_at = $1 WHERE id = $2 AND status = 'pending'",
-    )
-    .bind(expires_at)
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(res.rows_affected() == 1)
-}
-
-/// Moves every pending order of authorization `authz_id` whose authorizations are now all
-/// valid to `ready`, in one statement. Returns how many moved.
-pub async fn ready_orders_of(conn: &mut Conn, authz_id: &str) -> Result<u64> {
-    let res = sqlx::query(
-        "UPDATE acme_orders SET status = 'ready' WHERE status = 'pending' \
-         AND id IN (SELECT order_id FROM acme_order_authzs WHERE authz_id = $1) \
-         AND NOT EXISTS (SELECT 1 FROM acme_order_authzs l JOIN acme_authzs a ON a.id = l.authz_id \
-                         WHERE l.order_id = acme_orders.id AND a.status <> 'valid')",
-    )
-    .bind(authz_id)
-    .execute(conn)
-    .await?;
-    Ok(res.rows_affected())
-}
-
-/// Links an order to its authorizations (in identifier order) with one statement.
-pub async fn link(conn: &mut Conn, order_id: &str, authz_ids: &[String]) -> Result<()> {
-    if authz_ids.is_empty() {
-        return Ok(());
+/// Links orders to their authorizations: `(order_id, authz_id, position)` rows.
+pub async fn link(conn: &mut Conn, rows: &[(&str, &str, i64)]) -> Result<()> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO acme_order_authzs (order_id, authz_id, position) VALUES {}",
+            super::values_placeholders(conn, chunk.len(), 3)
+        );
+        let mut q = sqlx::query(&sql);
+        for (order_id, authz_id, position) in chunk {
+            q = q.bind(*order_id).bind(*authz_id).bind(*position);
+        }
+        q.execute(&mut *conn).await?;
     }
-    let sql = format!(
-        "INSERT INTO acme_order_authzs (order_id, authz_id, position) VALUES {}",
-        super::values_placeholders(conn, authz_ids.len(), 3)
-    );
-    let mut q = sqlx::query(&sql);
-    for (position, authz_id) in authz_ids.iter().enumerate() {
-        q = q.bind(order_id).bind(authz_id).bind(position as i64);
-    }
-    q.execute(conn).await?;
     Ok(())
 }
 
@@ -570,25 +538,24 @@ pub struct Challenge {
     pub error_json: Option<String>,
 }
 
-/// Inserts challenges with one statement.
-pub async fn insert_challenges(conn: &mut Conn, challenges: &[Challenge]) -> Result<()> {
-    if challenges.is_empty() {
-        return Ok(());
+/// Inserts challenges, [`ROWS_PER_INSERT`] per statement.
+pub async fn insert_challenges(conn: &mut Conn, challenges: &[&Challenge]) -> Result<()> {
+    for chunk in challenges.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO acme_challenges (id, authz_id, type, token, status) VALUES {}",
+            super::values_placeholders(conn, chunk.len(), 5)
+        );
+        let mut q = sqlx::query(&sql);
+        for c in chunk {
+            q = q
+                .bind(&c.id)
+                .bind(&c.authz_id)
+                .bind(&c.kind)
+                .bind(&c.token)
+                .bind(&c.status);
+        }
+        q.execute(&mut *conn).await?;
     }
-    let sql = format!(
-        "INSERT INTO acme_challenges (id, authz_id, type, token, status) VALUES {}",
-        super::values_placeholders(conn, challenges.len(), 5)
-    );
-    let mut q = sqlx::query(&sql);
-    for c in challenges {
-        q = q
-            .bind(&c.id)
-            .bind(&c.authz_id)
-            .bind(&c.kind)
-            .bind(&c.token)
-            .bind(&c.status);
-    }
-    q.execute(conn).await?;
     Ok(())
 }
 
@@ -647,17 +614,6 @@ pub async fn challenge_with_authz(conn: &mut Conn, id: &str) -> Result<Option<(C
         Some(c) => Ok(Some((c, authz(&r)?))),
         None => Ok(None),
     }
-}
-
-/// pending → processing. False when the challenge was not pending.
-pub async fn start_challenge(conn: &mut Conn, id: &str) -> Result<bool> {
-    let res = sqlx::query(
-        "UPDATE acme_challenges SET status = 'processing' WHERE id = $1 AND status = 'pending'",
-    )
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(res.rows_affected() == 1)
 }
 
 /// Records the outcome of a validation.

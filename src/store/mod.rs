@@ -9,6 +9,7 @@
 //! writers. PostgreSQL uses one pool for both.
 
 pub mod acme;
+pub mod acme_sets;
 pub mod audit;
 pub mod batch;
 pub mod cas;
@@ -217,6 +218,22 @@ pub(crate) fn values_placeholders(conn: &Conn, rows: usize, columns: usize) -> S
         return vec![row; rows].join(", ");
     }
     numbered_placeholders(rows, columns)
+}
+
+/// `n` placeholders for the `first`-th value on, comma-separated: `$first, …`, or `?, …`
+/// on SQLite (whose statements then bind every value in order).
+pub(crate) fn placeholder_list(conn: &Conn, first: usize, n: usize) -> String {
+    let sqlite = conn.backend_name() == "SQLite";
+    (first..first + n)
+        .map(|i| {
+            if sqlite {
+                "?".to_string()
+            } else {
+                format!("${i}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn numbered_placeholders(rows: usize, columns: usize) -> String {
