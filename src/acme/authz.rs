@@ -88,12 +88,13 @@ pub async fn authz(
     )
     .await?;
     let account = req.account()?.clone();
+    let mark = app.acme_inflight.mark();
     let (mut a, mut challenges) = load_authz(&ctx, &account.id, &id).await?;
     if req.is_post_as_get()
         && a.status == "pending"
         && app
             .acme_inflight
-            .wait(std::slice::from_ref(&id), HOLD)
+            .settle(std::slice::from_ref(&id), mark, HOLD)
             .await
     {
         (a, challenges) = load_authz(&ctx, &account.id, &id).await?;

@@ -8,6 +8,7 @@
 //! before.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,23 +17,33 @@ use tokio::sync::watch;
 /// Longest a poll waits for a validation running here.
 pub const HOLD: Duration = Duration::from_secs(2);
 
+type Registry = Arc<Mutex<HashMap<String, watch::Receiver<()>>>>;
+
 /// Authorizations whose validation runs in this process.
 #[derive(Debug, Default)]
 pub struct InFlight {
-    running: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
+    running: Registry,
+    /// Validations finished so far (see [`InFlight::mark`]).
+    finished: Arc<AtomicU64>,
 }
+
+/// Where [`InFlight`] stood before a read; see [`InFlight::settle`].
+#[derive(Debug, Clone, Copy)]
+pub struct Mark(u64);
 
 /// Held by a running validation; dropping it (after its outcome is committed) releases the
 /// polls waiting for it.
 #[derive(Debug)]
 pub struct Running {
     authz_id: String,
-    running: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
+    running: Registry,
+    finished: Arc<AtomicU64>,
     _done: watch::Sender<()>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
+        self.finished.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut m) = self.running.lock() {
             m.remove(&self.authz_id);
         }
@@ -49,8 +60,23 @@ impl InFlight {
         Running {
             authz_id: authz_id.to_string(),
             running: self.running.clone(),
+            finished: self.finished.clone(),
             _done: done,
         }
+    }
+
+    /// Taken before reading a pending object, for [`InFlight::settle`].
+    pub fn mark(&self) -> Mark {
+        Mark(self.finished.load(Ordering::SeqCst))
+    }
+
+    /// After a read (begun after `mark`) found an object pending: waits for validations
+    /// of `authz_ids` running here (at most `hold`), and says whether to read again,
+    /// which is also the case when some validation finished after `mark` (it may have
+    /// committed between the read and this call).
+    pub async fn settle(&self, authz_ids: &[String], mark: Mark, hold: Duration) -> bool {
+        let waited = self.wait(authz_ids, hold).await;
+        waited || self.finished.load(Ordering::SeqCst) != mark.0
     }
 
     /// Waits, at most `hold`, until none of `authz_ids` is being validated here. Returns
@@ -98,6 +124,11 @@ mod tests {
         assert!(waited < HOLD, "released by the validation: {waited:?}");
         release.await.unwrap();
         assert!(!f.wait(&ids, HOLD).await, "finished: no wait");
+        // A validation that finished between a read and the check: read again.
+        let mark = f.mark();
+        drop(f.start("a2"));
+        assert!(f.settle(&["a2".to_string()], mark, HOLD).await);
+        assert!(!f.settle(&["a2".to_string()], f.mark(), HOLD).await);
         // A validation that runs longer than the hold.
         let _stuck = f.start("a1");
         let t = std::time::Instant::now();

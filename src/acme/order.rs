@@ -387,10 +387,11 @@ pub async fn order(
         KeyRef::Kid,
     )
     .await?;
+    let mark = app.acme_inflight.mark();
     let mut o = load_order(&ctx, &req.account()?.id, &id).await?;
     if o.status == "pending" {
         let authz_ids: Vec<String> = serde_json::from_str(&o.authz_ids_json).unwrap_or_default();
-        if app.acme_inflight.wait(&authz_ids, HOLD).await {
+        if app.acme_inflight.settle(&authz_ids, mark, HOLD).await {
             o = load_order(&ctx, &req.account()?.id, &id).await?;
         }
     }
