@@ -1094,7 +1094,7 @@ both_backends!(
 /// A poll of an order or authorization whose validation is running in this server waits
 /// for the outcome (instead of answering `pending` with `Retry-After: 1`), and a poll with
 /// nothing running answers at once.
-async fn polls_wait_for_a_running_validation(backend: Backend) {
+async fn polls_wait_for_a_running_validation(backend: Backend, poll_challenge: bool) {
     let (s, responder) = server_with_responder(backend).await;
     let inter = s.app().defaults.intermediate_id.clone();
     let mut raw = Raw::new(&s, &inter);
@@ -1143,6 +1143,23 @@ async fn polls_wait_for_a_running_validation(backend: Backend) {
         (StatusCode::OK, Some("processing"))
     );
     let t = std::time::Instant::now();
+    if poll_challenge {
+        let (_, h, c) = raw.send(get(ch["url"].as_str().unwrap().to_string())).await;
+        let waited = t.elapsed();
+        assert_eq!(
+            c["status"], "valid",
+            "the poll answered with the outcome: {c}"
+        );
+        assert!(!h.contains_key("retry-after"));
+        assert!(
+            waited >= std::time::Duration::from_millis(300),
+            "the poll waited for the validation: {waited:?}"
+        );
+        let (_, _, o) = raw.send(get(order_url.clone())).await;
+        assert_eq!(o["status"], "ready");
+        s.stop().await;
+        return;
+    }
     let (_, h, o) = raw.send(get(order_url.clone())).await;
     let waited = t.elapsed();
     assert_eq!(
@@ -1161,7 +1178,12 @@ async fn polls_wait_for_a_running_validation(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn polls_wait_for_a_running_validation_sqlite() {
-    polls_wait_for_a_running_validation(Backend::Sqlite).await;
+    polls_wait_for_a_running_validation(Backend::Sqlite, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn challenge_polls_wait_for_a_running_validation_sqlite() {
+    polls_wait_for_a_running_validation(Backend::Sqlite, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1170,7 +1192,7 @@ async fn polls_wait_for_a_running_validation_postgres() {
         eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
         return;
     }
-    polls_wait_for_a_running_validation(Backend::Postgres).await;
+    polls_wait_for_a_running_validation(Backend::Postgres, false).await;
 }
 
 /// The ACME writer's set-oriented batch: several changes of one kind share a statement,

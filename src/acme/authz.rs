@@ -156,12 +156,24 @@ pub async fn challenge(
     )
     .await?;
     let account = req.account()?.clone();
-    let (mut ch, a) = {
+    let load = || async {
         let mut conn = app.store.reader().acquire().await?;
-        store::acme::challenge_with_authz(&mut conn, &id).await?
+        store::acme::challenge_with_authz(&mut conn, &id)
+            .await?
+            .filter(|(_, a)| a.account_id == account.id)
+            .ok_or_else(|| AcmeError::not_found(format!("no challenge {id} for this account")))
+    };
+    let mark = app.acme_inflight.mark();
+    let (mut ch, mut a) = load().await?;
+    if req.is_post_as_get()
+        && ch.status == "processing"
+        && app
+            .acme_inflight
+            .settle(std::slice::from_ref(&a.id), mark, HOLD)
+            .await
+    {
+        (ch, a) = load().await?;
     }
-    .filter(|(_, a)| a.account_id == account.id)
-    .ok_or_else(|| AcmeError::not_found(format!("no challenge {id} for this account")))?;
     if !req.is_post_as_get() && ch.status == "pending" {
         if a.status != "pending" {
             return Err(AcmeError::malformed(format!(

@@ -38,6 +38,7 @@ pub struct Running {
     authz_id: String,
     running: Registry,
     finished: Arc<AtomicU64>,
+    mine: watch::Receiver<()>,
     _done: watch::Sender<()>,
 }
 
@@ -45,7 +46,12 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.finished.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut m) = self.running.lock() {
-            m.remove(&self.authz_id);
+            // Another challenge of the same authorization may have registered since.
+            if m.get(&self.authz_id)
+                .is_some_and(|rx| rx.same_channel(&self.mine))
+            {
+                m.remove(&self.authz_id);
+            }
         }
     }
 }
@@ -55,12 +61,13 @@ impl InFlight {
     pub fn start(&self, authz_id: &str) -> Running {
         let (done, rx) = watch::channel(());
         if let Ok(mut m) = self.running.lock() {
-            m.insert(authz_id.to_string(), rx);
+            m.insert(authz_id.to_string(), rx.clone());
         }
         Running {
             authz_id: authz_id.to_string(),
             running: self.running.clone(),
             finished: self.finished.clone(),
+            mine: rx,
             _done: done,
         }
     }
@@ -124,6 +131,19 @@ mod tests {
         assert!(waited < HOLD, "released by the validation: {waited:?}");
         release.await.unwrap();
         assert!(!f.wait(&ids, HOLD).await, "finished: no wait");
+        // Two challenges of one authorization: the first to finish leaves the other's
+        // registration in place.
+        let first = f.start("a3");
+        let second = f.start("a3");
+        drop(first);
+        let t = std::time::Instant::now();
+        assert!(f.wait(&["a3".to_string()], Duration::from_millis(50)).await);
+        assert!(
+            t.elapsed() >= Duration::from_millis(40),
+            "still waits for the second"
+        );
+        drop(second);
+        assert!(!f.wait(&["a3".to_string()], HOLD).await);
         // A validation that finished between a read and the check: read again.
         let mark = f.mark();
         drop(f.start("a2"));
