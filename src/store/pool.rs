@@ -181,3 +181,45 @@ impl Drop for Tx {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{settings, Store};
+
+    /// SQLite's single writer: a transaction dropped without commit (a cancelled request)
+    /// leaves nothing behind and does not keep the writer; committed ones are seen by the
+    /// readers at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropped_transactions_roll_back_and_free_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/pool.db", dir.path().display());
+        let store = Store::connect(&url, 4).await.unwrap();
+        {
+            let mut tx = store.begin().await.unwrap();
+            settings::put(&mut tx, "k", "dropped").await.unwrap();
+        }
+        let read = |store: Store| async move {
+            let mut conn = store.reader().acquire().await.unwrap();
+            settings::get(&mut conn, "k").await.unwrap()
+        };
+        assert_eq!(read(store.clone()).await, None);
+        let commit = async {
+            let mut tx = store.begin().await.unwrap();
+            settings::put(&mut tx, "k", "kept").await.unwrap();
+            tx.commit().await.unwrap();
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), commit)
+            .await
+            .expect("the writer is free again");
+        assert_eq!(read(store.clone()).await.as_deref(), Some("kept"));
+        // Readers are handed back too: more sequential reads than connections.
+        for _ in 0..20 {
+            assert_eq!(read(store.clone()).await.as_deref(), Some("kept"));
+        }
+        let mut tx = store.begin().await.unwrap();
+        settings::put(&mut tx, "k", "rolled back").await.unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(read(store.clone()).await.as_deref(), Some("kept"));
+        store.close().await;
+    }
+}
