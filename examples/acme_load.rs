@@ -23,6 +23,14 @@ use instant_acme::{
     Account, ChallengeType, HttpClient, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 
+/// `println!` that ignores a closed stdout (`acme_load … | head` must not panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Drives a Vellum ACME directory with concurrent full-flow orders.
 #[derive(Debug, Parser)]
 #[command(name = "acme_load")]
@@ -337,20 +345,23 @@ async fn main() {
     let wall = start.elapsed().as_secs_f64();
     let mut total = stats.total.lock().map(|t| t.clone()).unwrap_or_default();
     let ok = total.len();
-    println!(
+    say!(
         "orders completed: {ok} in {wall:.2} s  →  {:.1} orders/s (concurrency {})",
         ok as f64 / wall,
         args.concurrency
     );
-    println!(
+    say!(
         "{:<12} {:>9} {:>9} {:>9}",
-        "step", "p50 ms", "p99 ms", "max ms"
+        "step",
+        "p50 ms",
+        "p99 ms",
+        "max ms"
     );
     if let Ok(mut steps) = stats.steps.lock() {
         for (i, name) in STEPS.iter().enumerate() {
             let v = &mut steps[i];
             let max = v.iter().cloned().fold(0.0, f64::max);
-            println!(
+            say!(
                 "{:<12} {:>9.1} {:>9.1} {:>9.1}",
                 name,
                 percentile(v, 50.0),
@@ -360,7 +371,7 @@ async fn main() {
         }
     }
     let max = total.iter().cloned().fold(0.0, f64::max);
-    println!(
+    say!(
         "{:<12} {:>9.1} {:>9.1} {:>9.1}",
         "whole order",
         percentile(&mut total, 50.0),
@@ -369,6 +380,6 @@ async fn main() {
     );
     let errors = stats.errors.lock().map(|e| e.clone()).unwrap_or_default();
     if !errors.is_empty() {
-        println!("errors: {errors:?}");
+        say!("errors: {errors:?}");
     }
 }
