@@ -996,50 +996,68 @@ async fn replicas_share_nonces_and_orders() {
     sb.stop().await;
 }
 
+/// Store-level fixtures: an account of the default intermediate, and a pending
+/// authorization and order of it.
+mod fixtures {
+    use vellum::store::acme::{Account, Authz, Order};
+
+    pub fn account(app: &vellum::App, name: &str, now: i64) -> Account {
+        Account {
+            id: format!("acct-{name}"),
+            ca_id: app.defaults.intermediate_id.clone(),
+            tenant_id: app.defaults.tenant_id.clone(),
+            thumbprint: format!("tp-{name}"),
+            jwk_json: "{}".into(),
+            status: "valid".into(),
+            contact: vec![],
+            tos_agreed: true,
+            eab_kid: None,
+            created_at: now,
+        }
+    }
+
+    pub fn authz(account: &Account, id: &str, name: &str, now: i64) -> Authz {
+        Authz {
+            id: id.into(),
+            account_id: account.id.clone(),
+            id_type: "dns".into(),
+            id_value: name.into(),
+            wildcard: false,
+            status: "pending".into(),
+            expires_at: now + 3600,
+            created_at: now,
+        }
+    }
+
+    pub fn order(account: &Account, id: &str, authz_ids: &[&str], now: i64) -> Order {
+        Order {
+            id: id.into(),
+            account_id: account.id.clone(),
+            ca_id: account.ca_id.clone(),
+            status: "pending".into(),
+            identifiers_json: "[]".into(),
+            profile: "tls-server".into(),
+            not_before: None,
+            not_after: None,
+            expires_at: now + 3600,
+            error_json: None,
+            certificate_id: None,
+            replaces: None,
+            created_at: now,
+            authz_ids_json: serde_json::to_string(authz_ids).unwrap(),
+        }
+    }
+}
+
 /// An order becomes ready only when ALL its authorizations are valid (the one-statement
 /// transition the validator runs), and a second order sharing an authorization moves too.
 async fn order_ready_needs_every_authorization(s: &TestServer) {
-    use vellum::store::acme::{self as sa, Account, Authz, Order};
+    use vellum::store::acme::{self as sa, Order};
     let app = s.app();
     let now = vellum::store::now();
-    let account = Account {
-        id: "acct-ready".into(),
-        ca_id: app.defaults.intermediate_id.clone(),
-        tenant_id: app.defaults.tenant_id.clone(),
-        thumbprint: "tp-ready".into(),
-        jwk_json: "{}".into(),
-        status: "valid".into(),
-        contact: vec![],
-        tos_agreed: true,
-        eab_kid: None,
-        created_at: now,
-    };
-    let authz = |id: &str, name: &str| Authz {
-        id: id.into(),
-        account_id: account.id.clone(),
-        id_type: "dns".into(),
-        id_value: name.into(),
-        wildcard: false,
-        status: "pending".into(),
-        expires_at: now + 3600,
-        created_at: now,
-    };
-    let order = |id: &str, authz_ids: &[&str]| Order {
-        id: id.into(),
-        account_id: account.id.clone(),
-        ca_id: account.ca_id.clone(),
-        status: "pending".into(),
-        identifiers_json: "[]".into(),
-        profile: "tls-server".into(),
-        not_before: None,
-        not_after: None,
-        expires_at: now + 3600,
-        error_json: None,
-        certificate_id: None,
-        replaces: None,
-        created_at: now,
-        authz_ids_json: serde_json::to_string(authz_ids).unwrap(),
-    };
+    let account = fixtures::account(app, "ready", now);
+    let authz = |id: &str, name: &str| fixtures::authz(&account, id, name, now);
+    let order = |id: &str, authz_ids: &[&str]| fixtures::order(&account, id, authz_ids, now);
     let mut tx = app.store.begin().await.unwrap();
     sa::insert_account(&mut tx, &account).await.unwrap();
     sa::insert_authzs(
@@ -1200,36 +1218,16 @@ async fn polls_wait_for_a_running_validation_postgres() {
 /// challenge does not undo an authorization another challenge validated.
 async fn writer_batches_apply_each_change_once(s: &TestServer) {
     use vellum::acme::writes::{Change, Changes};
-    use vellum::store::acme::{self as sa, Account, Authz, Challenge, Order};
+    use vellum::store::acme::{self as sa, Challenge};
     use vellum::store::batch::Work;
     let app = s.app();
     let now = vellum::store::now();
-    let account = Account {
-        id: "acct-batch".into(),
-        ca_id: app.defaults.intermediate_id.clone(),
-        tenant_id: app.defaults.tenant_id.clone(),
-        thumbprint: "tp-batch".into(),
-        jwk_json: "{}".into(),
-        status: "valid".into(),
-        contact: vec![],
-        tos_agreed: true,
-        eab_kid: None,
-        created_at: now,
-    };
+    let account = fixtures::account(app, "batch", now);
     let mut tx = app.store.begin().await.unwrap();
     sa::insert_account(&mut tx, &account).await.unwrap();
     tx.commit().await.unwrap();
     let new_order = |n: &str| {
-        let authz = Authz {
-            id: format!("az-{n}"),
-            account_id: account.id.clone(),
-            id_type: "dns".into(),
-            id_value: format!("{n}.example"),
-            wildcard: false,
-            status: "pending".into(),
-            expires_at: now + 3600,
-            created_at: now,
-        };
+        let authz = fixtures::authz(&account, &format!("az-{n}"), &format!("{n}.example"), now);
         let challenge = |kind: &str| Challenge {
             id: format!("ch-{n}-{kind}"),
             authz_id: authz.id.clone(),
@@ -1240,22 +1238,12 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
             error_json: None,
         };
         Change::NewOrder {
-            order: Box::new(Order {
-                id: format!("ord-{n}"),
-                account_id: account.id.clone(),
-                ca_id: account.ca_id.clone(),
-                status: "pending".into(),
-                identifiers_json: "[]".into(),
-                profile: "tls-server".into(),
-                not_before: None,
-                not_after: None,
-                expires_at: now + 3600,
-                error_json: None,
-                certificate_id: None,
-                replaces: None,
-                created_at: now,
-                authz_ids_json: serde_json::to_string(&[&authz.id]).unwrap(),
-            }),
+            order: Box::new(fixtures::order(
+                &account,
+                &format!("ord-{n}"),
+                &[&authz.id],
+                now,
+            )),
             challenges: vec![challenge("http-01"), challenge("dns-01")],
             authz_ids: vec![authz.id.clone()],
             authzs: vec![authz],

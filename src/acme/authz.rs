@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::inflight::{Running, HOLD};
+use super::inflight::Running;
 use super::jws::KeyRef;
 use super::order::AUTHZ_REUSE_SECS;
 use super::problem::{AcmeError, AcmeResult};
@@ -88,17 +88,19 @@ pub async fn authz(
     )
     .await?;
     let account = req.account()?.clone();
-    let mark = app.acme_inflight.mark();
-    let (mut a, mut challenges) = load_authz(&ctx, &account.id, &id).await?;
-    if req.is_post_as_get()
-        && a.status == "pending"
-        && app
-            .acme_inflight
-            .settle(std::slice::from_ref(&id), mark, HOLD)
-            .await
-    {
-        (a, challenges) = load_authz(&ctx, &account.id, &id).await?;
-    }
+    let (mut a, challenges) = app
+        .acme_inflight
+        .read(
+            || load_authz(&ctx, &account.id, &id),
+            |(a, _)| {
+                if req.is_post_as_get() && a.status == "pending" {
+                    vec![id.clone()]
+                } else {
+                    Vec::new()
+                }
+            },
+        )
+        .await?;
     if !req.is_post_as_get() {
         let payload = req.json()?;
         match payload.get("status").and_then(Value::as_str) {
@@ -110,12 +112,9 @@ pub async fn authz(
                         a.status
                     )));
                 }
-                for order in store::acme::orders_of_authz(&mut tx, &id).await? {
-                    let err =
-                        AcmeError::unauthorized(format!("authorization {id} was deactivated"))
-                            .to_json();
-                    store::acme::order_failed(&mut tx, &order, &err.to_string()).await?;
-                }
+                let err = AcmeError::unauthorized(format!("authorization {id} was deactivated"))
+                    .to_json();
+                store::acme::fail_orders_of_authz(&mut tx, &id, &err.to_string()).await?;
                 tx.commit().await?;
                 a.status = "deactivated".into();
             }
@@ -163,17 +162,16 @@ pub async fn challenge(
             .filter(|(_, a)| a.account_id == account.id)
             .ok_or_else(|| AcmeError::not_found(format!("no challenge {id} for this account")))
     };
-    let mark = app.acme_inflight.mark();
-    let (mut ch, mut a) = load().await?;
-    if req.is_post_as_get()
-        && ch.status == "processing"
-        && app
-            .acme_inflight
-            .settle(std::slice::from_ref(&a.id), mark, HOLD)
-            .await
-    {
-        (ch, a) = load().await?;
-    }
+    let (mut ch, a) = app
+        .acme_inflight
+        .read(load, |(ch, a)| {
+            if req.is_post_as_get() && ch.status == "processing" {
+                vec![a.id.clone()]
+            } else {
+                Vec::new()
+            }
+        })
+        .await?;
     if !req.is_post_as_get() && ch.status == "pending" {
         if a.status != "pending" {
             return Err(AcmeError::malformed(format!(

@@ -29,7 +29,7 @@ pub struct InFlight {
 
 /// Where [`InFlight`] stood before a read; see [`InFlight::settle`].
 #[derive(Debug, Clone, Copy)]
-pub struct Mark(u64);
+struct Mark(u64);
 
 /// Held by a running validation; dropping it (after its outcome is committed) releases the
 /// polls waiting for it.
@@ -72,8 +72,30 @@ impl InFlight {
         }
     }
 
+    /// Reads with `load`. When `waiting_on` names authorizations the result waits for (a
+    /// pending order or authorization, a processing challenge), and a validation of one of
+    /// them runs here or finished during the read, waits for it (at most [`HOLD`]) and
+    /// reads again.
+    pub async fn read<T, E, F, Fut>(
+        &self,
+        load: F,
+        waiting_on: impl Fn(&T) -> Vec<String>,
+    ) -> Result<T, E>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let mark = self.mark();
+        let first = load().await?;
+        let ids = waiting_on(&first);
+        if ids.is_empty() || !self.settle(&ids, mark, HOLD).await {
+            return Ok(first);
+        }
+        load().await
+    }
+
     /// Taken before reading a pending object, for [`InFlight::settle`].
-    pub fn mark(&self) -> Mark {
+    fn mark(&self) -> Mark {
         Mark(self.finished.load(Ordering::SeqCst))
     }
 
@@ -81,14 +103,14 @@ impl InFlight {
     /// of `authz_ids` running here (at most `hold`), and says whether to read again,
     /// which is also the case when some validation finished after `mark` (it may have
     /// committed between the read and this call).
-    pub async fn settle(&self, authz_ids: &[String], mark: Mark, hold: Duration) -> bool {
+    async fn settle(&self, authz_ids: &[String], mark: Mark, hold: Duration) -> bool {
         let waited = self.wait(authz_ids, hold).await;
         waited || self.finished.load(Ordering::SeqCst) != mark.0
     }
 
     /// Waits, at most `hold`, until none of `authz_ids` is being validated here. Returns
     /// whether there was anything to wait for (so the caller reads the state again).
-    pub async fn wait(&self, authz_ids: &[String], hold: Duration) -> bool {
+    async fn wait(&self, authz_ids: &[String], hold: Duration) -> bool {
         let waits: Vec<watch::Receiver<()>> = match self.running.lock() {
             Ok(m) => authz_ids
                 .iter()

@@ -271,11 +271,7 @@ impl Redeemer {
 
     /// Records `nonce` as used; false when it already was (a replay).
     pub async fn redeem(&self, nonce: &str, expires_at: i64) -> Result<bool> {
-        match self.0.submit((nonce.to_string(), expires_at)).await {
-            Ok(_) => Ok(true),
-            Err(Error::Conflict(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.0.submit_if((nonce.to_string(), expires_at)).await
     }
 }
 

@@ -13,7 +13,6 @@ use base64::Engine;
 use rand::RngCore;
 use serde_json::{json, Value};
 
-use super::inflight::HOLD;
 use super::jws::KeyRef;
 use super::problem::{AcmeError, AcmeResult};
 use super::writes::Change;
@@ -182,7 +181,8 @@ fn token() -> String {
 
 /// The order object.
 pub async fn order_json(ctx: &Ctx, o: &Order) -> AcmeResult<Value> {
-    let authz_ids: Vec<String> = serde_json::from_str(&o.authz_ids_json)
+    let authz_ids = o
+        .authz_ids()
         .map_err(|_| AcmeError::internal("stored authorization list unreadable"))?;
     let identifiers: Value = serde_json::from_str(&o.identifiers_json).unwrap_or(json!([]));
     let status = if o.status == "pending" && o.expires_at <= store::now() {
@@ -387,14 +387,17 @@ pub async fn order(
         KeyRef::Kid,
     )
     .await?;
-    let mark = app.acme_inflight.mark();
-    let mut o = load_order(&ctx, &req.account()?.id, &id).await?;
-    if o.status == "pending" {
-        let authz_ids: Vec<String> = serde_json::from_str(&o.authz_ids_json).unwrap_or_default();
-        if app.acme_inflight.settle(&authz_ids, mark, HOLD).await {
-            o = load_order(&ctx, &req.account()?.id, &id).await?;
-        }
-    }
+    let account_id = &req.account()?.id;
+    let o = app
+        .acme_inflight
+        .read(
+            || load_order(&ctx, account_id, &id),
+            |o| match o.status.as_str() {
+                "pending" => o.authz_ids().unwrap_or_default(),
+                _ => Vec::new(),
+            },
+        )
+        .await?;
     let resp = reply(
         StatusCode::OK,
         order_json(&ctx, &o).await?,

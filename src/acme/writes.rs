@@ -8,6 +8,7 @@
 //! starts only if pending; an order moves only from the expected status) say whether
 //! they applied.
 
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -66,11 +67,7 @@ impl AcmeWriter {
 
     /// Applies `change` once committed; false when its condition did not hold.
     pub async fn apply(&self, change: Change) -> Result<bool> {
-        match self.0.submit(change).await {
-            Ok(_) => Ok(true),
-            Err(Error::Conflict(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.0.submit_if(change).await
     }
 }
 
@@ -103,8 +100,8 @@ impl Work for Changes {
     }
 }
 
-/// Successful validations sharing their times: `((at, reusable_until), challenges, authzs)`.
-type ValidatedGroup<'a> = ((i64, i64), Vec<&'a str>, Vec<&'a str>);
+/// Challenge ids and authorization ids of successful validations.
+type Ids<'a> = (Vec<&'a str>, Vec<&'a str>);
 
 /// Applies a batch with a few statements per kind of change, not per change. The jobs of
 /// one batch come from concurrent requests, so any order is a valid one; this one inserts
@@ -112,129 +109,80 @@ type ValidatedGroup<'a> = ((i64, i64), Vec<&'a str>, Vec<&'a str>);
 /// concurrent finalizes, say), the first one applies. Returns, per job, whether it applied.
 async fn apply(tx: &mut store::Tx, jobs: &[&Change]) -> Result<Vec<bool>> {
     use store::{acme as db, acme_sets as sets};
-    let mut applied = vec![true; jobs.len()];
-
     let (mut orders, mut authzs, mut challenges, mut links) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for job in jobs {
-        if let Change::NewOrder {
-            order,
-            authzs: a,
-            challenges: c,
-            authz_ids,
-        } = job
-        {
-            orders.push(order.as_ref());
-            authzs.extend(a.iter());
-            challenges.extend(c.iter());
-            for (position, authz_id) in authz_ids.iter().enumerate() {
-                links.push((order.id.as_str(), authz_id.as_str(), position as i64));
+    // Conditional changes: (job index, row id), per statement.
+    let mut starting: Vec<(usize, &str)> = Vec::new();
+    let mut transitions: BTreeMap<(&str, &str), Vec<(usize, &str)>> = BTreeMap::new();
+    // Successful validations by their times (in practice one group a batch).
+    let mut validated: BTreeMap<(i64, i64), Ids> = BTreeMap::new();
+    let mut failed = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        match job {
+            Change::NewOrder {
+                order,
+                authzs: a,
+                challenges: c,
+                authz_ids,
+            } => {
+                orders.push(order.as_ref());
+                authzs.extend(a.iter());
+                challenges.extend(c.iter());
+                for (position, authz_id) in authz_ids.iter().enumerate() {
+                    links.push((order.id.as_str(), authz_id.as_str(), position as i64));
+                }
             }
+            Change::StartChallenge { id } => starting.push((i, id)),
+            Change::Transition { order_id, from, to } => transitions
+                .entry((from, to))
+                .or_default()
+                .push((i, order_id)),
+            Change::Validated {
+                challenge_id,
+                authz_id,
+                at,
+                reusable_until,
+            } => {
+                let group = validated.entry((*at, *reusable_until)).or_default();
+                group.0.push(challenge_id);
+                group.1.push(authz_id);
+            }
+            Change::Failed {
+                challenge_id,
+                authz_id,
+                at,
+                challenge_error,
+                order_error,
+            } => failed.push((challenge_id, authz_id, *at, challenge_error, order_error)),
         }
     }
+
+    let mut applied = vec![true; jobs.len()];
+    // Of the rows a conditional statement changed, the first job naming each gets it.
+    let mut answer = |mut changed: HashSet<String>, rows: &[(usize, &str)]| {
+        for (i, id) in rows {
+            applied[*i] = changed.remove(*id);
+        }
+    };
     if !orders.is_empty() {
         db::insert_orders(tx, &orders).await?;
         db::insert_authzs(tx, &authzs).await?;
         db::insert_challenges(tx, &challenges).await?;
         db::link(tx, &links).await?;
     }
-
-    let starting: Vec<&str> = jobs
-        .iter()
-        .filter_map(|j| match j {
-            Change::StartChallenge { id } => Some(id.as_str()),
-            _ => None,
-        })
-        .collect();
     if !starting.is_empty() {
-        let mut started = sets::start_challenges(tx, &starting).await?;
-        for (i, job) in jobs.iter().enumerate() {
-            if let Change::StartChallenge { id } = job {
-                applied[i] = started.remove(id);
-            }
-        }
+        let ids: Vec<&str> = starting.iter().map(|(_, id)| *id).collect();
+        answer(sets::start_challenges(tx, &ids).await?, &starting);
     }
-
-    // Successful validations, grouped by their times (in practice one group a batch).
-    let mut groups: Vec<ValidatedGroup> = Vec::new();
-    for job in jobs {
-        if let Change::Validated {
-            challenge_id,
-            authz_id,
-            at,
-            reusable_until,
-        } = job
-        {
-            let key = (*at, *reusable_until);
-            let at = match groups.iter().position(|(k, _, _)| *k == key) {
-                Some(i) => i,
-                None => {
-                    groups.push((key, Vec::new(), Vec::new()));
-                    groups.len() - 1
-                }
-            };
-            groups[at].1.push(challenge_id);
-            groups[at].2.push(authz_id);
-        }
-    }
-    for ((at, until), challenge_ids, authz_ids) in &groups {
+    for ((at, until), (challenge_ids, authz_ids)) in &validated {
         sets::validated(tx, challenge_ids, authz_ids, *at, *until).await?;
     }
-    for job in jobs {
-        if let Change::Failed {
-            challenge_id,
-            authz_id,
-            at,
-            challenge_error,
-            order_error,
-        } = job
-        {
-            sets::failed(
-                tx,
-                challenge_id,
-                authz_id,
-                *at,
-                challenge_error,
-                order_error,
-            )
-            .await?;
-        }
+    for (challenge_id, authz_id, at, challenge_error, order_error) in failed {
+        sets::failed(tx, challenge_id, authz_id, at, challenge_error, order_error).await?;
     }
-
-    // Order transitions, grouped by (from, to).
-    let mut kinds: Vec<(&str, &str)> = Vec::new();
-    for job in jobs {
-        if let Change::Transition { from, to, .. } = job {
-            if !kinds.contains(&(*from, *to)) {
-                kinds.push((*from, *to));
-            }
-        }
-    }
-    for (from, to) in kinds {
-        let ids: Vec<&str> = jobs
-            .iter()
-            .filter_map(|j| match j {
-                Change::Transition {
-                    order_id,
-                    from: f,
-                    to: t,
-                } if (*f, *t) == (from, to) => Some(order_id.as_str()),
-                _ => None,
-            })
-            .collect();
-        let mut moved = sets::transition_orders(tx, &ids, from, to).await?;
-        for (i, job) in jobs.iter().enumerate() {
-            if let Change::Transition {
-                order_id,
-                from: f,
-                to: t,
-            } = job
-            {
-                if (*f, *t) == (from, to) {
-                    applied[i] = moved.remove(order_id);
-                }
-            }
-        }
+    for ((from, to), rows) in &transitions {
+        let ids: Vec<&str> = rows.iter().map(|(_, id)| *id).collect();
+        answer(sets::transition_orders(tx, &ids, from, to).await?, rows);
     }
     Ok(applied)
 }

@@ -296,6 +296,13 @@ pub struct Order {
     pub authz_ids_json: String,
 }
 
+impl Order {
+    /// The ids of the order's authorizations, in identifier order.
+    pub fn authz_ids(&self) -> serde_json::Result<Vec<String>> {
+        serde_json::from_str(&self.authz_ids_json)
+    }
+}
+
 fn order(r: &AnyRow) -> Result<Order> {
     Ok(Order {
         id: r.try_get("id")?,
@@ -383,13 +390,18 @@ pub async fn order_issued(conn: &mut Conn, id: &str, certificate_id: &str) -> Re
     Ok(())
 }
 
-/// Marks an order invalid with a problem document.
-pub async fn order_failed(conn: &mut Conn, id: &str, error_json: &str) -> Result<()> {
-    sqlx::query("UPDATE acme_orders SET status = 'invalid', error_json = $1 WHERE id = $2 AND status IN ('pending', 'ready', 'processing')")
-        .bind(error_json)
-        .bind(id)
-        .execute(conn)
-        .await?;
+/// Every unfinished order that needs authorization `authz_id` becomes invalid with a
+/// problem document.
+pub async fn fail_orders_of_authz(conn: &mut Conn, authz_id: &str, error_json: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE acme_orders SET status = 'invalid', error_json = $1 \
+         WHERE status IN ('pending', 'ready', 'processing') \
+         AND id IN (SELECT order_id FROM acme_order_authzs WHERE authz_id = $2)",
+    )
+    .bind(error_json)
+    .bind(authz_id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -513,15 +525,6 @@ pub async fn link(conn: &mut Conn, rows: &[(&str, &str, i64)]) -> Result<()> {
         q.execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-/// Ids of the orders an authorization belongs to.
-pub async fn orders_of_authz(conn: &mut Conn, authz_id: &str) -> Result<Vec<String>> {
-    let rows = sqlx::query("SELECT order_id FROM acme_order_authzs WHERE authz_id = $1")
-        .bind(authz_id)
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(|r| Ok(r.try_get("order_id")?)).collect()
 }
 
 /// A challenge.

@@ -12,24 +12,53 @@ use crate::error::Result;
 /// Most ids in one `IN (…)` list.
 const IDS_PER_STATEMENT: usize = 500;
 
-/// pending → processing; returns the challenges that were pending.
-pub async fn start_challenges(conn: &mut Conn, ids: &[&str]) -> Result<HashSet<String>> {
-    let mut started = HashSet::new();
+/// A value bound before the id list.
+enum Lead<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+/// Runs one statement per chunk of `ids`: `sql(leads, list)` gets the placeholders of the
+/// `lead` values and of the chunk's ids. Returns the ids the statements return (`RETURNING
+/// id`; none without it).
+async fn per_chunk(
+    conn: &mut Conn,
+    ids: &[&str],
+    lead: &[Lead<'_>],
+    sql: impl Fn(&[String], &str) -> String,
+) -> Result<HashSet<String>> {
+    let leads: Vec<String> = (1..=lead.len())
+        .map(|i| placeholder_list(conn, i, 1))
+        .collect();
+    let mut returned = HashSet::new();
     for chunk in ids.chunks(IDS_PER_STATEMENT) {
-        let sql = format!(
-            "UPDATE acme_challenges SET status = 'processing' \
-             WHERE status = 'pending' AND id IN ({}) RETURNING id",
-            placeholder_list(conn, 1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
+        let text = sql(&leads, &placeholder_list(conn, lead.len() + 1, chunk.len()));
+        let mut q = sqlx::query(&text);
+        for v in lead {
+            q = match v {
+                Lead::Int(i) => q.bind(*i),
+                Lead::Text(t) => q.bind(*t),
+            };
+        }
         for id in chunk {
             q = q.bind(*id);
         }
         for row in q.fetch_all(&mut *conn).await? {
-            started.insert(row.try_get::<String, _>(0)?);
+            returned.insert(row.try_get::<String, _>(0)?);
         }
     }
-    Ok(started)
+    Ok(returned)
+}
+
+/// pending → processing; returns the challenges that were pending.
+pub async fn start_challenges(conn: &mut Conn, ids: &[&str]) -> Result<HashSet<String>> {
+    per_chunk(conn, ids, &[], |_, list| {
+        format!(
+            "UPDATE acme_challenges SET status = 'processing' \
+             WHERE status = 'pending' AND id IN ({list}) RETURNING id"
+        )
+    })
+    .await
 }
 
 /// Orders `from` → `to`; returns the orders that were in `from`.
@@ -39,23 +68,13 @@ pub async fn transition_orders(
     from: &str,
     to: &str,
 ) -> Result<HashSet<String>> {
-    let mut moved = HashSet::new();
-    for chunk in ids.chunks(IDS_PER_STATEMENT) {
-        let sql = format!(
-            "UPDATE acme_orders SET status = {} WHERE status = {} AND id IN ({}) RETURNING id",
-            placeholder_list(conn, 1, 1),
-            placeholder_list(conn, 2, 1),
-            placeholder_list(conn, 3, chunk.len())
-        );
-        let mut q = sqlx::query(&sql).bind(to).bind(from);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            moved.insert(row.try_get::<String, _>(0)?);
-        }
-    }
-    Ok(moved)
+    per_chunk(conn, ids, &[Lead::Text(to), Lead::Text(from)], |p, list| {
+        format!(
+            "UPDATE acme_orders SET status = {} WHERE status = {} AND id IN ({list}) RETURNING id",
+            p[0], p[1]
+        )
+    })
+    .await
 }
 
 /// Successful validations: the challenges become valid at `at`, their (pending)
@@ -68,44 +87,31 @@ pub async fn validated(
     at: i64,
     reusable_until: i64,
 ) -> Result<()> {
-    for chunk in challenge_ids.chunks(IDS_PER_STATEMENT) {
-        let sql = format!(
+    per_chunk(conn, challenge_ids, &[Lead::Int(at)], |p, list| {
+        format!(
             "UPDATE acme_challenges SET status = 'valid', validated_at = {}, error_json = NULL \
-             WHERE id IN ({})",
-            placeholder_list(conn, 1, 1),
-            placeholder_list(conn, 2, chunk.len())
-        );
-        let mut q = sqlx::query(&sql).bind(at);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    for chunk in authz_ids.chunks(IDS_PER_STATEMENT) {
-        let sql = format!(
+             WHERE id IN ({list})",
+            p[0]
+        )
+    })
+    .await?;
+    per_chunk(conn, authz_ids, &[Lead::Int(reusable_until)], |p, list| {
+        format!(
             "UPDATE acme_authzs SET status = 'valid', expires_at = {} \
-             WHERE status = 'pending' AND id IN ({})",
-            placeholder_list(conn, 1, 1),
-            placeholder_list(conn, 2, chunk.len())
-        );
-        let mut q = sqlx::query(&sql).bind(reusable_until);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        q.execute(&mut *conn).await?;
-        let sql = format!(
+             WHERE status = 'pending' AND id IN ({list})",
+            p[0]
+        )
+    })
+    .await?;
+    per_chunk(conn, authz_ids, &[], |_, list| {
+        format!(
             "UPDATE acme_orders SET status = 'ready' WHERE status = 'pending' \
-             AND id IN (SELECT order_id FROM acme_order_authzs WHERE authz_id IN ({})) \
+             AND id IN (SELECT order_id FROM acme_order_authzs WHERE authz_id IN ({list})) \
              AND NOT EXISTS (SELECT 1 FROM acme_order_authzs l JOIN acme_authzs a ON a.id = l.authz_id \
-                             WHERE l.order_id = acme_orders.id AND a.status <> 'valid')",
-            placeholder_list(conn, 1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        q.execute(&mut *conn).await?;
-    }
+                             WHERE l.order_id = acme_orders.id AND a.status <> 'valid')"
+        )
+    })
+    .await?;
     Ok(())
 }
 
@@ -131,14 +137,6 @@ pub async fn failed(
     if res.rows_affected() == 0 {
         return Ok(false);
     }
-    sqlx::query(
-        "UPDATE acme_orders SET status = 'invalid', error_json = $1 \
-         WHERE status IN ('pending', 'ready', 'processing') \
-         AND id IN (SELECT order_id FROM acme_order_authzs WHERE authz_id = $2)",
-    )
-    .bind(order_error)
-    .bind(authz_id)
-    .execute(&mut *conn)
-    .await?;
+    super::acme::fail_orders_of_authz(conn, authz_id, order_error).await?;
     Ok(true)
 }

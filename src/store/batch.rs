@@ -94,6 +94,17 @@ impl<W: Work> Batcher<W> {
         Ok(Batcher { queue })
     }
 
+    /// Queues a conditional `job`: true once committed, false when the work answered
+    /// `Error::Conflict` for it (its condition did not hold: a replayed nonce, a challenge
+    /// no longer pending…).
+    pub async fn submit_if(&self, job: W::Job) -> Result<bool> {
+        match self.submit(job).await {
+            Ok(_) => Ok(true),
+            Err(Error::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Queues `job`; returns it once committed, or why it was refused.
     pub async fn submit(&self, job: W::Job) -> Result<W::Job> {
         let (done, answer) = oneshot::channel();
