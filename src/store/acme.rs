@@ -1,9 +1,6 @@
 //! ACME state: settings, EAB keys, accounts, orders, authorizations, challenges, nonces.
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
-
-use super::Conn;
+use super::{query, Conn, Row};
 use crate::error::Result;
 
 /// Most rows one multi-row INSERT carries (the widest, orders, binds 12 values a row).
@@ -39,7 +36,7 @@ impl Settings {
 
 /// The settings of `ca_id` (defaults when never set).
 pub async fn settings(conn: &mut Conn, ca_id: &str) -> Result<Settings> {
-    let row = sqlx::query("SELECT * FROM acme_settings WHERE ca_id = $1")
+    let row = query("SELECT * FROM acme_settings WHERE ca_id = $1")
         .bind(ca_id)
         .fetch_optional(conn)
         .await?;
@@ -61,7 +58,7 @@ pub async fn settings(conn: &mut Conn, ca_id: &str) -> Result<Settings> {
 
 /// Stores the settings of a CA.
 pub async fn put_settings(conn: &mut Conn, s: &Settings) -> Result<()> {
-    sqlx::query(
+    query(
         "INSERT INTO acme_settings (ca_id, enabled, require_eab, allowed_domains_json, allow_ip, \
          challenges_json, default_validity_days) VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (ca_id) DO UPDATE SET enabled = excluded.enabled, require_eab = excluded.require_eab, \
@@ -94,7 +91,7 @@ pub async fn redeem_nonces(
              ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
             super::values_placeholders(conn, chunk.len(), 2)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = query(&sql);
         for (nonce, expires_at) in chunk {
             q = q.bind(*nonce).bind(*expires_at);
         }
@@ -107,7 +104,7 @@ pub async fn redeem_nonces(
 
 /// Forgets redeemed nonces that expired (they can no longer be replayed anyway).
 pub async fn purge_nonces(conn: &mut Conn, now: i64) -> Result<u64> {
-    let res = sqlx::query("DELETE FROM acme_used_nonces WHERE expires_at < $1")
+    let res = query("DELETE FROM acme_used_nonces WHERE expires_at < $1")
         .bind(now)
         .execute(conn)
         .await?;
@@ -126,7 +123,7 @@ pub struct EabKey {
 
 /// Stores a new EAB key.
 pub async fn insert_eab(conn: &mut Conn, k: &EabKey, now: i64) -> Result<()> {
-    sqlx::query(
+    query(
         "INSERT INTO acme_eab_keys (kid, ca_id, tenant_id, key_sealed, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&k.kid)
@@ -141,7 +138,7 @@ pub async fn insert_eab(conn: &mut Conn, k: &EabKey, now: i64) -> Result<()> {
 
 /// An EAB key by kid.
 pub async fn eab(conn: &mut Conn, kid: &str) -> Result<Option<EabKey>> {
-    let row = sqlx::query("SELECT * FROM acme_eab_keys WHERE kid = $1")
+    let row = query("SELECT * FROM acme_eab_keys WHERE kid = $1")
         .bind(kid)
         .fetch_optional(conn)
         .await?;
@@ -159,13 +156,12 @@ pub async fn eab(conn: &mut Conn, kid: &str) -> Result<Option<EabKey>> {
 
 /// Binds an EAB key to an account. False when it is bound already.
 pub async fn bind_eab(conn: &mut Conn, kid: &str, account_id: &str) -> Result<bool> {
-    let res = sqlx::query(
-        "UPDATE acme_eab_keys SET account_id = $1 WHERE kid = $2 AND account_id IS NULL",
-    )
-    .bind(account_id)
-    .bind(kid)
-    .execute(conn)
-    .await?;
+    let res =
+        query("UPDATE acme_eab_keys SET account_id = $1 WHERE kid = $2 AND account_id IS NULL")
+            .bind(account_id)
+            .bind(kid)
+            .execute(conn)
+            .await?;
     Ok(res.rows_affected() == 1)
 }
 
@@ -185,7 +181,7 @@ pub struct Account {
     pub created_at: i64,
 }
 
-fn account(r: &AnyRow) -> Result<Account> {
+fn account(r: &Row) -> Result<Account> {
     Ok(Account {
         id: r.try_get("id")?,
         ca_id: r.try_get("ca_id")?,
@@ -202,7 +198,7 @@ fn account(r: &AnyRow) -> Result<Account> {
 
 /// Inserts an account.
 pub async fn insert_account(conn: &mut Conn, a: &Account) -> Result<()> {
-    sqlx::query(
+    query(
         "INSERT INTO acme_accounts (id, ca_id, tenant_id, thumbprint, jwk_json, status, contact_json, \
          tos_agreed, eab_kid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
@@ -223,7 +219,7 @@ pub async fn insert_account(conn: &mut Conn, a: &Account) -> Result<()> {
 
 /// An account by id.
 pub async fn account_by_id(conn: &mut Conn, id: &str) -> Result<Option<Account>> {
-    let row = sqlx::query("SELECT * FROM acme_accounts WHERE id = $1")
+    let row = query("SELECT * FROM acme_accounts WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await?;
@@ -232,7 +228,7 @@ pub async fn account_by_id(conn: &mut Conn, id: &str) -> Result<Option<Account>>
 
 /// The account whose key has this RFC 7638 thumbprint.
 pub async fn account_by_thumbprint(conn: &mut Conn, thumbprint: &str) -> Result<Option<Account>> {
-    let row = sqlx::query("SELECT * FROM acme_accounts WHERE thumbprint = $1")
+    let row = query("SELECT * FROM acme_accounts WHERE thumbprint = $1")
         .bind(thumbprint)
         .fetch_optional(conn)
         .await?;
@@ -246,7 +242,7 @@ pub async fn update_account(
     contact: &[String],
     status: &str,
 ) -> Result<()> {
-    sqlx::query("UPDATE acme_accounts SET contact_json = $1, status = $2 WHERE id = $3")
+    query("UPDATE acme_accounts SET contact_json = $1, status = $2 WHERE id = $3")
         .bind(serde_json::to_string(contact).unwrap_or_default())
         .bind(status)
         .bind(id)
@@ -262,7 +258,7 @@ pub async fn change_key(
     thumbprint: &str,
     jwk_json: &str,
 ) -> Result<bool> {
-    let res = sqlx::query("UPDATE acme_accounts SET thumbprint = $1, jwk_json = $2 WHERE id = $3")
+    let res = query("UPDATE acme_accounts SET thumbprint = $1, jwk_json = $2 WHERE id = $3")
         .bind(thumbprint)
         .bind(jwk_json)
         .bind(id)
@@ -303,7 +299,7 @@ impl Order {
     }
 }
 
-fn order(r: &AnyRow) -> Result<Order> {
+fn order(r: &Row) -> Result<Order> {
     Ok(Order {
         id: r.try_get("id")?,
         account_id: r.try_get("account_id")?,
@@ -332,7 +328,7 @@ pub async fn insert_orders(conn: &mut Conn, orders: &[&Order]) -> Result<()> {
              not_before, not_after, expires_at, replaces, created_at, authz_ids_json) VALUES {}",
             super::values_placeholders(conn, chunk.len(), 12)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = query(&sql);
         for o in chunk {
             q = q
                 .bind(&o.id)
@@ -355,7 +351,7 @@ pub async fn insert_orders(conn: &mut Conn, orders: &[&Order]) -> Result<()> {
 
 /// An order by id.
 pub async fn order_by_id(conn: &mut Conn, id: &str) -> Result<Option<Order>> {
-    let row = sqlx::query("SELECT * FROM acme_orders WHERE id = $1")
+    let row = query("SELECT * FROM acme_orders WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await?;
@@ -369,20 +365,19 @@ pub async fn order_ids(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<String>> {
-    let rows = sqlx::query(
-        "SELECT id FROM acme_orders WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-    )
-    .bind(account_id)
-    .bind(after.unwrap_or(""))
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
+    let rows =
+        query("SELECT id FROM acme_orders WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3")
+            .bind(account_id)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(conn)
+            .await?;
     rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
 }
 
 /// Marks an order valid with its certificate.
 pub async fn order_issued(conn: &mut Conn, id: &str, certificate_id: &str) -> Result<()> {
-    sqlx::query("UPDATE acme_orders SET status = 'valid', certificate_id = $1 WHERE id = $2")
+    query("UPDATE acme_orders SET status = 'valid', certificate_id = $1 WHERE id = $2")
         .bind(certificate_id)
         .bind(id)
         .execute(conn)
@@ -393,7 +388,7 @@ pub async fn order_issued(conn: &mut Conn, id: &str, certificate_id: &str) -> Re
 /// Every unfinished order that needs authorization `authz_id` becomes invalid with a
 /// problem document.
 pub async fn fail_orders_of_authz(conn: &mut Conn, authz_id: &str, error_json: &str) -> Result<()> {
-    sqlx::query(
+    query(
         "UPDATE acme_orders SET status = 'invalid', error_json = $1 \
          WHERE status IN ('pending', 'ready', 'processing') \
          AND id IN (SELECT order_id FROM acme_order_authzs WHERE authz_id = $2)",
@@ -420,7 +415,7 @@ pub struct Authz {
     pub created_at: i64,
 }
 
-fn authz(r: &AnyRow) -> Result<Authz> {
+fn authz(r: &Row) -> Result<Authz> {
     Ok(Authz {
         id: r.try_get("id")?,
         account_id: r.try_get("account_id")?,
@@ -441,7 +436,7 @@ pub async fn insert_authzs(conn: &mut Conn, authzs: &[&Authz]) -> Result<()> {
          VALUES {}",
         super::values_placeholders(conn, chunk.len(), 8)
     );
-        let mut q = sqlx::query(&sql);
+        let mut q = query(&sql);
         for a in chunk {
             q = q
                 .bind(&a.id)
@@ -467,7 +462,7 @@ pub async fn reusable_authz(
     wildcard: bool,
     now: i64,
 ) -> Result<Option<Authz>> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT * FROM acme_authzs WHERE account_id = $1 AND id_type = $2 AND id_value = $3 \
          AND wildcard = $4 AND status = 'valid' AND expires_at > $5 ORDER BY expires_at DESC LIMIT 1",
     )
@@ -487,7 +482,7 @@ pub async fn valid_authz_values(
     account_id: &str,
     now: i64,
 ) -> Result<Vec<(String, String)>> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT id_type, id_value FROM acme_authzs WHERE account_id = $1 AND status = 'valid' AND expires_at > $2",
     )
     .bind(account_id)
@@ -501,7 +496,7 @@ pub async fn valid_authz_values(
 
 /// Sets an authorization's status (from pending or valid).
 pub async fn set_authz_status(conn: &mut Conn, id: &str, status: &str) -> Result<bool> {
-    let res = sqlx::query(
+    let res = query(
         "UPDATE acme_authzs SET status = $1 WHERE id = $2 AND status IN ('pending', 'valid')",
     )
     .bind(status)
@@ -518,7 +513,7 @@ pub async fn link(conn: &mut Conn, rows: &[(&str, &str, i64)]) -> Result<()> {
             "INSERT INTO acme_order_authzs (order_id, authz_id, position) VALUES {}",
             super::values_placeholders(conn, chunk.len(), 3)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = query(&sql);
         for (order_id, authz_id, position) in chunk {
             q = q.bind(*order_id).bind(*authz_id).bind(*position);
         }
@@ -548,7 +543,7 @@ pub async fn insert_challenges(conn: &mut Conn, challenges: &[&Challenge]) -> Re
             "INSERT INTO acme_challenges (id, authz_id, type, token, status) VALUES {}",
             super::values_placeholders(conn, chunk.len(), 5)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = query(&sql);
         for c in chunk {
             q = q
                 .bind(&c.id)
@@ -568,7 +563,7 @@ const CHALLENGE_COLUMNS_AS_C: &str = "c.id AS c_id, c.authz_id AS c_authz_id, c.
      c.error_json AS c_error_json";
 
 /// The challenge in a row's `c_` columns (none when a LEFT JOIN found none).
-fn challenge_as_c(r: &AnyRow) -> Result<Option<Challenge>> {
+fn challenge_as_c(r: &Row) -> Result<Option<Challenge>> {
     let Some(id) = r.try_get::<Option<String>, _>("c_id")? else {
         return Ok(None);
     };
@@ -592,7 +587,7 @@ pub async fn authz_with_challenges(
         "SELECT a.*, {CHALLENGE_COLUMNS_AS_C} FROM acme_authzs a \
          LEFT JOIN acme_challenges c ON c.authz_id = a.id WHERE a.id = $1 ORDER BY c.type"
     );
-    let rows = sqlx::query(&sql).bind(id).fetch_all(conn).await?;
+    let rows = query(&sql).bind(id).fetch_all(conn).await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
@@ -611,7 +606,7 @@ pub async fn challenge_with_authz(conn: &mut Conn, id: &str) -> Result<Option<(C
         "SELECT a.*, {CHALLENGE_COLUMNS_AS_C} FROM acme_challenges c \
          JOIN acme_authzs a ON a.id = c.authz_id WHERE c.id = $1"
     );
-    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    let row = query(&sql).bind(id).fetch_optional(conn).await?;
     let Some(r) = row else { return Ok(None) };
     match challenge_as_c(&r)? {
         Some(c) => Ok(Some((c, authz(&r)?))),
@@ -627,7 +622,7 @@ pub async fn finish_challenge(
     at: i64,
     error_json: Option<&str>,
 ) -> Result<()> {
-    sqlx::query(
+    query(
         "UPDATE acme_challenges SET status = $1, validated_at = $2, error_json = $3 WHERE id = $4",
     )
     .bind(if valid { "valid" } else { "invalid" })

@@ -4,9 +4,7 @@
 
 use std::collections::HashSet;
 
-use sqlx::Row;
-
-use super::{placeholder_list, Conn};
+use super::{placeholder_list, query, Conn};
 use crate::error::Result;
 
 /// Most ids in one `IN (…)` list.
@@ -33,7 +31,7 @@ async fn per_chunk(
     let mut returned = HashSet::new();
     for chunk in ids.chunks(IDS_PER_STATEMENT) {
         let text = sql(&leads, &placeholder_list(conn, lead.len() + 1, chunk.len()));
-        let mut q = sqlx::query(&text);
+        let mut q = query(&text);
         for v in lead {
             q = match v {
                 Lead::Int(i) => q.bind(*i),
@@ -128,12 +126,11 @@ pub async fn failed(
     order_error: &str,
 ) -> Result<bool> {
     super::acme::finish_challenge(conn, challenge_id, false, at, Some(challenge_error)).await?;
-    let res = sqlx::query(
-        "UPDATE acme_authzs SET status = 'invalid' WHERE id = $1 AND status = 'pending'",
-    )
-    .bind(authz_id)
-    .execute(&mut *conn)
-    .await?;
+    let res =
+        query("UPDATE acme_authzs SET status = 'invalid' WHERE id = $1 AND status = 'pending'")
+            .bind(authz_id)
+            .execute(&mut *conn)
+            .await?;
     if res.rows_affected() == 0 {
         return Ok(false);
     }

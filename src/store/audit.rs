@@ -1,8 +1,6 @@
 //! Audit events: who did what, when, from where, with what result.
 
-use sqlx::Row;
-
-use super::Conn;
+use super::{query, Conn};
 use crate::error::Result;
 
 /// One audit event.
@@ -38,7 +36,7 @@ pub async fn insert_many(conn: &mut Conn, events: &[&AuditEvent]) -> Result<()> 
             "INSERT INTO audit_events (at, tenant_id, actor, action, target, source_ip, outcome, detail) VALUES {}",
             super::values_placeholders(conn, chunk.len(), 8)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = query(&sql);
         for e in chunk {
             q = q
                 .bind(e.at)
@@ -90,7 +88,7 @@ pub async fn list(conn: &mut Conn, tenant_id: &str, f: &AuditFilter) -> Result<V
         " ORDER BY id DESC LIMIT {}",
         f.limit.clamp(1, 1000)
     ));
-    let mut q = sqlx::query(&sql).bind(tenant_id);
+    let mut q = query(&sql).bind(tenant_id);
     if let Some(a) = &f.action {
         q = q.bind(a);
     }

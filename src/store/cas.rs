@@ -4,10 +4,7 @@
 //! racing requests cannot both succeed; quota moves are guarded by `… >= count` conditions
 //! and `CHECK (… >= 0)` constraints, so quota never goes below zero on any backend.
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
-
-use super::Conn;
+use super::{query, Conn, Row};
 use crate::error::Result;
 
 /// One CA as stored.
@@ -66,7 +63,7 @@ impl CaRow {
     }
 }
 
-fn row_to_ca(r: &AnyRow) -> Result<CaRow> {
+fn row_to_ca(r: &Row) -> Result<CaRow> {
     Ok(CaRow {
         id: r.try_get("id")?,
         tenant_id: r.try_get("tenant_id")?,
@@ -110,7 +107,7 @@ fn row_to_ca(r: &AnyRow) -> Result<CaRow> {
 
 /// Inserts a newly purchased (pending) CA.
 pub async fn insert(conn: &mut Conn, ca: &CaRow) -> Result<()> {
-    sqlx::query(
+    query(
         "INSERT INTO cas (id, tenant_id, kind, parent_id, status, common_name, organization, \
          organizational_unit, country, state, locality, subject, key_algorithm, validity_days, \
          purchased_at, service_until, quota_total, quota_available, created_at) \
@@ -142,7 +139,7 @@ pub async fn insert(conn: &mut Conn, ca: &CaRow) -> Result<()> {
 
 /// A CA of `tenant_id` by id (removed ones included: they are kept for audit).
 pub async fn get(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Option<CaRow>> {
-    let row = sqlx::query("SELECT * FROM cas WHERE id = $1 AND tenant_id = $2")
+    let row = query("SELECT * FROM cas WHERE id = $1 AND tenant_id = $2")
         .bind(id)
         .bind(tenant_id)
         .fetch_optional(conn)
@@ -152,7 +149,7 @@ pub async fn get(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Option<Ca
 
 /// A CA by id, whatever its tenant (public distribution points, background jobs).
 pub async fn get_any_tenant(conn: &mut Conn, id: &str) -> Result<Option<CaRow>> {
-    let row = sqlx::query("SELECT * FROM cas WHERE id = $1")
+    let row = query("SELECT * FROM cas WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await?;
@@ -192,7 +189,7 @@ pub async fn list(conn: &mut Conn, tenant_id: &str, f: &CaFilter) -> Result<Vec<
         push(&mut sql, "id >", a);
     }
     sql.push_str(&format!(" ORDER BY id LIMIT {}", f.limit.clamp(1, 1000)));
-    let mut q = sqlx::query(&sql);
+    let mut q = query(&sql);
     for a in &args {
         q = q.bind(a);
     }
@@ -202,11 +199,10 @@ pub async fn list(conn: &mut Conn, tenant_id: &str, f: &CaFilter) -> Result<Vec<
 
 /// Direct children of a root (every status but removed).
 pub async fn children(conn: &mut Conn, parent_id: &str) -> Result<Vec<CaRow>> {
-    let rows =
-        sqlx::query("SELECT * FROM cas WHERE parent_id = $1 AND status <> 'removed' ORDER BY id")
-            .bind(parent_id)
-            .fetch_all(conn)
-            .await?;
+    let rows = query("SELECT * FROM cas WHERE parent_id = $1 AND status <> 'removed' ORDER BY id")
+        .bind(parent_id)
+        .fetch_all(conn)
+        .await?;
     rows.iter().map(row_to_ca).collect()
 }
 
@@ -225,7 +221,7 @@ pub struct Enablement {
 
 /// pending → enabled. False when the CA was not pending any more.
 pub async fn enable(conn: &mut Conn, id: &str, e: &Enablement, at: i64) -> Result<bool> {
-    let res = sqlx::query(
+    let res = query(
         "UPDATE cas SET status = 'enabled', enabled_at = $1, subject = $2, key_algorithm = $3, \
          key_source = $4, not_before = $5, not_after = $6, serial = $7, certificate_der = $8, \
          key_sealed = $9, revoked_at = NULL, revocation_reason = NULL \
@@ -248,7 +244,7 @@ pub async fn enable(conn: &mut Conn, id: &str, e: &Enablement, at: i64) -> Resul
 
 /// Adds purchased quota to a root that is pending or enabled.
 pub async fn purchase_quota(conn: &mut Conn, root_id: &str, count: i64) -> Result<bool> {
-    let res = sqlx::query(
+    let res = query(
         "UPDATE cas SET quota_total = quota_total + $1, quota_available = quota_available + $1 \
          WHERE id = $2 AND kind = 'root' AND status IN ('pending', 'enabled')",
     )
@@ -261,7 +257,7 @@ pub async fn purchase_quota(conn: &mut Conn, root_id: &str, count: i64) -> Resul
 
 /// Takes `count` from an enabled root's available quota. False when it has less.
 pub async fn take_available(conn: &mut Conn, root_id: &str, count: i64) -> Result<bool> {
-    let res = sqlx::query(
+    let res = query(
         "UPDATE cas SET quota_available = quota_available - $1 \
          WHERE id = $2 AND kind = 'root' AND status = 'enabled' AND quota_available >= $1",
     )
@@ -279,7 +275,7 @@ pub async fn credit_intermediate(
     intermediate_id: &str,
     count: i64,
 ) -> Result<bool> {
-    let res = sqlx::query(
+    let res = query(
         "UPDATE cas SET quota_assigned = quota_assigned + $1, quota_remaining = quota_remaining + $1 \
          WHERE id = $2 AND parent_id = $3 AND kind = 'intermediate' AND status = 'enabled'",
     )
@@ -302,7 +298,7 @@ pub async fn spend(
     now: i64,
     count: i64,
 ) -> Result<bool> {
-    let res = sqlx::query(
+    let res = query(
         "UPDATE cas SET quota_remaining = quota_remaining - $1, issued_count = issued_count + $1 \
          WHERE id = $2 AND status = 'enabled' AND quota_remaining >= $1 AND serial = $3 \
          AND service_until > $4",
@@ -318,7 +314,7 @@ pub async fn spend(
 
 /// Gives an intermediate's unspent quota back to its root (reset, refund).
 pub async fn return_unspent_quota(conn: &mut Conn, intermediate_id: &str) -> Result<i64> {
-    let row = sqlx::query("SELECT parent_id, quota_remaining FROM cas WHERE id = $1")
+    let row = query("SELECT parent_id, quota_remaining FROM cas WHERE id = $1")
         .bind(intermediate_id)
         .fetch_optional(&mut *conn)
         .await?;
@@ -329,7 +325,7 @@ pub async fn return_unspent_quota(conn: &mut Conn, intermediate_id: &str) -> Res
     if remaining <= 0 {
         return Ok(0);
     }
-    sqlx::query(
+    query(
         "UPDATE cas SET quota_remaining = quota_remaining - $1, quota_assigned = quota_assigned - $1 \
          WHERE id = $2 AND quota_remaining >= $1",
     )
@@ -337,7 +333,7 @@ pub async fn return_unspent_quota(conn: &mut Conn, intermediate_id: &str) -> Res
     .bind(intermediate_id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE cas SET quota_available = quota_available + $1 WHERE id = $2")
+    query("UPDATE cas SET quota_available = quota_available + $1 WHERE id = $2")
         .bind(remaining)
         .bind(parent)
         .execute(&mut *conn)
@@ -347,7 +343,7 @@ pub async fn return_unspent_quota(conn: &mut Conn, intermediate_id: &str) -> Res
 
 /// enabled → revoked. False when the CA was not enabled any more.
 pub async fn revoke(conn: &mut Conn, id: &str, at: i64, reason: &str) -> Result<bool> {
-    let res = sqlx::query(
+    let res = query(
         "UPDATE cas SET status = 'revoked', revoked_at = $1, revocation_reason = $2 \
          WHERE id = $3 AND status = 'enabled'",
     )
@@ -368,7 +364,7 @@ pub async fn record_ca_revocation(
     at: i64,
     reason: &str,
 ) -> Result<()> {
-    sqlx::query(
+    query(
         "INSERT INTO ca_cert_revocations (issuer_id, subject_ca_id, serial, revoked_at, reason) \
          VALUES ($1, $2, $3, $4, $5)",
     )
@@ -393,7 +389,7 @@ pub struct CaRevocation {
 
 /// CA certificates revoked by `issuer_id`.
 pub async fn ca_revocations(conn: &mut Conn, issuer_id: &str) -> Result<Vec<CaRevocation>> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT subject_ca_id, serial, revoked_at, reason FROM ca_cert_revocations \
          WHERE issuer_id = $1 ORDER BY revoked_at, serial",
     )
@@ -414,7 +410,7 @@ pub async fn ca_revocations(conn: &mut Conn, issuer_id: &str) -> Result<Vec<CaRe
 
 /// enabled → pending, discarding key and certificate. False when not enabled any more.
 pub async fn reset(conn: &mut Conn, id: &str) -> Result<bool> {
-    let res = sqlx::query(
+    let res = query(
         "UPDATE cas SET status = 'pending', enabled_at = NULL, key_source = NULL, \
          not_before = NULL, not_after = NULL, serial = NULL, certificate_der = NULL, \
          key_sealed = NULL WHERE id = $1 AND status = 'enabled'",
@@ -427,7 +423,7 @@ pub async fn reset(conn: &mut Conn, id: &str) -> Result<bool> {
 
 /// pending → refunded; a root's quota is cancelled. False when not pending any more.
 pub async fn refund(conn: &mut Conn, id: &str, at: i64) -> Result<bool> {
-    let res = sqlx::query(
+    let res = query(
         "UPDATE cas SET status = 'refunded', refunded_at = $1, quota_total = 0, quota_available = 0 \
          WHERE id = $2 AND status = 'pending'",
     )
@@ -440,7 +436,7 @@ pub async fn refund(conn: &mut Conn, id: &str, at: i64) -> Result<bool> {
 
 /// revoked|refunded → removed. False when in another state.
 pub async fn remove(conn: &mut Conn, id: &str, at: i64) -> Result<bool> {
-    let res = sqlx::query(
+    let res = query(
         "UPDATE cas SET status = 'removed', removed_at = $1 \
          WHERE id = $2 AND status IN ('revoked', 'refunded')",
     )
@@ -453,7 +449,7 @@ pub async fn remove(conn: &mut Conn, id: &str, at: i64) -> Result<bool> {
 
 /// Certificates issued by `ca_id` that are neither revoked nor expired at `now`.
 pub async fn count_live_certificates(conn: &mut Conn, ca_id: &str, now: i64) -> Result<i64> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT COUNT(*) AS n FROM certificates WHERE ca_id = $1 AND revoked_at IS NULL \
          AND deleted_at IS NULL AND not_after > $2",
     )

@@ -1,10 +1,7 @@
 //! End-entity certificates: the record every issuance writes before the certificate
 //! leaves the server.
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
-
-use super::Conn;
+use super::{query, Conn, Row};
 use crate::error::{Error, Result};
 
 /// One certificate as stored.
@@ -45,7 +42,7 @@ pub struct CertRow {
     pub subject_json: String,
 }
 
-fn row_to_cert(r: &AnyRow) -> Result<CertRow> {
+fn row_to_cert(r: &Row) -> Result<CertRow> {
     Ok(CertRow {
         id: r.try_get("id")?,
         tenant_id: r.try_get("tenant_id")?,
@@ -93,7 +90,7 @@ pub async fn insert_many(conn: &mut Conn, rows: &[&CertRow]) -> Result<()> {
              certificate_der, key_sealed, requester, created_at, renewed_from, subject_json) VALUES {}",
             super::values_placeholders(conn, chunk.len(), CERT_COLUMNS)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = query(&sql);
         for c in chunk {
             q = q
                 .bind(&c.id)
@@ -134,7 +131,7 @@ pub async fn insert_many(conn: &mut Conn, rows: &[&CertRow]) -> Result<()> {
 
 /// A certificate by id, whatever its tenant.
 pub async fn get_any_tenant(conn: &mut Conn, id: &str) -> Result<Option<CertRow>> {
-    let row = sqlx::query("SELECT * FROM certificates WHERE id = $1")
+    let row = query("SELECT * FROM certificates WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await?;
@@ -143,7 +140,7 @@ pub async fn get_any_tenant(conn: &mut Conn, id: &str) -> Result<Option<CertRow>
 
 /// The certificate a CA issued with `serial` (hex), whatever its tenant.
 pub async fn by_serial(conn: &mut Conn, ca_id: &str, serial: &str) -> Result<Option<CertRow>> {
-    let row = sqlx::query("SELECT * FROM certificates WHERE ca_id = $1 AND serial = $2")
+    let row = query("SELECT * FROM certificates WHERE ca_id = $1 AND serial = $2")
         .bind(ca_id)
         .bind(serial)
         .fetch_optional(conn)
@@ -153,13 +150,12 @@ pub async fn by_serial(conn: &mut Conn, ca_id: &str, serial: &str) -> Result<Opt
 
 /// A certificate of `tenant_id` by id (deleted ones are gone for the tenant).
 pub async fn get(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Option<CertRow>> {
-    let row = sqlx::query(
-        "SELECT * FROM certificates WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .bind(tenant_id)
-    .fetch_optional(conn)
-    .await?;
+    let row =
+        query("SELECT * FROM certificates WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL")
+            .bind(id)
+            .bind(tenant_id)
+            .fetch_optional(conn)
+            .await?;
     row.as_ref().map(row_to_cert).transpose()
 }
 
@@ -269,7 +265,7 @@ pub async fn list(
         None => {}
     }
     sql.push_str(&format!(" ORDER BY id LIMIT {}", f.limit.clamp(1, 1000)));
-    let mut q = sqlx::query(&sql);
+    let mut q = query(&sql);
     for a in &args {
         q = q.bind(a);
     }
@@ -282,7 +278,7 @@ pub async fn list(
 
 /// Marks a certificate revoked. False when it was already revoked (or is gone).
 pub async fn revoke(conn: &mut Conn, id: &str, at: i64, reason: &str) -> Result<bool> {
-    let res = sqlx::query(
+    let res = query(
         "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
          WHERE id = $3 AND revoked_at IS NULL AND deleted_at IS NULL",
     )
@@ -297,7 +293,7 @@ pub async fn revoke(conn: &mut Conn, id: &str, at: i64, reason: &str) -> Result<
 /// Hides a revoked or expired certificate from the inventory (it stays on CRLs while it
 /// has not expired). False when it is neither revoked nor expired.
 pub async fn delete(conn: &mut Conn, id: &str, now: i64) -> Result<bool> {
-    let res = sqlx::query(
+    let res = query(
         "UPDATE certificates SET deleted_at = $1 \
          WHERE id = $2 AND deleted_at IS NULL AND (revoked_at IS NOT NULL OR not_after <= $1)",
     )
@@ -310,7 +306,7 @@ pub async fn delete(conn: &mut Conn, id: &str, now: i64) -> Result<bool> {
 
 /// Records which certificate a renewal replaced.
 pub async fn set_renewed_from(conn: &mut Conn, id: &str, from: &str) -> Result<()> {
-    sqlx::query("UPDATE certificates SET renewed_from = $1 WHERE id = $2")
+    query("UPDATE certificates SET renewed_from = $1 WHERE id = $2")
         .bind(from)
         .bind(id)
         .execute(conn)
@@ -328,7 +324,7 @@ pub struct Revoked {
 
 /// Unexpired revoked certificates of a CA (its CRL entries), by revocation time.
 pub async fn revoked_for_crl(conn: &mut Conn, ca_id: &str, now: i64) -> Result<Vec<Revoked>> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT serial, revoked_at, revocation_reason FROM certificates \
          WHERE ca_id = $1 AND revoked_at IS NOT NULL AND not_after > $2 ORDER BY revoked_at, serial",
     )

@@ -1,8 +1,6 @@
 //! Signed CRLs, the revision counters that tell when one is stale, and job leases.
 
-use sqlx::Row;
-
-use super::Conn;
+use super::{query, Conn};
 use crate::error::Result;
 
 /// The latest CRL of a CA.
@@ -20,7 +18,7 @@ pub struct CrlRow {
 
 /// The stored CRL of `ca_id`, if any.
 pub async fn get(conn: &mut Conn, ca_id: &str) -> Result<Option<CrlRow>> {
-    let row = sqlx::query("SELECT * FROM crls WHERE ca_id = $1")
+    let row = query("SELECT * FROM crls WHERE ca_id = $1")
         .bind(ca_id)
         .fetch_optional(conn)
         .await?;
@@ -40,7 +38,7 @@ pub async fn get(conn: &mut Conn, ca_id: &str) -> Result<Option<CrlRow>> {
 
 /// Stores a CRL unless a newer one (higher number) is already stored.
 pub async fn put(conn: &mut Conn, c: &CrlRow) -> Result<()> {
-    sqlx::query(
+    query(
         "INSERT INTO crls (ca_id, crl_number, revision, this_update, next_update, entries, der) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (ca_id) DO UPDATE SET crl_number = excluded.crl_number, \
@@ -63,7 +61,7 @@ pub async fn put(conn: &mut Conn, c: &CrlRow) -> Result<()> {
 /// Takes the next CRL number of a CA (strictly increasing, persisted, shared by replicas)
 /// and returns it with the CA's current revocation revision.
 pub async fn next_number(conn: &mut Conn, ca_id: &str) -> Result<(i64, i64)> {
-    let row = sqlx::query(
+    let row = query(
         "UPDATE cas SET crl_number = crl_number + 1 WHERE id = $1 \
          RETURNING crl_number, revocation_revision",
     )
@@ -78,7 +76,7 @@ pub async fn next_number(conn: &mut Conn, ca_id: &str) -> Result<(i64, i64)> {
 
 /// Marks a CA's CRL stale (a certificate it issued was revoked, or its settings changed).
 pub async fn bump_revision(conn: &mut Conn, ca_id: &str) -> Result<()> {
-    sqlx::query("UPDATE cas SET revocation_revision = revocation_revision + 1 WHERE id = $1")
+    query("UPDATE cas SET revocation_revision = revocation_revision + 1 WHERE id = $1")
         .bind(ca_id)
         .execute(conn)
         .await?;
@@ -87,7 +85,7 @@ pub async fn bump_revision(conn: &mut Conn, ca_id: &str) -> Result<()> {
 
 /// The CA's current revocation revision.
 pub async fn revision(conn: &mut Conn, ca_id: &str) -> Result<i64> {
-    let row = sqlx::query("SELECT revocation_revision FROM cas WHERE id = $1")
+    let row = query("SELECT revocation_revision FROM cas WHERE id = $1")
         .bind(ca_id)
         .fetch_one(conn)
         .await?;
@@ -96,7 +94,7 @@ pub async fn revision(conn: &mut Conn, ca_id: &str) -> Result<i64> {
 
 /// Changes CRL settings of a CA.
 pub async fn set_settings(conn: &mut Conn, ca_id: &str, enabled: bool, hours: i64) -> Result<()> {
-    sqlx::query(
+    query(
         "UPDATE cas SET crl_enabled = $1, crl_next_update_hours = $2, \
          revocation_revision = revocation_revision + 1 WHERE id = $3",
     )
@@ -110,10 +108,9 @@ pub async fn set_settings(conn: &mut Conn, ca_id: &str, enabled: bool, hours: i6
 
 /// Ids of enabled or revoked CAs with CRLs on (candidates for background regeneration).
 pub async fn ca_ids_with_crl(conn: &mut Conn) -> Result<Vec<String>> {
-    let rows =
-        sqlx::query("SELECT id FROM cas WHERE crl_enabled = 1 AND status = 'enabled' ORDER BY id")
-            .fetch_all(conn)
-            .await?;
+    let rows = query("SELECT id FROM cas WHERE crl_enabled = 1 AND status = 'enabled' ORDER BY id")
+        .fetch_all(conn)
+        .await?;
     rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
 }
 
@@ -125,7 +122,7 @@ pub async fn take_lease(
     now: i64,
     until: i64,
 ) -> Result<bool> {
-    let res = sqlx::query(
+    let res = query(
         "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
          ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
          WHERE leases.expires_at < $4 OR leases.holder = excluded.holder",

@@ -1,11 +1,8 @@
 //! EST state: per-intermediate settings, HTTP Basic client accounts, and the certificate
 //! look-ups client-certificate authentication needs.
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
-
 use super::certificates::CertRow;
-use super::Conn;
+use super::{query, Conn, Row};
 use crate::error::{Error, Result};
 
 /// Authentication methods an EST service may accept.
@@ -47,7 +44,7 @@ impl Settings {
     }
 }
 
-fn settings_row(r: &AnyRow) -> Result<Settings> {
+fn settings_row(r: &Row) -> Result<Settings> {
     Ok(Settings {
         ca_id: r.try_get("ca_id")?,
         enabled: r.try_get::<i64, _>("enabled")? != 0,
@@ -60,7 +57,7 @@ fn settings_row(r: &AnyRow) -> Result<Settings> {
 
 /// The settings of `ca_id` (defaults when never set).
 pub async fn settings(conn: &mut Conn, ca_id: &str) -> Result<Settings> {
-    let row = sqlx::query("SELECT * FROM est_settings WHERE ca_id = $1")
+    let row = query("SELECT * FROM est_settings WHERE ca_id = $1")
         .bind(ca_id)
         .fetch_optional(conn)
         .await?;
@@ -72,7 +69,7 @@ pub async fn settings(conn: &mut Conn, ca_id: &str) -> Result<Settings> {
 
 /// The settings of the CA whose label is `label`, if any.
 pub async fn settings_by_label(conn: &mut Conn, label: &str) -> Result<Option<Settings>> {
-    let row = sqlx::query("SELECT * FROM est_settings WHERE label = $1")
+    let row = query("SELECT * FROM est_settings WHERE label = $1")
         .bind(label)
         .fetch_optional(conn)
         .await?;
@@ -81,7 +78,7 @@ pub async fn settings_by_label(conn: &mut Conn, label: &str) -> Result<Option<Se
 
 /// Stores the settings of a CA. A label already used by another CA is refused with a 409.
 pub async fn put_settings(conn: &mut Conn, s: &Settings) -> Result<()> {
-    let res = sqlx::query(
+    let res = query(
         "INSERT INTO est_settings (ca_id, enabled, label, auth_json, default_validity_days, \
          certificate_type) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (ca_id) DO UPDATE SET enabled = excluded.enabled, label = excluded.label, \
@@ -125,7 +122,7 @@ pub struct Client {
     pub created_by: Option<String>,
 }
 
-fn client_row(r: &AnyRow) -> Result<Client> {
+fn client_row(r: &Row) -> Result<Client> {
     Ok(Client {
         ca_id: r.try_get("ca_id")?,
         username: r.try_get("username")?,
@@ -140,7 +137,7 @@ fn client_row(r: &AnyRow) -> Result<Client> {
 
 /// Creates a client account. False when the user name is taken for this CA.
 pub async fn insert_client(conn: &mut Conn, c: &Client) -> Result<bool> {
-    let res = sqlx::query(
+    let res = query(
         "INSERT INTO est_clients (ca_id, username, tenant_id, password_hash, name_patterns_json, \
          created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -162,7 +159,7 @@ pub async fn insert_client(conn: &mut Conn, c: &Client) -> Result<bool> {
 
 /// A client account of `ca_id`.
 pub async fn client(conn: &mut Conn, ca_id: &str, username: &str) -> Result<Option<Client>> {
-    let row = sqlx::query("SELECT * FROM est_clients WHERE ca_id = $1 AND username = $2")
+    let row = query("SELECT * FROM est_clients WHERE ca_id = $1 AND username = $2")
         .bind(ca_id)
         .bind(username)
         .fetch_optional(conn)
@@ -172,7 +169,7 @@ pub async fn client(conn: &mut Conn, ca_id: &str, username: &str) -> Result<Opti
 
 /// The client accounts of `ca_id`, by user name.
 pub async fn clients(conn: &mut Conn, ca_id: &str) -> Result<Vec<Client>> {
-    let rows = sqlx::query("SELECT * FROM est_clients WHERE ca_id = $1 ORDER BY username")
+    let rows = query("SELECT * FROM est_clients WHERE ca_id = $1 ORDER BY username")
         .bind(ca_id)
         .fetch_all(conn)
         .await?;
@@ -181,7 +178,7 @@ pub async fn clients(conn: &mut Conn, ca_id: &str) -> Result<Vec<Client>> {
 
 /// Deletes a client account. False when there was none.
 pub async fn delete_client(conn: &mut Conn, ca_id: &str, username: &str) -> Result<bool> {
-    let res = sqlx::query("DELETE FROM est_clients WHERE ca_id = $1 AND username = $2")
+    let res = query("DELETE FROM est_clients WHERE ca_id = $1 AND username = $2")
         .bind(ca_id)
         .bind(username)
         .execute(conn)
@@ -198,7 +195,7 @@ pub async fn certificate_by_der(
     serial: &str,
     der: &[u8],
 ) -> Result<Option<(CertRow, String)>> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT c.id AS id, a.status AS ca_status FROM certificates c JOIN cas a ON a.id = c.ca_id \
          WHERE c.serial = $1 AND c.tenant_id = $2",
     )
@@ -242,7 +239,7 @@ pub async fn service(
     key: &str,
     username: Option<&str>,
 ) -> Result<Option<Service>> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT c.id AS id, c.tenant_id AS tenant_id, c.kind AS kind, c.status AS status, \
          s.enabled AS enabled, s.label AS label, s.auth_json AS auth_json, \
          s.default_validity_days AS default_validity_days, s.certificate_type AS certificate_type, \

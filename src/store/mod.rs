@@ -1,7 +1,9 @@
 //! Storage: the only module that speaks SQL.
 //!
-//! Both backends go through sqlx's `Any` driver with `$n` placeholders, which SQLite and
-//! PostgreSQL both understand; each backend has its own migration set. Times are Unix
+//! Statements are written once with `$n` placeholders, which SQLite and PostgreSQL both
+//! understand, and run through [`sql::query`]: sqlx for PostgreSQL, `rusqlite` called in
+//! the caller's thread for SQLite (why: `store::sql`). Each backend has its own migration
+//! set, applied by sqlx. Times are Unix
 //! seconds, flags 0/1 integers, so that rows decode the same way from either.
 //!
 //! SQLite runs in WAL mode with one *writer* connection and a pool of readers: writers
@@ -18,6 +20,7 @@ pub mod crls;
 pub mod est;
 pub mod pool;
 pub mod settings;
+pub mod sql;
 pub mod tenants;
 
 use std::str::FromStr;
@@ -28,6 +31,7 @@ use sqlx::{ConnectOptions, Executor};
 
 use crate::error::{Error, Result};
 pub use pool::{Pool, PoolConn, Tx};
+pub use sql::{query, Conn, Row};
 
 /// Which database engine is underneath.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,9 +49,6 @@ pub struct Store {
     write: Pool,
     backend: Backend,
 }
-
-/// Connection type repositories run their queries on.
-pub type Conn = sqlx::AnyConnection;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
@@ -68,24 +69,19 @@ impl Store {
         };
         let store = match backend {
             Backend::Sqlite => {
-                let url = sqlite_url(url)?;
-                let mut writer = sqlite_connection(&url).await?;
-                // WAL is a property of the file: set it once, on the writer.
-                sqlx::query("PRAGMA journal_mode = WAL")
-                    .execute(&mut writer)
-                    .await?;
-                SQLITE_MIGRATIONS
-                    .run(&mut writer)
-                    .await
-                    .map_err(|e| Error::config(format!("migrating the SQLite database: {e}")))?;
-                let write = Pool::Local(std::sync::Arc::new(pool::LocalPool::new(vec![writer])));
-                // Each SQLite connection is a thread of sqlx's; more of them than about two
-                // per core only adds context switches (measured: docs/PERFORMANCE.md).
+                let (url, path) = sqlite_url(url)?;
+                migrate_sqlite(&url).await?;
+                let write = Pool::Local(std::sync::Arc::new(pool::LocalPool::new(vec![
+                    sqlite_connection(&path)?,
+                ])));
+                // Readers run statements in the caller's thread: one per core is enough to
+                // keep every core busy; a few more cover requests waiting on the network
+                // while they hold one.
                 let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
                 let readers = max_connections.clamp(1, (2 * cores).max(4));
                 let mut conns = Vec::new();
                 for _ in 0..readers {
-                    conns.push(sqlite_connection(&url).await?);
+                    conns.push(sqlite_connection(&path)?);
                 }
                 let read = Pool::Local(std::sync::Arc::new(pool::LocalPool::new(conns)));
                 Store {
@@ -135,7 +131,7 @@ impl Store {
     /// One round trip to the database (health checks).
     pub async fn ping(&self) -> Result<()> {
         let mut conn = self.read.acquire().await?;
-        sqlx::query("SELECT 1").execute(&mut *conn).await?;
+        query("SELECT 1").execute(&mut conn).await?;
         Ok(())
     }
 
@@ -168,8 +164,9 @@ impl Store {
 /// Held while bootstrapping; see [`Store::bootstrap_lock`].
 pub struct BootstrapLock(#[allow(dead_code)] Option<sqlx::AnyConnection>);
 
-/// Makes sure the SQLite file is created if missing (`mode=rwc`).
-fn sqlite_url(url: &str) -> Result<String> {
+/// The URL sqlx migrates through, creating the file if missing (`mode=rwc`), and the
+/// file's path.
+fn sqlite_url(url: &str) -> Result<(String, String)> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
@@ -184,28 +181,46 @@ fn sqlite_url(url: &str) -> Result<String> {
             })?;
         }
     }
-    Ok(if url.contains("mode=") {
+    let migrate = if url.contains("mode=") {
         url.to_string()
     } else if url.contains('?') {
         format!("{url}&mode=rwc")
     } else {
         format!("{url}?mode=rwc")
-    })
+    };
+    Ok((migrate, file.to_string()))
 }
 
-/// One SQLite connection, configured. Each is a thread of sqlx's.
-async fn sqlite_connection(url: &str) -> Result<sqlx::AnyConnection> {
+/// Creates the file if needed, switches it to WAL (a property of the file) and applies
+/// the migrations, on a connection of sqlx's that is closed afterwards.
+async fn migrate_sqlite(url: &str) -> Result<()> {
     let mut conn = AnyConnectOptions::from_str(url)
         .map_err(|e| Error::config(format!("database_url: {e}")))?
         .log_statements(tracing::log::LevelFilter::Trace)
         .connect()
         .await
         .map_err(|e| Error::config(format!("opening the SQLite database: {e}")))?;
-    conn.execute(
+    conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;")
+        .await?;
+    SQLITE_MIGRATIONS
+        .run(&mut conn)
+        .await
+        .map_err(|e| Error::config(format!("migrating the SQLite database: {e}")))?;
+    sqlx::Connection::close(conn).await?;
+    Ok(())
+}
+
+/// One SQLite connection, configured.
+fn sqlite_connection(path: &str) -> Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)
+        .map_err(|e| Error::config(format!("opening the SQLite database {path}: {e}")))?;
+    conn.execute_batch(
         "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
          PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY;",
     )
-    .await?;
+    .map_err(|e| Error::config(format!("configuring the SQLite database {path}: {e}")))?;
+    // Statements are cached by their text; the set-oriented ones vary with their lists.
+    conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
 }
 

@@ -1,25 +1,21 @@
 //! Connection pools and write transactions.
 //!
-//! PostgreSQL uses sqlx's pool. SQLite does not: sqlx's pool tests every connection when it
-//! is released (a `ping`), and each SQLite connection is a thread of sqlx's, so the ping is
-//! a second round trip to that thread for every query (two more context switches, and a
-//! spawned task) and, for the one writer connection, a wait before the next transaction
-//! may start. A SQLite connection is a file handle in this process: there is nothing to
-//! test. [`Pool::Local`] keeps the connections in a list behind a semaphore and hands them
-//! back as they are.
+//! PostgreSQL uses sqlx's pool. SQLite connections (see `store::sql`) live in
+//! [`LocalPool`]: a list behind a semaphore, handed out and back as they are — a SQLite
+//! connection is a file handle in this process, with nothing to test on release.
 //!
-//! Cancellation is safe: a query already sent runs to its end on the connection's thread,
-//! before any later command, and resets its statement; a [`Tx`] dropped while open queues
-//! its ROLLBACK on the connection before the connection goes back to the list.
+//! Cancellation is safe: a SQLite statement runs to its end inside one poll, so a task
+//! can only be dropped between statements; a [`Tx`] dropped while open rolls back before
+//! its connection goes back to the list.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 
 use sqlx::any::AnyTransactionManager;
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, TransactionManager};
+use sqlx::{AnyPool, TransactionManager};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::sql::Conn;
 use crate::error::{Error, Result};
 
 /// A set of connections to one database.
@@ -27,50 +23,59 @@ use crate::error::{Error, Result};
 pub enum Pool {
     /// sqlx's pool (PostgreSQL).
     Sqlx(AnyPool),
-    /// Connections handed out without a release test (SQLite).
+    /// SQLite connections.
     Local(Arc<LocalPool>),
 }
 
 /// The SQLite connections of one [`Pool::Local`].
-#[derive(Debug)]
 pub struct LocalPool {
-    idle: Mutex<Vec<AnyConnection>>,
+    idle: Mutex<Vec<rusqlite::Connection>>,
     permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for LocalPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalPool")
+            .field("available", &self.permits.available_permits())
+            .finish()
+    }
 }
 
 impl LocalPool {
     /// A pool of the given, already configured, connections.
-    pub fn new(conns: Vec<AnyConnection>) -> LocalPool {
+    pub fn new(conns: Vec<rusqlite::Connection>) -> LocalPool {
         LocalPool {
             permits: Arc::new(Semaphore::new(conns.len())),
             idle: Mutex::new(conns),
         }
     }
 
-    fn take(&self) -> Option<AnyConnection> {
+    fn take(&self) -> Option<rusqlite::Connection> {
         self.idle.lock().ok()?.pop()
     }
 
-    fn give_back(&self, conn: AnyConnection) {
+    fn give_back(&self, conn: rusqlite::Connection) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(conn);
         }
     }
 }
 
-/// A connection out of a [`Pool`]; goes back when dropped.
-pub enum PoolConn {
-    /// From sqlx's pool.
-    Sqlx(PoolConnection<Any>),
-    /// From a local pool. The permit is released after the connection is back.
-    Local(Option<AnyConnection>, Arc<LocalPool>, OwnedSemaphorePermit),
+/// A connection out of a [`Pool`]; goes back when dropped. The permit of a SQLite
+/// connection is released after the connection is back.
+pub struct PoolConn {
+    conn: Option<Conn>,
+    home: Option<(Arc<LocalPool>, OwnedSemaphorePermit)>,
 }
 
 impl Pool {
     /// Waits for a free connection.
     pub async fn acquire(&self) -> Result<PoolConn> {
         match self {
-            Pool::Sqlx(p) => Ok(PoolConn::Sqlx(p.acquire().await?)),
+            Pool::Sqlx(p) => Ok(PoolConn {
+                conn: Some(Conn::Pg(p.acquire().await?)),
+                home: None,
+            }),
             Pool::Local(p) => {
                 let permit = p
                     .permits
@@ -81,7 +86,10 @@ impl Pool {
                 let conn = p
                     .take()
                     .ok_or_else(|| Error::internal("database pool: no idle connection"))?;
-                Ok(PoolConn::Local(Some(conn), p.clone(), permit))
+                Ok(PoolConn {
+                    conn: Some(Conn::Lite(conn)),
+                    home: Some((p.clone(), permit)),
+                })
             }
         }
     }
@@ -89,7 +97,10 @@ impl Pool {
     /// Starts a transaction on a connection of this pool.
     pub async fn begin(&self) -> Result<Tx> {
         let mut conn = self.acquire().await?;
-        AnyTransactionManager::begin(&mut conn, None).await?;
+        match &mut *conn {
+            Conn::Pg(c) => AnyTransactionManager::begin(c, None).await?,
+            Conn::Lite(c) => c.execute_batch("BEGIN").map_err(super::sql::lite_error)?,
+        }
         Ok(Tx { conn, open: true })
     }
 
@@ -99,9 +110,8 @@ impl Pool {
             Pool::Sqlx(p) => p.close().await,
             Pool::Local(p) => {
                 p.permits.close();
-                let conns = p.idle.lock().map(|mut v| std::mem::take(&mut *v));
-                for conn in conns.unwrap_or_default() {
-                    let _ = sqlx::Connection::close(conn).await;
+                if let Ok(mut idle) = p.idle.lock() {
+                    idle.clear();
                 }
             }
         }
@@ -109,31 +119,23 @@ impl Pool {
 }
 
 impl Deref for PoolConn {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
-        match self {
-            PoolConn::Sqlx(c) => c,
-            // Only `Drop` takes the connection out.
-            PoolConn::Local(c, _, _) => c.as_ref().unwrap_or_else(|| unreachable!()),
-        }
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        // Only `Drop` takes the connection out.
+        self.conn.as_ref().unwrap_or_else(|| unreachable!())
     }
 }
 
 impl DerefMut for PoolConn {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        match self {
-            PoolConn::Sqlx(c) => c,
-            PoolConn::Local(c, _, _) => c.as_mut().unwrap_or_else(|| unreachable!()),
-        }
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.conn.as_mut().unwrap_or_else(|| unreachable!())
     }
 }
 
 impl Drop for PoolConn {
     fn drop(&mut self) {
-        if let PoolConn::Local(conn, pool, _permit) = self {
-            if let Some(conn) = conn.take() {
-                pool.give_back(conn);
-            }
+        if let (Some(Conn::Lite(conn)), Some((pool, _permit))) = (self.conn.take(), &self.home) {
+            pool.give_back(conn);
         }
     }
 }
@@ -147,28 +149,34 @@ pub struct Tx {
 impl Tx {
     /// Commits.
     pub async fn commit(mut self) -> Result<()> {
-        AnyTransactionManager::commit(&mut self.conn).await?;
-        self.open = false;
-        Ok(())
+        self.finish("COMMIT").await
     }
 
     /// Rolls back.
     pub async fn rollback(mut self) -> Result<()> {
-        AnyTransactionManager::rollback(&mut self.conn).await?;
+        self.finish("ROLLBACK").await
+    }
+
+    async fn finish(&mut self, how: &str) -> Result<()> {
+        match &mut *self.conn {
+            Conn::Pg(c) if how == "COMMIT" => AnyTransactionManager::commit(c).await?,
+            Conn::Pg(c) => AnyTransactionManager::rollback(c).await?,
+            Conn::Lite(c) => c.execute_batch(how).map_err(super::sql::lite_error)?,
+        }
         self.open = false;
         Ok(())
     }
 }
 
 impl Deref for Tx {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         &self.conn
     }
 }
 
 impl DerefMut for Tx {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
+    fn deref_mut(&mut self) -> &mut Conn {
         &mut self.conn
     }
 }
@@ -176,8 +184,15 @@ impl DerefMut for Tx {
 impl Drop for Tx {
     fn drop(&mut self) {
         if self.open {
-            // Queued on the connection ahead of whatever its next user sends.
-            AnyTransactionManager::start_rollback(&mut self.conn);
+            match &mut *self.conn {
+                // Queued on the connection ahead of whatever its next user sends.
+                Conn::Pg(c) => AnyTransactionManager::start_rollback(c),
+                Conn::Lite(c) => {
+                    if let Err(e) = c.execute_batch("ROLLBACK") {
+                        tracing::warn!(error = %e, "rolling back a dropped transaction");
+                    }
+                }
+            }
         }
     }
 }

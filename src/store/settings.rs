@@ -1,13 +1,11 @@
 //! Installation-wide facts (key/value), e.g. which CA the bootstrap created.
 
-use sqlx::Row;
-
-use super::Conn;
+use super::{query, Conn};
 use crate::error::Result;
 
 /// The value of `key`, if set.
 pub async fn get(conn: &mut Conn, key: &str) -> Result<Option<String>> {
-    let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+    let row = query("SELECT value FROM settings WHERE key = $1")
         .bind(key)
         .fetch_optional(conn)
         .await?;
@@ -16,7 +14,7 @@ pub async fn get(conn: &mut Conn, key: &str) -> Result<Option<String>> {
 
 /// Sets `key` (insert or overwrite).
 pub async fn put(conn: &mut Conn, key: &str, value: &str) -> Result<()> {
-    sqlx::query(
+    query(
         "INSERT INTO settings (key, value) VALUES ($1, $2) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )

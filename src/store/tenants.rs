@@ -1,9 +1,6 @@
 //! Tenants and API tokens.
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
-
-use super::Conn;
+use super::{query, Conn, Row};
 use crate::error::{Error, Result};
 
 /// A tenant: one customer of the CA service, isolated from the others.
@@ -36,7 +33,7 @@ pub struct Token {
     pub revoked_at: Option<i64>,
 }
 
-fn tenant(row: &AnyRow) -> Result<Tenant> {
+fn tenant(row: &Row) -> Result<Tenant> {
     Ok(Tenant {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -45,7 +42,7 @@ fn tenant(row: &AnyRow) -> Result<Tenant> {
     })
 }
 
-fn token(row: &AnyRow) -> Result<Token> {
+fn token(row: &Row) -> Result<Token> {
     Ok(Token {
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,
@@ -58,14 +55,13 @@ fn token(row: &AnyRow) -> Result<Token> {
 
 /// Inserts a tenant; a duplicate name is a 409.
 pub async fn insert_tenant(conn: &mut Conn, t: &Tenant) -> Result<()> {
-    let res =
-        sqlx::query("INSERT INTO tenants (id, name, entity, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&t.id)
-            .bind(&t.name)
-            .bind(&t.entity)
-            .bind(t.created_at)
-            .execute(conn)
-            .await;
+    let res = query("INSERT INTO tenants (id, name, entity, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(&t.entity)
+        .bind(t.created_at)
+        .execute(conn)
+        .await;
     match res {
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(Error::conflict(format!(
@@ -78,7 +74,7 @@ pub async fn insert_tenant(conn: &mut Conn, t: &Tenant) -> Result<()> {
 
 /// Finds a tenant by id or by name.
 pub async fn find_tenant(conn: &mut Conn, id_or_name: &str) -> Result<Option<Tenant>> {
-    let row = sqlx::query("SELECT * FROM tenants WHERE id = $1 OR name = $1")
+    let row = query("SELECT * FROM tenants WHERE id = $1 OR name = $1")
         .bind(id_or_name)
         .fetch_optional(conn)
         .await?;
@@ -87,7 +83,7 @@ pub async fn find_tenant(conn: &mut Conn, id_or_name: &str) -> Result<Option<Ten
 
 /// All tenants, oldest first.
 pub async fn list_tenants(conn: &mut Conn) -> Result<Vec<Tenant>> {
-    let rows = sqlx::query("SELECT * FROM tenants ORDER BY created_at, id")
+    let rows = query("SELECT * FROM tenants ORDER BY created_at, id")
         .fetch_all(conn)
         .await?;
     rows.iter().map(tenant).collect()
@@ -100,7 +96,7 @@ pub async fn insert_token(
     token_hash: &str,
     created_by: Option<&str>,
 ) -> Result<()> {
-    sqlx::query(
+    query(
         "INSERT INTO api_tokens (id, tenant_id, role, name, token_hash, created_at, created_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -118,7 +114,7 @@ pub async fn insert_token(
 
 /// The unrevoked token whose secret hashes to `token_hash`.
 pub async fn token_by_hash(conn: &mut Conn, token_hash: &str) -> Result<Option<Token>> {
-    let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+    let row = query("SELECT * FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
         .bind(token_hash)
         .fetch_optional(conn)
         .await?;
@@ -127,7 +123,7 @@ pub async fn token_by_hash(conn: &mut Conn, token_hash: &str) -> Result<Option<T
 
 /// A token by id.
 pub async fn token_by_id(conn: &mut Conn, id: &str) -> Result<Option<Token>> {
-    let row = sqlx::query("SELECT * FROM api_tokens WHERE id = $1")
+    let row = query("SELECT * FROM api_tokens WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await?;
@@ -138,13 +134,13 @@ pub async fn token_by_id(conn: &mut Conn, id: &str) -> Result<Option<Token>> {
 pub async fn list_tokens(conn: &mut Conn, tenant_id: Option<&str>) -> Result<Vec<Token>> {
     let rows = match tenant_id {
         Some(t) => {
-            sqlx::query("SELECT * FROM api_tokens WHERE tenant_id = $1 ORDER BY created_at, id")
+            query("SELECT * FROM api_tokens WHERE tenant_id = $1 ORDER BY created_at, id")
                 .bind(t)
                 .fetch_all(conn)
                 .await?
         }
         None => {
-            sqlx::query("SELECT * FROM api_tokens ORDER BY created_at, id")
+            query("SELECT * FROM api_tokens ORDER BY created_at, id")
                 .fetch_all(conn)
                 .await?
         }
@@ -154,12 +150,11 @@ pub async fn list_tokens(conn: &mut Conn, tenant_id: Option<&str>) -> Result<Vec
 
 /// Marks a token revoked; false when it was already revoked.
 pub async fn revoke_token(conn: &mut Conn, id: &str, at: i64) -> Result<bool> {
-    let res =
-        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(at)
-            .bind(id)
-            .execute(conn)
-            .await?;
+    let res = query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(at)
+        .bind(id)
+        .execute(conn)
+        .await?;
     Ok(res.rows_affected() == 1)
 }
 

@@ -340,7 +340,10 @@ impl TestServer {
     /// Runs a statement directly on the server's database (to age rows in tests).
     pub async fn sql(&self, statement: &str) {
         let mut tx = self.app().store.begin().await.unwrap();
-        sqlx::query(statement).execute(&mut *tx).await.unwrap();
+        vellum::store::query(statement)
+            .execute(&mut tx)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
     }
 }
