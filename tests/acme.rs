@@ -1318,15 +1318,84 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
         .collect();
     assert!(st.contains(&("http-01", "valid")) && st.contains(&("dns-01", "invalid")));
     drop(conn);
-    let finalize = || Change::Transition {
-        order_id: "ord-a".into(),
-        from: "ready",
-        to: "processing",
+
+    // Finalize: the recorder records a certificate for an ACME order only if the order is
+    // still ready, and makes it valid in the same transaction. Of two finalizes of one
+    // order in one batch, the first is recorded; one for an order that is not ready
+    // (ord-b is invalid) is refused; neither refusal spends quota.
+    use vellum::ra::record::{Followup, Job, Records};
+    let ca_id = app.defaults.intermediate_id.clone();
+    let quota = |store: vellum::store::Store, ca_id: String| async move {
+        let mut conn = store.reader().acquire().await.unwrap();
+        let ca = vellum::store::cas::get_any_tenant(&mut conn, &ca_id)
+            .await
+            .unwrap()
+            .unwrap();
+        (ca.serial.unwrap(), ca.quota_remaining)
     };
+    let (ca_serial, before) = quota(app.store.clone(), ca_id.clone()).await;
+    let job = |n: &str, order: &str| Job {
+        ca_id: ca_id.clone(),
+        ca_serial: ca_serial.clone(),
+        record: vellum::store::certificates::CertRow {
+            id: format!("cert-{n}"),
+            tenant_id: account.tenant_id.clone(),
+            ca_id: Some(ca_id.clone()),
+            serial: format!("{:040x}", n.len() * 1000 + n.as_bytes()[0] as usize),
+            cert_type: "server".into(),
+            common_name: "a.example".into(),
+            sans_json: "[]".into(),
+            source: "acme".into(),
+            tags_json: "{}".into(),
+            spec_json: "{}".into(),
+            subject_json: "{}".into(),
+            key_algorithm: "ecdsa-p256".into(),
+            not_before: now,
+            not_after: now + 86_400,
+            created_at: now,
+            ..Default::default()
+        },
+        audit: None,
+        followup: Some(Followup::AcmeOrderValid {
+            order_id: order.into(),
+        }),
+    };
+    let (first, second, not_ready) = (job("x", "ord-a"), job("yy", "ord-a"), job("zzz", "ord-b"));
+    let outcomes = Records
+        .commit(&app.store, &[&first, &second, &not_ready])
+        .await
+        .unwrap();
+    assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+    assert!(
+        matches!(&outcomes[1], Err(vellum::error::Error::Conflict(_))),
+        "two finalizes of one order: one certificate ({:?})",
+        outcomes[1]
+    );
+    assert!(
+        matches!(&outcomes[2], Err(vellum::error::Error::Conflict(_))),
+        "an order that is not ready gets no certificate ({:?})",
+        outcomes[2]
+    );
+    let mut conn = app.store.reader().acquire().await.unwrap();
+    let a = sa::order_by_id(&mut conn, "ord-a").await.unwrap().unwrap();
     assert_eq!(
-        commit(vec![finalize(), finalize()]).await,
-        [true, false],
-        "two concurrent finalizes: one wins"
+        (a.status.as_str(), a.certificate_id.as_deref()),
+        ("valid", Some("cert-x"))
+    );
+    let b = sa::order_by_id(&mut conn, "ord-b").await.unwrap().unwrap();
+    assert_eq!(b.status, "invalid");
+    for (id, kept) in [("cert-x", true), ("cert-yy", false), ("cert-zzz", false)] {
+        let row = vellum::store::certificates::get(&mut conn, &account.tenant_id, id)
+            .await
+            .unwrap();
+        assert_eq!(row.is_some(), kept, "{id}");
+    }
+    drop(conn);
+    let (_, after) = quota(app.store.clone(), ca_id.clone()).await;
+    assert_eq!(
+        before - after,
+        1,
+        "quota is spent for the recorded certificate only"
     );
 }
 both_backends!(

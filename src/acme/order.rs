@@ -512,20 +512,6 @@ pub async fn finalize(
             describe(&extra)
         )));
     }
-    // One finalize wins; a concurrent one finds the order processing.
-    let won = app
-        .acme_writer
-        .apply(Change::Transition {
-            order_id: id.clone(),
-            from: "ready",
-            to: "processing",
-        })
-        .await?;
-    if !won {
-        return Err(AcmeError::order_not_ready(format!(
-            "order {id} is already being finalized"
-        )));
-    }
     let now = store::now();
     let validity_days = match o.not_after {
         Some(na) => ((na - now) + 86_399) / 86_400,
@@ -589,25 +575,29 @@ pub async fn finalize(
             order_id: id.clone(),
         }),
     };
-    // The order becomes valid in the transaction that records the certificate, so the
-    // answer can be written from what was committed, without reading the order again.
+    // The order becomes valid in the transaction that records the certificate, if it is
+    // still ready then (of concurrent finalizes, one wins; the others' certificates are
+    // never recorded nor sent), so the answer can be written from what was committed,
+    // without reading the order again.
     let issued = match issue::issue(&app, request).await {
         Ok(issued) => issued,
-        Err(e) => {
-            app.acme_writer
-                .apply(Change::Transition {
-                    order_id: id.clone(),
-                    from: "processing",
-                    to: "ready",
-                })
-                .await?;
-            return Err(match e {
-                Error::QuotaExhausted(detail) => AcmeError::unauthorized(format!(
-                    "{detail}. The order stays ready: finalize again once quota is assigned"
-                )),
-                other => other.into(),
+        Err(Error::QuotaExhausted(detail)) => {
+            return Err(AcmeError::unauthorized(format!(
+                "{detail}. The order stays ready: finalize again once quota is assigned"
+            )))
+        }
+        Err(Error::Conflict(detail)) => {
+            let now = load_order(&ctx, &account.id, &id).await?;
+            return Err(if now.status == "ready" {
+                Error::Conflict(detail).into()
+            } else {
+                AcmeError::order_not_ready(format!(
+                    "order {id} is {}: another finalize request took it",
+                    now.status
+                ))
             });
         }
+        Err(e) => return Err(e.into()),
     };
     let mut o = o;
     o.status = "valid".into();

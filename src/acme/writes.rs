@@ -1,12 +1,12 @@
 //! ACME state changes, group-committed.
 //!
 //! Every write of the order flow (a new order with its authorizations and challenges, a
-//! challenge starting, a validation's outcome, an order moving between statuses) is a job
+//! challenge starting, a validation's outcome) is a job
 //! for one [`AcmeWriter`]: concurrent requests' changes share one transaction
 //! (`store::batch`), instead of each taking the single SQLite writer for a transaction of
-//! its own. A caller is answered only after the commit. Conditional changes (a challenge
-//! starts only if pending; an order moves only from the expected status) say whether
-//! they applied.
+//! its own. A caller is answered only after the commit. A conditional change (a challenge
+//! starts only if pending) says whether it applied. Finalize's order change is the
+//! certificate recorder's (`ra::record`), in the transaction that records the certificate.
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -30,12 +30,6 @@ pub enum Change {
     },
     /// A challenge goes from pending to processing.
     StartChallenge { id: String },
-    /// An order goes from `from` to `to`.
-    Transition {
-        order_id: String,
-        from: &'static str,
-        to: &'static str,
-    },
     /// A validation succeeded: the challenge and its authorization become valid, and the
     /// orders waiting only for it become ready.
     Validated {
@@ -106,14 +100,13 @@ type Ids<'a> = (Vec<&'a str>, Vec<&'a str>);
 /// Applies a batch with a few statements per kind of change, not per change. The jobs of
 /// one batch come from concurrent requests, so any order is a valid one; this one inserts
 /// new orders first. Of two conditional changes of the same row in one batch (two
-/// concurrent finalizes, say), the first one applies. Returns, per job, whether it applied.
+/// requests starting one challenge, say), the first one applies. Returns, per job, whether it applied.
 async fn apply(tx: &mut store::Tx, jobs: &[&Change]) -> Result<Vec<bool>> {
     use store::{acme as db, acme_sets as sets};
     let (mut orders, mut authzs, mut challenges, mut links) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // Conditional changes: (job index, row id), per statement.
     let mut starting: Vec<(usize, &str)> = Vec::new();
-    let mut transitions: BTreeMap<(&str, &str), Vec<(usize, &str)>> = BTreeMap::new();
     // Successful validations by their times (in practice one group a batch).
     let mut validated: BTreeMap<(i64, i64), Ids> = BTreeMap::new();
     let mut failed = Vec::new();
@@ -133,10 +126,6 @@ async fn apply(tx: &mut store::Tx, jobs: &[&Change]) -> Result<Vec<bool>> {
                 }
             }
             Change::StartChallenge { id } => starting.push((i, id)),
-            Change::Transition { order_id, from, to } => transitions
-                .entry((from, to))
-                .or_default()
-                .push((i, order_id)),
             Change::Validated {
                 challenge_id,
                 authz_id,
@@ -179,10 +168,6 @@ async fn apply(tx: &mut store::Tx, jobs: &[&Change]) -> Result<Vec<bool>> {
     }
     for (challenge_id, authz_id, at, challenge_error, order_error) in failed {
         sets::failed(tx, challenge_id, authz_id, at, challenge_error, order_error).await?;
-    }
-    for ((from, to), rows) in &transitions {
-        let ids: Vec<&str> = rows.iter().map(|(_, id)| *id).collect();
-        answer(sets::transition_orders(tx, &ids, from, to).await?, rows);
     }
     Ok(applied)
 }

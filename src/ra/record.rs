@@ -11,6 +11,11 @@
 //! - any other failure rolls the transaction back and the jobs are retried one per
 //!   transaction, so the error reaches only the job that caused it.
 //!
+//! - a job for an ACME order ([`Followup::AcmeOrderValid`]) is recorded only if the order
+//!   is still `ready` when the transaction runs, and the order becomes `valid` in that
+//!   transaction: of two finalizes of one order, one certificate is recorded and the other
+//!   gets [`Error::Conflict`]; a refused job leaves the order `ready`.
+//!
 //! The queueing, the committer thread and the one-by-one retry are `store::batch`'s. CA
 //! rows are always updated in id order so concurrent batches (PostgreSQL runs several
 //! committers, and several replicas) cannot deadlock.
@@ -26,7 +31,7 @@ use crate::store::{self, audit::AuditEvent, certificates::CertRow, Store};
 /// Something else that must change in the same transaction as the certificate's record.
 #[derive(Debug, Clone)]
 pub enum Followup {
-    /// The ACME order becomes `valid` with this certificate.
+    /// The ACME order, which must still be `ready`, becomes `valid` with this certificate.
     AcmeOrderValid { order_id: String },
 }
 
@@ -75,15 +80,43 @@ impl Work for Records {
 /// exhausted); `Err` means nothing was committed.
 async fn record_batch(store: &Store, jobs: &[&Job]) -> Outcomes {
     let now = store::now();
-    let mut by_ca: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
-    for (i, j) in jobs.iter().enumerate() {
-        by_ca
-            .entry((j.ca_id.as_str(), j.ca_serial.as_str()))
-            .or_default()
-            .push(i);
-    }
     let mut refusals: Vec<Option<Error>> = jobs.iter().map(|_| None).collect();
     let mut tx = store.begin().await?;
+    // ACME orders first: each must still be ready (one finalize wins). Claimed orders are
+    // `processing` inside this transaction only.
+    let claims: Vec<(usize, &str)> = jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, j)| {
+            let Followup::AcmeOrderValid { order_id } = j.followup.as_ref()?;
+            Some((i, order_id.as_str()))
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    if !claims.is_empty() {
+        let ids: Vec<&str> = claims.iter().map(|(_, id)| *id).collect();
+        let mut ready =
+            store::acme_sets::transition_orders(&mut tx, &ids, "ready", "processing").await?;
+        for &(i, id) in &claims {
+            if ready.remove(id) {
+                claimed.push((i, id));
+            } else {
+                refusals[i] = Some(Error::conflict(format!(
+                    "ACME order {id} is no longer ready (finalized by another request, or \
+                     invalidated); nothing was issued"
+                )));
+            }
+        }
+    }
+    let mut by_ca: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+    for (i, j) in jobs.iter().enumerate() {
+        if refusals[i].is_none() {
+            by_ca
+                .entry((j.ca_id.as_str(), j.ca_serial.as_str()))
+                .or_default()
+                .push(i);
+        }
+    }
     for ((ca_id, serial), idx) in &by_ca {
         if store::cas::spend(&mut tx, ca_id, serial, now, idx.len() as i64).await? {
             continue;
@@ -101,6 +134,15 @@ async fn record_batch(store: &Store, jobs: &[&Job]) -> Outcomes {
             .filter(|(_, r)| r.is_none())
             .map(|(j, _)| *j)
     };
+    // Orders claimed for jobs the quota refused are ready again.
+    let unclaimed: Vec<&str> = claimed
+        .iter()
+        .filter(|(i, _)| refusals[*i].is_some())
+        .map(|(_, id)| *id)
+        .collect();
+    if !unclaimed.is_empty() {
+        store::acme_sets::transition_orders(&mut tx, &unclaimed, "processing", "ready").await?;
+    }
     let rows: Vec<&CertRow> = accepted().map(|j| &j.record).collect();
     if !rows.is_empty() {
         store::certificates::insert_many(&mut tx, &rows).await?;
