@@ -64,8 +64,7 @@ fn authz_json(ctx: &Ctx, a: &Authz, challenges: &[Challenge]) -> Value {
 
 /// An authorization of the account with its challenges (one read).
 async fn load_authz(ctx: &Ctx, account_id: &str, id: &str) -> AcmeResult<(Authz, Vec<Challenge>)> {
-    let mut conn = ctx.app.store.reader().acquire().await?;
-    store::acme::authz_with_challenges(&mut conn, id)
+    store::acme::find_authz(&ctx.app.store, id)
         .await?
         .filter(|(a, _)| a.account_id == account_id)
         .ok_or_else(|| AcmeError::not_found(format!("no authorization {id} for this account")))
@@ -156,8 +155,7 @@ pub async fn challenge(
     .await?;
     let account = req.account()?.clone();
     let load = || async {
-        let mut conn = app.store.reader().acquire().await?;
-        store::acme::challenge_with_authz(&mut conn, &id)
+        store::acme::find_challenge(&app.store, &id)
             .await?
             .filter(|(_, a)| a.account_id == account.id)
             .ok_or_else(|| AcmeError::not_found(format!("no challenge {id} for this account")))

@@ -364,8 +364,7 @@ pub async fn new_order(
 }
 
 async fn load_order(ctx: &Ctx, account_id: &str, id: &str) -> AcmeResult<Order> {
-    let mut conn = ctx.app.store.reader().acquire().await?;
-    store::acme::order_by_id(&mut conn, id)
+    store::acme::find_order(&ctx.app.store, id)
         .await?
         .filter(|o| o.account_id == account_id && o.ca_id == ctx.ca.id)
         .ok_or_else(|| AcmeError::not_found(format!("no order {id} for this account")))

@@ -1,6 +1,6 @@
 //! ACME state: settings, EAB keys, accounts, orders, authorizations, challenges, nonces.
 
-use super::{query, Conn, Row};
+use super::{query, Conn, Row, Tx};
 use crate::error::Result;
 
 /// Most rows one multi-row INSERT carries (the widest, orders, binds 12 values a row).
@@ -321,7 +321,12 @@ fn order(r: &Row) -> Result<Order> {
 }
 
 /// Inserts orders, [`ROWS_PER_INSERT`] per statement.
-pub async fn insert_orders(conn: &mut Conn, orders: &[&Order]) -> Result<()> {
+pub async fn insert_orders(tx: &mut Tx, orders: &[&Order]) -> Result<()> {
+    if tx.keeps_recent() {
+        let rows: Vec<Order> = orders.iter().map(|o| (*o).clone()).collect();
+        tx.on_commit(move |r| r.insert_orders(rows));
+    }
+    let conn: &mut Conn = tx;
     for chunk in orders.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO acme_orders (id, account_id, ca_id, status, identifiers_json, profile, \
@@ -376,27 +381,45 @@ pub async fn order_ids(
 }
 
 /// Marks an order valid with its certificate.
-pub async fn order_issued(conn: &mut Conn, id: &str, certificate_id: &str) -> Result<()> {
+pub async fn order_issued(tx: &mut Tx, id: &str, certificate_id: &str) -> Result<()> {
     query("UPDATE acme_orders SET status = 'valid', certificate_id = $1 WHERE id = $2")
         .bind(certificate_id)
         .bind(id)
-        .execute(conn)
+        .execute(tx)
         .await?;
+    let (id, cert) = (id.to_string(), certificate_id.to_string());
+    tx.on_commit(move |r| {
+        r.update_orders([&id], |o| {
+            o.status = "valid".into();
+            o.certificate_id = Some(cert.clone());
+        })
+    });
     Ok(())
 }
 
 /// Every unfinished order that needs authorization `authz_id` becomes invalid with a
 /// problem document.
-pub async fn fail_orders_of_authz(conn: &mut Conn, authz_id: &str, error_json: &str) -> Result<()> {
-    query(
+pub async fn fail_orders_of_authz(tx: &mut Tx, authz_id: &str, error_json: &str) -> Result<()> {
+    let rows = query(
         "UPDATE acme_orders SET status = 'invalid', error_json = $1 \
          WHERE status IN ('pending', 'ready', 'processing') \
-         AND id IN (SELECT order_id FROM acme_order_authzs WHERE authz_id = $2)",
+         AND id IN (SELECT order_id FROM acme_order_authzs WHERE authz_id = $2) RETURNING id",
     )
     .bind(error_json)
     .bind(authz_id)
-    .execute(conn)
+    .fetch_all(tx)
     .await?;
+    let ids = rows
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let error_json = error_json.to_string();
+    tx.on_commit(move |r| {
+        r.update_orders(&ids, |o| {
+            o.status = "invalid".into();
+            o.error_json = Some(error_json.clone());
+        })
+    });
     Ok(())
 }
 
@@ -429,7 +452,12 @@ fn authz(r: &Row) -> Result<Authz> {
 }
 
 /// Inserts authorizations, [`ROWS_PER_INSERT`] per statement.
-pub async fn insert_authzs(conn: &mut Conn, authzs: &[&Authz]) -> Result<()> {
+pub async fn insert_authzs(tx: &mut Tx, authzs: &[&Authz]) -> Result<()> {
+    if tx.keeps_recent() {
+        let rows: Vec<Authz> = authzs.iter().map(|a| (*a).clone()).collect();
+        tx.on_commit(move |r| r.insert_authzs(rows));
+    }
+    let conn: &mut Conn = tx;
     for chunk in authzs.chunks(ROWS_PER_INSERT) {
         let sql = format!(
         "INSERT INTO acme_authzs (id, account_id, id_type, id_value, wildcard, status, expires_at, created_at) \
@@ -495,15 +523,20 @@ pub async fn valid_authz_values(
 }
 
 /// Sets an authorization's status (from pending or valid).
-pub async fn set_authz_status(conn: &mut Conn, id: &str, status: &str) -> Result<bool> {
+pub async fn set_authz_status(tx: &mut Tx, id: &str, status: &str) -> Result<bool> {
     let res = query(
         "UPDATE acme_authzs SET status = $1 WHERE id = $2 AND status IN ('pending', 'valid')",
     )
     .bind(status)
     .bind(id)
-    .execute(conn)
+    .execute(tx)
     .await?;
-    Ok(res.rows_affected() == 1)
+    if res.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let (id, status) = (id.to_string(), status.to_string());
+    tx.on_commit(move |r| r.update_authzs([&id], |a| a.status = status.clone()));
+    Ok(true)
 }
 
 /// Links orders to their authorizations: `(order_id, authz_id, position)` rows.
@@ -537,7 +570,12 @@ pub struct Challenge {
 }
 
 /// Inserts challenges, [`ROWS_PER_INSERT`] per statement.
-pub async fn insert_challenges(conn: &mut Conn, challenges: &[&Challenge]) -> Result<()> {
+pub async fn insert_challenges(tx: &mut Tx, challenges: &[&Challenge]) -> Result<()> {
+    if tx.keeps_recent() {
+        let rows: Vec<Challenge> = challenges.iter().map(|c| (*c).clone()).collect();
+        tx.on_commit(move |r| r.insert_challenges(rows));
+    }
+    let conn: &mut Conn = tx;
     for chunk in challenges.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO acme_challenges (id, authz_id, type, token, status) VALUES {}",
@@ -616,20 +654,57 @@ pub async fn challenge_with_authz(conn: &mut Conn, id: &str) -> Result<Option<(C
 
 /// Records the outcome of a validation.
 pub async fn finish_challenge(
-    conn: &mut Conn,
+    tx: &mut Tx,
     id: &str,
     valid: bool,
     at: i64,
     error_json: Option<&str>,
 ) -> Result<()> {
+    let status = if valid { "valid" } else { "invalid" };
     query(
         "UPDATE acme_challenges SET status = $1, validated_at = $2, error_json = $3 WHERE id = $4",
     )
-    .bind(if valid { "valid" } else { "invalid" })
+    .bind(status)
     .bind(at)
     .bind(error_json)
     .bind(id)
-    .execute(conn)
+    .execute(tx)
     .await?;
+    let (id, error_json) = (id.to_string(), error_json.map(str::to_string));
+    tx.on_commit(move |r| {
+        r.update_challenges([&id], |c| {
+            c.status = status.into();
+            c.validated_at = Some(at);
+            c.error_json = error_json.clone();
+        })
+    });
     Ok(())
+}
+
+/// An order: from the in-memory copy of recent rows (`store::recent`) when it is there,
+/// else from the database.
+pub async fn find_order(store: &super::Store, id: &str) -> Result<Option<Order>> {
+    if let Some(o) = store.recent().and_then(|r| r.order(id)) {
+        return Ok(Some(o));
+    }
+    let mut conn = store.reader().acquire().await?;
+    order_by_id(&mut conn, id).await
+}
+
+/// An authorization with its challenges, as [`find_order`] finds orders.
+pub async fn find_authz(store: &super::Store, id: &str) -> Result<Option<(Authz, Vec<Challenge>)>> {
+    if let Some(a) = store.recent().and_then(|r| r.authz(id)) {
+        return Ok(Some(a));
+    }
+    let mut conn = store.reader().acquire().await?;
+    authz_with_challenges(&mut conn, id).await
+}
+
+/// A challenge with its authorization, as [`find_order`] finds orders.
+pub async fn find_challenge(store: &super::Store, id: &str) -> Result<Option<(Challenge, Authz)>> {
+    if let Some(c) = store.recent().and_then(|r| r.challenge(id)) {
+        return Ok(Some(c));
+    }
+    let mut conn = store.reader().acquire().await?;
+    challenge_with_authz(&mut conn, id).await
 }

@@ -1,10 +1,11 @@
 //! Set-oriented ACME updates: one statement for many orders, authorizations or challenges,
 //! as the ACME writer's group commits need (`acme::writes`). Conditional updates return
-//! the ids they changed.
+//! the ids they changed, and record the same change of those rows for the commit (the
+//! in-memory copy of recent rows, `store::recent`).
 
 use std::collections::HashSet;
 
-use super::{placeholder_list, query, Conn};
+use super::{placeholder_list, query, Conn, Tx};
 use crate::error::Result;
 
 /// Most ids in one `IN (…)` list.
@@ -49,43 +50,49 @@ async fn per_chunk(
 }
 
 /// pending → processing; returns the challenges that were pending.
-pub async fn start_challenges(conn: &mut Conn, ids: &[&str]) -> Result<HashSet<String>> {
-    per_chunk(conn, ids, &[], |_, list| {
+pub async fn start_challenges(tx: &mut Tx, ids: &[&str]) -> Result<HashSet<String>> {
+    let started = per_chunk(tx, ids, &[], |_, list| {
         format!(
             "UPDATE acme_challenges SET status = 'processing' \
              WHERE status = 'pending' AND id IN ({list}) RETURNING id"
         )
     })
-    .await
+    .await?;
+    let changed = started.clone();
+    tx.on_commit(move |r| r.update_challenges(&changed, |c| c.status = "processing".into()));
+    Ok(started)
 }
 
 /// Orders `from` → `to`; returns the orders that were in `from`.
 pub async fn transition_orders(
-    conn: &mut Conn,
+    tx: &mut Tx,
     ids: &[&str],
     from: &str,
     to: &str,
 ) -> Result<HashSet<String>> {
-    per_chunk(conn, ids, &[Lead::Text(to), Lead::Text(from)], |p, list| {
+    let moved = per_chunk(tx, ids, &[Lead::Text(to), Lead::Text(from)], |p, list| {
         format!(
             "UPDATE acme_orders SET status = {} WHERE status = {} AND id IN ({list}) RETURNING id",
             p[0], p[1]
         )
     })
-    .await
+    .await?;
+    let (changed, to) = (moved.clone(), to.to_string());
+    tx.on_commit(move |r| r.update_orders(&changed, |o| o.status = to.clone()));
+    Ok(moved)
 }
 
 /// Successful validations: the challenges become valid at `at`, their (pending)
 /// authorizations valid until `reusable_until`, and every pending order whose
 /// authorizations are now all valid becomes ready.
 pub async fn validated(
-    conn: &mut Conn,
+    tx: &mut Tx,
     challenge_ids: &[&str],
     authz_ids: &[&str],
     at: i64,
     reusable_until: i64,
 ) -> Result<()> {
-    per_chunk(conn, challenge_ids, &[Lead::Int(at)], |p, list| {
+    per_chunk(tx, challenge_ids, &[Lead::Int(at)], |p, list| {
         format!(
             "UPDATE acme_challenges SET status = 'valid', validated_at = {}, error_json = NULL \
              WHERE id IN ({list})",
@@ -93,23 +100,36 @@ pub async fn validated(
         )
     })
     .await?;
-    per_chunk(conn, authz_ids, &[Lead::Int(reusable_until)], |p, list| {
+    let authzs = per_chunk(tx, authz_ids, &[Lead::Int(reusable_until)], |p, list| {
         format!(
             "UPDATE acme_authzs SET status = 'valid', expires_at = {} \
-             WHERE status = 'pending' AND id IN ({list})",
+             WHERE status = 'pending' AND id IN ({list}) RETURNING id",
             p[0]
         )
     })
     .await?;
-    per_chunk(conn, authz_ids, &[], |_, list| {
+    let orders = per_chunk(tx, authz_ids, &[], |_, list| {
         format!(
             "UPDATE acme_orders SET status = 'ready' WHERE status = 'pending' \
              AND id IN (SELECT order_id FROM acme_order_authzs WHERE authz_id IN ({list})) \
              AND NOT EXISTS (SELECT 1 FROM acme_order_authzs l JOIN acme_authzs a ON a.id = l.authz_id \
-                             WHERE l.order_id = acme_orders.id AND a.status <> 'valid')"
+                             WHERE l.order_id = acme_orders.id AND a.status <> 'valid') RETURNING id"
         )
     })
     .await?;
+    let challenges: Vec<String> = challenge_ids.iter().map(|c| c.to_string()).collect();
+    tx.on_commit(move |r| {
+        r.update_challenges(&challenges, |c| {
+            c.status = "valid".into();
+            c.validated_at = Some(at);
+            c.error_json = None;
+        });
+        r.update_authzs(&authzs, |a| {
+            a.status = "valid".into();
+            a.expires_at = reusable_until;
+        });
+        r.update_orders(&orders, |o| o.status = "ready".into());
+    });
     Ok(())
 }
 
@@ -118,22 +138,24 @@ pub async fn validated(
 /// needed it (with `order_error`). An authorization another challenge already validated
 /// stays valid (RFC 8555 §7.1.6). Returns whether the authorization became invalid.
 pub async fn failed(
-    conn: &mut Conn,
+    tx: &mut Tx,
     challenge_id: &str,
     authz_id: &str,
     at: i64,
     challenge_error: &str,
     order_error: &str,
 ) -> Result<bool> {
-    super::acme::finish_challenge(conn, challenge_id, false, at, Some(challenge_error)).await?;
+    super::acme::finish_challenge(tx, challenge_id, false, at, Some(challenge_error)).await?;
     let res =
         query("UPDATE acme_authzs SET status = 'invalid' WHERE id = $1 AND status = 'pending'")
             .bind(authz_id)
-            .execute(&mut *conn)
+            .execute(tx)
             .await?;
     if res.rows_affected() == 0 {
         return Ok(false);
     }
-    super::acme::fail_orders_of_authz(conn, authz_id, order_error).await?;
+    let id = authz_id.to_string();
+    tx.on_commit(move |r| r.update_authzs([&id], |a| a.status = "invalid".into()));
+    super::acme::fail_orders_of_authz(tx, authz_id, order_error).await?;
     Ok(true)
 }

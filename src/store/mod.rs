@@ -19,6 +19,7 @@ pub mod certificates;
 pub mod crls;
 pub mod est;
 pub mod pool;
+pub mod recent;
 pub mod settings;
 pub mod sql;
 pub mod tenants;
@@ -48,6 +49,8 @@ pub struct Store {
     read: Pool,
     write: Pool,
     backend: Backend,
+    /// Recent ACME rows in memory (SQLite only: `store::recent`).
+    recent: Option<std::sync::Arc<recent::Recent>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
@@ -88,6 +91,7 @@ impl Store {
                     read,
                     write,
                     backend,
+                    recent: Some(Default::default()),
                 }
             }
             Backend::Postgres => {
@@ -107,6 +111,7 @@ impl Store {
                     read: Pool::Sqlx(pool.clone()),
                     write: Pool::Sqlx(pool),
                     backend,
+                    recent: None,
                 }
             }
         };
@@ -125,7 +130,12 @@ impl Store {
 
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<Tx> {
-        self.write.begin().await
+        Ok(self.write.begin().await?.with_recent(self.recent.clone()))
+    }
+
+    /// The in-memory copy of recent ACME rows (SQLite only; see `store::recent`).
+    pub fn recent(&self) -> Option<&recent::Recent> {
+        self.recent.as_deref()
     }
 
     /// One round trip to the database (health checks).

@@ -15,6 +15,7 @@ use sqlx::any::AnyTransactionManager;
 use sqlx::{AnyPool, TransactionManager};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::recent::{Edit, Recent, Rows};
 use super::sql::Conn;
 use crate::error::{Error, Result};
 
@@ -101,7 +102,12 @@ impl Pool {
             Conn::Pg(c) => AnyTransactionManager::begin(c, None).await?,
             Conn::Lite(c) => c.execute_batch("BEGIN").map_err(super::sql::lite_error)?,
         }
-        Ok(Tx { conn, open: true })
+        Ok(Tx {
+            conn,
+            open: true,
+            recent: None,
+            edits: Vec::new(),
+        })
     }
 
     /// Closes every connection (waiting for those in use).
@@ -144,12 +150,39 @@ impl Drop for PoolConn {
 pub struct Tx {
     conn: PoolConn,
     open: bool,
+    /// The in-memory copy of recent rows the commit updates (SQLite), and its edits.
+    recent: Option<Arc<Recent>>,
+    edits: Vec<Edit>,
 }
 
 impl Tx {
+    /// Keeps `recent` up to date with this transaction once it commits.
+    pub(crate) fn with_recent(mut self, recent: Option<Arc<Recent>>) -> Tx {
+        self.recent = recent;
+        self
+    }
+
+    /// Records a change of the in-memory copy of recent rows, applied if and when this
+    /// transaction commits (at once after the COMMIT, in the same poll: no cancellation
+    /// can come between them). Nothing is recorded without a copy (PostgreSQL).
+    pub fn on_commit(&mut self, edit: impl FnOnce(&mut Rows) + Send + 'static) {
+        if self.recent.is_some() {
+            self.edits.push(Box::new(edit));
+        }
+    }
+
+    /// Whether [`Tx::on_commit`] records anything (callers skip building edits if not).
+    pub fn keeps_recent(&self) -> bool {
+        self.recent.is_some()
+    }
+
     /// Commits.
     pub async fn commit(mut self) -> Result<()> {
-        self.finish("COMMIT").await
+        self.finish("COMMIT").await?;
+        if let Some(recent) = &self.recent {
+            recent.apply(std::mem::take(&mut self.edits));
+        }
+        Ok(())
     }
 
     /// Rolls back.

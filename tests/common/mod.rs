@@ -337,14 +337,20 @@ impl TestServer {
         (tid, tok["token"].as_str().unwrap().to_string())
     }
 
-    /// Runs a statement directly on the server's database (to age rows in tests).
+    /// Runs a statement directly on the server's database (to age rows in tests), and
+    /// forgets the in-memory copy of recent ACME rows, which only the store's own
+    /// functions keep up to date.
     pub async fn sql(&self, statement: &str) {
-        let mut tx = self.app().store.begin().await.unwrap();
+        let store = &self.app().store;
+        let mut tx = store.begin().await.unwrap();
         vellum::store::query(statement)
             .execute(&mut tx)
             .await
             .unwrap();
         tx.commit().await.unwrap();
+        if let Some(recent) = store.recent() {
+            recent.clear();
+        }
     }
 }
 
