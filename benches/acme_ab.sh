@@ -4,7 +4,7 @@
 #   cargo build --release --bins --examples
 #   bash benches/acme_ab.sh /path/to/vellum-A /path/to/vellum-B [ROUNDS]
 # Each round, for each binary: a server on a fresh data directory (SQLite), quota top-up,
-# then `acme_load --orders 3000 --concurrency 64`; prints orders/s and the server's CPU
+# then `acme_load --orders 3000 --concurrency ${ACME_CONCURRENCY:-64}`; prints orders/s and the server's CPU
 # (user + system, from /proc/<pid>/stat) per order, 64 warm-up orders included.
 # ACME_LOAD_ARGS adds arguments to acme_load (e.g. --http1).
 # Uses 127.0.0.1:19443/19080 and the validator ports 35002 (http-01) and 35053 (DNS).
@@ -29,10 +29,10 @@ for r in $(seq 1 "$ROUNDS"); do
       --requests 10 --concurrency 1 >/dev/null 2>&1
     before=$(awk '{print $14+$15}' "/proc/$PID/stat")
     rate=$(target/release/examples/acme_load --directory https://localhost:19443/acme/directory \
-      --ca-file "$d/root.pem" --http-port 35002 --dns-port 35053 --orders 3000 --concurrency 64 ${ACME_LOAD_ARGS:-} \
+      --ca-file "$d/root.pem" --http-port 35002 --dns-port 35053 --orders 3000 --concurrency ${ACME_CONCURRENCY:-64} ${ACME_LOAD_ARGS:-} \
       | grep -o '[0-9.]* orders/s')
     ticks=$(( $(awk '{print $14+$15}' "/proc/$PID/stat") - before ))
-    echo "round $r $bin: $rate, server CPU $(awk -v t="$ticks" -v h="$TCK" 'BEGIN{printf "%.2f", t*1000/h/3064}') ms/order"
+    echo "round $r $bin: $rate, server CPU $(awk -v t="$ticks" -v h="$TCK" -v c="${ACME_CONCURRENCY:-64}" 'BEGIN{printf "%.2f", t*1000/h/(3000+c)}') ms/order"
     stop
   done
 done
