@@ -5,8 +5,9 @@
 //! on a thread of its own and hands every statement to it and the result back, two thread
 //! wake-ups per statement that cost more CPU than the statement itself (measured:
 //! docs/PERFORMANCE.md, fourth session). A SQLite statement here is a library call of a
-//! few microseconds; the one that may take longer, a commit that checkpoints the WAL, runs
-//! on the group-commit threads (`store::batch`), not on request threads.
+//! few microseconds. The hot writes commit on the group-commit threads (`store::batch`);
+//! a commit that runs SQLite's automatic WAL checkpoint takes milliseconds wherever it
+//! happens (docs/ARCHITECTURE.md, Storage).
 //!
 //! Errors are sqlx's type on both backends (a SQLite failure is an
 //! `sqlx::Error::Database` with the right [`sqlx::error::ErrorKind`]), so the callers'
