@@ -1397,6 +1397,27 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
         1,
         "quota is spent for the recorded certificate only"
     );
+
+    // SQLite keeps these rows in memory too (`store::recent`): after every kind of change
+    // above, the copy says what the database says.
+    if let Some(recent) = app.store.recent() {
+        let mut conn = app.store.reader().acquire().await.unwrap();
+        for id in ["ord-a", "ord-b"] {
+            let db = sa::order_by_id(&mut conn, id).await.unwrap();
+            assert_eq!(format!("{:?}", recent.order(id)), format!("{db:?}"), "{id}");
+        }
+        for id in ["az-a", "az-b"] {
+            let db = sa::authz_with_challenges(&mut conn, id).await.unwrap();
+            assert_eq!(format!("{:?}", recent.authz(id)), format!("{db:?}"), "{id}");
+        }
+        let db = sa::challenge_with_authz(&mut conn, "ch-b-http-01")
+            .await
+            .unwrap();
+        assert_eq!(
+            format!("{:?}", recent.challenge("ch-b-http-01")),
+            format!("{db:?}")
+        );
+    }
 }
 both_backends!(
     writer_batches_apply_each_change_once_both,

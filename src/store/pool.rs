@@ -270,4 +270,45 @@ mod tests {
         assert_eq!(read(store.clone()).await.as_deref(), Some("kept"));
         store.close().await;
     }
+
+    /// Edits of the in-memory copy of recent rows apply when, and only when, their
+    /// transaction commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recent_row_edits_apply_at_commit_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/recent.db", dir.path().display());
+        let store = Store::connect(&url, 4).await.unwrap();
+        let recent = store.recent().expect("SQLite keeps recent rows");
+        let order = |id: &str| crate::store::acme::Order {
+            id: id.into(),
+            account_id: "acc".into(),
+            ca_id: "ca".into(),
+            status: "pending".into(),
+            identifiers_json: "[]".into(),
+            profile: "tls-server".into(),
+            not_before: None,
+            not_after: None,
+            expires_at: 0,
+            error_json: None,
+            certificate_id: None,
+            replaces: None,
+            created_at: 0,
+            authz_ids_json: "[]".into(),
+        };
+        for (id, how) in [("dropped", 0), ("rolled-back", 1), ("committed", 2)] {
+            let mut tx = store.begin().await.unwrap();
+            assert!(tx.keeps_recent());
+            let o = order(id);
+            tx.on_commit(move |r| r.insert_orders(vec![o]));
+            match how {
+                0 => drop(tx),
+                1 => tx.rollback().await.unwrap(),
+                _ => tx.commit().await.unwrap(),
+            }
+        }
+        assert!(recent.order("dropped").is_none());
+        assert!(recent.order("rolled-back").is_none());
+        assert_eq!(recent.order("committed").unwrap().status, "pending");
+        store.close().await;
+    }
 }

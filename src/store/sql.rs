@@ -46,17 +46,6 @@ impl Conn {
             Conn::Lite(_) => "SQLite",
         }
     }
-
-    /// Runs SQL text without parameters (several statements allowed; no rows returned).
-    pub async fn batch(&mut self, sql: &str) -> Result<(), sqlx::Error> {
-        match self {
-            Conn::Pg(c) => {
-                sqlx::Executor::execute(&mut **c, sql).await?;
-                Ok(())
-            }
-            Conn::Lite(c) => c.execute_batch(sql).map_err(lite_error),
-        }
-    }
 }
 
 /// The type of a NULL (PostgreSQL wants typed parameters).
