@@ -586,14 +586,16 @@ pub async fn finalize(
             )))
         }
         Err(Error::Conflict(detail)) => {
-            let now = load_order(&ctx, &account.id, &id).await?;
-            return Err(if now.status == "ready" {
-                Error::Conflict(detail).into()
-            } else {
-                AcmeError::order_not_ready(format!(
-                    "order {id} is {}: another finalize request took it",
-                    now.status
-                ))
+            // The recorder refused the order's claim: say what became of the order.
+            let current = load_order(&ctx, &account.id, &id).await?;
+            return Err(match current.status.as_str() {
+                "ready" => Error::Conflict(detail).into(),
+                "valid" | "processing" => AcmeError::order_not_ready(format!(
+                    "order {id} was finalized by another request"
+                )),
+                other => AcmeError::order_not_ready(format!(
+                    "order {id} is {other}; it can be finalized only when ready"
+                )),
             });
         }
         Err(e) => return Err(e.into()),
