@@ -1,5 +1,6 @@
 //! ACME state: settings, EAB keys, accounts, orders, authorizations, challenges, nonces.
 
+use super::recent::Rows;
 use super::{query, Conn, Row, Tx};
 use crate::error::Result;
 
@@ -322,10 +323,7 @@ fn order(r: &Row) -> Result<Order> {
 
 /// Inserts orders, [`ROWS_PER_INSERT`] per statement.
 pub async fn insert_orders(tx: &mut Tx, orders: &[&Order]) -> Result<()> {
-    if tx.keeps_recent() {
-        let rows: Vec<Order> = orders.iter().map(|o| (*o).clone()).collect();
-        tx.on_commit(move |r| r.insert_orders(rows));
-    }
+    tx.on_commit_copy(orders, Rows::insert_orders);
     let conn: &mut Conn = tx;
     for chunk in orders.chunks(ROWS_PER_INSERT) {
         let sql = format!(
@@ -453,10 +451,7 @@ fn authz(r: &Row) -> Result<Authz> {
 
 /// Inserts authorizations, [`ROWS_PER_INSERT`] per statement.
 pub async fn insert_authzs(tx: &mut Tx, authzs: &[&Authz]) -> Result<()> {
-    if tx.keeps_recent() {
-        let rows: Vec<Authz> = authzs.iter().map(|a| (*a).clone()).collect();
-        tx.on_commit(move |r| r.insert_authzs(rows));
-    }
+    tx.on_commit_copy(authzs, Rows::insert_authzs);
     let conn: &mut Conn = tx;
     for chunk in authzs.chunks(ROWS_PER_INSERT) {
         let sql = format!(
@@ -571,10 +566,7 @@ pub struct Challenge {
 
 /// Inserts challenges, [`ROWS_PER_INSERT`] per statement.
 pub async fn insert_challenges(tx: &mut Tx, challenges: &[&Challenge]) -> Result<()> {
-    if tx.keeps_recent() {
-        let rows: Vec<Challenge> = challenges.iter().map(|c| (*c).clone()).collect();
-        tx.on_commit(move |r| r.insert_challenges(rows));
-    }
+    tx.on_commit_copy(challenges, Rows::insert_challenges);
     let conn: &mut Conn = tx;
     for chunk in challenges.chunks(ROWS_PER_INSERT) {
         let sql = format!(

@@ -171,6 +171,18 @@ impl Tx {
         }
     }
 
+    /// [`Tx::on_commit`] of `edit` with its own copy of `rows` (made only if recorded).
+    pub fn on_commit_copy<T: Clone + Send + 'static>(
+        &mut self,
+        rows: &[&T],
+        edit: fn(&mut Rows, Vec<T>),
+    ) {
+        if self.keeps_recent() {
+            let rows: Vec<T> = rows.iter().map(|r| (*r).clone()).collect();
+            self.on_commit(move |r| edit(r, rows));
+        }
+    }
+
     /// Whether [`Tx::on_commit`] records anything (callers skip building edits if not).
     pub fn keeps_recent(&self) -> bool {
         self.recent.is_some()
@@ -178,7 +190,7 @@ impl Tx {
 
     /// Commits.
     pub async fn commit(mut self) -> Result<()> {
-        self.finish("COMMIT").await?;
+        self.finish(true).await?;
         if let Some(recent) = &self.recent {
             recent.apply(std::mem::take(&mut self.edits));
         }
@@ -187,14 +199,16 @@ impl Tx {
 
     /// Rolls back.
     pub async fn rollback(mut self) -> Result<()> {
-        self.finish("ROLLBACK").await
+        self.finish(false).await
     }
 
-    async fn finish(&mut self, how: &str) -> Result<()> {
-        match &mut *self.conn {
-            Conn::Pg(c) if how == "COMMIT" => AnyTransactionManager::commit(c).await?,
-            Conn::Pg(c) => AnyTransactionManager::rollback(c).await?,
-            Conn::Lite(c) => c.execute_batch(how).map_err(super::sql::lite_error)?,
+    async fn finish(&mut self, commit: bool) -> Result<()> {
+        match (&mut *self.conn, commit) {
+            (Conn::Pg(c), true) => AnyTransactionManager::commit(c).await?,
+            (Conn::Pg(c), false) => AnyTransactionManager::rollback(c).await?,
+            (Conn::Lite(c), _) => c
+                .execute_batch(if commit { "COMMIT" } else { "ROLLBACK" })
+                .map_err(super::sql::lite_error)?,
         }
         self.open = false;
         Ok(())
@@ -279,26 +293,10 @@ mod tests {
         let url = format!("sqlite://{}/recent.db", dir.path().display());
         let store = Store::connect(&url, 4).await.unwrap();
         let recent = store.recent().expect("SQLite keeps recent rows");
-        let order = |id: &str| crate::store::acme::Order {
-            id: id.into(),
-            account_id: "acc".into(),
-            ca_id: "ca".into(),
-            status: "pending".into(),
-            identifiers_json: "[]".into(),
-            profile: "tls-server".into(),
-            not_before: None,
-            not_after: None,
-            expires_at: 0,
-            error_json: None,
-            certificate_id: None,
-            replaces: None,
-            created_at: 0,
-            authz_ids_json: "[]".into(),
-        };
         for (id, how) in [("dropped", 0), ("rolled-back", 1), ("committed", 2)] {
             let mut tx = store.begin().await.unwrap();
             assert!(tx.keeps_recent());
-            let o = order(id);
+            let o = crate::store::recent::tests::order(id);
             tx.on_commit(move |r| r.insert_orders(vec![o]));
             match how {
                 0 => drop(tx),

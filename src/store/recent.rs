@@ -49,6 +49,15 @@ impl<V> Generations<V> {
         }
     }
 
+    /// Applies `f` to the rows with these ids that are here.
+    fn update<'a>(&mut self, ids: impl IntoIterator<Item = &'a String>, mut f: impl FnMut(&mut V)) {
+        for id in ids {
+            if let Some(v) = self.get_mut(id) {
+                f(v);
+            }
+        }
+    }
+
     fn insert(&mut self, k: String, v: V) {
         if self.new.len() >= GENERATION {
             self.old = std::mem::take(&mut self.new);
@@ -164,11 +173,7 @@ impl Rows {
         ids: impl IntoIterator<Item = &'a String>,
         f: impl Fn(&mut Order),
     ) {
-        for id in ids {
-            if let Some(o) = self.orders.get_mut(id) {
-                f(o);
-            }
-        }
+        self.orders.update(ids, f);
     }
 
     /// Changes the authorizations with these ids.
@@ -177,11 +182,7 @@ impl Rows {
         ids: impl IntoIterator<Item = &'a String>,
         f: impl Fn(&mut Authz),
     ) {
-        for id in ids {
-            if let Some((a, _)) = self.authzs.get_mut(id) {
-                f(a);
-            }
-        }
+        self.authzs.update(ids, |(a, _)| f(a));
     }
 
     /// Changes the challenges with these ids.
@@ -202,10 +203,11 @@ impl Rows {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn order(id: &str) -> Order {
+    /// A pending order with placeholder fields (also the pool's tests' fixture).
+    pub(crate) fn order(id: &str) -> Order {
         Order {
             id: id.into(),
             account_id: "acc".into(),

@@ -85,9 +85,6 @@ macro_rules! arg_from {
 
 arg_from! {
     i64 => |v| Arg::Int(v), Int;
-    i32 => |v| Arg::Int(v.into()), Int;
-    u32 => |v| Arg::Int(v.into()), Int;
-    bool => |v| Arg::Int(v.into()), Int;
     &'q str => |v| Arg::Text(Cow::Borrowed(v)), Text;
     &'q String => |v| Arg::Text(Cow::Borrowed(v.as_str())), Text;
     String => |v| Arg::Text(Cow::Owned(v)), Text;
