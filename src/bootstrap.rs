@@ -25,6 +25,10 @@ use crate::{App, Defaults};
 const KEY_ROOT: &str = "bootstrap.root_id";
 const KEY_INTERMEDIATE: &str = "bootstrap.intermediate_id";
 const KEY_ADMIN_TOKEN: &str = "bootstrap.admin_token_id";
+/// `started` while the first start is creating the default hierarchy, `done` after.
+/// (Installations from before this key record their ids only when done, so ids without
+/// this key mean done.)
+const KEY_STAGE: &str = "bootstrap.stage";
 
 /// A new API token secret: `vlm_` + 32 random bytes, base64url.
 pub fn new_token_secret() -> String {
@@ -53,7 +57,7 @@ pub struct Paths {
 
 /// Opens the database and brings the installation to its bootstrapped state.
 pub async fn prepare(config: Config) -> Result<(App, Paths)> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+    crate::fsutil::create_private_dir(&config.data_dir).map_err(|e| {
         Error::config(format!(
             "creating data dir {}: {e}",
             config.data_dir.display()
@@ -84,6 +88,7 @@ pub async fn prepare(config: Config) -> Result<(App, Paths)> {
     };
     let root_id = settings::get(&mut conn, KEY_ROOT).await?;
     let inter_id = settings::get(&mut conn, KEY_INTERMEDIATE).await?;
+    let stage = settings::get(&mut conn, KEY_STAGE).await?;
     drop(conn);
 
     let paths = Paths {
@@ -132,19 +137,38 @@ pub async fn prepare(config: Config) -> Result<(App, Paths)> {
         },
     };
     ensure_admin_token(&app, &paths).await?;
-    if root_id.is_none() || inter_id.is_none() {
-        let (root, inter) = create_bootstrap_cas(&app).await?;
-        app.defaults.root_id = root;
-        app.defaults.intermediate_id = inter;
-    }
+    let (root, inter) = match (root_id, inter_id, stage.as_deref()) {
+        (Some(r), Some(i), None | Some("done")) => (r, i),
+        (r, i, _) => ensure_bootstrap_cas(&app, (r, i)).await?,
+    };
+    app.defaults.root_id = root;
+    app.defaults.intermediate_id = inter;
     check_master_key(&app).await?;
     write_root_pem(&app, &paths).await?;
     Ok((app, paths))
 }
 
+/// Creates the super-admin token file when the data dir has none. The secret is written
+/// to `admin-token.new` first, then its hash committed, then the file renamed into place:
+/// a start interrupted in between finds the `.new` file and finishes the job (if its
+/// hash made it into the database) instead of leaving a token nobody holds.
 async fn ensure_admin_token(app: &App, paths: &Paths) -> Result<()> {
     if paths.admin_token.exists() {
         return Ok(());
+    }
+    let pending = paths.admin_token.with_extension("new");
+    if let Ok(text) = std::fs::read_to_string(&pending) {
+        let secret = text.trim();
+        let known = {
+            let mut conn = app.store.reader().acquire().await?;
+            tenants::token_by_hash(&mut conn, &token_hash(secret)).await?
+        };
+        if known.is_some() {
+            std::fs::rename(&pending, &paths.admin_token).map_err(|e| {
+                Error::config(format!("writing {}: {e}", paths.admin_token.display()))
+            })?;
+            return Ok(());
+        }
     }
     let secret = new_token_secret();
     let token = tenants::Token {
@@ -155,6 +179,7 @@ async fn ensure_admin_token(app: &App, paths: &Paths) -> Result<()> {
         created_at: store::now(),
         revoked_at: None,
     };
+    crate::fsutil::write_private(&pending, format!("{secret}\n").as_bytes())?;
     // A data dir without a token file gets a super-admin token of its own. Older ones are
     // not revoked: other replicas sharing a PostgreSQL database may be using theirs
     // (`DELETE /admin/v1/tokens/{id}` retires a lost one).
@@ -162,40 +187,87 @@ async fn ensure_admin_token(app: &App, paths: &Paths) -> Result<()> {
     tenants::insert_token(&mut tx, &token, &token_hash(&secret), None).await?;
     settings::put(&mut tx, KEY_ADMIN_TOKEN, &token.id).await?;
     tx.commit().await?;
-    crate::fsutil::write_private(&paths.admin_token, format!("{secret}\n").as_bytes())?;
+    std::fs::rename(&pending, &paths.admin_token)
+        .map_err(|e| Error::config(format!("writing {}: {e}", paths.admin_token.display())))?;
     tracing::info!(path = %paths.admin_token.display(), "created the super-admin token");
     Ok(())
 }
 
-async fn create_bootstrap_cas(app: &App) -> Result<(String, String)> {
+/// Brings the default hierarchy to its bootstrapped state, resuming wherever an earlier
+/// start stopped (killed, power lost): every step is one transaction, and each is taken
+/// only when the state shows it has not happened yet.
+/// 1. the ids of the root and the intermediate are chosen and recorded (settings);
+/// 2. both are bought with those ids (one transaction: both rows or neither);
+/// 3. the root is enabled, 4. the intermediate is enabled (each a conditional update of
+///    a pending CA), 5. quota is assigned if none was.
+///
+/// So however often the first start is interrupted, there is exactly one bootstrap root
+/// and one bootstrap intermediate.
+async fn ensure_bootstrap_cas(
+    app: &App,
+    recorded: (Option<String>, Option<String>),
+) -> Result<(String, String)> {
     let b = &app.config.bootstrap;
     let key_algorithm: KeyAlgorithm = b
         .key_algorithm
         .parse()
         .map_err(|e: String| Error::config(format!("bootstrap.key_algorithm: {e}")))?;
     let tenant = &app.defaults.tenant_id;
-    let purchase = Purchase {
-        subject: SubjectFields {
-            common_name: b.root_common_name.clone(),
-            organization: Some("Vellum".into()),
-            ..Default::default()
-        },
-        key_algorithm,
-        validity_days: 3650,
-        service_months: 120,
-        quota: b.root_quota,
-        intermediate_common_name: Some(b.intermediate_common_name.clone()),
+    let (root_id, inter_id) = match recorded {
+        (Some(r), Some(i)) => (r, i),
+        _ => {
+            let ids = (
+                uuid::Uuid::now_v7().to_string(),
+                uuid::Uuid::now_v7().to_string(),
+            );
+            let mut tx = app.store.begin().await?;
+            settings::put(&mut tx, KEY_STAGE, "started").await?;
+            settings::put(&mut tx, KEY_ROOT, &ids.0).await?;
+            settings::put(&mut tx, KEY_INTERMEDIATE, &ids.1).await?;
+            tx.commit().await?;
+            ids
+        }
     };
-    let (root, inter) = hierarchy::purchase_root(app, tenant, &purchase).await?;
-    hierarchy::enable(app, tenant, &root.id, EnableMode::Generate).await?;
-    hierarchy::enable(app, tenant, &inter.id, EnableMode::Generate).await?;
-    hierarchy::assign_quota(app, tenant, &root.id, &inter.id, b.intermediate_quota).await?;
+    let existing = {
+        let mut conn = app.store.reader().acquire().await?;
+        store::cas::get_any_tenant(&mut conn, &root_id).await?
+    };
+    if existing.is_none() {
+        let purchase = Purchase {
+            subject: SubjectFields {
+                common_name: b.root_common_name.clone(),
+                organization: Some("Vellum".into()),
+                ..Default::default()
+            },
+            key_algorithm,
+            validity_days: 3650,
+            service_months: 120,
+            quota: b.root_quota,
+            intermediate_common_name: Some(b.intermediate_common_name.clone()),
+        };
+        hierarchy::purchase_root_with_ids(
+            app,
+            tenant,
+            &purchase,
+            root_id.clone(),
+            inter_id.clone(),
+        )
+        .await?;
+    }
+    for id in [&root_id, &inter_id] {
+        if hierarchy::load(app, tenant, id).await?.status == "pending" {
+            hierarchy::enable(app, tenant, id, EnableMode::Generate).await?;
+        }
+    }
+    let inter = hierarchy::load(app, tenant, &inter_id).await?;
+    if inter.quota_assigned == 0 {
+        hierarchy::assign_quota(app, tenant, &root_id, &inter_id, b.intermediate_quota).await?;
+    }
     let mut tx = app.store.begin().await?;
-    settings::put(&mut tx, KEY_ROOT, &root.id).await?;
-    settings::put(&mut tx, KEY_INTERMEDIATE, &inter.id).await?;
+    settings::put(&mut tx, KEY_STAGE, "done").await?;
     tx.commit().await?;
-    tracing::info!(root = %root.id, intermediate = %inter.id, "bootstrapped the default CA hierarchy");
-    Ok((root.id, inter.id))
+    tracing::info!(root = %root_id, intermediate = %inter_id, "bootstrapped the default CA hierarchy");
+    Ok((root_id, inter_id))
 }
 
 /// Fails early, with a clear message, when the master key cannot open the CA keys.
@@ -303,6 +375,7 @@ pub async fn server_tls_material(app: &App, paths: &Paths) -> Result<(String, St
             audit: None,
             acme_names: false,
             followup: None,
+            est_client: None,
         },
     )
     .await?;

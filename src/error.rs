@@ -153,6 +153,14 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
                 Error::Unavailable(format!("database unavailable: {e}"))
             }
+            // PostgreSQL refuses text holding a NUL character (SQLSTATE 22021). Every
+            // door refuses NUL in the names it validates; this catches any other field
+            // that carried one to the database, as the client's error it is.
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("22021") => {
+                Error::bad_request(
+                    "the request holds text with a NUL character (U+0000), which no field accepts",
+                )
+            }
             _ => Error::Internal(format!("database: {e}")),
         }
     }

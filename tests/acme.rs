@@ -3,92 +3,22 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use common::acme::{new_account, problem_type, server_with_responder, Post, Raw, Responder};
 use common::{Backend, TestServer};
 use instant_acme::{
     Account, ChallengeType, ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus,
     RetryPolicy,
 };
-use josekit::jwk::KeyPair;
-use josekit::jws::JwsSigner;
+
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// A loopback http-01 responder: token → key authorization, answering after an optional
-/// delay (milliseconds).
-#[derive(Clone, Default)]
-struct Responder(
-    Arc<Mutex<HashMap<String, String>>>,
-    Arc<std::sync::atomic::AtomicU64>,
-);
-
-impl Responder {
-    async fn start() -> (Responder, u16) {
-        let r = Responder::default();
-        let (map, delay) = (r.0.clone(), r.1.clone());
-        let app = axum::Router::new().route(
-            "/.well-known/acme-challenge/{token}",
-            axum::routing::get(move |axum::extract::Path(t): axum::extract::Path<String>| {
-                let (map, delay) = (map.clone(), delay.clone());
-                async move {
-                    let ms = delay.load(std::sync::atomic::Ordering::SeqCst);
-                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                    match map.lock().unwrap().get(&t) {
-                        Some(v) => (StatusCode::OK, v.clone()),
-                        None => (StatusCode::NOT_FOUND, "no such token".to_string()),
-                    }
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.ok();
-        });
-        (r, port)
-    }
-    fn delay_ms(&self, ms: u64) {
-        self.1.store(ms, std::sync::atomic::Ordering::SeqCst);
-    }
-    fn put(&self, token: &str, value: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .insert(token.to_string(), value.to_string());
-    }
-}
-
-async fn server_with_responder(backend: Backend) -> (TestServer, Responder) {
-    let (responder, port) = Responder::start().await;
-    let port = port.to_string();
-    let s = TestServer::start_with(backend, &[("VELLUM_VA_HTTP_PORT", &port)]).await;
-    (s, responder)
-}
-
 fn dir_url(s: &TestServer, ca: &str) -> String {
     format!("{}/acme/{ca}/directory", s.base)
-}
-
-async fn new_account(s: &TestServer, dir: &str) -> Account {
-    let (account, _) = Account::builder_with_root(s.data_dir().join("root.pem"))
-        .unwrap()
-        .create(
-            &NewAccount {
-                contact: &["mailto:ops@example.com"],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            dir.to_string(),
-            None,
-        )
-        .await
-        .expect("account created");
-    account
 }
 
 fn csr_for(names: &[&str]) -> (rcgen::KeyPair, Vec<u8>) {
@@ -283,143 +213,6 @@ async fn full_flow_postgres() {
         return;
     }
     full_flow(Backend::Postgres).await;
-}
-
-/// A minimal JWS client for the error paths instant-acme will not produce.
-struct Raw {
-    http: reqwest::Client,
-    /// Base of the URLs the server writes (and clients sign).
-    base: String,
-    /// Where requests are actually sent (differs only behind a "load balancer").
-    send_base: String,
-    signer: josekit::jws::alg::ecdsa::EcdsaJwsSigner,
-    private: josekit::jwk::Jwk,
-    jwk: Value,
-    kid: Option<String>,
-}
-
-struct Post<'a> {
-    url: String,
-    payload: Option<Value>,
-    nonce: Option<String>,
-    signed_url: Option<&'a str>,
-    use_jwk: bool,
-    content_type: &'a str,
-    tamper: bool,
-    alg: &'a str,
-}
-
-impl Raw {
-    fn new(s: &TestServer, ca: &str) -> Raw {
-        let kp = josekit::jws::ES256.generate_key_pair().unwrap();
-        let private = kp.to_jwk_key_pair();
-        let signer = josekit::jws::ES256.signer_from_jwk(&private).unwrap();
-        let jwk = serde_json::to_value(kp.to_jwk_public_key().as_ref()).unwrap();
-        let base = format!("{}/acme/{ca}", s.app().config.public_url());
-        let send_base = format!("{}/acme/{ca}", s.base);
-        Raw {
-            http: s.client.clone(),
-            base,
-            send_base,
-            signer,
-            private,
-            jwk,
-            kid: None,
-        }
-    }
-    /// The same account key, talking to another server (replica).
-    fn same_key_on(&self, s: &TestServer, ca: &str) -> Raw {
-        let mut r = Raw::new(s, ca);
-        r.signer = josekit::jws::ES256.signer_from_jwk(&self.private).unwrap();
-        r.private = self.private.clone();
-        r.jwk = self.jwk.clone();
-        r.kid = self.kid.clone();
-        r
-    }
-    fn url(&self, p: &str) -> String {
-        format!("{}/{p}", self.base)
-    }
-    fn wire(&self, url: &str) -> String {
-        url.replacen(&self.base, &self.send_base, 1)
-    }
-    async fn nonce(&self) -> String {
-        let r = self
-            .http
-            .head(self.wire(&self.url("new-nonce")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(r.headers()["cache-control"], "no-store");
-        r.headers()["replay-nonce"].to_str().unwrap().to_string()
-    }
-    fn post(&self, url: String) -> Post<'static> {
-        Post {
-            url,
-            payload: Some(json!({})),
-            nonce: None,
-            signed_url: None,
-            use_jwk: self.kid.is_none(),
-            content_type: "application/jose+json",
-            tamper: false,
-            alg: "ES256",
-        }
-    }
-    async fn send(&self, p: Post<'_>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        let nonce = match p.nonce {
-            Some(n) => n,
-            None => self.nonce().await,
-        };
-        let mut protected =
-            json!({"alg": p.alg, "nonce": nonce, "url": p.signed_url.unwrap_or(&p.url)});
-        if p.use_jwk {
-            protected["jwk"] = self.jwk.clone();
-        } else {
-            protected["kid"] = json!(self.kid.clone().unwrap_or_default());
-        }
-        let protected_b64 = URL_SAFE_NO_PAD.encode(protected.to_string());
-        let payload_b64 = match &p.payload {
-            Some(v) => URL_SAFE_NO_PAD.encode(v.to_string()),
-            None => String::new(),
-        };
-        let mut sig = self
-            .signer
-            .sign(format!("{protected_b64}.{payload_b64}").as_bytes())
-            .unwrap();
-        if p.tamper {
-            sig[5] ^= 0xff;
-        }
-        let body = json!({"protected": protected_b64, "payload": payload_b64, "signature": URL_SAFE_NO_PAD.encode(sig)});
-        let r = self
-            .http
-            .post(self.wire(&p.url))
-            .header("content-type", p.content_type)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let st = r.status();
-        let h = r.headers().clone();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        (st, h, v)
-    }
-    async fn register(&mut self) {
-        let (st, h, v) = self
-            .send(Post {
-                payload: Some(json!({"termsOfServiceAgreed": true})),
-                ..self.post(self.url("new-account"))
-            })
-            .await;
-        assert_eq!(st, StatusCode::CREATED, "{v}");
-        self.kid = Some(h["location"].to_str().unwrap().to_string());
-    }
-}
-
-fn problem_type(v: &Value) -> &str {
-    v["type"]
-        .as_str()
-        .unwrap_or_default()
-        .trim_start_matches("urn:ietf:params:acme:error:")
 }
 
 async fn error_paths(s: &TestServer) {

@@ -171,11 +171,9 @@ async fn issue_and_profile(s: &TestServer) {
 
     // Client certificate from a CSR, with an empty subject: SAN critical, clientAuth.
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-    let csr = rcgen::CertificateParams::default()
-        .serialize_request(&key)
-        .unwrap()
-        .pem()
-        .unwrap();
+    let mut empty = rcgen::CertificateParams::default();
+    empty.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = empty.serialize_request(&key).unwrap().pem().unwrap();
     let (st, cc) = apply(
         s,
         &inter,
@@ -229,13 +227,13 @@ async fn refusals(s: &TestServer) {
         ),
         (
             json!({"type": "server", "common_name": "x", "sans": [{"type": "email", "value": "a@b.example"}], "validity_days": 30}),
-            "sans",
-            "server certificates take only dns and ip",
+            "sans[0]",
+            "cannot go in a server certificate, which takes only DNS names and IP addresses",
         ),
         (
             json!({"type": "client", "common_name": "x", "sans": [{"type": "dns", "value": "a.example"}], "validity_days": 30}),
-            "sans",
-            "client certificates take only email and uri",
+            "sans[0]",
+            "cannot go in a client certificate, which takes only e-mail addresses and URIs",
         ),
         (
             json!({"type": "server", "common_name": "x", "sans": [{"type": "ip", "value": "999.1.1.1"}], "validity_days": 30}),
@@ -244,8 +242,8 @@ async fn refusals(s: &TestServer) {
         ),
         (
             json!({"type": "server", "common_name": "x", "sans": [{"type": "dns", "value": "bad_name.example"}], "validity_days": 30}),
-            "sans",
-            "not well-formed",
+            "sans[0]",
+            "holds '_' in the label \"bad_name\"",
         ),
         (
             json!({"type": "server", "common_name": "x", "sans": [{"type": "x400", "value": "a"}], "validity_days": 30}),
@@ -911,3 +909,165 @@ both_backends!(
     five_hundred_concurrent_applies_issue_exactly_the_quota,
     quota_race
 );
+
+/// `csr_pem` without `common_name`: the certificate takes the CSR's subject (and SANs),
+/// field by field unless the body gives one; the stored specification remembers it, so
+/// a renewal keeps the names.
+async fn csr_subject(s: &TestServer) {
+    let (_, inter) = s.enabled_pair("Subject Root", 10, 5).await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(vec!["api.example.com".to_string()]).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    for (t, v) in [
+        (rcgen::DnType::CommonName, "api.example.com"),
+        (rcgen::DnType::OrganizationName, "Acme"),
+        (rcgen::DnType::OrganizationalUnitName, "Payments"),
+        (rcgen::DnType::LocalityName, "Berlin"),
+        (rcgen::DnType::StateOrProvinceName, "Berlin"),
+        (rcgen::DnType::CountryName, "DE"),
+    ] {
+        p.distinguished_name.push(t, v);
+    }
+    let csr = p.serialize_request(&key).unwrap().pem().unwrap();
+    let (st, c) = apply(
+        s,
+        &inter,
+        json!({"type": "server", "validity_days": 30, "csr_pem": csr, "organizational_unit": "Platform"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    assert_eq!(c["common_name"], "api.example.com");
+    assert_eq!(c["organization"], "Acme");
+    assert_eq!(
+        c["organizational_unit"], "Platform",
+        "the body overrides a field"
+    );
+    assert_eq!(c["country"], "DE");
+    assert_eq!(
+        c["sans"],
+        json!([{"type": "dns", "value": "api.example.com"}])
+    );
+    let der = der_of(c["certificate_pem"].as_str().unwrap());
+    let (_, x) = X509Certificate::from_der(&der).unwrap();
+    assert_eq!(
+        x.subject().to_string(),
+        "C=DE, ST=Berlin, L=Berlin, O=Acme, OU=Platform, CN=api.example.com"
+    );
+    let (st, r) = s
+        .post(
+            &format!("/certificates/{}/renew", c["id"].as_str().unwrap()),
+            json!({"force": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    assert_eq!(r["common_name"], "api.example.com");
+    assert_eq!(r["organization"], "Acme");
+}
+both_backends!(csr_subject_fills_the_certificate, csr_subject);
+
+/// Server certificates always carry a SAN: a common name that is a DNS name or an IP
+/// becomes one; anything else is refused naming the rule. And no name on any field may
+/// carry NUL, control or bidi-override characters; DNS names are LDH or A-labels.
+async fn names_rules(s: &TestServer) {
+    let (_, inter) = s.enabled_pair("Names Root", 20, 10).await;
+    let (st, c) = apply(
+        s,
+        &inter,
+        json!({"type": "server", "common_name": "Host.Example.com", "validity_days": 30}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    assert_eq!(
+        c["sans"],
+        json!([{"type": "dns", "value": "host.example.com"}])
+    );
+    let leaf_der = der_of(c["certificate_pem"].as_str().unwrap());
+    let (_, x) = X509Certificate::from_der(&leaf_der).unwrap();
+    let san = x.subject_alternative_name().unwrap().unwrap();
+    assert_eq!(san.value.general_names.len(), 1);
+    let (st, c) = apply(
+        s,
+        &inter,
+        json!({"type": "server", "common_name": "10.9.8.7", "validity_days": 30}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    assert_eq!(c["sans"], json!([{"type": "ip", "value": "10.9.8.7"}]));
+    let (st, e) = apply(
+        s,
+        &inter,
+        json!({"type": "server", "common_name": "Payments printer", "validity_days": 30}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["field"], "sans");
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("must carry a subjectAltName"),
+        "{e}"
+    );
+
+    for (body, field, needle) in [
+        (
+            json!({"type": "server", "common_name": "good.example\u{0}.evil.com", "sans": [{"type": "dns", "value": "good.example"}], "validity_days": 30}),
+            "common_name",
+            "U+0000 (NUL) at position 13",
+        ),
+        (
+            json!({"type": "server", "common_name": "ok.example", "organization": "Acme\u{202E}gnp.exe", "validity_days": 30}),
+            "organization",
+            "U+202E (RIGHT-TO-LEFT OVERRIDE)",
+        ),
+        (
+            json!({"type": "server", "common_name": "ok.example", "locality": "Ber\u{1b}[31mlin", "validity_days": 30}),
+            "locality",
+            "U+001B (ESCAPE)",
+        ),
+        (
+            json!({"type": "server", "common_name": "ok.example", "sans": [{"type": "dns", "value": "a.example"}, {"type": "dns", "value": "b\u{0}.example"}], "validity_days": 30}),
+            "sans[1]",
+            "U+0000 (NUL)",
+        ),
+        (
+            json!({"type": "server", "common_name": "ok.example", "sans": [{"type": "dns", "value": "xn--zz.example"}], "validity_days": 30}),
+            "sans[0]",
+            "not a valid A-label",
+        ),
+        (
+            json!({"type": "server", "common_name": "ok.example", "sans": [{"type": "dns", "value": "müller.example"}], "validity_days": 30}),
+            "sans[0]",
+            "A-labels",
+        ),
+        (
+            json!({"type": "server", "common_name": "ok.example", "sans": [{"type": "dns", "value": format!("{}.example", "a".repeat(64))}], "validity_days": 30}),
+            "sans[0]",
+            "at most 63",
+        ),
+        (
+            json!({"type": "client", "common_name": "ops", "sans": [{"type": "email", "value": "ops\u{200B}@example.com"}], "validity_days": 30}),
+            "sans[0]",
+            "U+200B (ZERO WIDTH SPACE)",
+        ),
+        (
+            json!({"type": "server", "common_name": "ok.example", "sans": [{"type": "email", "value": "a@acme.com"}], "validity_days": 30}),
+            "sans[0]",
+            "the e-mail address \"a@acme.com\" cannot go in a server certificate",
+        ),
+    ] {
+        let (st, e) = apply(s, &inter, body.clone()).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {e}");
+        assert_eq!(e["field"], field, "{body}: {e}");
+        let detail = e["detail"].as_str().unwrap();
+        assert!(detail.contains(needle), "{body}: {detail}");
+        assert!(
+            !detail.contains("Dns(") && !detail.contains("Email("),
+            "no debug text: {detail}"
+        );
+    }
+    // A valid A-label is fine.
+    let (st, c) = apply(s, &inter, server_body("xn--mller-kva.example")).await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+}
+both_backends!(names_follow_the_rules_on_the_admin_door, names_rules);

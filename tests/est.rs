@@ -26,6 +26,21 @@ fn est_client(s: &TestServer, identity: Option<(&[u8], &rcgen::KeyPair)>) -> req
 }
 
 fn tls_config(s: &TestServer, identity: Option<(&[u8], &rcgen::KeyPair)>) -> rustls::ClientConfig {
+    tls_config_chain(s, identity.map(|(c, k)| (vec![c.to_vec()], k)))
+}
+
+/// An HTTPS client presenting a certificate chain (leaf first).
+fn est_client_chain(s: &TestServer, chain: Vec<Vec<u8>>, key: &rcgen::KeyPair) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls_config_chain(s, Some((chain, key))))
+        .build()
+        .unwrap()
+}
+
+fn tls_config_chain(
+    s: &TestServer,
+    identity: Option<(Vec<Vec<u8>>, &rcgen::KeyPair)>,
+) -> rustls::ClientConfig {
     vellum::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(s.data_dir().join("root.pem")).unwrap();
@@ -39,9 +54,9 @@ fn tls_config(s: &TestServer, identity: Option<(&[u8], &rcgen::KeyPair)>) -> rus
     .unwrap()
     .with_root_certificates(roots);
     match identity {
-        Some((cert, key)) => b
+        Some((chain, key)) => b
             .with_client_auth_cert(
-                vec![CertificateDer::from(cert.to_vec())],
+                chain.into_iter().map(CertificateDer::from).collect(),
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
             )
             .unwrap(),
@@ -640,7 +655,10 @@ async fn refusals(s: &TestServer) {
         Some(STANDARD.encode(b"\x30\x03\x02\x01\x01")),
     )
     .await;
-    a.text_error(StatusCode::BAD_REQUEST, "is not a PKCS#10 request");
+    a.text_error(
+        StatusCode::BAD_REQUEST,
+        "is not a PKCS#10 certificate request",
+    );
     let a = enroll(
         s,
         &http,
@@ -686,7 +704,7 @@ async fn refusals(s: &TestServer) {
     .await
     .text_error(
         StatusCode::BAD_REQUEST,
-        "client certificates take only email and uri names",
+        "cannot go in a client certificate, which takes only e-mail addresses and URIs",
     );
     assert_eq!(
         quota_remaining(s, &inter).await,
@@ -981,10 +999,7 @@ async fn client_certificates(s: &TestServer) {
         &cn_csr(&stranger_key, "x"),
     )
     .await
-    .text_error(
-        StatusCode::UNAUTHORIZED,
-        "was not issued by this installation",
-    );
+    .text_error(StatusCode::FORBIDDEN, "was not issued by this installation");
 
     // Revoked: refused with the revocation time.
     let (st, _) = s
@@ -1240,3 +1255,564 @@ async fn admin_api(s: &TestServer) {
     assert!(!audit["items"].as_array().unwrap().is_empty());
 }
 both_backends!(est_admin_api, admin_api);
+
+/// A device maker's CA (self-signed), optionally an intermediate under it, and device
+/// certificates from either, made with rcgen (not by Vellum).
+struct Maker {
+    root_key: rcgen::KeyPair,
+    root: rcgen::CertificateParams,
+    root_der: Vec<u8>,
+}
+
+impl Maker {
+    fn new(cn: &str) -> Maker {
+        let root_key = rcgen::KeyPair::generate().unwrap();
+        let mut root = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        root.distinguished_name = rcgen::DistinguishedName::new();
+        root.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        root.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        root.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let root_der = root.self_signed(&root_key).unwrap().der().to_vec();
+        Maker {
+            root_key,
+            root,
+            root_der,
+        }
+    }
+
+    fn root_pem(&self) -> String {
+        ::pem::encode(&::pem::Pem::new("CERTIFICATE", self.root_der.clone()))
+    }
+
+    /// A device certificate (CN = `cn`), with clientAuth unless `eku` is empty; signed by
+    /// the root, or by a fresh intermediate (returned after the leaf) when `via` is set.
+    fn device(
+        &self,
+        cn: &str,
+        eku: &[rcgen::ExtendedKeyUsagePurpose],
+        via_intermediate: bool,
+    ) -> (rcgen::KeyPair, Vec<Vec<u8>>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.extended_key_usages = eku.to_vec();
+        let root_issuer = rcgen::Issuer::from_params(&self.root, &self.root_key);
+        if !via_intermediate {
+            let der = p.signed_by(&key, &root_issuer).unwrap().der().to_vec();
+            return (key, vec![der]);
+        }
+        let ikey = rcgen::KeyPair::generate().unwrap();
+        let mut ip = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ip.distinguished_name = rcgen::DistinguishedName::new();
+        ip.distinguished_name
+            .push(rcgen::DnType::CommonName, "Maker Device Intermediate");
+        ip.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ip.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        let ider = ip.signed_by(&ikey, &root_issuer).unwrap().der().to_vec();
+        let issuer = rcgen::Issuer::from_params(&ip, &ikey);
+        let der = p.signed_by(&key, &issuer).unwrap().der().to_vec();
+        (key, vec![der, ider])
+    }
+}
+
+const CLIENT_AUTH: &[rcgen::ExtendedKeyUsagePurpose] =
+    &[rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+
+/// RFC 7030 §3.3.2: which TLS client certificates may enroll (simpleenroll), and under
+/// which name rules. Certificates from ACME or the admin API never log in; a certificate
+/// this EST service issued to an account carries that account's name patterns; a trust
+/// anchor configured for the service admits its devices under its own patterns.
+async fn client_certificate_rules(backend: common::Backend) {
+    let (s, responder) = common::acme::server_with_responder(backend).await;
+    let s = &s;
+    let inter = s.app().defaults.intermediate_id.clone();
+
+    // The attack: anyone who passes one http-01 challenge holds a certificate of the
+    // tenant, and used to enroll any name over EST with it.
+    let account = common::acme::new_account(s, &format!("{}/acme/directory", s.base)).await;
+    for profile in [None, Some("tls-client")] {
+        let (key, acme_cert) =
+            common::acme::certificate_for_localhost(&account, &responder, profile).await;
+        let holder = est_client(s, Some((&acme_cert, &key)));
+        let k = rcgen::KeyPair::generate().unwrap();
+        enroll(
+            s,
+            &holder,
+            None,
+            "simpleenroll",
+            None,
+            &cn_csr(&k, "victim.example.com"),
+        )
+        .await
+        .text_error(StatusCode::FORBIDDEN, "was issued through ACME by CA");
+        enroll(
+            s,
+            &holder,
+            None,
+            "serverkeygen",
+            None,
+            &cn_csr(&k, "victim.example.com"),
+        )
+        .await
+        .text_error(
+            StatusCode::FORBIDDEN,
+            "only if this EST service issued it to an EST account",
+        );
+    }
+
+    // A client certificate from the admin API: refused the same way.
+    let admin_key = rcgen::KeyPair::generate().unwrap();
+    let admin_csr = ::pem::encode(&::pem::Pem::new(
+        "CERTIFICATE REQUEST",
+        cn_csr(&admin_key, "ops-laptop"),
+    ));
+    let (st, v) = s
+        .post(
+            &format!("/cas/{inter}/certificates"),
+            json!({"type": "client", "validity_days": 30, "csr_pem": admin_csr}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let admin_cert = ::pem::parse(v["certificate_pem"].as_str().unwrap())
+        .unwrap()
+        .into_contents();
+    let holder = est_client(s, Some((&admin_cert, &admin_key)));
+    let k = rcgen::KeyPair::generate().unwrap();
+    enroll(
+        s,
+        &holder,
+        None,
+        "simpleenroll",
+        None,
+        &cn_csr(&k, "anything"),
+    )
+    .await
+    .text_error(StatusCode::FORBIDDEN, "was issued through the admin API");
+
+    // A name-restricted account: its certificate inherits the patterns.
+    add_client(s, &inter, "fleet", Some(json!(["*.devices.example.com"]))).await;
+    let anon = est_client(s, None);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let a = enroll(
+        s,
+        &anon,
+        None,
+        "simpleenroll",
+        Some(("fleet", PASSWORD)),
+        &cn_csr(&key, "a.devices.example.com"),
+    )
+    .await;
+    let fleet_cert = a.certs().remove(0);
+    let fleet = est_client(s, Some((&fleet_cert, &key)));
+    let k = rcgen::KeyPair::generate().unwrap();
+    enroll(
+        s,
+        &fleet,
+        None,
+        "simpleenroll",
+        None,
+        &cn_csr(&k, "evil.example.com"),
+    )
+    .await
+    .text_error(
+        StatusCode::FORBIDDEN,
+        "EST client \"fleet\" may not request the name \"evil.example.com\"",
+    );
+    let a = enroll(
+        s,
+        &fleet,
+        None,
+        "simpleenroll",
+        None,
+        &cn_csr(&k, "b.devices.example.com"),
+    )
+    .await;
+    let second = a.certs().remove(0);
+    let entry = inventory_entry(s, &second).await;
+    assert!(
+        entry["requester"]
+            .as_str()
+            .unwrap()
+            .starts_with("est:cert:"),
+        "{entry}"
+    );
+    // ...and so does the certificate enrolled with it (the account follows).
+    let second_holder = est_client(s, Some((&second, &k)));
+    let k2 = rcgen::KeyPair::generate().unwrap();
+    enroll(
+        s,
+        &second_holder,
+        None,
+        "simpleenroll",
+        None,
+        &cn_csr(&k2, "evil.example.com"),
+    )
+    .await
+    .text_error(StatusCode::FORBIDDEN, "may not request the name");
+    // Server-profile certificates carry no clientAuth: they renew, but do not log in.
+    let (st, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/cas/{inter}/est"),
+            Some(json!({"certificate_type": "server"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let sk = rcgen::KeyPair::generate().unwrap();
+    let a = enroll(
+        s,
+        &anon,
+        None,
+        "simpleenroll",
+        Some(("fleet", PASSWORD)),
+        &cn_csr(&sk, "srv.devices.example.com"),
+    )
+    .await;
+    let server_cert = a.certs().remove(0);
+    let server_holder = est_client(s, Some((&server_cert, &sk)));
+    enroll(
+        s,
+        &server_holder,
+        None,
+        "simpleenroll",
+        None,
+        &cn_csr(&k2, "x.devices.example.com"),
+    )
+    .await
+    .text_error(
+        StatusCode::FORBIDDEN,
+        "does not carry the clientAuth extended key usage",
+    );
+    enroll(
+        s,
+        &server_holder,
+        None,
+        "simplereenroll",
+        None,
+        &cn_csr(&sk, "srv.devices.example.com"),
+    )
+    .await
+    .certs();
+    let (st, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/cas/{inter}/est"),
+            Some(json!({"certificate_type": "client"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // The account deleted: its certificates no longer log in.
+    let (st, _) = s
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/cas/{inter}/est/clients/fleet"),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    enroll(
+        s,
+        &fleet,
+        None,
+        "simpleenroll",
+        None,
+        &cn_csr(&k, "c.devices.example.com"),
+    )
+    .await
+    .text_error(StatusCode::FORBIDDEN, "which no longer exists");
+
+    // A device maker's CA as trust anchor, with its own name patterns.
+    let maker = Maker::new("Maker Root CA");
+    let (dev_key, dev_chain) = maker.device("d1.devices.example.com", CLIENT_AUTH, false);
+    let device = est_client_chain(s, dev_chain.clone(), &dev_key);
+    let k = rcgen::KeyPair::generate().unwrap();
+    enroll(
+        s,
+        &device,
+        None,
+        "simpleenroll",
+        None,
+        &cn_csr(&k, "d1.devices.example.com"),
+    )
+    .await
+    .text_error(
+        StatusCode::FORBIDDEN,
+        "no client-certificate trust anchors are configured",
+    );
+    let (st, v) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/cas/{inter}/est"),
+            Some(json!({
+                "client_cert_trust_pem": maker.root_pem(),
+                "client_cert_name_patterns": ["*.devices.example.com"],
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["client_cert_trust"][0]["subject"], "CN=Maker Root CA",
+        "{v}"
+    );
+    let a = enroll(
+        s,
+        &device,
+        None,
+        "simpleenroll",
+        None,
+        &cn_csr(&k, "d1.devices.example.com"),
+    )
+    .await;
+    let entry = inventory_entry(s, &a.certs()[0]).await;
+    assert!(
+        entry["requester"]
+            .as_str()
+            .unwrap()
+            .starts_with("est:trusted:"),
+        "{entry}"
+    );
+    enroll(
+        s,
+        &device,
+        None,
+        "simpleenroll",
+        None,
+        &cn_csr(&k, "evil.example.com"),
+    )
+    .await
+    .text_error(
+        StatusCode::FORBIDDEN,
+        "trust anchor \"CN=Maker Root CA\" may not request the name",
+    );
+    // Through an intermediate the device sends along.
+    let (ik, ichain) = maker.device("d2.devices.example.com", CLIENT_AUTH, true);
+    assert_eq!(ichain.len(), 2);
+    let via = est_client_chain(s, ichain.clone(), &ik);
+    enroll(
+        s,
+        &via,
+        None,
+        "simpleenroll",
+        None,
+        &cn_csr(&k, "d2.devices.example.com"),
+    )
+    .await
+    .certs();
+    // Without the intermediate, the path cannot be built.
+    let leaf_only = est_client_chain(s, vec![ichain[0].clone()], &ik);
+    enroll(
+        s,
+        &leaf_only,
+        None,
+        "simpleenroll",
+        None,
+        &cn_csr(&k, "d2.devices.example.com"),
+    )
+    .await
+    .text_error(StatusCode::FORBIDDEN, "does not chain to a trust anchor");
+    // No clientAuth EKU: refused.
+    let (nk, nchain) = maker.device(
+        "d3.devices.example.com",
+        &[rcgen::ExtendedKeyUsagePurpose::ServerAuth],
+        false,
+    );
+    let no_eku = est_client_chain(s, nchain, &nk);
+    enroll(
+        s,
+        &no_eku,
+        None,
+        "simpleenroll",
+        None,
+        &cn_csr(&k, "d3.devices.example.com"),
+    )
+    .await
+    .text_error(StatusCode::FORBIDDEN, "clientAuth");
+    // Another maker's device: refused.
+    let other = Maker::new("Other Maker");
+    let (ok_, ochain) = other.device("d4.devices.example.com", CLIENT_AUTH, false);
+    let stranger = est_client_chain(s, ochain, &ok_);
+    enroll(
+        s,
+        &stranger,
+        None,
+        "simpleenroll",
+        None,
+        &cn_csr(&k, "d4.devices.example.com"),
+    )
+    .await
+    .text_error(StatusCode::FORBIDDEN, "does not chain to a trust anchor");
+
+    // The settings refuse what is not a CA certificate in PEM.
+    let (st, v) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/cas/{inter}/est"),
+            Some(json!({"client_cert_trust_pem": ::pem::encode(&::pem::Pem::new("CERTIFICATE", dev_chain[0].clone()))})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["field"], "client_cert_trust_pem");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a CA certificate"),
+        "{v}"
+    );
+    let (st, v) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/cas/{inter}/est"),
+            Some(json!({"client_cert_trust_pem": STANDARD.encode(&maker.root_der)})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("must be PEM"), "{v}");
+    // null removes the anchors: the maker's devices are out again.
+    let (st, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/cas/{inter}/est"),
+            Some(json!({"client_cert_trust_pem": null})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    enroll(
+        s,
+        &device,
+        None,
+        "simpleenroll",
+        None,
+        &cn_csr(&k, "d1.devices.example.com"),
+    )
+    .await
+    .text_error(
+        StatusCode::FORBIDDEN,
+        "no client-certificate trust anchors are configured",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_certificate_rules_sqlite() {
+    client_certificate_rules(common::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_certificate_rules_postgres() {
+    if common::pg_url().is_none() {
+        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+        return;
+    }
+    client_certificate_rules(common::Backend::Postgres).await;
+}
+
+/// Names with NUL, control or bidi-override characters are refused over EST before any
+/// pattern sees them, naming the field and the character; unreadable stored policy
+/// refuses the request instead of lifting the restriction.
+async fn hostile_names_and_broken_policy(s: &TestServer) {
+    let inter = s.app().defaults.intermediate_id.clone();
+    add_client(s, &inter, "fleet", Some(json!(["*.devices.example.com"]))).await;
+    let anon = est_client(s, None);
+    let k = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        rcgen::DnValue::Utf8String("evil.com\0.devices.example.com".into()),
+    );
+    let nul = p.serialize_request(&k).unwrap().der().to_vec();
+    enroll(
+        s,
+        &anon,
+        None,
+        "simpleenroll",
+        Some(("fleet", PASSWORD)),
+        &nul,
+    )
+    .await
+    .text_error(
+        StatusCode::BAD_REQUEST,
+        "subject CN contains the character U+0000 (NUL)",
+    );
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        rcgen::DnValue::Utf8String("a.devices.example.com\u{202E}moc".into()),
+    );
+    let bidi = p.serialize_request(&k).unwrap().der().to_vec();
+    enroll(
+        s,
+        &anon,
+        None,
+        "simpleenroll",
+        Some(("fleet", PASSWORD)),
+        &bidi,
+    )
+    .await
+    .text_error(StatusCode::BAD_REQUEST, "U+202E (RIGHT-TO-LEFT OVERRIDE)");
+    // A SAN with a NUL passes the glob, and is refused by the name rules.
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.subject_alt_names = vec![rcgen::SanType::Rfc822Name(
+        rcgen::string::Ia5String::try_from("a\0@x.devices.example.com".to_string()).unwrap(),
+    )];
+    let san = p.serialize_request(&k).unwrap().der().to_vec();
+    enroll(
+        s,
+        &anon,
+        None,
+        "simpleenroll",
+        Some(("fleet", PASSWORD)),
+        &san,
+    )
+    .await
+    .text_error(StatusCode::BAD_REQUEST, "U+0000 (NUL)");
+
+    // Damaged policy in the database: refused with a 500, never "no restriction".
+    s.sql(&format!(
+        "UPDATE est_clients SET name_patterns_json = 'not json' WHERE ca_id = '{inter}' AND username = 'fleet'"
+    ))
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // read caches: 1 s
+    enroll(
+        s,
+        &anon,
+        None,
+        "simpleenroll",
+        Some(("fleet", PASSWORD)),
+        &cn_csr(&k, "evil.example.com"),
+    )
+    .await
+    .text_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+    let (st, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/cas/{inter}/est"),
+            Some(json!({"label": "policy"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    s.sql(&format!(
+        "UPDATE est_settings SET auth_json = '{{' WHERE ca_id = '{inter}'"
+    ))
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    enroll(
+        s,
+        &anon,
+        Some("policy"),
+        "simpleenroll",
+        Some(("fleet", PASSWORD)),
+        &cn_csr(&k, "x.devices.example.com"),
+    )
+    .await
+    .text_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+}
+both_backends!(
+    est_hostile_names_and_broken_policy,
+    hostile_names_and_broken_policy
+);

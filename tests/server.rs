@@ -18,11 +18,23 @@ async fn health_and_files(s: &TestServer) {
         assert_eq!(resp.status(), StatusCode::OK, "{url}");
     }
     let data = s.data_dir();
-    for (file, mode) in [
+    let mut private = vec![
+        ("", 0o700),
         ("admin-token", 0o600),
         ("master.key", 0o600),
         ("tls/server.key", 0o600),
-    ] {
+        ("root.pem", 0o644),
+    ];
+    if s.backend == Backend::Sqlite {
+        // The database holds password hashes, the audit trail and sealed keys; SQLite gives
+        // its WAL and shared-memory files the database file's mode.
+        private.extend([
+            ("vellum.db", 0o600),
+            ("vellum.db-wal", 0o600),
+            ("vellum.db-shm", 0o600),
+        ]);
+    }
+    for (file, mode) in private {
         let m = std::fs::metadata(data.join(file))
             .unwrap()
             .permissions()
@@ -410,4 +422,87 @@ async fn oversized_bodies_get_413() {
         .await;
     assert_eq!(small.0, StatusCode::CREATED);
     s.stop().await;
+}
+
+/// Counts the CAs of the default tenant by name (through the admin API).
+async fn bootstrap_cas(s: &TestServer) -> (usize, usize) {
+    let (st, v) = s.get("/cas").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let items = v["items"].as_array().unwrap();
+    let count = |cn: &str| items.iter().filter(|c| c["common_name"] == cn).count();
+    (count("Vellum Root CA"), count("Vellum Issuing CA"))
+}
+
+/// A first start killed (SIGKILL) at any point, then started again, ends with exactly one
+/// bootstrap root and one bootstrap intermediate, enabled, with quota, and a working
+/// admin token. The kill points spread over the whole first start (a few ms to well
+/// after it finished), and one data dir is killed several times in a row.
+async fn killed_first_start(backend: Backend) {
+    let bin = env!("CARGO_BIN_EXE_vellum");
+    let delays_ms: &[&[u64]] = &[
+        &[5],
+        &[15],
+        &[25],
+        &[35],
+        &[45],
+        &[60],
+        &[80],
+        &[120],
+        &[200],
+        &[10, 30, 50],
+        &[40, 40, 40, 40],
+        &[70, 20, 90],
+    ];
+    for kills in delays_ms {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}/vellum.db", data.display()),
+            Backend::Postgres => common::fresh_pg_database().await,
+        };
+        let env = env_for(&data, &url, &[]);
+        for ms in kills.iter() {
+            let mut child = std::process::Command::new(bin)
+                .arg("serve")
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("vellum starts");
+            tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+        }
+        let running = start_with_env(&env).await.expect("restart after kill -9");
+        let s = TestServer::attach(running, dir, backend, url);
+        assert_eq!(
+            bootstrap_cas(&s).await,
+            (1, 1),
+            "killed after {kills:?} ms: exactly one bootstrap root and intermediate"
+        );
+        let (_, inter) = s
+            .get(&format!("/cas/{}", s.app().defaults.intermediate_id))
+            .await;
+        assert_eq!(inter["status"], "enabled", "{inter}");
+        assert_eq!(inter["quota_assigned"], 100, "{inter}");
+        assert!(
+            !s.data_dir().join("admin-token.new").exists(),
+            "the pending token file was settled"
+        );
+        s.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_start_survives_kill_9_sqlite() {
+    killed_first_start(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_start_survives_kill_9_postgres() {
+    if common::pg_url().is_none() {
+        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+        return;
+    }
+    killed_first_start(Backend::Postgres).await;
 }

@@ -77,10 +77,8 @@ fn parse_identifiers(ctx: &Ctx, v: &Value) -> AcmeResult<Vec<Ident>> {
                     Some(format!(
                         "{value:?} is an IP address: order it as an \"ip\" identifier (RFC 8738)"
                     ))
-                } else if !issue::valid_dns_name(&name)
-                    || name.matches('*').count() > usize::from(name.starts_with("*."))
-                {
-                    Some(format!("{value:?} is not a valid DNS name"))
+                } else if let Some(problem) = crate::ra::names::dns_name_problem(&name) {
+                    Some(format!("{value:?} is not a valid DNS name: it {problem}"))
                 } else if name.starts_with("*.")
                     && !ctx.settings.challenges.iter().any(|c| c == "dns-01")
                 {
@@ -451,14 +449,31 @@ pub async fn finalize(
         .map_err(|_| AcmeError::bad_csr("csr is not base64url"))?;
     let csr =
         crate::ra::csr::from_der("csr", &der).map_err(|e| AcmeError::bad_csr(e.client_detail()))?;
-    let wanted: BTreeSet<Ident> = serde_json::from_str::<Vec<Value>>(&o.identifiers_json)
-        .unwrap_or_default()
+    let names = csr
+        .common_name
         .iter()
-        .map(|v| Ident {
-            kind: v["type"].as_str().unwrap_or_default().to_string(),
-            value: v["value"].as_str().unwrap_or_default().to_string(),
-        })
-        .collect();
+        .map(|cn| ("subject CN", cn.clone()))
+        .chain(csr.sans.iter().map(|s| ("subjectAltName", s.to_string())));
+    for (what, value) in names {
+        if let Some((_, c)) = crate::ra::names::forbidden_char(&value) {
+            return Err(AcmeError::bad_csr(format!(
+                "the CSR's {what} {value:?} contains the character {}; names in certificates may not hold control, bidirectional-override or invisible formatting characters",
+                crate::ra::names::describe_char(c)
+            )));
+        }
+    }
+    let wanted: BTreeSet<Ident> = crate::store::decode_json::<Vec<Value>>(
+        "acme_orders",
+        "identifiers_json",
+        &o.id,
+        &o.identifiers_json,
+    )?
+    .iter()
+    .map(|v| Ident {
+        kind: v["type"].as_str().unwrap_or_default().to_string(),
+        value: v["value"].as_str().unwrap_or_default().to_string(),
+    })
+    .collect();
     let mut got: BTreeSet<Ident> = csr
         .sans
         .iter()
@@ -573,6 +588,7 @@ pub async fn finalize(
         followup: Some(Followup::AcmeOrderValid {
             order_id: id.clone(),
         }),
+        est_client: None,
     };
     // The order becomes valid in the transaction that records the certificate, if it is
     // still ready then (of concurrent finalizes, one wins; the others' certificates are

@@ -129,18 +129,11 @@ fn check_subject(s: &SubjectFields) -> Result<()> {
 }
 
 /// Turns an apply body into an issuance request (validation of the body's own rules).
+/// With `csr_pem`, the CSR's subject fills every subject field the body leaves out, and
+/// its SANs are used when the body gives none; the stored specification records the
+/// result, so a renewal certifies the same names.
 pub fn request_from_body(who: &Principal, ca_id: &str, body: &ApplyBody) -> Result<IssueRequest> {
     let leaf_type = leaf_type(&body.cert_type)?;
-    let subject = SubjectFields {
-        common_name: body.common_name.trim().to_string(),
-        organization: body.organization.clone(),
-        organizational_unit: body.organizational_unit.clone(),
-        locality: body.locality.clone(),
-        state: body.state.clone(),
-        country: body.country.clone(),
-    };
-    check_subject(&subject)?;
-    let sans = parse_sans(&body.sans)?;
     if body.tags.len() > 32
         || body
             .tags
@@ -155,6 +148,7 @@ pub fn request_from_body(who: &Principal, ca_id: &str, body: &ApplyBody) -> Resu
     if body.name.as_deref().is_some_and(|n| n.len() > 128) {
         return Err(Error::invalid("name", "must be at most 128 characters"));
     }
+    let mut effective = body.clone();
     let key = match (&body.key_algorithm, &body.csr_pem) {
         (Some(_), Some(_)) => {
             return Err(Error::invalid(
@@ -164,6 +158,7 @@ pub fn request_from_body(who: &Principal, ca_id: &str, body: &ApplyBody) -> Resu
         }
         (_, Some(pem)) => {
             let parsed = csr::from_pem("csr_pem", pem)?;
+            fill_from_csr(&mut effective, &parsed)?;
             KeySource::Provided {
                 spki_der: parsed.spki_der,
                 key_algorithm: parsed.key_algorithm,
@@ -177,6 +172,16 @@ pub fn request_from_body(who: &Principal, ca_id: &str, body: &ApplyBody) -> Resu
                 .map_err(|e| Error::invalid("key_algorithm", e))?,
         ),
     };
+    let subject = SubjectFields {
+        common_name: effective.common_name.trim().to_string(),
+        organization: effective.organization.clone(),
+        organizational_unit: effective.organizational_unit.clone(),
+        locality: effective.locality.clone(),
+        state: effective.state.clone(),
+        country: effective.country.clone(),
+    };
+    check_subject(&subject)?;
+    let sans = parse_sans(&effective.sans)?;
     Ok(IssueRequest {
         tenant_id: who.tenant_id.clone(),
         ca_id: ca_id.to_string(),
@@ -190,12 +195,65 @@ pub fn request_from_body(who: &Principal, ca_id: &str, body: &ApplyBody) -> Resu
         name: body.name.clone(),
         tags: body.tags.clone(),
         requester: Some(who.token_id.clone()),
-        spec_json: serde_json::to_value(body).map_err(Error::internal)?,
+        spec_json: serde_json::to_value(&effective).map_err(Error::internal)?,
         renewed_from: None,
         audit: Some(audit_event(who, "certificate.issue")),
         acme_names: false,
         followup: None,
+        est_client: None,
     })
+}
+
+/// Fills the subject fields and SANs `body` leaves out from the CSR (`csr_pem`).
+fn fill_from_csr(body: &mut ApplyBody, parsed: &csr::ParsedCsr) -> Result<()> {
+    let needs_subject = body.common_name.trim().is_empty()
+        || body.organization.is_none()
+        || body.organizational_unit.is_none()
+        || body.locality.is_none()
+        || body.state.is_none()
+        || body.country.is_none();
+    if needs_subject {
+        match &parsed.subject {
+            Ok(s) => {
+                if body.common_name.trim().is_empty() {
+                    body.common_name = s.common_name.clone();
+                }
+                for (slot, from) in [
+                    (&mut body.organization, &s.organization),
+                    (&mut body.organizational_unit, &s.organizational_unit),
+                    (&mut body.locality, &s.locality),
+                    (&mut body.state, &s.state),
+                    (&mut body.country, &s.country),
+                ] {
+                    if slot.is_none() {
+                        slot.clone_from(from);
+                    }
+                }
+            }
+            // The body names the subject itself: the CSR's is not used.
+            Err(_) if !body.common_name.trim().is_empty() => {}
+            Err(e) => return Err(Error::invalid("csr_pem", e.clone())),
+        }
+    }
+    if body.sans.is_empty() {
+        body.sans = parsed
+            .sans
+            .iter()
+            .map(|s| {
+                let (kind, value) = match s {
+                    San::Dns(d) => ("dns", d.clone()),
+                    San::Ip(ip) => ("ip", ip.to_string()),
+                    San::Email(e) => ("email", e.clone()),
+                    San::Uri(u) => ("uri", u.clone()),
+                };
+                SanInput {
+                    kind: kind.into(),
+                    value,
+                }
+            })
+            .collect();
+    }
+    Ok(())
 }
 
 fn audit_event(who: &Principal, action: &str) -> AuditEvent {
@@ -654,6 +712,7 @@ async fn renew_inner(app: &App, who: &Principal, id: &str, force: bool) -> Resul
         };
     }
     req.source = old.source.clone();
+    req.est_client = old.est_client.clone();
     req.renewed_from = Some(old.id.clone());
     req.audit = Some(audit_event(who, "certificate.renew"));
     issue::issue(app, req).await

@@ -38,8 +38,108 @@ fn view(app: &App, s: &Settings) -> Value {
         "auth": s.auth,
         "default_validity_days": s.default_validity_days,
         "certificate_type": s.certificate_type,
+        "client_cert_trust": s
+            .client_cert_trust_pem
+            .as_deref()
+            .map(anchor_views)
+            .unwrap_or_default(),
+        "client_cert_trust_pem": s.client_cert_trust_pem,
+        "client_cert_name_patterns": s.client_cert_name_patterns,
         "urls": urls(app, s),
     })
+}
+
+/// Subject, expiry and SHA-256 fingerprint of each configured trust anchor.
+fn anchor_views(pem_text: &str) -> Vec<Value> {
+    ::pem::parse_many(pem_text)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|b| {
+            let der = b.contents();
+            let (_, c) = x509_parser::parse_x509_certificate(der).ok()?;
+            Some(json!({
+                "subject": c.subject().to_string(),
+                "not_after": json::rfc3339(c.validity().not_after.timestamp()),
+                "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(der)),
+            }))
+        })
+        .collect()
+}
+
+/// Most trust anchors one EST service takes.
+const MAX_TRUST_ANCHORS: usize = 50;
+
+/// Checks `client_cert_trust_pem`: one or more PEM CA certificates (basicConstraints
+/// CA:TRUE), unexpired; returns the bundle re-encoded (only the certificates).
+fn check_trust_pem(text: &str, now: i64) -> Result<String> {
+    const FIELD: &str = "client_cert_trust_pem";
+    let blocks = ::pem::parse_many(text).map_err(|_| {
+        Error::invalid(
+            FIELD,
+            "must be PEM: one or more -----BEGIN CERTIFICATE----- blocks (convert DER with `openssl x509 -inform DER -in ca.der -out ca.pem`)",
+        )
+    })?;
+    if blocks.is_empty() {
+        return Err(Error::invalid(
+            FIELD,
+            "must be PEM: one or more -----BEGIN CERTIFICATE----- blocks (give null to remove the trust anchors)",
+        ));
+    }
+    if blocks.len() > MAX_TRUST_ANCHORS {
+        return Err(Error::invalid(
+            FIELD,
+            format!(
+                "holds {} certificates; at most {MAX_TRUST_ANCHORS} trust anchors are accepted",
+                blocks.len()
+            ),
+        ));
+    }
+    let mut out = String::new();
+    for (i, b) in blocks.iter().enumerate() {
+        let n = i + 1;
+        if b.tag() != "CERTIFICATE" {
+            return Err(Error::invalid(
+                FIELD,
+                format!(
+                    "block {n} is a {} block; only CERTIFICATE blocks are trust anchors",
+                    b.tag()
+                ),
+            ));
+        }
+        let (rest, c) = x509_parser::parse_x509_certificate(b.contents()).map_err(|_| {
+            Error::invalid(
+                FIELD,
+                format!("certificate {n} is not a well-formed X.509 certificate"),
+            )
+        })?;
+        if !rest.is_empty() {
+            return Err(Error::invalid(
+                FIELD,
+                format!("certificate {n} has trailing bytes after the certificate"),
+            ));
+        }
+        if !c.is_ca() {
+            return Err(Error::invalid(
+                FIELD,
+                format!(
+                    "certificate {n} ({}) is not a CA certificate (basicConstraints CA:TRUE); give the CA that issues the device certificates, not a device certificate",
+                    c.subject()
+                ),
+            ));
+        }
+        if c.validity().not_after.timestamp() <= now {
+            return Err(Error::invalid(
+                FIELD,
+                format!(
+                    "certificate {n} ({}) expired at {}",
+                    c.subject(),
+                    json::rfc3339(c.validity().not_after.timestamp())
+                ),
+            ));
+        }
+        out.push_str(&crate::ca::cert_pem(b.contents()));
+    }
+    Ok(out)
 }
 
 fn client_view(c: &Client) -> Value {
@@ -80,6 +180,11 @@ pub struct SettingsBody {
     auth: Option<Vec<String>>,
     default_validity_days: Option<i64>,
     certificate_type: Option<String>,
+    /// Trust anchors for client-certificate enrollment (PEM bundle); `null` removes them.
+    #[serde(default, deserialize_with = "present")]
+    client_cert_trust_pem: Option<Option<String>>,
+    /// Name patterns for enrollments through the trust anchors.
+    client_cert_name_patterns: Option<Vec<String>>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` (via `default`) when absent.
@@ -170,6 +275,16 @@ pub async fn put_settings(
             }
             s.certificate_type = t.clone();
         }
+        if let Some(trust) = &body.client_cert_trust_pem {
+            s.client_cert_trust_pem = match trust {
+                Some(text) => Some(check_trust_pem(text, store::now())?),
+                None => None,
+            };
+        }
+        if let Some(patterns) = &body.client_cert_name_patterns {
+            check_patterns("client_cert_name_patterns", patterns)?;
+            s.client_cert_name_patterns = patterns.iter().map(|p| p.to_ascii_lowercase()).collect();
+        }
         if let Some(days) = body.default_validity_days {
             // The same rule every issuance is held to, so enrollments do not fail later.
             crate::ra::issue::check_validity(&ca, days, store::now()).map_err(|e| match e {
@@ -215,14 +330,19 @@ fn check_client(body: &ClientBody) -> Result<()> {
     if body.password.chars().count() < 8 || body.password.len() > 1024 {
         return Err(Error::invalid("password", "must be 8 to 1024 characters"));
     }
-    if body.name_patterns.len() > 100 {
-        return Err(Error::invalid("name_patterns", "at most 100 patterns"));
+    check_patterns("name_patterns", &body.name_patterns)
+}
+
+/// Name patterns: at most 100, each 1–253 printable ASCII characters.
+fn check_patterns(field: &str, patterns: &[String]) -> Result<()> {
+    if patterns.len() > 100 {
+        return Err(Error::invalid(field, "at most 100 patterns"));
     }
-    for (i, p) in body.name_patterns.iter().enumerate() {
-        if p.is_empty() || p.len() > 253 || !p.is_ascii() || p.contains(char::is_whitespace) {
+    for (i, p) in patterns.iter().enumerate() {
+        if p.is_empty() || p.len() > 253 || !p.chars().all(|c| c.is_ascii_graphic()) {
             return Err(Error::invalid(
-                format!("name_patterns[{i}]"),
-                "must be 1 to 253 ASCII characters without spaces ('*' matches any characters)",
+                format!("{field}[{i}]"),
+                "must be 1 to 253 printable ASCII characters without spaces ('*' matches any characters)",
             ));
         }
     }

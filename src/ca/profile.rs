@@ -224,6 +224,18 @@ pub enum San {
     Uri(String),
 }
 
+/// The name itself (`a.example`, `10.0.0.1`, `ops@a.example`, `spiffe://…`).
+impl std::fmt::Display for San {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            San::Dns(d) => f.write_str(d),
+            San::Ip(ip) => write!(f, "{ip}"),
+            San::Email(e) => f.write_str(e),
+            San::Uri(u) => f.write_str(u),
+        }
+    }
+}
+
 impl San {
     fn to_rcgen(&self) -> Result<SanType> {
         let ia5 = |s: &str| {

@@ -196,8 +196,7 @@ pub async fn run(client: &AdminClient, cmd: &CertCmd, json_out: bool) -> Result<
                 }
             }
             if let Some(path) = csr {
-                let pem = std::fs::read_to_string(path)
-                    .map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
+                let pem = super::client::read_pem_file(path, "--csr")?;
                 m.insert("csr_pem".into(), json!(pem));
             }
             let mut t = Map::new();

@@ -107,8 +107,7 @@ impl AdminClient {
             Ok(bytes.to_vec())
         } else {
             let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let detail = value["detail"].as_str().unwrap_or("(no detail)");
-            Err(CliError(format!("{status}: {detail}")))
+            Err(CliError(format!("{status}: {}", cli_wording(&value))))
         }
     }
 
@@ -147,8 +146,124 @@ impl AdminClient {
         if status.is_success() {
             Ok(value)
         } else {
-            let detail = value["detail"].as_str().unwrap_or("(no detail)");
-            Err(CliError(format!("{status}: {detail}")))
+            Err(CliError(format!("{status}: {}", cli_wording(&value))))
         }
+    }
+}
+
+/// API field names and body hints as the CLI's flags: the problem detail names the JSON
+/// field (`validity_days: …`, `pass "force": true`), the person at the terminal typed
+/// flags (`--days`, `--force`).
+const FLAGS: &[(&str, &str)] = &[
+    ("common_name", "--cn"),
+    ("validity_days", "--days"),
+    ("csr_pem", "--csr"),
+    ("key_algorithm", "--key-algorithm"),
+    ("organization", "--org"),
+    ("organizational_unit", "--ou"),
+    ("country", "--country"),
+    ("state", "--state"),
+    ("locality", "--locality"),
+    ("sans", "--san"),
+    ("tags", "--tag"),
+    ("name", "--name"),
+    ("type", "--type"),
+    ("certificate_pem", "--cert"),
+    ("private_key_pem", "--key"),
+    ("count", "--count"),
+    ("quota", "--quota"),
+    ("reason", "--reason"),
+    ("format", "--format"),
+    ("password", "--password"),
+];
+
+/// The problem's detail in the CLI's words (see [`FLAGS`]).
+pub fn cli_wording(problem: &Value) -> String {
+    let Some(detail) = problem["detail"].as_str() else {
+        return "(no detail)".into();
+    };
+    let mut out = detail
+        .replace("pass \"force\": true", "pass --force")
+        .replace("\"force\": true", "--force");
+    if let Some(field) = problem["field"].as_str() {
+        let base = field.split('[').next().unwrap_or(field);
+        if let Some((_, flag)) = FLAGS.iter().find(|(f, _)| *f == base) {
+            let index = field
+                .strip_prefix(base)
+                .and_then(|r| r.strip_prefix('['))
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|i| i.parse::<usize>().ok());
+            let named = match index {
+                Some(i) => format!("{flag} (the {} one)", ordinal(i + 1)),
+                None => flag.to_string(),
+            };
+            if let Some(rest) = out.strip_prefix(&format!("{field}: ")) {
+                out = format!("{named}: {rest}");
+            }
+        }
+    }
+    out
+}
+
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (1, 11) | (2, 12) | (3, 13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// Reads a PEM file the CLI sends (`--csr`, `--cert`, `--key`): a file that is not text
+/// or holds no PEM block is refused with what to do, before anything is sent.
+pub fn read_pem_file(path: &Path, flag: &str) -> Result<String, CliError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
+    match String::from_utf8(bytes) {
+        Ok(text) if text.contains("-----BEGIN ") => Ok(text),
+        _ => Err(CliError(format!(
+            "{flag} {}: must be PEM (text starting with -----BEGIN …); this looks like DER or another binary format. Convert it first, e.g. `openssl x509 -inform DER -in FILE -out FILE.pem` for a certificate, `openssl req -inform DER …` for a CSR, `openssl pkey -inform DER …` for a key",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn problems_use_the_cli_flags() {
+        assert_eq!(
+            cli_wording(
+                &json!({"detail": "certificate x is valid until y; pass \"force\": true to renew it anyway"})
+            ),
+            "certificate x is valid until y; pass --force to renew it anyway"
+        );
+        assert_eq!(
+            cli_wording(
+                &json!({"field": "validity_days", "detail": "validity_days: must be between 1 and 36500 days"})
+            ),
+            "--days: must be between 1 and 36500 days"
+        );
+        assert_eq!(
+            cli_wording(
+                &json!({"field": "sans[1]", "detail": "sans[1]: the DNS name \"a_b\" holds '_'"})
+            ),
+            "--san (the 2nd one): the DNS name \"a_b\" holds '_'"
+        );
+        assert_eq!(cli_wording(&json!({})), "(no detail)");
+    }
+
+    #[test]
+    fn der_files_are_refused_as_not_pem() {
+        let dir = tempfile::tempdir().unwrap();
+        let der = dir.path().join("csr.der");
+        std::fs::write(&der, [0x30, 0x82, 0x01, 0xff, 0x80, 0x00]).unwrap();
+        let e = read_pem_file(&der, "--csr").unwrap_err().to_string();
+        assert!(e.contains("must be PEM") && !e.contains("UTF-8"), "{e}");
     }
 }

@@ -452,11 +452,11 @@ fn ca_request(cmd: &CaCmd) -> Result<(Method, String, Option<Value>, Shape), Cli
         CaCmd::Enable { id, cert, key } => {
             let body = match (cert, key) {
                 (Some(c), Some(k)) => {
-                    let read = |p: &PathBuf| {
-                        std::fs::read_to_string(p)
-                            .map_err(|e| CliError(format!("cannot read {}: {e}", p.display())))
-                    };
-                    json!({"mode": "upload", "certificate_pem": read(c)?, "private_key_pem": read(k)?})
+                    json!({
+                        "mode": "upload",
+                        "certificate_pem": client::read_pem_file(c, "--cert")?,
+                        "private_key_pem": client::read_pem_file(k, "--key")?,
+                    })
                 }
                 _ => json!({"mode": "generate"}),
             };

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::EstError;
 use crate::error::Error;
+use crate::server::ClientCert;
 use crate::store::{self, certificates::CertRow, est::Client};
 use crate::App;
 
@@ -130,7 +131,7 @@ impl PasswordCache {
     }
 }
 
-/// Who is enrolling.
+/// Who is enrolling, and under which name rules.
 #[derive(Debug, Clone)]
 pub enum Identity {
     /// An EST client account (HTTP Basic).
@@ -140,8 +141,28 @@ pub enum Identity {
         /// Glob patterns every requested name must match (empty: any).
         name_patterns: Vec<String>,
     },
-    /// The holder of a certificate issued here (TLS client certificate).
-    Cert {
+    /// The holder of a certificate this EST service issued to an EST account: it acts for
+    /// that account, under the account's name patterns.
+    AccountCert {
+        /// The presented certificate's record.
+        cert: Box<CertRow>,
+        /// The account it was issued to.
+        username: String,
+        /// That account's name patterns (read at this request: changes apply at once).
+        name_patterns: Vec<String>,
+    },
+    /// The holder of a certificate that chains to one of the trust anchors configured for
+    /// the EST service (a device maker's CA…).
+    Anchored {
+        /// Serial of the presented certificate (lower-case hex).
+        serial: String,
+        /// Its issuer, as text.
+        issuer: String,
+        /// The service's `client_cert_name_patterns` (empty: any).
+        name_patterns: Vec<String>,
+    },
+    /// simplereenroll: the holder of the certificate being renewed, issued by this CA.
+    Renewing {
         /// The presented certificate's record.
         cert: Box<CertRow>,
     },
@@ -149,11 +170,53 @@ pub enum Identity {
 
 impl Identity {
     /// The requester recorded with issued certificates and in audit events:
-    /// `est:basic:<username>` or `est:cert:<serial>`.
+    /// `est:basic:<username>`, `est:cert:<serial>` (a certificate issued here) or
+    /// `est:trusted:<serial>` (one chaining to a configured trust anchor).
     pub fn requester(&self) -> String {
         match self {
             Identity::Basic { username, .. } => format!("est:basic:{username}"),
-            Identity::Cert { cert } => format!("est:cert:{}", cert.serial),
+            Identity::AccountCert { cert, .. } | Identity::Renewing { cert } => {
+                format!("est:cert:{}", cert.serial)
+            }
+            Identity::Anchored { serial, .. } => format!("est:trusted:{serial}"),
+        }
+    }
+
+    /// The EST account the enrolled certificate belongs to (recorded with it, so that
+    /// its holder can later log in under the same account's rules).
+    pub fn est_client(&self) -> Option<String> {
+        match self {
+            Identity::Basic { username, .. } | Identity::AccountCert { username, .. } => {
+                Some(username.clone())
+            }
+            Identity::Renewing { cert } => cert.est_client.clone(),
+            Identity::Anchored { .. } => None,
+        }
+    }
+
+    /// The name patterns the request must satisfy, with who imposes them (for the
+    /// refusal); `None` when the requested names are checked otherwise (renewal keeps the
+    /// certificate's names).
+    pub fn name_rules(&self) -> Option<(String, &[String])> {
+        match self {
+            Identity::Basic {
+                username,
+                name_patterns,
+            }
+            | Identity::AccountCert {
+                username,
+                name_patterns,
+                ..
+            } => Some((format!("EST client {username:?}"), name_patterns)),
+            Identity::Anchored {
+                name_patterns,
+                issuer,
+                ..
+            } => Some((
+                format!("a certificate from the trust anchor {issuer:?}"),
+                name_patterns,
+            )),
+            Identity::Renewing { .. } => None,
         }
     }
 }
@@ -210,54 +273,255 @@ pub async fn check_basic(
     })
 }
 
-/// Checks a TLS client certificate against the database: issued here to `tenant_id` (by
-/// `issuer`, when given), by an enabled CA, not revoked, not expired.
-pub async fn check_cert(
+/// What simpleenroll and serverkeygen require of a login certificate, in one sentence
+/// every refusal repeats (RFC 7030 §3.3.2: the server decides which certificates
+/// authorize an enrollment).
+pub const ENROLL_CERT_RULE: &str = "simpleenroll and serverkeygen accept a TLS client \
+    certificate only if this EST service issued it to an EST account, or if it chains to a \
+    trust anchor configured for the service (client_cert_trust_pem); it must carry the \
+    clientAuth extended key usage and be unexpired and unrevoked";
+
+/// True when the certificate lists id-kp-clientAuth among its extended key usages.
+fn has_client_auth(cert: &x509_parser::certificate::X509Certificate<'_>) -> bool {
+    matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.client_auth)
+}
+
+/// The certificate of `ca_id`'s tenant with this serial and exactly this DER, with the
+/// status of its issuing CA.
+async fn ours(
     app: &App,
     tenant_id: &str,
-    issuer: Option<&str>,
+    serial: &str,
     der: &[u8],
-) -> Result<Identity, EstError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(der)
-        .map_err(|_| EstError::unauthorized("the TLS client certificate does not parse"))?;
-    let serial = crate::ca::serial_hex(parsed.raw_serial());
-    let found = {
-        let mut conn = app.store.reader().acquire().await?;
-        store::est::certificate_by_der(&mut conn, tenant_id, &serial, der).await?
-    };
-    let Some((cert, ca_status)) = found else {
-        return Err(EstError::unauthorized(format!(
-            "the TLS client certificate (serial {serial}, issuer {}) was not issued by this installation to the CA's tenant",
-            parsed.issuer()
-        )));
-    };
-    let ca_id = cert.ca_id.clone().unwrap_or_default();
-    if let Some(want) = issuer {
-        if ca_id != want {
-            return Err(EstError::forbidden(format!(
-                "the TLS client certificate (serial {serial}) was issued by CA {ca_id}, not by CA {want}; re-enroll with the CA that issued it"
-            )));
-        }
-    }
+) -> Result<Option<(CertRow, String)>, EstError> {
+    let mut conn = app.store.reader().acquire().await?;
+    Ok(store::est::certificate_by_der(&mut conn, tenant_id, serial, der).await?)
+}
+
+fn refuse_unusable(cert: &CertRow, now: i64) -> Result<(), EstError> {
+    let serial = &cert.serial;
     if let Some(at) = cert.revoked_at {
         return Err(EstError::forbidden(format!(
             "the TLS client certificate (serial {serial}) was revoked at {}",
             crate::admin::json::rfc3339(at)
         )));
     }
-    let now = store::now();
     if cert.not_after <= now {
         return Err(EstError::forbidden(format!(
             "the TLS client certificate (serial {serial}) expired at {}",
             crate::admin::json::rfc3339(cert.not_after)
         )));
     }
-    if ca_status != "enabled" {
-        return Err(EstError::forbidden(format!(
-            "the TLS client certificate (serial {serial}) was issued by CA {ca_id}, which is {ca_status}"
+    Ok(())
+}
+
+/// simpleenroll / serverkeygen by TLS client certificate (see [`ENROLL_CERT_RULE`]).
+///
+/// 1. A certificate this CA issued through EST to an account that still exists: the
+///    holder acts for that account (its name patterns, read now).
+/// 2. Otherwise one that chains, through the intermediates the client sent, to a trust
+///    anchor of the service (rustls-webpki path building, clientAuth EKU required, at the
+///    current time); a certificate of this installation among them must not be revoked.
+///    Third-party certificates are not checked for revocation: Vellum has no CRL of the
+///    anchor's issuer (remove the anchor to cut them all off).
+///
+/// Anything else, notably a certificate from ACME or the admin API, is refused with 403.
+pub async fn check_enroll_cert(
+    app: &App,
+    ctx: &super::Ctx,
+    presented: &ClientCert,
+) -> Result<Identity, EstError> {
+    let der = presented.leaf.as_slice();
+    let (_, parsed) = x509_parser::parse_x509_certificate(der).map_err(|_| {
+        EstError::forbidden("the TLS client certificate is not a well-formed X.509 certificate")
+    })?;
+    let serial = crate::ca::serial_hex(parsed.raw_serial());
+    let now = store::now();
+    let found = ours(app, &ctx.tenant_id, &serial, der).await?;
+    let refuse = |why: String| {
+        EstError::forbidden(format!(
+            "the TLS client certificate (serial {serial}) {why}. {ENROLL_CERT_RULE}"
+        ))
+    };
+    if let Some((cert, _)) = &found {
+        if let (Some(account), true) = (&cert.est_client, cert.ca_id.as_deref() == Some(&ctx.ca_id))
+        {
+            refuse_unusable(cert, now)?;
+            if !has_client_auth(&parsed) {
+                return Err(refuse("does not carry the clientAuth extended key usage (it was enrolled with certificate_type server)".into()));
+            }
+            let client = {
+                let mut conn = app.store.reader().acquire().await?;
+                store::est::client(&mut conn, &ctx.ca_id, account).await?
+            };
+            let Some(client) = client else {
+                return Err(refuse(format!(
+                    "was issued to the EST account {account:?}, which no longer exists"
+                )));
+            };
+            return Ok(Identity::AccountCert {
+                cert: Box::new(cert.clone()),
+                username: client.username,
+                name_patterns: client.name_patterns,
+            });
+        }
+    }
+    let Some(trust_pem) = ctx.settings.client_cert_trust_pem.as_deref() else {
+        return Err(refuse(match &found {
+            Some((cert, _)) => format!("{}, not by this EST service to an EST account; no client-certificate trust anchors are configured for CA {}", issued_how(cert), ctx.ca_id),
+            None => format!("was not issued by this installation, and no client-certificate trust anchors are configured for CA {}", ctx.ca_id),
+        }));
+    };
+    let issuer = parsed.issuer().to_string();
+    if !has_client_auth(&parsed) {
+        return Err(refuse(format!(
+            "(issuer {issuer:?}) does not carry the clientAuth extended key usage"
         )));
     }
-    Ok(Identity::Cert {
+    if let Err(why) = chains_to_anchor(trust_pem, presented, now) {
+        return Err(refuse(match &found {
+            Some((cert, _)) => format!(
+                "{}, not by this EST service to an EST account, and it {why}",
+                issued_how(cert)
+            ),
+            None => format!("(issuer {issuer:?}) {why}"),
+        }));
+    }
+    if let Some((cert, _)) = &found {
+        refuse_unusable(cert, now)?;
+    }
+    Ok(Identity::Anchored {
+        serial,
+        issuer,
+        name_patterns: ctx.settings.client_cert_name_patterns.clone(),
+    })
+}
+
+/// `was issued through ACME by CA …`: where a certificate of this installation came from.
+fn issued_how(cert: &CertRow) -> String {
+    let door = match cert.source.as_str() {
+        "acme" => "through ACME",
+        "est" => "through EST",
+        "private_ca" => "through the admin API",
+        "system" => "for the server itself",
+        _ => "here",
+    };
+    format!(
+        "was issued {door} by CA {}",
+        cert.ca_id.as_deref().unwrap_or("?")
+    )
+}
+
+/// Checks that the presented leaf chains to one of the PEM trust anchors, through the
+/// intermediates the client sent, at `now`, with no certificate on the path excluding
+/// clientAuth; the error says why not. (That the leaf names clientAuth is the caller's
+/// check: webpki would demand it of every CA certificate on the path too.)
+pub fn chains_to_anchor(trust_pem: &str, presented: &ClientCert, now: i64) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let anchors_der: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(trust_pem.as_bytes())
+            .filter_map(|c| c.ok())
+            .collect();
+    let anchors: Vec<_> = anchors_der
+        .iter()
+        .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok())
+        .collect();
+    if anchors.is_empty() {
+        return Err(
+            "cannot be checked: the configured trust anchors hold no usable certificate".into(),
+        );
+    }
+    let leaf = CertificateDer::from(presented.leaf.as_slice());
+    let ee = webpki::EndEntityCert::try_from(&leaf).map_err(|e| {
+        format!(
+            "cannot be read as an end-entity certificate ({})",
+            webpki_reason(&e)
+        )
+    })?;
+    let intermediates: Vec<CertificateDer<'_>> = presented
+        .chain
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
+    let time = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        u64::try_from(now).unwrap_or(0),
+    ));
+    ee.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        &anchors,
+        &intermediates,
+        time,
+        // On the leaf, clientAuth is required (checked by the caller, which names it);
+        // CA certificates on the path may carry no EKU at all, or one including it.
+        webpki::KeyUsage::client_auth(),
+        None,
+        None,
+    )
+    .map(|_| ())
+    .map_err(|e| {
+        format!(
+            "does not chain to a trust anchor configured for this EST service: {}",
+            webpki_reason(&e)
+        )
+    })
+}
+
+/// A webpki refusal in words.
+fn webpki_reason(e: &webpki::Error) -> String {
+    use webpki::Error as E;
+    match e {
+        E::CertExpired { .. } => "it has expired".into(),
+        E::CertNotValidYet { .. } => "it is not valid yet".into(),
+        E::UnknownIssuer => "its issuer is none of the anchors, nor reachable from them through the certificates the client sent".into(),
+        E::RequiredEkuNotFoundContext(_) => {
+            "it does not carry the clientAuth extended key usage".into()
+        }
+        E::InvalidSignatureForPublicKey => {
+            "a signature on the path does not verify".into()
+        }
+        E::CaUsedAsEndEntity => "it is a CA certificate, not a device certificate".into(),
+        E::BadDer | E::BadDerTime => "it is not well-formed DER".into(),
+        E::UnsupportedSignatureAlgorithmContext(_)
+        | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            "it is signed with an algorithm that is not supported".into()
+        }
+        E::MaximumPathDepthExceeded | E::MaximumPathBuildCallsExceeded | E::MaximumSignatureChecksExceeded => {
+            "its path to an anchor is too long".into()
+        }
+        E::InvalidCertValidity => "its validity period is invalid".into(),
+        other => format!("path validation failed ({other})"),
+    }
+}
+
+/// simplereenroll: the certificate being renewed must be issued by this CA (`ca_id`) to
+/// its tenant, not revoked, not expired.
+pub async fn check_renewal_cert(
+    app: &App,
+    ctx: &super::Ctx,
+    presented: &ClientCert,
+) -> Result<Identity, EstError> {
+    let der = presented.leaf.as_slice();
+    let (_, parsed) = x509_parser::parse_x509_certificate(der).map_err(|_| {
+        EstError::forbidden("the TLS client certificate is not a well-formed X.509 certificate")
+    })?;
+    let serial = crate::ca::serial_hex(parsed.raw_serial());
+    let Some((cert, _)) = ours(app, &ctx.tenant_id, &serial, der).await? else {
+        return Err(EstError::forbidden(format!(
+            "simplereenroll renews only certificates of CA {}; the TLS client certificate (serial {serial}, issuer {}) was not issued by this installation to the CA's tenant",
+            ctx.ca_id,
+            parsed.issuer()
+        )));
+    };
+    let ca_id = cert.ca_id.clone().unwrap_or_default();
+    if ca_id != ctx.ca_id {
+        return Err(EstError::forbidden(format!(
+            "the TLS client certificate (serial {serial}) was issued by CA {ca_id}, not by CA {}; re-enroll with the CA that issued it",
+            ctx.ca_id
+        )));
+    }
+    refuse_unusable(&cert, store::now())?;
+    Ok(Identity::Renewing {
         cert: Box::new(cert),
     })
 }

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
-use x509_parser::x509::X509Name;
 
 use super::auth::{glob_match, Identity};
 use super::{Ctx, EstError, Operation};
@@ -31,69 +30,14 @@ pub struct Request {
 pub fn parse(body: &[u8]) -> Result<Request, EstError> {
     let der = super::encode::request_der(body).map_err(|e| EstError::bad_request(e.0))?;
     let parsed = csr::from_der("csr", &der)?;
-    let subject = csr_subject(&der)?;
+    let subject = parsed
+        .subject
+        .clone()
+        .map_err(|e| EstError::bad_request(format!("csr: {e}")))?;
     Ok(Request {
         csr: parsed,
         subject,
     })
-}
-
-fn csr_subject(der: &[u8]) -> Result<SubjectFields, EstError> {
-    use x509_parser::prelude::FromDer;
-    let (_, req) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
-        .map_err(|e| EstError::bad_request(format!("csr: is not a PKCS#10 request ({e})")))?;
-    subject_fields(&req.certification_request_info.subject)
-        .map_err(|e| EstError::bad_request(format!("csr: {e}")))
-}
-
-/// The subject as the fields Vellum certifies (CN, O, OU, L, ST, C); any other attribute,
-/// or one given twice, is refused by name.
-pub fn subject_fields(name: &X509Name<'_>) -> Result<SubjectFields, String> {
-    let mut s = SubjectFields::default();
-    let mut cn: Option<String> = None;
-    for attr in name.iter_attributes() {
-        let oid = attr.attr_type().to_id_string();
-        let (label, slot): (&str, &mut Option<String>) = match oid.as_str() {
-            "2.5.4.3" => ("CN", &mut cn),
-            "2.5.4.6" => ("C", &mut s.country),
-            "2.5.4.7" => ("L", &mut s.locality),
-            "2.5.4.8" => ("ST", &mut s.state),
-            "2.5.4.10" => ("O", &mut s.organization),
-            "2.5.4.11" => ("OU", &mut s.organizational_unit),
-            other => {
-                let known = x509_parser::objects::oid2sn(
-                    attr.attr_type(),
-                    x509_parser::objects::oid_registry(),
-                )
-                .map(|sn| format!("{sn} ({other})"))
-                .unwrap_or_else(|_| other.to_string());
-                return Err(format!(
-                    "subject attribute {known} is not supported; a subject may hold CN, O, OU, L, ST and C"
-                ));
-            }
-        };
-        let value = attr
-            .as_str()
-            .map_err(|_| format!("subject {label} is not a string"))?
-            .trim()
-            .to_string();
-        if slot.is_some() {
-            return Err(format!("subject holds more than one {label}"));
-        }
-        if value.is_empty() || value.len() > 128 {
-            return Err(format!("subject {label} must be 1 to 128 characters"));
-        }
-        *slot = Some(value);
-    }
-    if let Some(c) = &s.country {
-        if c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
-            return Err(format!(
-                "subject C={c:?} is not a two-letter ISO 3166 code such as \"DE\""
-            ));
-        }
-    }
-    s.common_name = cn.unwrap_or_default();
-    Ok(s)
 }
 
 fn san_text(s: &San) -> String {
@@ -117,7 +61,7 @@ fn san_value(s: &San) -> String {
 /// Subject and SANs of an issued certificate, read the way a CSR is read.
 fn certificate_names(der: &[u8]) -> Result<(SubjectFields, Vec<San>), Error> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(Error::internal)?;
-    let subject = subject_fields(cert.subject()).map_err(Error::internal)?;
+    let subject = csr::subject_fields(cert.subject()).map_err(Error::internal)?;
     let mut sans = Vec::new();
     for ext in cert.extensions() {
         if let ParsedExtension::SubjectAlternativeName(san) = ext.parsed_extension() {
@@ -155,7 +99,17 @@ pub fn check_same_names(old: &CertRow, req: &Request) -> Result<(), EstError> {
             subject.display_string()
         ));
     }
-    let mut a: Vec<String> = req.csr.sans.iter().map(san_text).collect();
+    // A server certificate enrolled without SANs got its CN as one (ra::issue): a CSR
+    // that again names only the CN asks for the same certificate.
+    let csr_sans = match (req.csr.sans.is_empty(), sans.as_slice()) {
+        (true, [only])
+            if issue::common_name_as_san(&req.subject.common_name).as_ref() == Some(only) =>
+        {
+            vec![only.clone()]
+        }
+        _ => req.csr.sans.clone(),
+    };
+    let mut a: Vec<String> = csr_sans.iter().map(san_text).collect();
     let mut b: Vec<String> = sans.iter().map(san_text).collect();
     a.sort();
     b.sort();
@@ -199,13 +153,10 @@ pub fn check_same_names(old: &CertRow, req: &Request) -> Result<(), EstError> {
     }
 }
 
-/// Basic accounts limited to name patterns: the CN and every SAN must match one (403).
+/// Enrollments held to name patterns (an EST account's, inherited by the certificates
+/// issued to it, or a trust anchor's): the CN and every SAN must match one (403).
 pub fn check_patterns(identity: &Identity, req: &Request) -> Result<(), EstError> {
-    let Identity::Basic {
-        username,
-        name_patterns,
-    } = identity
-    else {
+    let Some((who, name_patterns)) = identity.name_rules() else {
         return Ok(());
     };
     if name_patterns.is_empty() {
@@ -219,7 +170,7 @@ pub fn check_patterns(identity: &Identity, req: &Request) -> Result<(), EstError
     for n in names {
         if !name_patterns.iter().any(|p| glob_match(p, &n)) {
             return Err(EstError::forbidden(format!(
-                "EST client {username:?} may not request the name {n:?}: it matches none of its name patterns ({})",
+                "{who} may not request the name {n:?}: it matches none of the name patterns ({})",
                 name_patterns.join(", ")
             )));
         }
@@ -323,6 +274,7 @@ pub async fn issue(
         }),
         acme_names: false,
         followup: None,
+        est_client: identity.est_client(),
     };
     issue::issue(app, request).await
 }

@@ -419,8 +419,8 @@ async fn enroll_operation(
         .map(|r| r.0.ip().to_string());
     let client_cert = parts.extensions.get::<ClientCert>();
     let identity = authenticate(est, app, ctx, op, credentials, client_cert).await?;
-    let renewing = match (&identity, op) {
-        (Identity::Cert { cert }, Operation::SimpleReenroll) => Some(cert.as_ref().clone()),
+    let renewing = match &identity {
+        Identity::Renewing { cert } => Some(cert.as_ref().clone()),
         _ => None,
     };
     let outcome = async {
@@ -478,8 +478,9 @@ async fn enroll_operation(
 }
 
 /// Who is asking, by the CA's accepted methods: HTTP Basic when an Authorization header
-/// is sent, else the TLS client certificate. simplereenroll always needs the certificate
-/// being renewed, issued by this CA.
+/// is sent, else the TLS client certificate (see [`auth::check_enroll_cert`] for which
+/// certificates may enroll). simplereenroll always needs the certificate being renewed,
+/// issued by this CA.
 async fn authenticate(
     est: &EstState,
     app: &App,
@@ -502,7 +503,7 @@ async fn authenticate(
                 "simplereenroll: present the certificate being renewed (issued by CA {ca}) as the TLS client certificate"
             )));
         };
-        return auth::check_cert(app, &ctx.tenant_id, Some(ca), &cert.0).await;
+        return auth::check_renewal_cert(app, ctx, cert).await;
     }
     match credentials {
         Some((_, password)) => {
@@ -514,18 +515,18 @@ async fn authenticate(
             auth::check_basic(&est.passwords, ca, ctx.client.as_ref(), &password).await
         }
         None => match client_cert {
-            Some(cert) if cert_on => auth::check_cert(app, &ctx.tenant_id, None, &cert.0).await,
+            Some(cert) if cert_on => auth::check_enroll_cert(app, ctx, cert).await,
             _ if basic_on => Err(EstError::unauthorized(format!(
                 "{} needs credentials: HTTP Basic (an EST client of CA {ca}){}",
                 op.name(),
                 if cert_on {
-                    " or a TLS client certificate issued by this installation"
+                    " or a TLS client certificate this EST service issued to an EST account (or one from a configured trust anchor)"
                 } else {
                     ""
                 }
             ))),
             _ => Err(EstError::forbidden(format!(
-                "{} needs a TLS client certificate issued by this installation (HTTP Basic is turned off for CA {ca})",
+                "{} needs a TLS client certificate this EST service issued to an EST account, or one from a configured trust anchor (HTTP Basic is turned off for CA {ca})",
                 op.name()
             ))),
         },

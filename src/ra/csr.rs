@@ -6,7 +6,9 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 
-use crate::ca::profile::San;
+use x509_parser::x509::X509Name;
+
+use crate::ca::profile::{San, SubjectFields};
 use crate::error::{Error, Result};
 
 /// What a CSR says.
@@ -22,6 +24,10 @@ pub struct ParsedCsr {
     pub common_name: Option<String>,
     /// Requested subject alternative names (extensionRequest).
     pub sans: Vec<San>,
+    /// The subject as the fields Vellum certifies, or why it cannot be certified (an
+    /// attribute other than CN, O, OU, L, ST, C; a control character…). ACME reads only
+    /// the CN; EST and the admin API take the whole subject.
+    pub subject: std::result::Result<SubjectFields, String>,
 }
 
 /// Reads a PEM (`CERTIFICATE REQUEST` / `NEW CERTIFICATE REQUEST`) CSR.
@@ -46,8 +52,12 @@ pub fn from_pem(field: &str, text: &str) -> Result<ParsedCsr> {
 
 /// Reads a DER CSR: structure, self-signature, key policy.
 pub fn from_der(field: &str, der: &[u8]) -> Result<ParsedCsr> {
-    let (rest, csr) = X509CertificationRequest::from_der(der)
-        .map_err(|e| Error::invalid(field, format!("is not a PKCS#10 request ({e})")))?;
+    let (rest, csr) = X509CertificationRequest::from_der(der).map_err(|_| {
+        Error::invalid(
+            field,
+            "is not a PKCS#10 certificate request (the DER structure does not parse)",
+        )
+    })?;
     if !rest.is_empty() {
         return Err(Error::invalid(
             field,
@@ -88,7 +98,11 @@ pub fn from_der(field: &str, der: &[u8]) -> Result<ParsedCsr> {
                         other => {
                             return Err(Error::invalid(
                                 field,
-                                format!("requests a SAN type that is not supported: {other:?}"),
+                                format!(
+                                    "requests a subjectAltName of type {}, which is not supported; \
+                                     a CSR may ask for DNS names, IP addresses, e-mail addresses and URIs",
+                                    general_name_kind(other)
+                                ),
                             ))
                         }
                     });
@@ -97,12 +111,86 @@ pub fn from_der(field: &str, der: &[u8]) -> Result<ParsedCsr> {
         }
     }
     Ok(ParsedCsr {
+        subject: subject_fields(&info.subject),
         spki_der: spki.raw.to_vec(),
         key_algorithm,
         is_rsa,
         common_name,
         sans,
     })
+}
+
+/// The subject as the fields Vellum certifies (CN, O, OU, L, ST, C); any other attribute,
+/// or one given twice, is refused by name.
+pub fn subject_fields(name: &X509Name<'_>) -> Result<SubjectFields, String> {
+    let mut s = SubjectFields::default();
+    let mut cn: Option<String> = None;
+    for attr in name.iter_attributes() {
+        let oid = attr.attr_type().to_id_string();
+        let (label, slot): (&str, &mut Option<String>) = match oid.as_str() {
+            "2.5.4.3" => ("CN", &mut cn),
+            "2.5.4.6" => ("C", &mut s.country),
+            "2.5.4.7" => ("L", &mut s.locality),
+            "2.5.4.8" => ("ST", &mut s.state),
+            "2.5.4.10" => ("O", &mut s.organization),
+            "2.5.4.11" => ("OU", &mut s.organizational_unit),
+            other => {
+                let known = x509_parser::objects::oid2sn(
+                    attr.attr_type(),
+                    x509_parser::objects::oid_registry(),
+                )
+                .map(|sn| format!("{sn} ({other})"))
+                .unwrap_or_else(|_| other.to_string());
+                return Err(format!(
+                    "subject attribute {known} is not supported; a subject may hold CN, O, OU, L, ST and C"
+                ));
+            }
+        };
+        let value = attr
+            .as_str()
+            .map_err(|_| format!("subject {label} is not a string"))?
+            .trim()
+            .to_string();
+        if let Some((at, c)) = super::names::forbidden_char(&value) {
+            return Err(format!(
+                "subject {label} contains the character {} at position {}; names in certificates may not hold control, bidirectional-override or invisible formatting characters",
+                super::names::describe_char(c),
+                at + 1
+            ));
+        }
+        if slot.is_some() {
+            return Err(format!("subject holds more than one {label}"));
+        }
+        if value.is_empty() || value.len() > 128 {
+            return Err(format!("subject {label} must be 1 to 128 characters"));
+        }
+        *slot = Some(value);
+    }
+    if let Some(c) = &s.country {
+        if c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
+            return Err(format!(
+                "subject C={c:?} is not a two-letter ISO 3166 code such as \"DE\""
+            ));
+        }
+    }
+    s.common_name = cn.unwrap_or_default();
+    Ok(s)
+}
+
+/// The name of a GeneralName's type, for refusals.
+fn general_name_kind(n: &GeneralName<'_>) -> &'static str {
+    match n {
+        GeneralName::OtherName(..) => "otherName",
+        GeneralName::RFC822Name(_) => "rfc822Name",
+        GeneralName::DNSName(_) => "dNSName",
+        GeneralName::X400Address(_) => "x400Address",
+        GeneralName::DirectoryName(_) => "directoryName",
+        GeneralName::EDIPartyName(_) => "ediPartyName",
+        GeneralName::URI(_) => "uniformResourceIdentifier",
+        GeneralName::IPAddress(_) => "iPAddress",
+        GeneralName::RegisteredID(_) => "registeredID",
+        GeneralName::Invalid(..) => "an invalid encoding",
+    }
 }
 
 fn ip_from_bytes(b: &[u8]) -> Option<std::net::IpAddr> {

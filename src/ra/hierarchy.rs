@@ -166,10 +166,24 @@ fn pending_row(
 
 /// Buys a root CA and, with it, one pending intermediate. Returns both.
 pub async fn purchase_root(app: &App, tenant_id: &str, p: &Purchase) -> Result<(CaRow, CaRow)> {
+    purchase_root_with_ids(app, tenant_id, p, new_id(), new_id()).await
+}
+
+/// [`purchase_root`] with the two ids chosen by the caller: the bootstrap records them
+/// before buying, so a start interrupted at any point resumes with the same CAs instead
+/// of buying another pair. Both rows are inserted in one transaction.
+pub async fn purchase_root_with_ids(
+    app: &App,
+    tenant_id: &str,
+    p: &Purchase,
+    root_id: String,
+    intermediate_id: String,
+) -> Result<(CaRow, CaRow)> {
     validate_purchase(p, true)?;
     let now = store::now();
     let service_until = add_months(now, p.service_months)?;
-    let root = pending_row(tenant_id, "root", None, p, now, service_until);
+    let mut root = pending_row(tenant_id, "root", None, p, now, service_until);
+    root.id = root_id;
     let mut ip = p.clone();
     ip.subject.common_name = p
         .intermediate_common_name
@@ -181,7 +195,7 @@ pub async fn purchase_root(app: &App, tenant_id: &str, p: &Purchase) -> Result<(
             "must be 1 to 64 characters",
         ));
     }
-    let inter = pending_row(
+    let mut inter = pending_row(
         tenant_id,
         "intermediate",
         Some(&root.id),
@@ -189,6 +203,7 @@ pub async fn purchase_root(app: &App, tenant_id: &str, p: &Purchase) -> Result<(
         now,
         service_until,
     );
+    inter.id = intermediate_id;
     let mut tx = app.store.begin().await?;
     store::cas::insert(&mut tx, &root).await?;
     store::cas::insert(&mut tx, &inter).await?;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use rcgen::{PublicKeyData, SubjectPublicKeyInfo};
 use zeroize::Zeroizing;
 
+use super::names;
 use crate::ca::keys::KeyAlgorithm;
 use crate::ca::profile::{self, LeafSpec, LeafType, PublicationUrls, San, SubjectFields, Validity};
 use crate::error::{Error, Result};
@@ -67,6 +68,9 @@ pub struct IssueRequest {
     pub acme_names: bool,
     /// Changed in the same transaction that records the certificate.
     pub followup: Option<super::record::Followup>,
+    /// The EST account the certificate is enrolled for (EST, and renewals of its
+    /// certificates): its holder may then log in to that EST service with it.
+    pub est_client: Option<String>,
 }
 
 /// A certificate that has been recorded and may leave the server.
@@ -126,15 +130,15 @@ pub fn check_validity(ca: &CaRow, validity_days: i64, now: i64) -> Result<Validi
     };
     if not_after > limit {
         let max_days = ((limit - now) / 86_400).max(0);
-        let why = if short_service && ca.service_until <= issuer_end {
-            "the CA's service period (under a year) ends"
+        let what = if short_service && ca.service_until <= issuer_end {
+            "the CA's service period (under a year), which ends"
         } else {
-            "the issuing CA's certificate expires"
+            "the issuing CA's certificate, which expires"
         };
         return Err(Error::invalid(
             "validity_days",
             format!(
-                "{validity_days} days would outlast {why} at {}; the maximum is {max_days} days",
+                "{validity_days} days would outlast {what} at {}; the maximum is {max_days} days",
                 crate::admin::json::rfc3339(limit)
             ),
         ));
@@ -145,16 +149,36 @@ pub fn check_validity(ca: &CaRow, validity_days: i64, now: i64) -> Result<Validi
     })
 }
 
-/// Checks the names against the profile: at most [`MAX_SANS`]; servers take DNS/IP names,
-/// clients e-mail addresses/URIs.
-pub fn check_names(leaf_type: LeafType, subject: &SubjectFields, sans: &[San]) -> Result<()> {
+/// Checks the names against the profile and the name rules of [`super::names`], and
+/// gives a server certificate its SAN: at most [`MAX_SANS`]; servers take DNS/IP names,
+/// clients e-mail addresses/URIs; no subject field or SAN holds control, bidi-override or
+/// invisible characters. A server certificate without SANs gets its common name as one
+/// when that is a DNS name or an IP address (RFC 6125: verifiers read only the SAN);
+/// otherwise it is refused. Errors name the API field (`common_name`, `sans[2]`…).
+pub fn check_names(
+    leaf_type: LeafType,
+    subject: &SubjectFields,
+    sans: &mut Vec<San>,
+) -> Result<()> {
+    for (field, value) in [
+        ("common_name", Some(&subject.common_name)),
+        ("organization", subject.organization.as_ref()),
+        ("organizational_unit", subject.organizational_unit.as_ref()),
+        ("locality", subject.locality.as_ref()),
+        ("state", subject.state.as_ref()),
+        ("country", subject.country.as_ref()),
+    ] {
+        if let Some(v) = value {
+            names::check_text(field, v)?;
+        }
+    }
     if sans.len() > MAX_SANS {
         return Err(Error::invalid(
             "sans",
             format!("{} names given; at most {MAX_SANS} are allowed", sans.len()),
         ));
     }
-    if subject.common_name.len() > 64 {
+    if subject.common_name.chars().count() > 64 {
         return Err(Error::invalid(
             "common_name",
             "must be at most 64 characters",
@@ -166,62 +190,105 @@ pub fn check_names(leaf_type: LeafType, subject: &SubjectFields, sans: &[San]) -
             "a certificate needs a common name or at least one SAN",
         ));
     }
-    for san in sans {
-        let ok = match (leaf_type, san) {
-            (LeafType::Server, San::Dns(d)) => valid_dns_name(d),
-            (LeafType::Server, San::Ip(_)) => true,
-            (LeafType::Client, San::Email(e)) => valid_email(e),
-            (LeafType::Client, San::Uri(u)) => u.contains(':') && u.is_ascii() && !u.contains(' '),
-            (LeafType::Server, _) => {
+    for (i, san) in sans.iter().enumerate() {
+        let field = format!("sans[{i}]");
+        match (leaf_type, san) {
+            (LeafType::Server, San::Dns(d)) => {
+                if let Some(why) = names::dns_name_problem(d) {
+                    return Err(Error::invalid(field, format!("the DNS name {d:?} {why}")));
+                }
+            }
+            (LeafType::Server, San::Ip(_)) => {}
+            (LeafType::Client, San::Email(e)) => {
+                names::check_text(&field, e)?;
+                if let Some(why) = email_problem(e) {
+                    return Err(Error::invalid(field, format!("the e-mail address {e:?} {why}")));
+                }
+            }
+            (LeafType::Client, San::Uri(u)) => {
+                names::check_text(&field, u)?;
+                if !(u.contains(':') && u.is_ascii() && !u.contains(' ')) {
+                    return Err(Error::invalid(
+                        field,
+                        format!("{u:?} is not a URI: it needs a scheme (\"spiffe://…\", \"urn:…\") and only ASCII characters without spaces"),
+                    ));
+                }
+            }
+            (LeafType::Server, other) => {
                 return Err(Error::invalid(
-                    "sans",
-                    format!("{san:?}: server certificates take only dns and ip names"),
+                    field,
+                    format!(
+                        "{} cannot go in a server certificate, which takes only DNS names and IP addresses (use type client for e-mail addresses and URIs)",
+                        describe_san(other)
+                    ),
                 ))
             }
-            (LeafType::Client, _) => {
+            (LeafType::Client, other) => {
                 return Err(Error::invalid(
-                    "sans",
-                    format!("{san:?}: client certificates take only email and uri names"),
+                    field,
+                    format!(
+                        "{} cannot go in a client certificate, which takes only e-mail addresses and URIs (use type server for DNS names and IP addresses)",
+                        describe_san(other)
+                    ),
                 ))
             }
-        };
-        if !ok {
+        }
+    }
+    if leaf_type == LeafType::Server && sans.is_empty() {
+        let cn = subject.common_name.as_str();
+        if let Some(san) = common_name_as_san(cn) {
+            sans.push(san);
+        } else {
             return Err(Error::invalid(
                 "sans",
-                format!("{san:?} is not well-formed"),
+                format!(
+                    "a server certificate must carry a subjectAltName (TLS clients ignore the common name): give sans, or a common name that is a DNS name or an IP address ({cn:?} is neither)"
+                ),
             ));
         }
     }
     Ok(())
 }
 
-/// A DNS name (optionally `*.` wildcard): LDH labels of 1–63 characters, 253 in all.
-pub fn valid_dns_name(name: &str) -> bool {
-    let name = name.strip_prefix("*.").unwrap_or(name);
-    // An address written as a name ("127.0.0.1") is not a DNS name: it belongs in an IP
-    // SAN. No top-level label is all digits.
-    let numeric_tld = name
-        .rsplit('.')
-        .next()
-        .is_some_and(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_digit()));
-    !numeric_tld
-        && name.parse::<std::net::IpAddr>().is_err()
-        && !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
+/// The SAN a server certificate without SANs gets from its common name: the CN as an IP
+/// address, or as a DNS name (lower-cased) when it is one; `None` otherwise.
+pub fn common_name_as_san(cn: &str) -> Option<San> {
+    if let Ok(ip) = cn.parse::<std::net::IpAddr>() {
+        return Some(San::Ip(ip));
+    }
+    let lower = cn.to_ascii_lowercase();
+    names::valid_dns_name(&lower).then_some(San::Dns(lower))
 }
 
-fn valid_email(e: &str) -> bool {
-    match e.split_once('@') {
-        Some((local, domain)) => !local.is_empty() && e.is_ascii() && valid_dns_name(domain),
-        None => false,
+/// `the DNS name "a.example"`, `the e-mail address "a@b.example"`: a SAN in words.
+pub fn describe_san(s: &San) -> String {
+    match s {
+        San::Dns(d) => format!("the DNS name {d:?}"),
+        San::Ip(ip) => format!("the IP address {ip}"),
+        San::Email(e) => format!("the e-mail address {e:?}"),
+        San::Uri(u) => format!("the URI {u:?}"),
     }
+}
+
+/// A DNS name (optionally `*.` wildcard) a certificate may carry (see [`super::names`]).
+pub fn valid_dns_name(name: &str) -> bool {
+    names::valid_dns_name(name)
+}
+
+fn email_problem(e: &str) -> Option<String> {
+    let Some((local, domain)) = e.rsplit_once('@') else {
+        return Some("has no '@'".into());
+    };
+    if local.is_empty() || local.len() > 64 {
+        return Some("needs a local part of 1 to 64 characters before the '@'".into());
+    }
+    if !e.is_ascii() || local.contains(|c: char| c.is_ascii_whitespace() || c == '@') {
+        return Some("must be ASCII, without spaces, with exactly one '@'".into());
+    }
+    if domain.starts_with("*.") {
+        return Some("may not have a wildcard domain".into());
+    }
+    names::dns_name_problem(domain).map(|why| format!("has a domain that {why}"))
 }
 
 /// Issues one certificate through the single path (see the module documentation).
@@ -235,7 +302,8 @@ pub async fn issue(app: &App, req: IssueRequest) -> Result<Issued> {
     } else {
         req.leaf_type
     };
-    check_names(names_profile, &req.subject, &req.sans)?;
+    let mut req = req;
+    check_names(names_profile, &req.subject, &mut req.sans)?;
     let validity = check_validity(&ca, req.validity_days, now)?;
 
     let (public_key, generated, key_alg, is_rsa) = match &req.key {
@@ -297,6 +365,7 @@ pub async fn issue(app: &App, req: IssueRequest) -> Result<Issued> {
         created_at: now,
         renewed_from: req.renewed_from.clone(),
         subject_json: subject_json(&req.subject).to_string(),
+        est_client: req.est_client.clone(),
         ..CertRow::default()
     };
 
@@ -390,11 +459,31 @@ mod tests {
             common_name: "x".into(),
             ..Default::default()
         };
-        assert!(check_names(LeafType::Server, &s, &[San::Dns("a.example".into())]).is_ok());
-        assert!(check_names(LeafType::Server, &s, &[San::Email("a@b.example".into())]).is_err());
-        assert!(check_names(LeafType::Client, &s, &[San::Dns("a.example".into())]).is_err());
-        let eleven: Vec<San> = (0..11).map(|i| San::Dns(format!("h{i}.example"))).collect();
-        let e = check_names(LeafType::Server, &s, &eleven)
+        assert!(check_names(
+            LeafType::Server,
+            &s,
+            &mut vec![San::Dns("a.example".into())]
+        )
+        .is_ok());
+        let e = check_names(
+            LeafType::Server,
+            &s,
+            &mut vec![San::Email("a@b.example".into())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "sans[0]: the e-mail address \"a@b.example\" cannot go in a server certificate, which takes only DNS names and IP addresses (use type client for e-mail addresses and URIs)"
+        );
+        assert!(check_names(
+            LeafType::Client,
+            &s,
+            &mut vec![San::Dns("a.example".into())]
+        )
+        .is_err());
+        let mut eleven: Vec<San> = (0..11).map(|i| San::Dns(format!("h{i}.example"))).collect();
+        let e = check_names(LeafType::Server, &s, &mut eleven)
             .unwrap_err()
             .to_string();
         assert!(e.contains("at most 10"), "{e}");
@@ -402,5 +491,64 @@ mod tests {
         assert!(!valid_dns_name("127.0.0.1"), "an address is not a DNS name");
         assert!(!valid_dns_name("::1"));
         assert!(valid_dns_name("*.ok.example"));
+    }
+
+    #[test]
+    fn server_certificates_always_carry_a_san() {
+        let cn = |c: &str| SubjectFields {
+            common_name: c.into(),
+            ..Default::default()
+        };
+        let mut sans = vec![];
+        check_names(LeafType::Server, &cn("Host.Example"), &mut sans).unwrap();
+        assert_eq!(sans, vec![San::Dns("host.example".into())]);
+        let mut sans = vec![];
+        check_names(LeafType::Server, &cn("10.1.2.3"), &mut sans).unwrap();
+        assert_eq!(sans, vec![San::Ip("10.1.2.3".parse().unwrap())]);
+        let mut sans = vec![];
+        let e = check_names(LeafType::Server, &cn("printer 7"), &mut sans)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("sans: a server certificate must carry a subjectAltName"),
+            "{e}"
+        );
+        // Client certificates need none.
+        let mut sans = vec![];
+        check_names(LeafType::Client, &cn("device 7"), &mut sans).unwrap();
+        assert!(sans.is_empty());
+    }
+
+    #[test]
+    fn every_subject_field_refuses_control_and_bidi_characters() {
+        let mut s = SubjectFields {
+            common_name: "good.example\0.evil.com".into(),
+            ..Default::default()
+        };
+        let e = check_names(LeafType::Client, &s, &mut vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("common_name:") && e.contains("U+0000 (NUL)"),
+            "{e}"
+        );
+        s.common_name = "ok".into();
+        s.organizational_unit = Some("Ops\u{202E}".into());
+        let e = check_names(LeafType::Client, &s, &mut vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("organizational_unit:") && e.contains("U+202E"),
+            "{e}"
+        );
+        s.organizational_unit = None;
+        let e = check_names(
+            LeafType::Client,
+            &s,
+            &mut vec![San::Email("a\u{0}@b.example".into())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("sans[0]:") && e.contains("NUL"), "{e}");
     }
 }

@@ -5,6 +5,7 @@ pub mod crl;
 pub mod csr;
 pub mod hierarchy;
 pub mod issue;
+pub mod names;
 pub mod record;
 pub mod revoke;
 

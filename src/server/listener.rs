@@ -109,8 +109,11 @@ pub async fn serve(
                         .get_ref()
                         .1
                         .peer_certificates()
-                        .and_then(|c| c.first())
-                        .map(|c| ClientCert(c.as_ref().to_vec()));
+                        .and_then(|c| c.split_first())
+                        .map(|(leaf, chain)| ClientCert {
+                            leaf: leaf.as_ref().to_vec(),
+                            chain: chain.iter().map(|c| c.as_ref().to_vec()).collect(),
+                        });
                     let svc = service(router, remote, client_cert);
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {

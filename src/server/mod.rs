@@ -25,11 +25,16 @@ use crate::App;
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteAddr(pub SocketAddr);
 
-/// The DER leaf certificate a TLS client presented, added to the request's extensions by
-/// the listener. Only its syntax and the handshake signature were checked: whoever relies
-/// on it (EST) must check who issued it.
+/// The certificates a TLS client presented, added to the request's extensions by the
+/// listener. Only the leaf's syntax and the handshake signature were checked: whoever
+/// relies on it (EST) must check who issued it.
 #[derive(Debug, Clone)]
-pub struct ClientCert(pub Vec<u8>);
+pub struct ClientCert {
+    /// The client's own certificate (DER).
+    pub leaf: Vec<u8>,
+    /// The certificates it sent after the leaf (intermediates toward its CA), DER.
+    pub chain: Vec<Vec<u8>>,
+}
 
 /// A started server.
 pub struct Running {

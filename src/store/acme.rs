@@ -44,15 +44,24 @@ pub async fn settings(conn: &mut Conn, ca_id: &str) -> Result<Settings> {
     let Some(r) = row else {
         return Ok(Settings::defaults(ca_id));
     };
+    let ca_id: String = r.try_get("ca_id")?;
     Ok(Settings {
-        ca_id: r.try_get("ca_id")?,
         enabled: r.try_get::<i64, _>("enabled")? != 0,
         require_eab: r.try_get::<i64, _>("require_eab")? != 0,
-        allowed_domains: serde_json::from_str(&r.try_get::<String, _>("allowed_domains_json")?)
-            .unwrap_or_default(),
+        allowed_domains: super::decode_json(
+            "acme_settings",
+            "allowed_domains_json",
+            &ca_id,
+            &r.try_get::<String, _>("allowed_domains_json")?,
+        )?,
         allow_ip: r.try_get::<i64, _>("allow_ip")? != 0,
-        challenges: serde_json::from_str(&r.try_get::<String, _>("challenges_json")?)
-            .unwrap_or_default(),
+        challenges: super::decode_json(
+            "acme_settings",
+            "challenges_json",
+            &ca_id,
+            &r.try_get::<String, _>("challenges_json")?,
+        )?,
+        ca_id,
         default_validity_days: r.try_get("default_validity_days")?,
     })
 }
@@ -183,14 +192,20 @@ pub struct Account {
 }
 
 fn account(r: &Row) -> Result<Account> {
+    let id: String = r.try_get("id")?;
     Ok(Account {
-        id: r.try_get("id")?,
+        contact: super::decode_json(
+            "acme_accounts",
+            "contact_json",
+            &id,
+            &r.try_get::<String, _>("contact_json")?,
+        )?,
+        id,
         ca_id: r.try_get("ca_id")?,
         tenant_id: r.try_get("tenant_id")?,
         thumbprint: r.try_get("thumbprint")?,
         jwk_json: r.try_get("jwk_json")?,
         status: r.try_get("status")?,
-        contact: serde_json::from_str(&r.try_get::<String, _>("contact_json")?).unwrap_or_default(),
         tos_agreed: r.try_get::<i64, _>("tos_agreed")? != 0,
         eab_kid: r.try_get("eab_kid")?,
         created_at: r.try_get("created_at")?,

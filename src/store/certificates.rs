@@ -40,6 +40,9 @@ pub struct CertRow {
     pub renewed_from: Option<String>,
     /// Optional subject fields (O, OU, L, ST, C) as JSON.
     pub subject_json: String,
+    /// The EST account it was enrolled for (its holder then logs in to EST with it under
+    /// that account's name rules); `None` for other doors.
+    pub est_client: Option<String>,
 }
 
 fn row_to_cert(r: &Row) -> Result<CertRow> {
@@ -68,11 +71,12 @@ fn row_to_cert(r: &Row) -> Result<CertRow> {
         created_at: r.try_get("created_at")?,
         renewed_from: r.try_get("renewed_from")?,
         subject_json: r.try_get("subject_json")?,
+        est_client: r.try_get("est_client")?,
     })
 }
 
-const CERT_COLUMNS: usize = 21;
-/// Rows per multi-row INSERT (21 × 100 values: far below both engines' limits).
+const CERT_COLUMNS: usize = 22;
+/// Rows per multi-row INSERT (22 × 100 values: far below both engines' limits).
 const CERT_ROWS_PER_STATEMENT: usize = 100;
 
 /// Records a certificate. A duplicate serial for the same CA is refused by the database.
@@ -87,7 +91,7 @@ pub async fn insert_many(conn: &mut Conn, rows: &[&CertRow]) -> Result<()> {
         let sql = format!(
             "INSERT INTO certificates (id, tenant_id, ca_id, serial, cert_type, common_name, sans_json, \
              not_before, not_after, source, name, tags_json, spec_json, key_algorithm, leakage_risk, \
-             certificate_der, key_sealed, requester, created_at, renewed_from, subject_json) VALUES {}",
+             certificate_der, key_sealed, requester, created_at, renewed_from, subject_json, est_client) VALUES {}",
             super::values_placeholders(conn, chunk.len(), CERT_COLUMNS)
         );
         let mut q = query(&sql);
@@ -113,7 +117,8 @@ pub async fn insert_many(conn: &mut Conn, rows: &[&CertRow]) -> Result<()> {
                 .bind(&c.requester)
                 .bind(c.created_at)
                 .bind(&c.renewed_from)
-                .bind(&c.subject_json);
+                .bind(&c.subject_json)
+                .bind(&c.est_client);
         }
         match q.execute(&mut *conn).await {
             Ok(_) => {}

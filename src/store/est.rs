@@ -23,6 +23,12 @@ pub struct Settings {
     pub default_validity_days: i64,
     /// Profile of enrolled certificates: `client` or `server`.
     pub certificate_type: String,
+    /// Trust anchors for client-certificate login (PEM bundle of CA certificates, e.g. a
+    /// device maker's CA); `None`: only certificates this service issued to an EST account
+    /// log in.
+    pub client_cert_trust_pem: Option<String>,
+    /// Glob patterns every name enrolled through a trust anchor must match (empty: any).
+    pub client_cert_name_patterns: Vec<String>,
 }
 
 impl Settings {
@@ -35,6 +41,8 @@ impl Settings {
             auth: AUTH_METHODS.iter().map(|s| s.to_string()).collect(),
             default_validity_days: 365,
             certificate_type: "client".into(),
+            client_cert_trust_pem: None,
+            client_cert_name_patterns: Vec::new(),
         }
     }
 
@@ -45,13 +53,26 @@ impl Settings {
 }
 
 fn settings_row(r: &Row) -> Result<Settings> {
+    let ca_id: String = r.try_get("ca_id")?;
     Ok(Settings {
-        ca_id: r.try_get("ca_id")?,
         enabled: r.try_get::<i64, _>("enabled")? != 0,
         label: r.try_get("label")?,
-        auth: serde_json::from_str(&r.try_get::<String, _>("auth_json")?).unwrap_or_default(),
+        auth: super::decode_json(
+            "est_settings",
+            "auth_json",
+            &ca_id,
+            &r.try_get::<String, _>("auth_json")?,
+        )?,
         default_validity_days: r.try_get("default_validity_days")?,
         certificate_type: r.try_get("certificate_type")?,
+        client_cert_trust_pem: r.try_get("client_cert_trust_pem")?,
+        client_cert_name_patterns: super::decode_json(
+            "est_settings",
+            "client_cert_name_patterns_json",
+            &ca_id,
+            &r.try_get::<String, _>("client_cert_name_patterns_json")?,
+        )?,
+        ca_id,
     })
 }
 
@@ -80,17 +101,22 @@ pub async fn settings_by_label(conn: &mut Conn, label: &str) -> Result<Option<Se
 pub async fn put_settings(conn: &mut Conn, s: &Settings) -> Result<()> {
     let res = query(
         "INSERT INTO est_settings (ca_id, enabled, label, auth_json, default_validity_days, \
-         certificate_type) VALUES ($1, $2, $3, $4, $5, $6) \
+         certificate_type, client_cert_trust_pem, client_cert_name_patterns_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (ca_id) DO UPDATE SET enabled = excluded.enabled, label = excluded.label, \
          auth_json = excluded.auth_json, default_validity_days = excluded.default_validity_days, \
-         certificate_type = excluded.certificate_type",
+         certificate_type = excluded.certificate_type, \
+         client_cert_trust_pem = excluded.client_cert_trust_pem, \
+         client_cert_name_patterns_json = excluded.client_cert_name_patterns_json",
     )
     .bind(&s.ca_id)
     .bind(s.enabled as i64)
     .bind(&s.label)
-    .bind(serde_json::to_string(&s.auth).unwrap_or_default())
+    .bind(serde_json::to_string(&s.auth).map_err(Error::internal)?)
     .bind(s.default_validity_days)
     .bind(&s.certificate_type)
+    .bind(&s.client_cert_trust_pem)
+    .bind(serde_json::to_string(&s.client_cert_name_patterns).map_err(Error::internal)?)
     .execute(conn)
     .await;
     match res {
@@ -123,13 +149,19 @@ pub struct Client {
 }
 
 fn client_row(r: &Row) -> Result<Client> {
+    let ca_id: String = r.try_get("ca_id")?;
+    let username: String = r.try_get("username")?;
     Ok(Client {
-        ca_id: r.try_get("ca_id")?,
-        username: r.try_get("username")?,
+        name_patterns: super::decode_json(
+            "est_clients",
+            "name_patterns_json",
+            &format!("{ca_id}/{username}"),
+            &r.try_get::<String, _>("name_patterns_json")?,
+        )?,
+        ca_id,
+        username,
         tenant_id: r.try_get("tenant_id")?,
         password_hash: r.try_get("password_hash")?,
-        name_patterns: serde_json::from_str(&r.try_get::<String, _>("name_patterns_json")?)
-            .unwrap_or_default(),
         created_at: r.try_get("created_at")?,
         created_by: r.try_get("created_by")?,
     })
@@ -145,7 +177,7 @@ pub async fn insert_client(conn: &mut Conn, c: &Client) -> Result<bool> {
     .bind(&c.username)
     .bind(&c.tenant_id)
     .bind(&c.password_hash)
-    .bind(serde_json::to_string(&c.name_patterns).unwrap_or_default())
+    .bind(serde_json::to_string(&c.name_patterns).map_err(Error::internal)?)
     .bind(c.created_at)
     .bind(&c.created_by)
     .execute(conn)
@@ -243,6 +275,8 @@ pub async fn service(
         "SELECT c.id AS id, c.tenant_id AS tenant_id, c.kind AS kind, c.status AS status, \
          s.enabled AS enabled, s.label AS label, s.auth_json AS auth_json, \
          s.default_validity_days AS default_validity_days, s.certificate_type AS certificate_type, \
+         s.client_cert_trust_pem AS client_cert_trust_pem, \
+         s.client_cert_name_patterns_json AS client_cert_name_patterns_json, \
          k.username AS username, k.password_hash AS password_hash, \
          k.name_patterns_json AS name_patterns_json, k.created_at AS created_at, \
          k.created_by AS created_by \
@@ -263,11 +297,21 @@ pub async fn service(
     if let Some(enabled) = r.try_get::<Option<i64>, _>("enabled")? {
         settings.enabled = enabled != 0;
         settings.label = r.try_get("label")?;
-        settings.auth = serde_json::from_str(
+        settings.auth = super::decode_json(
+            "est_settings",
+            "auth_json",
+            &ca_id,
             &r.try_get::<Option<String>, _>("auth_json")?
                 .unwrap_or_default(),
-        )
-        .unwrap_or_default();
+        )?;
+        settings.client_cert_trust_pem = r.try_get("client_cert_trust_pem")?;
+        settings.client_cert_name_patterns = super::decode_json(
+            "est_settings",
+            "client_cert_name_patterns_json",
+            &ca_id,
+            &r.try_get::<Option<String>, _>("client_cert_name_patterns_json")?
+                .unwrap_or_default(),
+        )?;
         settings.default_validity_days = r
             .try_get::<Option<i64>, _>("default_validity_days")?
             .unwrap_or(settings.default_validity_days);
@@ -278,17 +322,19 @@ pub async fn service(
     let by_label = settings.label.as_deref() == Some(key);
     let client = match r.try_get::<Option<String>, _>("username")? {
         Some(username) => Some(Client {
+            name_patterns: super::decode_json(
+                "est_clients",
+                "name_patterns_json",
+                &format!("{ca_id}/{username}"),
+                &r.try_get::<Option<String>, _>("name_patterns_json")?
+                    .unwrap_or_default(),
+            )?,
             ca_id: ca_id.clone(),
             username,
             tenant_id: tenant_id.clone(),
             password_hash: r
                 .try_get::<Option<String>, _>("password_hash")?
                 .unwrap_or_default(),
-            name_patterns: serde_json::from_str(
-                &r.try_get::<Option<String>, _>("name_patterns_json")?
-                    .unwrap_or_default(),
-            )
-            .unwrap_or_default(),
             created_at: r.try_get::<Option<i64>, _>("created_at")?.unwrap_or(0),
             created_by: r.try_get("created_by")?,
         }),

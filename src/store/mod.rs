@@ -183,13 +183,16 @@ fn sqlite_url(url: &str) -> Result<(String, String)> {
     let file = path.split('?').next().unwrap_or_default();
     if let Some(parent) = std::path::Path::new(file).parent() {
         if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent).map_err(|e| {
+            crate::fsutil::create_private_dir(parent).map_err(|e| {
                 Error::config(format!(
                     "creating database directory {}: {e}",
                     parent.display()
                 ))
             })?;
         }
+    }
+    if file != ":memory:" && !file.is_empty() {
+        crate::fsutil::private_database_files(std::path::Path::new(file))?;
     }
     let migrate = if url.contains("mode=") {
         url.to_string()
@@ -283,6 +286,24 @@ fn numbered_placeholders(rows: usize, columns: usize) -> String {
     sql
 }
 
+/// Decodes a JSON column that holds a policy (allowed names, name patterns, accepted
+/// methods…). A value that does not decode is an error, never "no restriction": policy
+/// fails closed. The error is internal (logged, the request refused with a 500) because
+/// only a damaged or hand-edited database can hold one.
+pub fn decode_json<T: serde::de::DeserializeOwned>(
+    table: &str,
+    column: &str,
+    key: &str,
+    text: &str,
+) -> crate::error::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        crate::error::Error::internal(format!(
+            "{table}.{column} of {key} does not decode ({e}); refusing the request rather than \
+             treating the policy as absent"
+        ))
+    })
+}
+
 /// Current time as Unix seconds.
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -290,6 +311,14 @@ pub fn now() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unreadable_policy_is_an_error_not_an_empty_list() {
+        let e = super::decode_json::<Vec<String>>("t", "c", "k", "not json").unwrap_err();
+        assert!(matches!(e, crate::error::Error::Internal(_)), "{e}");
+        let ok: Vec<String> = super::decode_json("t", "c", "k", r#"["a"]"#).unwrap();
+        assert_eq!(ok, vec!["a".to_string()]);
+    }
+
     #[test]
     fn placeholders_number_every_value_in_row_order() {
         assert_eq!(super::numbered_placeholders(1, 2), "($1, $2)");
