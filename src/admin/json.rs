@@ -49,6 +49,19 @@ pub struct OptJson<T>(pub T);
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = deserialize(de)?;
+    // One JSON value and nothing after it but whitespace: `{…} garbage` or `{…} {…}` is
+    // not a JSON document.
+    de.end().map_err(|e| Error::BadRequest {
+        field: None,
+        detail: format!("request body is not valid JSON: {e}"),
+    })?;
+    Ok(value)
+}
+
+fn deserialize<'de, T: DeserializeOwned>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+) -> Result<T, Error> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -99,7 +112,8 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, By
             Error::bad_request(format!("cannot read the request body: {e}"))
         }
     })?;
-    if !bytes.iter().all(u8::is_ascii_whitespace) && declared_json == Some(false) {
+    // A body needs a JSON content type; a missing one is refused like a wrong one.
+    if !bytes.iter().all(u8::is_ascii_whitespace) && declared_json != Some(true) {
         return Err(Error::UnsupportedMediaType(
             "send the body as JSON with Content-Type: application/json".into(),
         ));
@@ -134,6 +148,39 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptJson<T
 /// `{"items": [...], "next_cursor": …}`.
 pub fn list(items: Vec<Value>, next_cursor: Option<String>) -> Value {
     json!({ "items": items, "next_cursor": next_cursor })
+}
+
+/// The `limit` and `cursor` query parameters every list takes.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// 1–1000, default 100.
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    /// The page size: default 100; outside 1–1000 a 422 naming `limit`.
+    pub fn limit(&self) -> Result<i64, Error> {
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(Error::invalid("limit", "must be between 1 and 1000"));
+        }
+        Ok(limit)
+    }
+
+    /// The cursor, if one was given (an empty one means the first page).
+    pub fn after(&self) -> Option<&str> {
+        self.cursor.as_deref().filter(|c| !c.is_empty())
+    }
+}
+
+/// The next page's cursor: the key of the last row when the page is full.
+pub fn next_cursor<T>(rows: &[T], limit: i64, key: impl Fn(&T) -> &str) -> Option<String> {
+    (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| key(r).to_string()))
+        .flatten()
 }
 
 /// The JSON view of a CA (a contract: see the admin API documentation).
