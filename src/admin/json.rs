@@ -1,6 +1,8 @@
 //! JSON in and out of the admin API: body extractors whose errors name the field, object
 //! views, list envelopes, timestamps.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
@@ -11,6 +13,7 @@ use crate::ca::cert_pem;
 use crate::ca::profile::PublicationUrls;
 use crate::error::Error;
 use crate::store::cas::CaRow;
+use crate::App;
 
 /// RFC 3339 UTC rendering of Unix seconds.
 pub fn rfc3339(unix: i64) -> String {
@@ -96,7 +99,7 @@ fn deserialize<'de, T: DeserializeOwned>(
     })
 }
 
-async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Bytes), Error> {
+async fn body_bytes(req: Request, app: &Arc<App>) -> Result<(bool, Bytes), Error> {
     let declared_json = req
         .headers()
         .get(CONTENT_TYPE)
@@ -105,9 +108,9 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, By
             let ct = ct.to_ascii_lowercase();
             ct.starts_with("application/json") || ct.contains("+json")
         });
-    let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+    let bytes = Bytes::from_request(req, app).await.map_err(|e| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            Error::TooLarge(0)
+            Error::TooLarge(app.config.limits.body_bytes)
         } else {
             Error::bad_request(format!("cannot read the request body: {e}"))
         }
@@ -121,10 +124,10 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, By
     Ok((bytes.iter().all(u8::is_ascii_whitespace), bytes))
 }
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+impl<T: DeserializeOwned> FromRequest<Arc<App>> for Json<T> {
     type Rejection = Error;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let (empty, bytes) = body_bytes(req, state).await?;
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Error> {
+        let (empty, bytes) = body_bytes(req, app).await?;
         if empty {
             return Err(Error::bad_request(
                 "a JSON object is required as the request body",
@@ -134,10 +137,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
-impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptJson<T> {
+impl<T: DeserializeOwned + Default> FromRequest<Arc<App>> for OptJson<T> {
     type Rejection = Error;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let (empty, bytes) = body_bytes(req, state).await?;
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Error> {
+        let (empty, bytes) = body_bytes(req, app).await?;
         if empty {
             return Ok(OptJson(T::default()));
         }

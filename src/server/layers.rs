@@ -65,7 +65,7 @@ async fn close_after_too_large(mut resp: Response) -> Response {
 }
 
 /// axum answers a known path with the wrong method with an empty 405; the API's errors
-/// are problem documents (RFC 9457), so that one is too. `Allow` stays. Front ends that
+/// are problem documents (RFC 9457), so that one is too (its headers stay). Front ends that
 /// write their own 405 (EST's text/plain one) set a content type and are left alone.
 async fn problem_for_bare_405(resp: Response) -> Response {
     if resp.status() != StatusCode::METHOD_NOT_ALLOWED
@@ -73,26 +73,23 @@ async fn problem_for_bare_405(resp: Response) -> Response {
     {
         return resp;
     }
-    let allow = resp.headers().get(header::ALLOW).cloned();
-    let detail = match allow.as_ref().and_then(|a| a.to_str().ok()) {
-        Some(a) if !a.is_empty() => format!("this endpoint does not take that method; use {a}"),
-        _ => "this endpoint does not take that method".to_string(),
-    };
+    // axum adds `Allow` outside the route's layers, after this.
+    let detail = "this endpoint does not take that method; the Allow header names those it does";
     let body = serde_json::json!({
         "type": "urn:vellum:problem:method-not-allowed",
         "title": "Method Not Allowed",
         "status": 405,
         "detail": detail,
     });
+    let (mut parts, _) = resp.into_parts();
     let mut out = (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response();
-    let h = out.headers_mut();
-    h.insert(
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(out.headers_mut().drain());
+    parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
-    if let Some(a) = allow {
-        h.insert(header::ALLOW, a);
-    }
+    *out.headers_mut() = parts.headers;
     out
 }
 
