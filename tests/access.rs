@@ -216,6 +216,76 @@ async fn isolation(s: &TestServer) {
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
+    // Nothing a tenant admin sends tells it whether another tenant exists: the same answer
+    // for a tenant that exists (by name or id) and for one that does not.
+    let mut answers = Vec::new();
+    for other in ["default", d.tenant_id.as_str(), "no-such-tenant"] {
+        let (st, v) = s
+            .call_as(
+                &tok_b,
+                Method::POST,
+                "/tokens",
+                Some(json!({"tenant": other, "role": "auditor", "name": "probe"})),
+            )
+            .await;
+        answers.push((other, "token", st, v["detail"].clone()));
+        let (st, v) = s
+            .call_full(Some(&tok_b), Some(other), Method::GET, "/cas", None)
+            .await;
+        answers.push((other, "header", st, v["detail"].clone()));
+    }
+    for (other, what, st, detail) in &answers {
+        assert_eq!(
+            *st,
+            StatusCode::FORBIDDEN,
+            "{what} naming {other}: {detail}"
+        );
+        let same = answers
+            .iter()
+            .find(|a| a.1 == *what)
+            .map(|a| a.3.clone())
+            .unwrap();
+        assert_eq!(*detail, same, "{what} naming {other}");
+    }
+    // Its own tenant, by name, works; another tenant's token is as unknown as no token.
+    let (st, v) = s
+        .call_as(
+            &tok_b,
+            Method::POST,
+            "/tokens",
+            Some(json!({"tenant": "tenant-b", "role": "auditor", "name": "own"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (_, mine) = s.get("/tokens").await;
+    let default_token = mine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant_id"] == json!(d.tenant_id))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for id in [
+        default_token.as_str(),
+        "0190aaaa-0000-7000-8000-000000000000",
+    ] {
+        let (st, _) = s
+            .call_as(&tok_b, Method::DELETE, &format!("/tokens/{id}"), None)
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{id}");
+    }
+    // The super-admin is told when a tenant does not exist.
+    let (st, v) = s
+        .post(
+            "/tokens",
+            json!({"tenant": "no-such-tenant", "role": "auditor", "name": "x"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["field"], "tenant");
+
     // Audit events stay in their tenant.
     let (_, a) = s.call_as(&tok_b, Method::GET, "/audit", None).await;
     let events = a["items"].as_array().unwrap();
@@ -264,3 +334,119 @@ async fn audit(s: &TestServer) {
     let _ = inter;
 }
 both_backends!(state_changes_are_audited, audit);
+
+/// Follows `next_cursor` through `path` (which has a query string) `limit` items at a
+/// time; returns every item's `key`, in order, and the number of pages.
+async fn all_pages(
+    s: &TestServer,
+    token: &str,
+    path: &str,
+    limit: usize,
+    key: &str,
+) -> (Vec<String>, usize) {
+    let mut keys = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{path}&limit={limit}&cursor={c}"),
+            None => format!("{path}&limit={limit}"),
+        };
+        let (st, v) = s.call_as(token, Method::GET, &url, None).await;
+        assert_eq!(st, StatusCode::OK, "{url}: {v}");
+        pages += 1;
+        let items = v["items"].as_array().unwrap();
+        assert!(items.len() <= limit, "{url}: {v}");
+        keys.extend(items.iter().map(|i| i[key].as_str().unwrap().to_string()));
+        match v["next_cursor"].as_str() {
+            Some(c) => {
+                assert_eq!(items.len(), limit, "a page with a next cursor is full");
+                cursor = Some(c.to_string());
+            }
+            None => return (keys, pages),
+        }
+        assert!(pages < 100, "{url}: endless");
+    }
+}
+
+/// Tokens, tenants and EST clients come a page at a time, like the other lists.
+async fn lists_page(s: &TestServer) {
+    let (tid_b, tok_b) = s.tenant_with_token("pages-b", "admin").await;
+    for n in 0..4 {
+        s.tenant_with_token(&format!("pages-{n}"), "auditor").await;
+        let (st, v) = s
+            .call_as(
+                &tok_b,
+                Method::POST,
+                "/tokens",
+                Some(json!({"role": "operator", "name": format!("b{n}")})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    // Tenants: default + pages-b + 4 = 6; the super-admin sees them all, B only itself.
+    let (_, all) = s.get("/tenants?limit=1000").await;
+    let all: Vec<String> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(all.len(), 6);
+    let (paged, pages) = all_pages(s, &s.token, "/tenants?", 4, "id").await;
+    assert_eq!((paged.clone(), pages), (all.clone(), 2));
+    let (paged, pages) = all_pages(s, &s.token, "/tenants?", 2, "id").await;
+    assert_eq!(
+        (paged, pages),
+        (all, 4),
+        "last full page, then an empty one"
+    );
+    let (own, _) = all_pages(s, &tok_b, "/tenants?", 1, "id").await;
+    assert_eq!(own, vec![tid_b.clone()]);
+
+    // Tokens: B's admin token + 4 operators in B.
+    let (b_tokens, pages) = all_pages(s, &tok_b, "/tokens?", 2, "id").await;
+    assert_eq!((b_tokens.len(), pages), (5, 3));
+    let mut sorted = b_tokens.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, b_tokens, "oldest first, no repeats");
+    // The super-admin sees every tenant's: its own, B's 5, and one per pages-n tenant.
+    let (every, _) = all_pages(s, &s.token, "/tokens?", 3, "id").await;
+    assert_eq!(every.len(), 1 + 5 + 4);
+    assert!(b_tokens.iter().all(|t| every.contains(t)));
+
+    // EST clients of a CA, by user name.
+    let inter = s.app().defaults.intermediate_id.clone();
+    for name in ["dev-c", "dev-a", "dev-e", "dev-b", "dev-d"] {
+        let (st, v) = s
+            .post(
+                &format!("/cas/{inter}/est/clients"),
+                json!({"username": name, "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    let path = format!("/cas/{inter}/est/clients?");
+    let (names, pages) = all_pages(s, &s.token, &path, 2, "username").await;
+    assert_eq!(names, ["dev-a", "dev-b", "dev-c", "dev-d", "dev-e"]);
+    assert_eq!(pages, 3);
+
+    // Limits outside 1–1000 are refused by name, on every list.
+    for path in [
+        "/tokens".to_string(),
+        "/tenants".to_string(),
+        format!("/cas/{inter}/est/clients"),
+    ] {
+        for limit in ["0", "1001"] {
+            let (st, v) = s.get(&format!("{path}?limit={limit}")).await;
+            assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{path} {limit}: {v}");
+            assert_eq!(v["field"], "limit", "{v}");
+        }
+        for query in ["limit=x", "bogus=1"] {
+            let (st, v) = s.get(&format!("{path}?{query}")).await;
+            assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{path}?{query}: {v}");
+        }
+    }
+}
+both_backends!(lists_honour_limit_and_cursor, lists_page);

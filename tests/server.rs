@@ -96,6 +96,81 @@ async fn bad_requests(s: &TestServer) {
     assert_eq!(st, StatusCode::BAD_REQUEST);
     let (st, _, v) = send("[]", "application/json").await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // One JSON document, nothing after it but whitespace.
+    for body in [
+        r#"{"kind": "root", "common_name": "trailing"} garbage"#,
+        r#"{"kind": "root", "common_name": "two"} {"kind": "root", "common_name": "docs"}"#,
+        r#"{"kind": "root", "common_name": "brace"}}"#,
+    ] {
+        let (st, ct, v) = send(body, "application/json").await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert_eq!(ct, "application/problem+json");
+        assert!(v["detail"].as_str().unwrap().contains("trailing"), "{v}");
+    }
+    let (st, _, v) = send(
+        "{\"kind\": \"root\", \"common_name\": \"ws\"} \n\t",
+        "application/json",
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "trailing whitespace is fine: {v}");
+    let (st, _, v) = send(
+        r#"{"kind": "root", "common_name": "json+suffix"}"#,
+        "application/vnd.x+json; charset=utf-8",
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    // A body without a Content-Type is refused like one with the wrong type, on every
+    // route that takes one (a PUT among them).
+    let (root, _) = s.buy_root("Content types", "ec-p256", 1).await;
+    for (method, path, body) in [
+        (
+            reqwest::Method::POST,
+            "/cas".to_string(),
+            r#"{"kind": "root", "common_name": "no type"}"#,
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/cas/{root}/crl"),
+            r#"{"enabled": false}"#,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/cas/{root}/revoke"),
+            r#"{}"#,
+        ),
+        (
+            reqwest::Method::POST,
+            "/tokens".to_string(),
+            r#"{"role": "auditor", "name": "x"}"#,
+        ),
+    ] {
+        let r = s
+            .client
+            .request(method.clone(), format!("{}/admin/v1{path}", s.base))
+            .bearer_auth(&s.token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let st = r.status();
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        assert_eq!(
+            st,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{method} {path}: {v}"
+        );
+        assert_eq!(v["status"], 415);
+    }
+    let r = s
+        .client
+        .put(format!("{}/admin/v1/cas/{root}/crl", s.base))
+        .bearer_auth(&s.token)
+        .header("content-type", "application/json")
+        .body(r#"{"enabled": false} garbage"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 both_backends!(bad_input_gets_precise_4xx, bad_requests);
 

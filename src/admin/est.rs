@@ -394,21 +394,24 @@ pub async fn create_client(
     Ok((StatusCode::CREATED, axum::Json(client_view(&res?))))
 }
 
-/// `GET /cas/{id}/est/clients`.
+/// `GET /cas/{id}/est/clients?limit=&cursor=`: by user name, a page at a time (the
+/// cursor is the last user name of the page).
 pub async fn list_clients(
     State(app): State<Arc<App>>,
     who: Principal,
     Path(id): Path<String>,
+    json::Query(page): json::Query<json::Page>,
 ) -> Result<axum::Json<Value>> {
     who.require(Permission::Read)?;
+    let limit = page.limit()?;
     intermediate(&app, &who, &id).await?;
     let mut conn = app.store.reader().acquire().await?;
-    let items = store::est::clients(&mut conn, &id)
-        .await?
-        .iter()
-        .map(client_view)
-        .collect();
-    Ok(axum::Json(json::list(items, None)))
+    let rows = store::est::clients(&mut conn, &id, page.after(), limit).await?;
+    let next = json::next_cursor(&rows, limit, |c| &c.username);
+    Ok(axum::Json(json::list(
+        rows.iter().map(client_view).collect(),
+        next,
+    )))
 }
 
 /// `DELETE /cas/{id}/est/clients/{username}` → 200 with the removed account; it cannot

@@ -1,6 +1,8 @@
 //! JSON in and out of the admin API: body extractors whose errors name the field, object
 //! views, list envelopes, timestamps.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
@@ -11,6 +13,7 @@ use crate::ca::cert_pem;
 use crate::ca::profile::PublicationUrls;
 use crate::error::Error;
 use crate::store::cas::CaRow;
+use crate::App;
 
 /// RFC 3339 UTC rendering of Unix seconds.
 pub fn rfc3339(unix: i64) -> String {
@@ -49,6 +52,19 @@ pub struct OptJson<T>(pub T);
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = deserialize(de)?;
+    // One JSON value and nothing after it but whitespace: `{…} garbage` or `{…} {…}` is
+    // not a JSON document.
+    de.end().map_err(|e| Error::BadRequest {
+        field: None,
+        detail: format!("request body is not valid JSON: {e}"),
+    })?;
+    Ok(value)
+}
+
+fn deserialize<'de, T: DeserializeOwned>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+) -> Result<T, Error> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -83,7 +99,7 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     })
 }
 
-async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Bytes), Error> {
+async fn body_bytes(req: Request, app: &Arc<App>) -> Result<(bool, Bytes), Error> {
     let declared_json = req
         .headers()
         .get(CONTENT_TYPE)
@@ -92,14 +108,15 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, By
             let ct = ct.to_ascii_lowercase();
             ct.starts_with("application/json") || ct.contains("+json")
         });
-    let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+    let bytes = Bytes::from_request(req, app).await.map_err(|e| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            Error::TooLarge(0)
+            Error::TooLarge(app.config.limits.body_bytes)
         } else {
             Error::bad_request(format!("cannot read the request body: {e}"))
         }
     })?;
-    if !bytes.iter().all(u8::is_ascii_whitespace) && declared_json == Some(false) {
+    // A body needs a JSON content type; a missing one is refused like a wrong one.
+    if !bytes.iter().all(u8::is_ascii_whitespace) && declared_json != Some(true) {
         return Err(Error::UnsupportedMediaType(
             "send the body as JSON with Content-Type: application/json".into(),
         ));
@@ -107,10 +124,10 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, By
     Ok((bytes.iter().all(u8::is_ascii_whitespace), bytes))
 }
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+impl<T: DeserializeOwned> FromRequest<Arc<App>> for Json<T> {
     type Rejection = Error;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let (empty, bytes) = body_bytes(req, state).await?;
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Error> {
+        let (empty, bytes) = body_bytes(req, app).await?;
         if empty {
             return Err(Error::bad_request(
                 "a JSON object is required as the request body",
@@ -120,10 +137,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
-impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptJson<T> {
+impl<T: DeserializeOwned + Default> FromRequest<Arc<App>> for OptJson<T> {
     type Rejection = Error;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let (empty, bytes) = body_bytes(req, state).await?;
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Error> {
+        let (empty, bytes) = body_bytes(req, app).await?;
         if empty {
             return Ok(OptJson(T::default()));
         }
@@ -134,6 +151,39 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptJson<T
 /// `{"items": [...], "next_cursor": …}`.
 pub fn list(items: Vec<Value>, next_cursor: Option<String>) -> Value {
     json!({ "items": items, "next_cursor": next_cursor })
+}
+
+/// The `limit` and `cursor` query parameters every list takes.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// 1–1000, default 100.
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    /// The page size: default 100; outside 1–1000 a 422 naming `limit`.
+    pub fn limit(&self) -> Result<i64, Error> {
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(Error::invalid("limit", "must be between 1 and 1000"));
+        }
+        Ok(limit)
+    }
+
+    /// The cursor, if one was given (an empty one means the first page).
+    pub fn after(&self) -> Option<&str> {
+        self.cursor.as_deref().filter(|c| !c.is_empty())
+    }
+}
+
+/// The next page's cursor: the key of the last row when the page is full.
+pub fn next_cursor<T>(rows: &[T], limit: i64, key: impl Fn(&T) -> &str) -> Option<String> {
+    (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| key(r).to_string()))
+        .flatten()
 }
 
 /// The JSON view of a CA (a contract: see the admin API documentation).

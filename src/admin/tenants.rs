@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::audit::record;
 use super::auth::{Permission, Principal, Role};
-use super::json::{list, rfc3339, ts, Json};
+use super::json::{list, next_cursor, rfc3339, ts, Json, Page, Query};
 use crate::bootstrap::{new_token_secret, token_hash};
 use crate::error::{Error, Result};
 use crate::store::{self, tenants};
@@ -82,20 +82,23 @@ pub async fn create_tenant(
     Ok((StatusCode::CREATED, axum::Json(tenant_json(&res?))))
 }
 
-/// `GET /tenants`: every tenant for the super-admin, the own one otherwise.
+/// `GET /tenants?limit=&cursor=`: every tenant for the super-admin, the own one otherwise;
+/// oldest first, a page at a time.
 pub async fn list_tenants(
     State(app): State<Arc<App>>,
     who: Principal,
+    Query(page): Query<Page>,
 ) -> Result<axum::Json<Value>> {
     who.require(Permission::Read)?;
+    let limit = page.limit()?;
+    let only = (who.role != Role::Super).then_some(who.tenant_id.as_str());
     let mut conn = app.store.reader().acquire().await?;
-    let all = tenants::list_tenants(&mut conn).await?;
-    let items = all
-        .iter()
-        .filter(|t| who.role == Role::Super || t.id == who.tenant_id)
-        .map(tenant_json)
-        .collect();
-    Ok(axum::Json(list(items, None)))
+    let rows = tenants::list_tenants(&mut conn, only, page.after(), limit).await?;
+    let next = next_cursor(&rows, limit, |t| &t.id);
+    Ok(axum::Json(list(
+        rows.iter().map(tenant_json).collect(),
+        next,
+    )))
 }
 
 /// Body of `POST /tokens`.
@@ -129,20 +132,25 @@ pub async fn create_token(
             return Err(Error::invalid("name", "must be 1-128 characters"));
         }
         let mut conn = app.store.reader().acquire().await?;
-        let tenant = match &body.tenant {
-            Some(t) => tenants::find_tenant(&mut conn, t)
-                .await?
-                .ok_or_else(|| Error::invalid("tenant", format!("no tenant named {t:?}")))?,
+        let named = match &body.tenant {
+            Some(t) => Some((t, tenants::find_tenant(&mut conn, t).await?)),
+            None => None,
+        };
+        let tenant = match named {
+            // Only the super-admin learns whether another tenant exists: anyone else gets
+            // the same 403 for a tenant that exists and for one that does not.
+            Some((_, Some(t))) if t.id == who.tenant_id || who.role == Role::Super => t,
+            Some(_) if who.role != Role::Super => {
+                return Err(Error::forbidden(
+                    "only the super-admin may create tokens for another tenant",
+                ))
+            }
+            Some((t, _)) => return Err(Error::invalid("tenant", format!("no tenant named {t:?}"))),
             None => tenants::find_tenant(&mut conn, &who.tenant_id)
                 .await?
                 .ok_or_else(|| Error::internal("caller's tenant vanished"))?,
         };
         drop(conn);
-        if tenant.id != who.tenant_id && who.role != Role::Super {
-            return Err(Error::forbidden(
-                "only the super-admin may create tokens for another tenant",
-            ));
-        }
         let secret = new_token_secret();
         let token = tenants::Token {
             id: uuid::Uuid::now_v7().to_string(),
@@ -166,17 +174,23 @@ pub async fn create_token(
     Ok((StatusCode::CREATED, axum::Json(v)))
 }
 
-/// `GET /tokens`: tokens of the caller's tenant (all tenants for the super-admin).
-pub async fn list_tokens(State(app): State<Arc<App>>, who: Principal) -> Result<axum::Json<Value>> {
+/// `GET /tokens?limit=&cursor=`: tokens of the caller's tenant (all tenants for the
+/// super-admin), oldest first, a page at a time.
+pub async fn list_tokens(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Query(page): Query<Page>,
+) -> Result<axum::Json<Value>> {
     who.require(Permission::ManageTokens)?;
-    let mut conn = app.store.reader().acquire().await?;
+    let limit = page.limit()?;
     let scope = (who.role != Role::Super).then_some(who.tenant_id.as_str());
-    let items = tenants::list_tokens(&mut conn, scope)
-        .await?
-        .iter()
-        .map(token_json)
-        .collect();
-    Ok(axum::Json(list(items, None)))
+    let mut conn = app.store.reader().acquire().await?;
+    let rows = tenants::list_tokens(&mut conn, scope, page.after(), limit).await?;
+    let next = next_cursor(&rows, limit, |t| &t.id);
+    Ok(axum::Json(list(
+        rows.iter().map(token_json).collect(),
+        next,
+    )))
 }
 
 /// `DELETE /tokens/{id}`: revokes a token at once.

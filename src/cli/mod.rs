@@ -88,7 +88,12 @@ pub enum TenantCmd {
         entity: String,
     },
     /// List tenants.
-    List,
+    List {
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
 }
 
 /// `vellum admin token …`
@@ -106,7 +111,12 @@ pub enum TokenCmd {
         for_tenant: Option<String>,
     },
     /// List tokens.
-    List,
+    List {
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
     /// Revoke a token.
     Revoke { id: String },
 }
@@ -304,9 +314,15 @@ pub async fn run(opts: AdminOpts) -> Result<String, CliError> {
             Some(json!({"name": name, "entity": entity})),
             Shape::Object,
         ),
-        AdminCommand::Tenant(TenantCmd::List) => (
+        AdminCommand::Tenant(TenantCmd::List { limit, cursor }) => (
             Method::GET,
-            "/tenants".into(),
+            format!(
+                "/tenants{}",
+                query(&[
+                    ("limit", limit.map(|l| l.to_string())),
+                    ("cursor", cursor.clone()),
+                ])
+            ),
             None,
             Shape::Table(&[
                 ("ID", "id"),
@@ -326,9 +342,15 @@ pub async fn run(opts: AdminOpts) -> Result<String, CliError> {
             }
             (Method::POST, "/tokens".into(), Some(b), Shape::Object)
         }
-        AdminCommand::Token(TokenCmd::List) => (
+        AdminCommand::Token(TokenCmd::List { limit, cursor }) => (
             Method::GET,
-            "/tokens".into(),
+            format!(
+                "/tokens{}",
+                query(&[
+                    ("limit", limit.map(|l| l.to_string())),
+                    ("cursor", cursor.clone()),
+                ])
+            ),
             None,
             Shape::Table(&[
                 ("ID", "id"),

@@ -376,8 +376,14 @@ async fn dispatch(
 /// The whole request body (the edge's body limit applies: 413 beyond it).
 async fn read_body(app: &App, body: Body) -> Result<axum::body::Bytes, EstError> {
     axum::body::to_bytes(body, usize::MAX).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-        {
+        // The limit's error sits some layers down the chain (the edge's body wrappers).
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut too_large = false;
+        while let Some(c) = cause {
+            too_large |= c.is::<http_body_util::LengthLimitError>();
+            cause = c.source();
+        }
+        if too_large {
             EstError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(

@@ -1,10 +1,20 @@
-//! The tower stack every request passes: tracing, timeout, concurrency limit, body limit.
+//! The tower stack every request passes: tracing, draining of unread request bodies,
+//! timeout, concurrency limit, body limit, and problem bodies for bare 405s.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode, Version};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use http_body_util::BodyExt;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tower::limit::ConcurrencyLimitLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -12,16 +22,33 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Limits;
 
+/// How long an answer waits at most for the unread rest of its request's body.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+/// How much of an unread body is read and discarded at least (more when the body limit is
+/// larger: four times `limits.body_bytes`).
+const DRAIN_MIN_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Wraps a router in the edge limits.
 pub fn edge(router: Router, limits: &Limits) -> Router {
+    let drain = Drain {
+        max_bytes: (limits.body_bytes as u64)
+            .saturating_mul(4)
+            .max(DRAIN_MIN_BYTES),
+        max_time: DRAIN_TIME,
+    };
     router
         .layer(axum::middleware::from_fn(refuse_nul_in_url))
         .layer(RequestBodyLimitLayer::new(limits.body_bytes))
         .layer(axum::middleware::map_response(close_after_too_large))
+        .layer(axum::middleware::map_response(problem_for_bare_405))
         .layer(ConcurrencyLimitLayer::new(limits.concurrency))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(limits.request_timeout_secs),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            drain,
+            drain_unread_body,
         ))
         .layer(TraceLayer::new_for_http().on_failure(log_failure))
 }
@@ -68,14 +95,168 @@ async fn refuse_nul_in_url(req: axum::extract::Request, next: axum::middleware::
     next.run(req).await
 }
 
-/// A 413 is answered before the body was read, so the rest of it is still on the wire:
+/// A 413 is answered before the body was read, so the rest of it may still be on the wire:
 /// the connection closes after the answer, and says so, so that an HTTP/1.1 client does
 /// not send its next request on a connection the server is closing (hyper drops the
-/// header on HTTP/2, where a stream reset does the same).
+/// header on HTTP/2).
 async fn close_after_too_large(mut resp: Response) -> Response {
     if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+/// axum answers a known path with the wrong method with an empty 405; the API's errors
+/// are problem documents (RFC 9457), so that one is too (its headers stay). Front ends that
+/// write their own 405 (EST's text/plain one) set a content type and are left alone.
+async fn problem_for_bare_405(resp: Response) -> Response {
+    if resp.status() != StatusCode::METHOD_NOT_ALLOWED
+        || resp.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return resp;
+    }
+    // axum adds `Allow` outside the route's layers, after this.
+    let detail = "this endpoint does not take that method; the Allow header names those it does";
+    let body = serde_json::json!({
+        "type": "urn:vellum:problem:method-not-allowed",
+        "title": "Method Not Allowed",
+        "status": 405,
+        "detail": detail,
+    });
+    let (mut parts, _) = resp.into_parts();
+    let mut out = (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(out.headers_mut().drain());
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    *out.headers_mut() = parts.headers;
+    out
+}
+
+/// Bounds of [`drain_unread_body`].
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    max_bytes: u64,
+    max_time: Duration,
+}
+
+/// What the handler left of a request body.
+#[derive(Default)]
+struct Leftover {
+    /// The rest of the body, put here when the handler drops it before its end.
+    rest: Mutex<Option<Body>>,
+    /// Whether anyone read from the body at all.
+    polled: AtomicBool,
+}
+
+/// A request body that hands its unread rest to [`Leftover`] when dropped early.
+struct Tracked {
+    inner: Body,
+    leftover: Arc<Leftover>,
+    finished: bool,
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        this.leftover.polled.store(true, Ordering::Relaxed);
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        // After an error there is nothing left worth reading.
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            this.finished = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finished || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if !self.finished && !self.inner.is_end_stream() {
+            if let Ok(mut rest) = self.leftover.rest.lock() {
+                *rest = Some(std::mem::take(&mut self.inner));
+            }
+        }
+    }
+}
+
+/// An answer given before the request body was read completely (no token, unknown path,
+/// wrong method, body over the limit, timeout…) waits until the client has sent the rest,
+/// which is read and thrown away, up to `max_bytes` and `max_time`.
+///
+/// Otherwise the client is still sending when the answer comes: on HTTP/2, h2 then ends
+/// the stream with RST_STREAM(NO_ERROR) right after the answer (RFC 9113 §8.1), and
+/// clients that are still uploading (curl) report "Stream error in the HTTP/2 framing
+/// layer" instead of the answer; on HTTP/1.1 the server closes a connection whose socket
+/// still holds unread data, the kernel sends a TCP reset, and the client may lose the
+/// answer. A body cut off at a bound gets `Connection: close` on HTTP/1.1 (and the
+/// RST_STREAM on HTTP/2). An HTTP/1.1 body behind `Expect: 100-continue` that nobody read
+/// is not drained: hyper never sent the 100, so the client has not sent the body.
+async fn drain_unread_body(State(drain): State<Drain>, req: Request, next: Next) -> Response {
+    if req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let version = req.version();
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let leftover = Arc::new(Leftover::default());
+    let req = req.map(|inner| {
+        Body::new(Tracked {
+            inner,
+            leftover: leftover.clone(),
+            finished: false,
+        })
+    });
+    let mut resp = next.run(req).await;
+    let rest = leftover.rest.lock().ok().and_then(|mut r| r.take());
+    let Some(rest) = rest else {
+        return resp;
+    };
+    let http1 = version < Version::HTTP_2;
+    if http1 && expects_continue && !leftover.polled.load(Ordering::Relaxed) {
+        return resp;
+    }
+    if !discard(rest, drain).await && http1 {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// Reads and drops `body` to its end; false when a bound or an error stopped it first.
+async fn discard(mut body: Body, drain: Drain) -> bool {
+    let deadline = tokio::time::Instant::now() + drain.max_time;
+    let mut seen: u64 = 0;
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(None) => return true,
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    seen += data.len() as u64;
+                    if seen > drain.max_bytes {
+                        return false;
+                    }
+                }
+            }
+            Ok(Some(Err(_))) | Err(_) => return false,
+        }
+    }
 }

@@ -199,12 +199,20 @@ pub async fn client(conn: &mut Conn, ca_id: &str, username: &str) -> Result<Opti
     row.as_ref().map(client_row).transpose()
 }
 
-/// The client accounts of `ca_id`, by user name.
-pub async fn clients(conn: &mut Conn, ca_id: &str) -> Result<Vec<Client>> {
-    let rows = query("SELECT * FROM est_clients WHERE ca_id = $1 ORDER BY username")
-        .bind(ca_id)
-        .fetch_all(conn)
-        .await?;
+/// A page of the client accounts of `ca_id`, by user name: names after `after`, at most
+/// `limit` (1–1000).
+pub async fn clients(
+    conn: &mut Conn,
+    ca_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Client>> {
+    let sql = format!(
+        "SELECT * FROM est_clients WHERE ca_id = $1 AND ($2 IS NULL OR username > $2) \
+         ORDER BY username LIMIT {}",
+        limit.clamp(1, 1000)
+    );
+    let rows = query(&sql).bind(ca_id).bind(after).fetch_all(conn).await?;
     rows.iter().map(client_row).collect()
 }
 

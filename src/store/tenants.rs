@@ -81,11 +81,20 @@ pub async fn find_tenant(conn: &mut Conn, id_or_name: &str) -> Result<Option<Ten
     row.as_ref().map(tenant).transpose()
 }
 
-/// All tenants, oldest first.
-pub async fn list_tenants(conn: &mut Conn) -> Result<Vec<Tenant>> {
-    let rows = query("SELECT * FROM tenants ORDER BY created_at, id")
-        .fetch_all(conn)
-        .await?;
+/// A page of tenants, oldest first (ids are time-ordered UUIDv7): only `only` when given,
+/// ids after `after`, at most `limit` (1–1000).
+pub async fn list_tenants(
+    conn: &mut Conn,
+    only: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Tenant>> {
+    let sql = format!(
+        "SELECT * FROM tenants WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR id > $2) \
+         ORDER BY id LIMIT {}",
+        limit.clamp(1, 1000)
+    );
+    let rows = query(&sql).bind(only).bind(after).fetch_all(conn).await?;
     rows.iter().map(tenant).collect()
 }
 
@@ -130,21 +139,24 @@ pub async fn token_by_id(conn: &mut Conn, id: &str) -> Result<Option<Token>> {
     row.as_ref().map(token).transpose()
 }
 
-/// Tokens of a tenant (all tenants when `None`), oldest first.
-pub async fn list_tokens(conn: &mut Conn, tenant_id: Option<&str>) -> Result<Vec<Token>> {
-    let rows = match tenant_id {
-        Some(t) => {
-            query("SELECT * FROM api_tokens WHERE tenant_id = $1 ORDER BY created_at, id")
-                .bind(t)
-                .fetch_all(conn)
-                .await?
-        }
-        None => {
-            query("SELECT * FROM api_tokens ORDER BY created_at, id")
-                .fetch_all(conn)
-                .await?
-        }
-    };
+/// A page of tokens of a tenant (all tenants when `None`), oldest first: ids after
+/// `after`, at most `limit` (1–1000).
+pub async fn list_tokens(
+    conn: &mut Conn,
+    tenant_id: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Token>> {
+    let sql = format!(
+        "SELECT * FROM api_tokens WHERE ($1 IS NULL OR tenant_id = $1) \
+         AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT {}",
+        limit.clamp(1, 1000)
+    );
+    let rows = query(&sql)
+        .bind(tenant_id)
+        .bind(after)
+        .fetch_all(conn)
+        .await?;
     rows.iter().map(token).collect()
 }
 
