@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::Argon2;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -33,14 +33,35 @@ pub const CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_MAX: usize = 10_000;
 
 /// Hashes a new password (argon2id, default parameters, random salt) as a PHC string.
+///
+/// The argon2 memory is allocated as for the verification workers ([`argon2_memory`]),
+/// so that freeing it gives it back to the system.
 pub fn hash_password(password: &str) -> Result<String, Error> {
     let mut salt = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(Error::internal)?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(Error::internal)
+    let salt_b64 = SaltString::encode_b64(&salt).map_err(Error::internal)?;
+    let argon = Argon2::default();
+    let params = argon.params().clone();
+    let mut memory = argon2_memory(params.block_count());
+    let output = argon2::password_hash::Output::init_with(
+        params
+            .output_len()
+            .unwrap_or(argon2::Params::DEFAULT_OUTPUT_LEN),
+        |out| {
+            argon
+                .hash_password_into_with_memory(password.as_bytes(), &salt, out, &mut memory[..])
+                .map_err(|_| argon2::password_hash::Error::Crypto)
+        },
+    )
+    .map_err(Error::internal)?;
+    let phc = PasswordHash {
+        algorithm: argon2::Algorithm::default().ident(),
+        version: Some(argon2::Version::default().into()),
+        params: argon2::password_hash::ParamsString::try_from(&params).map_err(Error::internal)?,
+        salt: Some(salt_b64.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
 }
 
 /// Verified passwords, remembered briefly (see the module documentation), and the pool
@@ -529,5 +550,65 @@ mod tests {
         assert!(cache.hit(&key, &phc));
         // A changed password (new PHC string) is not served from the cache.
         assert!(!cache.hit(&key, "$argon2id$other"));
+        assert!(cache.remembered(&client, "correct horse"));
+        assert!(!cache.remembered(&client, "wrong"));
+    }
+
+    #[test]
+    fn hashes_are_standard_phc_strings_and_other_parameters_verify() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        // Ours verifies with the argon2 crate's own verifier…
+        let phc = hash_password("pw one").unwrap();
+        let parsed = PasswordHash::new(&phc).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"pw one", &parsed)
+            .is_ok());
+        // …and the workers' verification reads the parameters of any argon2 PHC string.
+        let mut memory = Vec::new();
+        assert!(verify_phc(&mut memory, &phc, b"pw one"));
+        assert!(!verify_phc(&mut memory, &phc, b"pw two"));
+        let small = argon2::Params::new(4096, 3, 1, Some(24)).unwrap();
+        for alg in [argon2::Algorithm::Argon2id, argon2::Algorithm::Argon2i] {
+            let other = Argon2::new(alg, argon2::Version::V0x13, small.clone())
+                .hash_password(
+                    b"pw three",
+                    &SaltString::encode_b64(b"saltsaltsalt").unwrap(),
+                )
+                .unwrap()
+                .to_string();
+            assert!(verify_phc(&mut memory, &other, b"pw three"), "{other}");
+            assert!(!verify_phc(&mut memory, &other, b"pw thre3"));
+        }
+        // Garbage and absurd memory costs are refused, not allocated.
+        assert!(!verify_phc(&mut memory, "$argon2id$nonsense", b"x"));
+        let huge = phc.replace("m=19456", "m=4194304");
+        assert!(!verify_phc(&mut memory, &huge, b"pw one"));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once() {
+        let cache = PasswordCache::new(1, 1);
+        let client = Client {
+            ca_id: "ca".into(),
+            username: "dev".into(),
+            tenant_id: "t".into(),
+            password_hash: hash_password("pw").unwrap(),
+            name_patterns: vec![],
+            created_at: 0,
+            created_by: None,
+        };
+        let attempts: Vec<_> = (0..8)
+            .map(|i| {
+                let (cache, client) = (&cache, &client);
+                async move { cache.verify(client, &format!("wrong{i}")).await }
+            })
+            .collect();
+        let results = futures::future::join_all(attempts).await;
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(Error::RateLimited { retry_after: 1, .. })))
+            .count();
+        assert!(refused >= 1, "{results:?}");
+        assert!(results.iter().any(|r| matches!(r, Ok(false))));
     }
 }
