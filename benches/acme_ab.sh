@@ -22,6 +22,7 @@ for r in $(seq 1 "$ROUNDS"); do
     d="$WORK/r$r-$(basename "$bin")"; mkdir -p "$d"
     VELLUM_DATA_DIR=$d VELLUM_LISTEN_HTTPS=127.0.0.1:19443 VELLUM_LISTEN_HTTP=127.0.0.1:19080 \
     VELLUM_LOG_LEVEL=warn VELLUM_VA_HTTP_PORT=35002 VELLUM_VA_DNS_RESOLVER=127.0.0.1:35053 \
+    VELLUM_RATE_LIMITS_ACME_NEW_ACCOUNTS_PER_IP_PER_HOUR=0 VELLUM_RATE_LIMITS_ACME_ORDERS_PER_ACCOUNT_PER_HOUR=0 \
       "$bin" serve > "$d.log" 2>&1 &
     PID=$!
     for _ in $(seq 1 150); do curl -sk https://127.0.0.1:19443/healthz >/dev/null && break; sleep 0.2; done

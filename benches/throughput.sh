@@ -7,6 +7,7 @@
 # server offers it). Needs a release build:
 #   cargo build --release --bins --examples && bash benches/throughput.sh
 # Uses 127.0.0.1:19443/19080 and the validator ports 35002 (http-01) and 35053 (DNS).
+# The ACME rate limits are off: one IP creates hundreds of accounts (rate_limits.*).
 set -u
 cd "$(dirname "$0")/.."
 B=target/release
@@ -23,6 +24,7 @@ start() { # start DIR: a server on a fresh data directory, validator pointed at 
   mkdir -p "$1"
   VELLUM_DATA_DIR=$1 VELLUM_LISTEN_HTTPS=127.0.0.1:19443 VELLUM_LISTEN_HTTP=127.0.0.1:19080 \
   VELLUM_LOG_LEVEL=warn VELLUM_VA_HTTP_PORT=35002 VELLUM_VA_DNS_RESOLVER=127.0.0.1:35053 \
+  VELLUM_RATE_LIMITS_ACME_NEW_ACCOUNTS_PER_IP_PER_HOUR=0 VELLUM_RATE_LIMITS_ACME_ORDERS_PER_ACCOUNT_PER_HOUR=0 \
     "$B/vellum" serve > "$1.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 150); do curl -sk https://127.0.0.1:19443/healthz >/dev/null && return 0; sleep 0.2; done

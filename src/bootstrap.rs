@@ -118,7 +118,9 @@ pub async fn prepare(config: Config) -> Result<(App, Paths)> {
             crate::acme::nonce::Nonces::shared(acme_nonce_key, store.clone())?
         }
     };
+    let limits = crate::ratelimit::Limits::new(config.rate_limits.max_keys);
     let mut app = App {
+        limits,
         config,
         recorder: crate::ra::record::Recorder::start(store.clone())?,
         caches: Default::default(),

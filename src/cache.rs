@@ -38,6 +38,8 @@ pub struct Caches {
     pub acme: TtlMap<(Arc<CaRow>, Arc<acme::Settings>)>,
     /// ACME accounts by id.
     pub acme_accounts: TtlMap<acme::Account>,
+    /// Per-CA rate-limit overrides by CA id.
+    pub rate_limits: TtlMap<crate::store::rate_limits::Overrides>,
 }
 
 impl Caches {

@@ -43,6 +43,17 @@ pub const KEYS: &[&str] = &[
     "acme.default_ca",
     "acme.terms_of_service",
     "est.default_ca",
+    "rate_limits.acme_new_accounts_per_ip_per_hour",
+    "rate_limits.acme_orders_per_account_per_hour",
+    "rate_limits.acme_failed_validations_per_name_per_hour",
+    "rate_limits.est_failed_logins_per_user",
+    "rate_limits.est_failed_logins_per_ip",
+    "rate_limits.admin_failed_logins_per_ip",
+    "rate_limits.backoff_base_secs",
+    "rate_limits.backoff_max_secs",
+    "rate_limits.max_keys",
+    "rate_limits.argon2_workers",
+    "rate_limits.argon2_queue",
 ];
 
 /// The whole server configuration, after file and environment were merged.
@@ -91,6 +102,82 @@ pub struct Config {
     /// EST front end.
     #[serde(default)]
     pub est: EstConfig,
+    /// Rate limits of the public doors (ACME, EST, admin authentication).
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+}
+
+/// Rate limits of the public doors, counted per replica (see `crate::ratelimit`). A limit
+/// of 0 turns that limit off. The ACME and EST limits can be overridden per CA
+/// (`PUT /admin/v1/cas/{id}/rate-limits`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// ACME accounts one source IP may create per hour at one CA's directory.
+    pub acme_new_accounts_per_ip_per_hour: u32,
+    /// ACME orders one account may create per hour.
+    pub acme_orders_per_account_per_hour: u32,
+    /// Failed ACME validations per account and name per hour; beyond it newOrder refuses
+    /// orders for that name.
+    pub acme_failed_validations_per_name_per_hour: u32,
+    /// Failed EST Basic logins per (CA, user name) before back-off starts.
+    pub est_failed_logins_per_user: u32,
+    /// Failed EST Basic logins per (CA, source IP) before back-off starts.
+    pub est_failed_logins_per_ip: u32,
+    /// Failed admin-token authentications per source IP before back-off starts.
+    pub admin_failed_logins_per_ip: u32,
+    /// First lock of the back-off, seconds; each further failure doubles it.
+    pub backoff_base_secs: u64,
+    /// Longest lock of the back-off, seconds.
+    pub backoff_max_secs: u64,
+    /// Keys each counter holds at most (memory bound; ~40 bytes a key).
+    pub max_keys: usize,
+    /// Threads verifying EST passwords (argon2id, ~19 MiB each while busy);
+    /// 0: one per core, at most 4.
+    pub argon2_workers: usize,
+    /// Password verifications waiting for a worker; more get 503 with Retry-After.
+    pub argon2_queue: usize,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            acme_new_accounts_per_ip_per_hour: 100,
+            acme_orders_per_account_per_hour: 1000,
+            acme_failed_validations_per_name_per_hour: 5,
+            est_failed_logins_per_user: 5,
+            est_failed_logins_per_ip: 50,
+            admin_failed_logins_per_ip: 20,
+            backoff_base_secs: 1,
+            backoff_max_secs: 900,
+            max_keys: 65_536,
+            argon2_workers: 0,
+            argon2_queue: 64,
+        }
+    }
+}
+
+impl RateLimits {
+    /// The back-off rule for `free` failures.
+    pub fn backoff(&self, free: u32) -> crate::ratelimit::BackoffRule {
+        crate::ratelimit::BackoffRule {
+            free,
+            base: std::time::Duration::from_secs(self.backoff_base_secs.max(1)),
+            max: std::time::Duration::from_secs(
+                self.backoff_max_secs.max(self.backoff_base_secs.max(1)),
+            ),
+        }
+    }
+
+    /// Argon2 worker threads in force.
+    pub fn argon2_workers(&self) -> usize {
+        match self.argon2_workers {
+            0 => std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(1, 4),
+            n => n,
+        }
+    }
 }
 
 /// Ports and resolver the ACME validator uses (tests and private networks change them).
@@ -280,6 +367,12 @@ impl Config {
                 "limits.body_bytes and limits.concurrency must be above 0".to_string(),
             ));
         }
+        if self.rate_limits.argon2_queue == 0 || self.rate_limits.argon2_workers > 64 {
+            return Err(Error::config(
+                "rate_limits.argon2_queue must be above 0 and rate_limits.argon2_workers at most 64"
+                    .to_string(),
+            ));
+        }
         if !(1..=self.bootstrap.root_quota).contains(&self.bootstrap.intermediate_quota) {
             return Err(Error::config(
                 "bootstrap.intermediate_quota must be between 1 and bootstrap.root_quota"
@@ -446,6 +539,52 @@ mod tests {
         assert_eq!(c.limits.body_bytes, d.limits.body_bytes);
         assert_eq!(c.bootstrap.root_quota, 1000);
         assert_eq!(c.bootstrap.intermediate_quota, 100);
+        let (r, dr) = (&c.rate_limits, &d.rate_limits);
+        assert_eq!(
+            (
+                r.acme_new_accounts_per_ip_per_hour,
+                r.acme_orders_per_account_per_hour,
+                r.acme_failed_validations_per_name_per_hour,
+                r.est_failed_logins_per_user,
+                r.est_failed_logins_per_ip,
+                r.admin_failed_logins_per_ip,
+                r.backoff_base_secs,
+                r.backoff_max_secs,
+                r.max_keys,
+                r.argon2_workers,
+                r.argon2_queue,
+            ),
+            (
+                dr.acme_new_accounts_per_ip_per_hour,
+                dr.acme_orders_per_account_per_hour,
+                dr.acme_failed_validations_per_name_per_hour,
+                dr.est_failed_logins_per_user,
+                dr.est_failed_logins_per_ip,
+                dr.admin_failed_logins_per_ip,
+                dr.backoff_base_secs,
+                dr.backoff_max_secs,
+                dr.max_keys,
+                dr.argon2_workers,
+                dr.argon2_queue,
+            )
+        );
+    }
+
+    #[test]
+    fn rate_limits_are_overridable_by_environment() {
+        let c = Config::load_with_env(
+            None,
+            &env(&[
+                ("VELLUM_RATE_LIMITS_ACME_NEW_ACCOUNTS_PER_IP_PER_HOUR", "0"),
+                ("VELLUM_RATE_LIMITS_EST_FAILED_LOGINS_PER_USER", "2"),
+                ("VELLUM_RATE_LIMITS_ARGON2_WORKERS", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.rate_limits.acme_new_accounts_per_ip_per_hour, 0);
+        assert_eq!(c.rate_limits.est_failed_logins_per_user, 2);
+        assert_eq!(c.rate_limits.argon2_workers(), 3);
+        assert_eq!(c.rate_limits.acme_orders_per_account_per_hour, 1000);
     }
 
     #[test]

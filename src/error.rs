@@ -48,6 +48,14 @@ pub enum Error {
     /// Wrong `Content-Type`. 415.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A rate limit was hit; the message names the limit. 429 with `Retry-After`.
+    #[error("{detail}")]
+    RateLimited {
+        /// Which limit, its value, and when to retry.
+        detail: String,
+        /// Seconds until a retry can succeed.
+        retry_after: u64,
+    },
     /// A dependency (the database) is not answering. 503.
     #[error("{0}")]
     Unavailable(String),
@@ -86,6 +94,13 @@ impl Error {
     pub fn forbidden(detail: impl Into<String>) -> Error {
         Error::Forbidden(detail.into())
     }
+    /// 429 naming the limit; `Retry-After` from the refusal.
+    pub fn rate_limited(detail: impl Into<String>, denied: crate::ratelimit::Denied) -> Error {
+        Error::RateLimited {
+            detail: detail.into(),
+            retry_after: denied.secs(),
+        }
+    }
     /// Startup / configuration failure.
     pub fn config(detail: impl Into<String>) -> Error {
         Error::Config(detail.into())
@@ -106,6 +121,7 @@ impl Error {
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -122,6 +138,7 @@ impl Error {
             Error::Invalid { .. } => "invalid",
             Error::TooLarge(_) => "too-large",
             Error::UnsupportedMediaType(_) => "unsupported-media-type",
+            Error::RateLimited { .. } => "rate-limited",
             Error::Unavailable(_) => "unavailable",
             Error::Config(_) | Error::Internal(_) => "internal",
         }
@@ -187,11 +204,21 @@ impl IntoResponse for Error {
         if let Some(field) = self.field() {
             body["field"] = json!(field);
         }
+        let retry_after = match &self {
+            Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         let mut resp = (status, axum::Json(body)).into_response();
         resp.headers_mut().insert(
             axum::http::header::CONTENT_TYPE,
             axum::http::HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
         resp
     }
 }

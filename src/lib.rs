@@ -19,6 +19,7 @@ pub mod formats;
 pub mod fsutil;
 pub mod loadgen;
 pub mod ra;
+pub mod ratelimit;
 pub mod server;
 pub mod store;
 pub mod va;
@@ -55,6 +56,8 @@ pub struct App {
     pub validator: va::Validator,
     /// What the bootstrap created.
     pub defaults: Defaults,
+    /// Rate-limit counters of the public doors (per replica).
+    pub limits: ratelimit::Limits,
 }
 
 /// Identifiers of what the first start created.

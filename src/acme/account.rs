@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -13,6 +14,8 @@ use serde_json::{json, Value};
 use super::jws::{self, KeyRef};
 use super::problem::{AcmeError, AcmeResult};
 use super::{authenticate, reply, Ctx};
+use crate::ratelimit::{self, Rate};
+use crate::server::RemoteAddr;
 use crate::store::{self, acme::Account};
 use crate::App;
 
@@ -30,6 +33,25 @@ pub fn account_json(ctx: &Ctx, a: &Account) -> Value {
     })
 }
 
+/// Most contacts an account may list.
+pub const MAX_CONTACTS: usize = 4;
+/// Longest contact URL (`mailto:` + an RFC 5321 address of at most 254 characters).
+pub const MAX_CONTACT_LEN: usize = 7 + 254;
+
+fn invalid_contact(detail: String) -> AcmeError {
+    AcmeError::new("invalidContact", StatusCode::BAD_REQUEST, detail)
+}
+
+/// The first characters of a (possibly huge) peer-supplied string, for a message.
+fn excerpt(s: &str) -> String {
+    let cut: String = s.chars().take(40).collect();
+    if cut.len() < s.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
+    }
+}
+
 fn check_contacts(v: &Value) -> AcmeResult<Vec<String>> {
     let Some(list) = v.get("contact") else {
         return Ok(Vec::new());
@@ -37,6 +59,22 @@ fn check_contacts(v: &Value) -> AcmeResult<Vec<String>> {
     let list = list
         .as_array()
         .ok_or_else(|| AcmeError::malformed("contact must be an array of mailto: URLs"))?;
+    // Size rules first, so that an oversized list costs nothing more to refuse.
+    if list.len() > MAX_CONTACTS {
+        return Err(invalid_contact(format!(
+            "{} contacts given; an account may list at most {MAX_CONTACTS}",
+            list.len()
+        )));
+    }
+    for c in list {
+        if let Some(s) = c.as_str().filter(|s| s.len() > MAX_CONTACT_LEN) {
+            return Err(invalid_contact(format!(
+                "contact {} is {} characters long; at most {MAX_CONTACT_LEN} (\"mailto:\" and an address of at most 254) are accepted",
+                excerpt(s),
+                s.len()
+            )));
+        }
+    }
     let mut out = Vec::new();
     for c in list {
         let s = c
@@ -52,6 +90,7 @@ fn check_contacts(v: &Value) -> AcmeResult<Vec<String>> {
         let valid = match addr.split_once('@') {
             Some((local, domain)) => {
                 !local.is_empty()
+                    && local.len() <= 64
                     && !addr.contains(',')
                     && !addr.contains('?')
                     && crate::ra::issue::valid_dns_name(domain)
@@ -60,16 +99,11 @@ fn check_contacts(v: &Value) -> AcmeResult<Vec<String>> {
             None => false,
         };
         if !valid {
-            return Err(AcmeError::new(
-                "invalidContact",
-                StatusCode::BAD_REQUEST,
-                format!("contact {s:?} is not a valid e-mail address"),
-            ));
+            return Err(invalid_contact(format!(
+                "contact {s:?} is not a valid e-mail address"
+            )));
         }
         out.push(s.to_string());
-    }
-    if out.len() > 10 {
-        return Err(AcmeError::malformed("at most 10 contacts"));
     }
     Ok(out)
 }
@@ -142,6 +176,7 @@ async fn check_eab(ctx: &Ctx, eab: &Value, jwk: &Value, url: &str) -> AcmeResult
 pub async fn new_account(
     State(app): State<Arc<App>>,
     Path(ca): Path<String>,
+    remote: Option<Extension<RemoteAddr>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> AcmeResult<Response> {
@@ -181,6 +216,24 @@ pub async fn new_account(
             StatusCode::FORBIDDEN,
             "agree to the terms of service (termsOfServiceAgreed: true) to create an account",
         ));
+    }
+    if let Some(Extension(RemoteAddr(addr))) = remote {
+        let ip = addr.ip().to_string();
+        let per_hour = ratelimit::for_ca(&app, &ctx.ca.id)
+            .await?
+            .acme_new_accounts_per_ip_per_hour;
+        if let Err(d) = app.limits.acme_new_accounts.acquire(
+            &ratelimit::key(&[&ctx.ca.id, &ip]),
+            Rate::per_hour(per_hour),
+        ) {
+            return Err(AcmeError::rate_limited(
+                format!(
+                    "too many new accounts from {ip}: at most {per_hour} per hour at this directory (rate limit acme_new_accounts_per_ip_per_hour); retry in {} s",
+                    d.secs()
+                ),
+                d.secs(),
+            ));
+        }
     }
     let eab_kid = match payload.get("externalAccountBinding") {
         Some(eab) => Some(check_eab(&ctx, eab, &jwk, &ctx.url("new-account")).await?),

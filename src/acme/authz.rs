@@ -16,6 +16,7 @@ use super::problem::{AcmeError, AcmeResult};
 use super::writes::Change;
 use super::{authenticate, reply, with_retry_after, Ctx};
 use crate::admin::json::rfc3339;
+use crate::ratelimit::{self, Rate};
 use crate::store::{self, acme::Authz, acme::Challenge};
 use crate::va::{Identifier, VaError};
 use crate::App;
@@ -189,6 +190,11 @@ pub async fn challenge(
             .await?;
         if started {
             ch.status = "processing".into();
+            let fail_rate = Rate::per_hour(
+                ratelimit::for_ca(&app, &ctx.ca.id)
+                    .await?
+                    .acme_failed_validations_per_name_per_hour,
+            );
             let key_authorization = format!("{}.{}", ch.token, account.thumbprint);
             let running = app.acme_inflight.start(&a.id);
             tokio::spawn(validate(
@@ -197,6 +203,7 @@ pub async fn challenge(
                 a.clone(),
                 key_authorization,
                 running,
+                fail_rate,
             ));
         }
     }
@@ -242,6 +249,7 @@ async fn validate(
     a: Authz,
     key_authorization: String,
     running: Running,
+    fail_rate: Rate,
 ) {
     let mut outcome = Ok(());
     for n in 0..ATTEMPTS {
@@ -254,6 +262,12 @@ async fn validate(
             }
             Err(_) => {}
         }
+    }
+    if outcome.is_err() {
+        // Counted for newOrder's limit on failed validations per account and name.
+        app.limits
+            .acme_failed_validations
+            .record(&ratelimit::key(&[&a.account_id, &a.id_value]), fail_rate);
     }
     if let Err(e) = record(&app, &ch, &a, outcome).await {
         tracing::error!(challenge = %ch.id, error = %e.detail, "could not record a validation result");

@@ -23,6 +23,7 @@ use crate::ca::profile::{LeafType, San, SubjectFields};
 use crate::error::Error;
 use crate::ra::issue::{self, IssueRequest, KeySource};
 use crate::ra::record::Followup;
+use crate::ratelimit::{self, Rate};
 use crate::store::{self, acme::Authz, acme::Challenge, acme::Order};
 use crate::App;
 
@@ -265,6 +266,7 @@ pub async fn new_order(
             ));
         }
     }
+    check_rate_limits(&ctx, &account.id, &idents).await?;
     let replaces = payload
         .get("replaces")
         .and_then(Value::as_str)
@@ -359,6 +361,64 @@ pub async fn new_order(
         Some(&loc),
         &[],
     ))
+}
+
+/// Failed validations of the names (per account and name) and orders of the account, per
+/// hour: refused with `rateLimited` (one subproblem per name) and `Retry-After`.
+async fn check_rate_limits(ctx: &Ctx, account_id: &str, idents: &[Ident]) -> AcmeResult<()> {
+    let app = &ctx.app;
+    let limits = ratelimit::for_ca(app, &ctx.ca.id).await?;
+    let per_name = limits.acme_failed_validations_per_name_per_hour;
+    let mut refused = AcmeError::rate_limited(String::new(), 1);
+    let mut wait = 0;
+    for id in idents {
+        let bare = id.value.trim_start_matches("*.");
+        if let Err(d) = app.limits.acme_failed_validations.check(
+            &ratelimit::key(&[account_id, bare]),
+            Rate::per_hour(per_name),
+        ) {
+            wait = wait.max(d.secs());
+            refused = refused.with_subproblem(
+                "rateLimited",
+                &format!(
+                    "{bare} failed validation {per_name} times in the last hour for this account (rate limit acme_failed_validations_per_name_per_hour); retry in {} s",
+                    d.secs()
+                ),
+                id.json(),
+            );
+        }
+    }
+    if !refused.subproblems.is_empty() {
+        let names: Vec<&str> = refused
+            .subproblems
+            .iter()
+            .filter_map(|s| s["identifier"]["value"].as_str())
+            .collect();
+        let mut e = AcmeError::rate_limited(
+            format!(
+                "too many failed validations of {}: at most {per_name} per account and name per hour (rate limit acme_failed_validations_per_name_per_hour); fix the validation setup and retry in {wait} s",
+                names.join(", ")
+            ),
+            wait,
+        );
+        e.subproblems = refused.subproblems;
+        return Err(e);
+    }
+    let per_account = limits.acme_orders_per_account_per_hour;
+    if let Err(d) = app
+        .limits
+        .acme_orders
+        .acquire(account_id, Rate::per_hour(per_account))
+    {
+        return Err(AcmeError::rate_limited(
+            format!(
+                "too many new orders for this account: at most {per_account} per hour (rate limit acme_orders_per_account_per_hour); retry in {} s",
+                d.secs()
+            ),
+            d.secs(),
+        ));
+    }
+    Ok(())
 }
 
 async fn load_order(ctx: &Ctx, account_id: &str, id: &str) -> AcmeResult<Order> {

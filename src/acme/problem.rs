@@ -80,6 +80,13 @@ impl AcmeError {
     pub fn order_not_ready(detail: impl Into<String>) -> AcmeError {
         Self::new("orderNotReady", StatusCode::FORBIDDEN, detail)
     }
+    /// 429 rateLimited (RFC 8555 §6.6) with `Retry-After`.
+    pub fn rate_limited(detail: impl Into<String>, retry_after: u64) -> AcmeError {
+        let mut e = Self::new("rateLimited", StatusCode::TOO_MANY_REQUESTS, detail);
+        e.headers
+            .push((header::RETRY_AFTER, retry_after.max(1).to_string()));
+        e
+    }
     /// 500 serverInternal.
     pub fn internal(detail: impl Into<String>) -> AcmeError {
         Self::new("serverInternal", StatusCode::INTERNAL_SERVER_ERROR, detail)
@@ -127,6 +134,7 @@ impl From<Error> for AcmeError {
             Error::UnsupportedMediaType(_) => {
                 AcmeError::new("malformed", StatusCode::UNSUPPORTED_MEDIA_TYPE, detail)
             }
+            Error::RateLimited { retry_after, .. } => AcmeError::rate_limited(detail, retry_after),
             Error::Unavailable(_) => {
                 AcmeError::new("serverInternal", StatusCode::SERVICE_UNAVAILABLE, detail)
             }

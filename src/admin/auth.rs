@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 
 use crate::bootstrap::token_hash;
 use crate::error::{Error, Result};
+use crate::ratelimit;
 use crate::server::RemoteAddr;
 use crate::store::tenants;
 use crate::App;
@@ -125,7 +126,8 @@ impl FromRequestParts<Arc<App>> for Principal {
             .ok_or_else(|| {
                 Error::Unauthorized("Authorization must be \"Bearer <token>\"".into())
             })?;
-        let token = live_token(app, &token_hash(secret)).await?;
+        let remote_ip = parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip());
+        let token = authenticate_token(app, secret, remote_ip).await?;
         let role = Role::parse(&token.role).ok_or_else(|| {
             Error::internal(format!(
                 "token {} has unknown role {}",
@@ -164,6 +166,37 @@ impl FromRequestParts<Arc<App>> for Principal {
             source_ip,
         })
     }
+}
+
+/// The live token `secret`. Unknown tokens are counted per source IP; while the IP is
+/// locked (exponential back-off after `rate_limits.admin_failed_logins_per_ip` failures)
+/// every token from it is refused with 429 before any lookup.
+async fn authenticate_token(
+    app: &App,
+    secret: &str,
+    remote_ip: Option<std::net::IpAddr>,
+) -> Result<Arc<tenants::Token>> {
+    let ip = remote_ip.map(|ip| ip.to_string());
+    let key = ip.as_deref().map(|ip| ratelimit::key(&["admin-ip", ip]));
+    if let (Some(k), Some(ip)) = (&key, &ip) {
+        if let Err(d) = app.limits.admin_logins.check(k) {
+            return Err(Error::rate_limited(
+                format!(
+                    "too many failed API token authentications from {ip}; retry in {} s",
+                    d.secs()
+                ),
+                d,
+            ));
+        }
+    }
+    let found = live_token(app, &token_hash(secret)).await;
+    if let (Err(Error::Unauthorized(_)), Some(k)) = (&found, &key) {
+        let limits = &app.config.rate_limits;
+        app.limits
+            .admin_logins
+            .fail(k, limits.backoff(limits.admin_failed_logins_per_ip));
+    }
+    found
 }
 
 /// The live token with this hash, from the cache when it was read less than a second ago

@@ -7,6 +7,7 @@ pub mod cas;
 pub mod certificates;
 pub mod est;
 pub mod json;
+pub mod rate_limits;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -42,6 +43,10 @@ pub fn router() -> Router<Arc<App>> {
             get(acme::get_settings).put(acme::put_settings),
         )
         .route("/cas/{id}/acme/eab", post(acme::new_eab))
+        .route(
+            "/cas/{id}/rate-limits",
+            get(rate_limits::get_limits).put(rate_limits::put_limits),
+        )
         .route(
             "/cas/{id}/est",
             get(est::get_settings).put(est::put_settings),

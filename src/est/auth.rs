@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::Argon2;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::EstError;
 use crate::error::Error;
+use crate::ratelimit;
 use crate::server::ClientCert;
 use crate::store::{self, certificates::CertRow, est::Client};
 use crate::App;
@@ -33,36 +34,49 @@ pub const CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_MAX: usize = 10_000;
 
 /// Hashes a new password (argon2id, default parameters, random salt) as a PHC string.
+///
+/// The argon2 memory is allocated as for the verification workers ([`argon2_memory`]),
+/// so that freeing it gives it back to the system.
 pub fn hash_password(password: &str) -> Result<String, Error> {
     let mut salt = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(Error::internal)?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(Error::internal)
+    let salt_b64 = SaltString::encode_b64(&salt).map_err(Error::internal)?;
+    let argon = Argon2::default();
+    let params = argon.params().clone();
+    let mut memory = argon2_memory(params.block_count());
+    let output = argon2::password_hash::Output::init_with(
+        params
+            .output_len()
+            .unwrap_or(argon2::Params::DEFAULT_OUTPUT_LEN),
+        |out| {
+            argon
+                .hash_password_into_with_memory(password.as_bytes(), &salt, out, &mut memory[..])
+                .map_err(|_| argon2::password_hash::Error::Crypto)
+        },
+    )
+    .map_err(Error::internal)?;
+    let phc = PasswordHash {
+        algorithm: argon2::Algorithm::default().ident(),
+        version: Some(argon2::Version::default().into()),
+        params: argon2::password_hash::ParamsString::try_from(&params).map_err(Error::internal)?,
+        salt: Some(salt_b64.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
 }
 
-/// Verified passwords, remembered briefly (see the module documentation).
+/// Verified passwords, remembered briefly (see the module documentation), and the pool
+/// of threads that verifies the others.
 pub struct PasswordCache {
     secret: [u8; 32],
     entries: Mutex<HashMap<[u8; 32], (String, Instant)>>,
-    /// Argon2 verifications running at once (each takes ~19 MiB and a core for tens of
-    /// milliseconds): one per core, so a burst of logins (or of wrong passwords) queues
-    /// instead of exhausting memory.
-    running: tokio::sync::Semaphore,
+    pool: Argon2Pool,
 }
 
 impl Default for PasswordCache {
     fn default() -> Self {
-        let mut secret = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        PasswordCache {
-            secret,
-            entries: Mutex::new(HashMap::new()),
-            running: tokio::sync::Semaphore::new(cores.clamp(1, 8)),
-        }
+        PasswordCache::new(cores.clamp(1, 4), 64)
     }
 }
 
@@ -73,6 +87,17 @@ impl std::fmt::Debug for PasswordCache {
 }
 
 impl PasswordCache {
+    /// A cache verifying on `workers` threads, with at most `queue` verifications waiting.
+    pub fn new(workers: usize, queue: usize) -> PasswordCache {
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        PasswordCache {
+            secret,
+            entries: Mutex::new(HashMap::new()),
+            pool: Argon2Pool::start(workers, queue),
+        }
+    }
+
     fn key(&self, ca_id: &str, username: &str, password: &str) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(self.secret);
@@ -92,6 +117,15 @@ impl PasswordCache {
         matches!(self.lock().get(key), Some((p, at)) if p == phc && at.elapsed() < CACHE_TTL)
     }
 
+    /// True when `password` was verified for this account less than [`CACHE_TTL`] ago
+    /// (costs one SHA-256, no argon2).
+    pub fn remembered(&self, client: &Client, password: &str) -> bool {
+        self.hit(
+            &self.key(&client.ca_id, &client.username, password),
+            &client.password_hash,
+        )
+    }
+
     fn remember(&self, key: [u8; 32], phc: &str) {
         let mut map = self.lock();
         if map.len() >= CACHE_MAX {
@@ -103,32 +137,162 @@ impl PasswordCache {
         map.insert(key, (phc.to_string(), Instant::now()));
     }
 
-    /// Checks `password` against the account's PHC string (argon2 on a blocking thread,
-    /// unless remembered).
+    /// Checks `password` against the account's PHC string (argon2 on the worker pool,
+    /// unless remembered). A full queue is refused at once (429, retry in a second).
     pub async fn verify(&self, client: &Client, password: &str) -> Result<bool, Error> {
         let key = self.key(&client.ca_id, &client.username, password);
         if self.hit(&key, &client.password_hash) {
             return Ok(true);
         }
-        let _permit = self.running.acquire().await.map_err(Error::internal)?;
-        // Another request may have verified the same password while this one waited.
-        if self.hit(&key, &client.password_hash) {
-            return Ok(true);
-        }
-        let phc = client.password_hash.clone();
-        let pw = zeroize::Zeroizing::new(password.to_string());
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&phc)
-                .map(|h| Argon2::default().verify_password(pw.as_bytes(), &h).is_ok())
-                .unwrap_or(false)
-        })
-        .await
-        .map_err(Error::internal)?;
+        let ok = self
+            .pool
+            .verify(
+                &client.password_hash,
+                zeroize::Zeroizing::new(password.to_string()),
+            )
+            .await?;
         if ok {
             self.remember(key, &client.password_hash);
         }
         Ok(ok)
     }
+}
+
+/// Argon2 memory of one worker at most (64 MiB): a PHC string asking for more is refused.
+const MAX_BLOCKS: usize = 64 * 1024;
+/// A worker idle this long gives its memory back.
+const IDLE: Duration = Duration::from_secs(2);
+
+struct Job {
+    phc: String,
+    password: zeroize::Zeroizing<String>,
+    reply: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// A fixed number of threads verifying argon2 hashes, each reusing one block of memory
+/// (~19 MiB with the default parameters) while busy and freeing it when idle, behind a
+/// bounded queue. Why not `spawn_blocking`: every blocking thread allocated and freed its
+/// own 19 MiB, which glibc keeps in per-thread arenas once its dynamic mmap threshold has
+/// risen: a flood of wrong passwords grew the process to ~465 MB and it stayed there.
+struct Argon2Pool {
+    queue: std::sync::mpsc::SyncSender<Job>,
+}
+
+impl Argon2Pool {
+    fn start(workers: usize, queue: usize) -> Argon2Pool {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(queue.max(1));
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        for i in 0..workers.max(1) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("vellum-argon2-{i}"))
+                .spawn(move || argon2_worker(&rx));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start an argon2 worker thread");
+            }
+        }
+        Argon2Pool { queue: tx }
+    }
+
+    async fn verify(&self, phc: &str, password: zeroize::Zeroizing<String>) -> Result<bool, Error> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            phc: phc.to_string(),
+            password,
+            reply,
+        };
+        match self.queue.try_send(job) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                return Err(Error::RateLimited {
+                    detail: "the server is checking too many passwords at once; retry in a second"
+                        .into(),
+                    retry_after: 1,
+                })
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                return Err(Error::internal("the argon2 workers are gone"))
+            }
+        }
+        answer
+            .await
+            .map_err(|_| Error::internal("an argon2 worker dropped a verification"))
+    }
+}
+
+fn argon2_worker(rx: &Mutex<std::sync::mpsc::Receiver<Job>>) {
+    let mut memory: Vec<argon2::Block> = Vec::new();
+    loop {
+        let next = {
+            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+            rx.recv_timeout(IDLE)
+        };
+        match next {
+            Ok(job) => {
+                // The request is gone (client hung up, timeout): nothing to verify for.
+                if job.reply.is_closed() {
+                    continue;
+                }
+                let ok = verify_phc(&mut memory, &job.phc, job.password.as_bytes());
+                let _ = job.reply.send(ok);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => memory = Vec::new(),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Memory for `blocks` argon2 blocks. The allocation asks for more than 32 MiB (only
+/// `blocks` are touched, so only those become resident): glibc serves requests above its
+/// largest dynamic mmap threshold with mmap and returns them with munmap, so freeing it
+/// really gives the memory back.
+fn argon2_memory(blocks: usize) -> Vec<argon2::Block> {
+    let mut v = Vec::with_capacity(blocks.max(33 * 1024));
+    v.resize(blocks, argon2::Block::default());
+    v
+}
+
+/// Verifies `password` against an argon2 PHC string with `memory` as the working area;
+/// the computed hash is compared in constant time.
+fn verify_phc(memory: &mut Vec<argon2::Block>, phc: &str, password: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(hash.algorithm) else {
+        return false;
+    };
+    let version = match hash.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = argon2::Params::try_from(&hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if blocks > MAX_BLOCKS {
+        return false;
+    }
+    if memory.len() < blocks {
+        *memory = Vec::new();
+        *memory = argon2_memory(blocks);
+    }
+    let mut out = zeroize::Zeroizing::new(vec![0u8; expected.len()]);
+    let computed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password,
+        salt,
+        &mut out,
+        &mut memory[..blocks],
+    );
+    computed.is_ok() && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
 /// Who is enrolling, and under which name rules.
@@ -250,27 +414,81 @@ pub fn basic_credentials(
 }
 
 /// Checks a Basic password against the CA's EST client account (`None`: no such user).
+///
+/// Failed logins are counted per (CA, user name) and per (CA, source IP)
+/// (`crate::ratelimit::Backoff`, forgotten an hour after the last failure); while either
+/// is locked the attempt is refused with 429
+/// and `Retry-After` before any argon2 runs. A password verified in the last minute
+/// (`PasswordCache::remembered`, one SHA-256) passes even then, so that someone guessing
+/// a device's password cannot lock the device out.
 pub async fn check_basic(
+    app: &App,
     cache: &PasswordCache,
     ca_id: &str,
+    username: &str,
     client: Option<&Client>,
     password: &str,
+    source_ip: Option<std::net::IpAddr>,
 ) -> Result<Identity, EstError> {
-    let wrong = || {
-        EstError::unauthorized(format!(
-            "wrong user name or password for the EST service of CA {ca_id}"
-        ))
+    let identity = |c: &Client| Identity::Basic {
+        username: c.username.clone(),
+        name_patterns: c.name_patterns.clone(),
     };
-    let Some(client) = client else {
-        return Err(wrong());
-    };
-    if !cache.verify(client, password).await? {
-        return Err(wrong());
+    let logins = &app.limits.est_logins;
+    let user_key = ratelimit::key(&["est-user", ca_id, username]);
+    let ip = source_ip.map(|ip| ip.to_string());
+    let ip_key = ip
+        .as_deref()
+        .map(|ip| ratelimit::key(&["est-ip", ca_id, ip]));
+    if let Some(c) = client.filter(|c| cache.remembered(c, password)) {
+        return Ok(identity(c));
     }
-    Ok(Identity::Basic {
-        username: client.username.clone(),
-        name_patterns: client.name_patterns.clone(),
-    })
+    if let Err(d) = logins.check(&user_key) {
+        return Err(Error::rate_limited(
+            format!(
+                "too many failed logins for user {username:?} of the EST service of CA {ca_id}; retry in {} s",
+                d.secs()
+            ),
+            d,
+        )
+        .into());
+    }
+    if let (Some(k), Some(ip)) = (&ip_key, &ip) {
+        if let Err(d) = logins.check(k) {
+            return Err(Error::rate_limited(
+                format!(
+                    "too many failed logins from {ip} at the EST service of CA {ca_id}; retry in {} s",
+                    d.secs()
+                ),
+                d,
+            )
+            .into());
+        }
+    }
+    let ok = match client {
+        Some(c) => cache.verify(c, password).await?,
+        None => false,
+    };
+    // A success does not reset the counts: a device logging in every minute would
+    // otherwise hand someone guessing its password fresh attempts every minute.
+    if let (true, Some(c)) = (ok, client) {
+        return Ok(identity(c));
+    }
+    let limits = ratelimit::for_ca(app, ca_id).await?;
+    let user_lock = logins.fail(&user_key, limits.backoff(limits.est_failed_logins_per_user));
+    let ip_lock =
+        ip_key.and_then(|k| logins.fail(&k, limits.backoff(limits.est_failed_logins_per_ip)));
+    let lock = match (user_lock, ip_lock) {
+        (Some(a), Some(b)) => Some(a.secs().max(b.secs())),
+        (a, b) => a.or(b).map(|d| d.secs()),
+    };
+    Err(EstError::unauthorized(format!(
+        "wrong user name or password for the EST service of CA {ca_id}{}",
+        match lock {
+            Some(s) => format!("; too many failed logins: further attempts are refused for {s} s"),
+            None => String::new(),
+        }
+    )))
 }
 
 /// What simpleenroll and serverkeygen require of a login certificate, in one sentence
@@ -596,5 +814,65 @@ mod tests {
         assert!(cache.hit(&key, &phc));
         // A changed password (new PHC string) is not served from the cache.
         assert!(!cache.hit(&key, "$argon2id$other"));
+        assert!(cache.remembered(&client, "correct horse"));
+        assert!(!cache.remembered(&client, "wrong"));
+    }
+
+    #[test]
+    fn hashes_are_standard_phc_strings_and_other_parameters_verify() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        // Ours verifies with the argon2 crate's own verifier…
+        let phc = hash_password("pw one").unwrap();
+        let parsed = PasswordHash::new(&phc).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"pw one", &parsed)
+            .is_ok());
+        // …and the workers' verification reads the parameters of any argon2 PHC string.
+        let mut memory = Vec::new();
+        assert!(verify_phc(&mut memory, &phc, b"pw one"));
+        assert!(!verify_phc(&mut memory, &phc, b"pw two"));
+        let small = argon2::Params::new(4096, 3, 1, Some(24)).unwrap();
+        for alg in [argon2::Algorithm::Argon2id, argon2::Algorithm::Argon2i] {
+            let other = Argon2::new(alg, argon2::Version::V0x13, small.clone())
+                .hash_password(
+                    b"pw three",
+                    &SaltString::encode_b64(b"saltsaltsalt").unwrap(),
+                )
+                .unwrap()
+                .to_string();
+            assert!(verify_phc(&mut memory, &other, b"pw three"), "{other}");
+            assert!(!verify_phc(&mut memory, &other, b"pw thre3"));
+        }
+        // Garbage and absurd memory costs are refused, not allocated.
+        assert!(!verify_phc(&mut memory, "$argon2id$nonsense", b"x"));
+        let huge = phc.replace("m=19456", "m=4194304");
+        assert!(!verify_phc(&mut memory, &huge, b"pw one"));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once() {
+        let cache = PasswordCache::new(1, 1);
+        let client = Client {
+            ca_id: "ca".into(),
+            username: "dev".into(),
+            tenant_id: "t".into(),
+            password_hash: hash_password("pw").unwrap(),
+            name_patterns: vec![],
+            created_at: 0,
+            created_by: None,
+        };
+        let attempts: Vec<_> = (0..8)
+            .map(|i| {
+                let (cache, client) = (&cache, &client);
+                async move { cache.verify(client, &format!("wrong{i}")).await }
+            })
+            .collect();
+        let results = futures::future::join_all(attempts).await;
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(Error::RateLimited { retry_after: 1, .. })))
+            .count();
+        assert!(refused >= 1, "{results:?}");
+        assert!(results.iter().any(|r| matches!(r, Ok(false))));
     }
 }

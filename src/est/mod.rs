@@ -153,6 +153,14 @@ impl From<Error> for EstError {
                 format!("the request body exceeds the limit of {n} bytes"),
             ),
             Error::UnsupportedMediaType(m) => EstError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
+            Error::RateLimited {
+                detail,
+                retry_after,
+            } => {
+                let mut e = EstError::new(StatusCode::TOO_MANY_REQUESTS, detail);
+                e.retry_after = Some(retry_after);
+                e
+            }
             Error::Unavailable(m) => EstError::new(StatusCode::SERVICE_UNAVAILABLE, m),
             e @ (Error::Config(_) | Error::Internal(_)) => {
                 tracing::error!(error = %e, "EST request failed");
@@ -267,11 +275,15 @@ impl Ctx {
 }
 
 /// Routes under `/.well-known/est`.
-pub fn router() -> Router<Arc<App>> {
+pub fn router(config: &crate::config::Config) -> Router<Arc<App>> {
+    let limits = &config.rate_limits;
+    let state = EstState {
+        passwords: PasswordCache::new(limits.argon2_workers(), limits.argon2_queue),
+    };
     Router::new()
         .route("/.well-known/est/{op}", any(default_operation))
         .route("/.well-known/est/{label}/{op}", any(labelled_operation))
-        .layer(Extension(Arc::new(EstState::default())))
+        .layer(Extension(Arc::new(state)))
 }
 
 async fn default_operation(
@@ -424,7 +436,8 @@ async fn enroll_operation(
         .get::<RemoteAddr>()
         .map(|r| r.0.ip().to_string());
     let client_cert = parts.extensions.get::<ClientCert>();
-    let identity = authenticate(est, app, ctx, op, credentials, client_cert).await?;
+    let remote_ip = parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip());
+    let identity = authenticate(est, app, ctx, op, credentials, client_cert, remote_ip).await?;
     let renewing = match &identity {
         Identity::Renewing { cert } => Some(cert.as_ref().clone()),
         _ => None,
@@ -494,6 +507,7 @@ async fn authenticate(
     op: Operation,
     credentials: Option<(String, zeroize::Zeroizing<String>)>,
     client_cert: Option<&ClientCert>,
+    remote_ip: Option<std::net::IpAddr>,
 ) -> Result<Identity, EstError> {
     let ca = &ctx.ca_id;
     let basic_on = ctx.settings.allows("basic");
@@ -512,13 +526,22 @@ async fn authenticate(
         return auth::check_renewal_cert(app, ctx, cert).await;
     }
     match credentials {
-        Some((_, password)) => {
+        Some((username, password)) => {
             if !basic_on {
                 return Err(EstError::forbidden(format!(
                     "HTTP Basic authentication is turned off for the EST service of CA {ca}; use a TLS client certificate"
                 )));
             }
-            auth::check_basic(&est.passwords, ca, ctx.client.as_ref(), &password).await
+            auth::check_basic(
+                app,
+                &est.passwords,
+                ca,
+                &username,
+                ctx.client.as_ref(),
+                &password,
+                remote_ip,
+            )
+            .await
         }
         None => match client_cert {
             Some(cert) if cert_on => auth::check_enroll_cert(app, ctx, cert).await,

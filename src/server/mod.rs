@@ -115,7 +115,7 @@ fn https_routes(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .nest("/admin/v1", crate::admin::router())
         .merge(crate::acme::router(app.clone()))
-        .merge(crate::est::router())
+        .merge(crate::est::router(&app.config))
         .fallback(not_found)
         .with_state(app)
 }

@@ -19,6 +19,7 @@ pub mod certificates;
 pub mod crls;
 pub mod est;
 pub mod pool;
+pub mod rate_limits;
 pub mod recent;
 pub mod settings;
 pub mod sql;
