@@ -1210,3 +1210,52 @@ both_backends!(
     writer_batches_apply_each_change_once_both,
     writer_batches_apply_each_change_once
 );
+
+/// A stored ACME policy that does not decode refuses the request (500, logged) instead of
+/// lifting the restriction.
+async fn broken_policy_fails_closed(s: &TestServer) {
+    let inter = s.app().defaults.intermediate_id.clone();
+    let (st, v) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/cas/{inter}/acme"),
+            Some(json!({"allowed_domains": ["example.com"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let mut raw = Raw::new(s, &inter);
+    raw.register().await;
+    let order = |raw: &Raw| raw.post(raw.url("new-order"));
+    let (st, _, v) = raw
+        .send(Post {
+            payload: Some(json!({"identifiers": [{"type": "dns", "value": "evil.test"}]})),
+            ..order(&raw)
+        })
+        .await;
+    assert_eq!(
+        (st, problem_type(&v)),
+        (StatusCode::BAD_REQUEST, "rejectedIdentifier"),
+        "{v}"
+    );
+    let nonce = raw.nonce().await;
+    s.sql(&format!(
+        "UPDATE acme_settings SET allowed_domains_json = 'example.com' WHERE ca_id = '{inter}'"
+    ))
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // read caches: 1 s
+                                                                      // Every request of that directory is refused now (new-nonce too), never served as if
+                                                                      // the CA had no name restriction.
+    let (st, _, v) = raw
+        .send(Post {
+            payload: Some(json!({"identifiers": [{"type": "dns", "value": "evil.test"}]})),
+            nonce: Some(nonce),
+            ..order(&raw)
+        })
+        .await;
+    assert_eq!(
+        (st, problem_type(&v)),
+        (StatusCode::INTERNAL_SERVER_ERROR, "serverInternal"),
+        "{v}"
+    );
+}
+both_backends!(acme_broken_policy_fails_closed, broken_policy_fails_closed);

@@ -50,7 +50,52 @@ pub struct Json<T>(pub T);
 /// A JSON body that may be omitted (then `T::default()`).
 pub struct OptJson<T>(pub T);
 
+/// The path (`tags.env`, `sans[1].value`) of the first string (key or value) of a JSON
+/// document that holds a NUL character.
+fn nul_path(v: &Value, path: &str) -> Option<String> {
+    match v {
+        Value::String(s) if s.contains('\0') => Some(path.trim_start_matches('.').to_string()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nul_path(x, &format!("{path}[{i}]"))),
+        Value::Object(m) => m.iter().find_map(|(k, x)| {
+            let here = format!("{path}.{k}");
+            if k.contains('\0') {
+                Some(here.trim_start_matches('.').to_string())
+            } else {
+                nul_path(x, &here)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// No text of the admin API may hold a NUL character (names, tags, labels…): refused as a
+/// 422 naming the field, before any rule or database sees it. Only bodies that contain
+/// the escape `\u0000` at all are walked.
+fn refuse_nul(bytes: &[u8]) -> Result<(), Error> {
+    if !bytes.windows(6).any(|w| w == b"\\u0000") {
+        return Ok(());
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
+        return Ok(()); // the parse below names the syntax error
+    };
+    match nul_path(&v, "") {
+        Some(field) => Err(Error::invalid(
+            if field.is_empty() {
+                "body".to_string()
+            } else {
+                field
+            },
+            "contains the character U+0000 (NUL), which no field accepts",
+        )),
+        None => Ok(()),
+    }
+}
+
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    refuse_nul(bytes)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = deserialize(de)?;
     // One JSON value and nothing after it but whitespace: `{…} garbage` or `{…} {…}` is
