@@ -239,17 +239,9 @@ fn fill_from_csr(body: &mut ApplyBody, parsed: &csr::ParsedCsr) -> Result<()> {
         body.sans = parsed
             .sans
             .iter()
-            .map(|s| {
-                let (kind, value) = match s {
-                    San::Dns(d) => ("dns", d.clone()),
-                    San::Ip(ip) => ("ip", ip.to_string()),
-                    San::Email(e) => ("email", e.clone()),
-                    San::Uri(u) => ("uri", u.clone()),
-                };
-                SanInput {
-                    kind: kind.into(),
-                    value,
-                }
+            .map(|s| SanInput {
+                kind: s.kind().into(),
+                value: s.to_string(),
             })
             .collect();
     }

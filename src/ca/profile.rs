@@ -237,6 +237,16 @@ impl std::fmt::Display for San {
 }
 
 impl San {
+    /// The API's name of the type: `dns`, `ip`, `email`, `uri`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            San::Dns(_) => "dns",
+            San::Ip(_) => "ip",
+            San::Email(_) => "email",
+            San::Uri(_) => "uri",
+        }
+    }
+
     fn to_rcgen(&self) -> Result<SanType> {
         let ia5 = |s: &str| {
             rcgen::string::Ia5String::try_from(s.to_string())

@@ -504,6 +504,17 @@ fn has_client_auth(cert: &x509_parser::certificate::X509Certificate<'_>) -> bool
     matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.client_auth)
 }
 
+/// The presented leaf, parsed, and its serial (lower-case hex).
+fn parse_presented(
+    der: &[u8],
+) -> Result<(x509_parser::certificate::X509Certificate<'_>, String), EstError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(der).map_err(|_| {
+        EstError::forbidden("the TLS client certificate is not a well-formed X.509 certificate")
+    })?;
+    let serial = crate::ca::serial_hex(parsed.raw_serial());
+    Ok((parsed, serial))
+}
+
 /// The certificate of `ca_id`'s tenant with this serial and exactly this DER, with the
 /// status of its issuing CA.
 async fn ours(
@@ -550,10 +561,7 @@ pub async fn check_enroll_cert(
     presented: &ClientCert,
 ) -> Result<Identity, EstError> {
     let der = presented.leaf.as_slice();
-    let (_, parsed) = x509_parser::parse_x509_certificate(der).map_err(|_| {
-        EstError::forbidden("the TLS client certificate is not a well-formed X.509 certificate")
-    })?;
-    let serial = crate::ca::serial_hex(parsed.raw_serial());
+    let (parsed, serial) = parse_presented(der)?;
     let now = store::now();
     let found = ours(app, &ctx.tenant_id, &serial, der).await?;
     let refuse = |why: String| {
@@ -720,10 +728,7 @@ pub async fn check_renewal_cert(
     presented: &ClientCert,
 ) -> Result<Identity, EstError> {
     let der = presented.leaf.as_slice();
-    let (_, parsed) = x509_parser::parse_x509_certificate(der).map_err(|_| {
-        EstError::forbidden("the TLS client certificate is not a well-formed X.509 certificate")
-    })?;
-    let serial = crate::ca::serial_hex(parsed.raw_serial());
+    let (parsed, serial) = parse_presented(der)?;
     let Some((cert, _)) = ours(app, &ctx.tenant_id, &serial, der).await? else {
         return Err(EstError::forbidden(format!(
             "simplereenroll renews only certificates of CA {}; the TLS client certificate (serial {serial}, issuer {}) was not issued by this installation to the CA's tenant",

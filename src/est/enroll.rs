@@ -41,21 +41,7 @@ pub fn parse(body: &[u8]) -> Result<Request, EstError> {
 }
 
 fn san_text(s: &San) -> String {
-    match s {
-        San::Dns(d) => format!("dns:{d}"),
-        San::Ip(ip) => format!("ip:{ip}"),
-        San::Email(e) => format!("email:{e}"),
-        San::Uri(u) => format!("uri:{u}"),
-    }
-}
-
-fn san_value(s: &San) -> String {
-    match s {
-        San::Dns(d) => d.clone(),
-        San::Ip(ip) => ip.to_string(),
-        San::Email(e) => e.clone(),
-        San::Uri(u) => u.clone(),
-    }
+    format!("{}:{s}", s.kind())
 }
 
 /// Subject and SANs of an issued certificate, read the way a CSR is read.
@@ -166,7 +152,7 @@ pub fn check_patterns(identity: &Identity, req: &Request) -> Result<(), EstError
     if !req.subject.common_name.is_empty() {
         names.push(req.subject.common_name.clone());
     }
-    names.extend(req.csr.sans.iter().map(san_value));
+    names.extend(req.csr.sans.iter().map(San::to_string));
     for n in names {
         if !name_patterns.iter().any(|p| glob_match(p, &n)) {
             return Err(EstError::forbidden(format!(

@@ -409,15 +409,7 @@ pub fn subject_json(s: &SubjectFields) -> serde_json::Value {
 pub fn sans_json(sans: &[San]) -> serde_json::Value {
     serde_json::Value::Array(
         sans.iter()
-            .map(|s| {
-                let (t, v) = match s {
-                    San::Dns(d) => ("dns", d.clone()),
-                    San::Ip(ip) => ("ip", ip.to_string()),
-                    San::Email(e) => ("email", e.clone()),
-                    San::Uri(u) => ("uri", u.clone()),
-                };
-                serde_json::json!({"type": t, "value": v})
-            })
+            .map(|s| serde_json::json!({"type": s.kind(), "value": s.to_string()}))
             .collect(),
     )
 }
