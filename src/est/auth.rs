@@ -69,8 +69,17 @@ pub fn hash_password(password: &str) -> Result<String, Error> {
 /// of threads that verifies the others.
 pub struct PasswordCache {
     secret: [u8; 32],
-    entries: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+    entries: std::sync::Arc<Mutex<Entries>>,
     pool: Argon2Pool,
+}
+
+/// Verified passwords: cache key → (the PHC string it matched, when).
+type Entries = HashMap<[u8; 32], (String, Instant)>;
+
+/// True when `key` was verified against `phc` less than [`CACHE_TTL`] ago.
+fn entry_fresh(entries: &Mutex<Entries>, key: &[u8; 32], phc: &str) -> bool {
+    let map = entries.lock().unwrap_or_else(|p| p.into_inner());
+    matches!(map.get(key), Some((p, at)) if p == phc && at.elapsed() < CACHE_TTL)
 }
 
 impl Default for PasswordCache {
@@ -93,7 +102,7 @@ impl PasswordCache {
         rand::rngs::OsRng.fill_bytes(&mut secret);
         PasswordCache {
             secret,
-            entries: Mutex::new(HashMap::new()),
+            entries: Default::default(),
             pool: Argon2Pool::start(workers, queue),
         }
     }
@@ -108,13 +117,13 @@ impl PasswordCache {
         h.finalize().into()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (String, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// True when this password was verified against `phc` less than [`CACHE_TTL`] ago.
     fn hit(&self, key: &[u8; 32], phc: &str) -> bool {
-        matches!(self.lock().get(key), Some((p, at)) if p == phc && at.elapsed() < CACHE_TTL)
+        entry_fresh(&self.entries, key, phc)
     }
 
     /// True when `password` was verified for this account less than [`CACHE_TTL`] ago
@@ -144,11 +153,16 @@ impl PasswordCache {
         if self.hit(&key, &client.password_hash) {
             return Ok(true);
         }
+        // Concurrent first logins of one device queue one job each: a worker skips the
+        // argon2 run when another job verified the same password meanwhile.
+        let (entries, phc) = (self.entries.clone(), client.password_hash.clone());
+        let settled: Settled = Box::new(move || entry_fresh(&entries, &key, &phc));
         let ok = self
             .pool
             .verify(
                 &client.password_hash,
                 zeroize::Zeroizing::new(password.to_string()),
+                settled,
             )
             .await?;
         if ok {
@@ -163,9 +177,13 @@ const MAX_BLOCKS: usize = 64 * 1024;
 /// A worker idle this long gives its memory back.
 const IDLE: Duration = Duration::from_secs(2);
 
+/// Whether the answer is already known (verified by another job while this one waited).
+type Settled = Box<dyn Fn() -> bool + Send>;
+
 struct Job {
     phc: String,
     password: zeroize::Zeroizing<String>,
+    settled: Settled,
     reply: tokio::sync::oneshot::Sender<bool>,
 }
 
@@ -194,11 +212,17 @@ impl Argon2Pool {
         Argon2Pool { queue: tx }
     }
 
-    async fn verify(&self, phc: &str, password: zeroize::Zeroizing<String>) -> Result<bool, Error> {
+    async fn verify(
+        &self,
+        phc: &str,
+        password: zeroize::Zeroizing<String>,
+        settled: Settled,
+    ) -> Result<bool, Error> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job {
             phc: phc.to_string(),
             password,
+            settled,
             reply,
         };
         match self.queue.try_send(job) {
@@ -231,6 +255,10 @@ fn argon2_worker(rx: &Mutex<std::sync::mpsc::Receiver<Job>>) {
             Ok(job) => {
                 // The request is gone (client hung up, timeout): nothing to verify for.
                 if job.reply.is_closed() {
+                    continue;
+                }
+                if (job.settled)() {
+                    let _ = job.reply.send(true);
                     continue;
                 }
                 let ok = verify_phc(&mut memory, &job.phc, job.password.as_bytes());

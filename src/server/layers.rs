@@ -36,20 +36,17 @@ pub fn edge(router: Router, limits: &Limits) -> Router {
             .max(DRAIN_MIN_BYTES),
         max_time: DRAIN_TIME,
     };
+    // The small per-request fixes (NUL in the URL, bare 405s, 413s that close, draining
+    // unread bodies) share one middleware: each axum layer costs a service clone and a
+    // boxed future per request, and the ACME flow makes nine requests per order.
     router
-        .layer(axum::middleware::from_fn(refuse_nul_in_url))
         .layer(RequestBodyLimitLayer::new(limits.body_bytes))
-        .layer(axum::middleware::map_response(close_after_too_large))
-        .layer(axum::middleware::map_response(problem_for_bare_405))
         .layer(ConcurrencyLimitLayer::new(limits.concurrency))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(limits.request_timeout_secs),
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            drain,
-            drain_unread_body,
-        ))
+        .layer(axum::middleware::from_fn_with_state(drain, fixups))
         .layer(TraceLayer::new_for_http().on_failure(log_failure))
 }
 
@@ -79,27 +76,28 @@ fn log_failure(
 /// (`%00`): ids, labels and file names never do, and a NUL reaching the database is
 /// refused there (PostgreSQL) or compared as text (SQLite). Refused here with a 400 the
 /// client can read, on every door.
-async fn refuse_nul_in_url(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let uri = req.uri();
+fn nul_in_url(uri: &axum::http::Uri) -> Option<Response> {
     let has_nul = |s: &str| {
         s.as_bytes()
             .windows(3)
             .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
     };
     if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
-        return crate::error::Error::bad_request(
-            "the URL holds an encoded NUL character (%00), which no path segment or query parameter accepts",
-        )
-        .into_response();
+        return Some(
+            crate::error::Error::bad_request(
+                "the URL holds an encoded NUL character (%00), which no path segment or query parameter accepts",
+            )
+            .into_response(),
+        );
     }
-    next.run(req).await
+    None
 }
 
 /// A 413 is answered before the body was read, so the rest of it may still be on the wire:
 /// the connection closes after the answer, and says so, so that an HTTP/1.1 client does
 /// not send its next request on a connection the server is closing (hyper drops the
 /// header on HTTP/2).
-async fn close_after_too_large(mut resp: Response) -> Response {
+fn close_after_too_large(mut resp: Response) -> Response {
     if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -110,7 +108,7 @@ async fn close_after_too_large(mut resp: Response) -> Response {
 /// axum answers a known path with the wrong method with an empty 405; the API's errors
 /// are problem documents (RFC 9457), so that one is too (its headers stay). Front ends that
 /// write their own 405 (EST's text/plain one) set a content type and are left alone.
-async fn problem_for_bare_405(resp: Response) -> Response {
+fn problem_for_bare_405(resp: Response) -> Response {
     if resp.status() != StatusCode::METHOD_NOT_ALLOWED
         || resp.headers().contains_key(header::CONTENT_TYPE)
     {
@@ -134,6 +132,24 @@ async fn problem_for_bare_405(resp: Response) -> Response {
     );
     *out.headers_mut() = parts.headers;
     out
+}
+
+/// The edge's per-request fixes, in one middleware: [`nul_in_url`] before the request
+/// goes on; [`drain_unread_body`] around it; [`problem_for_bare_405`] and
+/// [`close_after_too_large`] on the answer.
+async fn fixups(State(drain): State<Drain>, req: Request, next: Next) -> Response {
+    if let Some(mut refused) = nul_in_url(req.uri()) {
+        let http1 = req.version() < Version::HTTP_2;
+        let body = req.into_body();
+        if !body.is_end_stream() && !discard(body, drain).await && http1 {
+            refused
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return refused;
+    }
+    let resp = drain_unread_body(drain, req, next).await;
+    close_after_too_large(problem_for_bare_405(resp))
 }
 
 /// Bounds of [`drain_unread_body`].
@@ -208,7 +224,7 @@ impl Drop for Tracked {
 /// answer. A body cut off at a bound gets `Connection: close` on HTTP/1.1 (and the
 /// RST_STREAM on HTTP/2). An HTTP/1.1 body behind `Expect: 100-continue` that nobody read
 /// is not drained: hyper never sent the 100, so the client has not sent the body.
-async fn drain_unread_body(State(drain): State<Drain>, req: Request, next: Next) -> Response {
+async fn drain_unread_body(drain: Drain, req: Request, next: Next) -> Response {
     if req.body().is_end_stream() {
         return next.run(req).await;
     }
