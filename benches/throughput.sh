@@ -6,11 +6,14 @@
 # HTTP/1.1 as certbot speaks it, and over HTTP/2 as instant-acme and lego do when the
 # server offers it). Needs a release build:
 #   cargo build --release --bins --examples && bash benches/throughput.sh
+# VELLUM_BIN=/path/to/vellum measures another server binary with the same load generators
+# (an older build, for a same-hour comparison on this shared machine).
 # Uses 127.0.0.1:19443/19080 and the validator ports 35002 (http-01) and 35053 (DNS).
 # The ACME rate limits are off: one IP creates hundreds of accounts (rate_limits.*).
 set -u
 cd "$(dirname "$0")/.."
 B=target/release
+SERVER=${VELLUM_BIN:-$B/vellum}
 ROUNDS=${ROUNDS:-3}
 WORK=$(mktemp -d /tmp/vellum-throughput.XXXXXX)
 PID=
@@ -25,7 +28,7 @@ start() { # start DIR: a server on a fresh data directory, validator pointed at 
   VELLUM_DATA_DIR=$1 VELLUM_LISTEN_HTTPS=127.0.0.1:19443 VELLUM_LISTEN_HTTP=127.0.0.1:19080 \
   VELLUM_LOG_LEVEL=warn VELLUM_VA_HTTP_PORT=35002 VELLUM_VA_DNS_RESOLVER=127.0.0.1:35053 \
   VELLUM_RATE_LIMITS_ACME_NEW_ACCOUNTS_PER_IP_PER_HOUR=0 VELLUM_RATE_LIMITS_ACME_ORDERS_PER_ACCOUNT_PER_HOUR=0 \
-    "$B/vellum" serve > "$1.log" 2>&1 &
+    "$SERVER" serve > "$1.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 150); do curl -sk https://127.0.0.1:19443/healthz >/dev/null && return 0; sleep 0.2; done
   echo "server did not start; see $1.log" >&2; exit 1
