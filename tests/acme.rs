@@ -534,6 +534,21 @@ async fn csr_and_quota(backend: Backend) {
         text.contains("badCSR") && text.contains("10.9.9.9"),
         "{text}"
     );
+    // A CN hiding a NUL (a C verifier would read "127.0.0.1"): badCSR naming the character.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        rcgen::DnValue::Utf8String("127.0.0.1\0.evil.example".into()),
+    );
+    let nul = p.serialize_request(&key).unwrap().der().to_vec();
+    let err = order.finalize_csr(&nul).await.unwrap_err();
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("badCSR") && text.contains("U+0000 (NUL)"),
+        "{text}"
+    );
     // Quota exhausted: 403 naming the CA, order stays ready; after assigning, it works.
     let (_, csr) = csr_for(&["127.0.0.1"]);
     let err = order.finalize_csr(&csr).await.unwrap_err();
