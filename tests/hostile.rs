@@ -6,6 +6,7 @@
 //! The requests come from a seeded generator: `VELLUM_HOSTILE_SEED=<n>` replays a run,
 //! and every failure prints the request that caused it.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,14 +1,12 @@
 //! ACME (RFC 8555) end to end: instant-acme drives the whole flow against the real server,
 //! and a hand-rolled JWS client walks every error path.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::common::acme::{new_account, problem_type, server_with_responder, Post, Raw, Responder};
+use crate::common::{Backend, TestServer};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::acme::{new_account, problem_type, server_with_responder, Post, Raw, Responder};
-use common::{Backend, TestServer};
 use instant_acme::{
     Account, ChallengeType, ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus,
     RetryPolicy,
@@ -90,7 +88,7 @@ async fn full_flow(backend: Backend) {
     let chain = dir.path().join("chain.pem");
     std::fs::write(&chain, &pem).unwrap();
     let root = s.data_dir().join("root.pem");
-    let (ok, out) = common::openssl(&[
+    let (ok, out) = crate::common::openssl(&[
         "verify",
         "-CAfile",
         root.to_str().unwrap(),
@@ -208,7 +206,7 @@ async fn full_flow_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn full_flow_postgres() {
-    if common::pg_url().is_none() {
+    if crate::common::pg_url().is_none() {
         eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
         return;
     }
@@ -599,7 +597,7 @@ async fn finalize_checks_csr_quota_and_races_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn finalize_checks_csr_quota_and_races_postgres() {
-    if common::pg_url().is_none() {
+    if crate::common::pg_url().is_none() {
         return;
     }
     csr_and_quota(Backend::Postgres).await;
@@ -702,13 +700,13 @@ async fn external_account_binding() {
 /// on the other, and an order created on one is finalized on the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_share_nonces_and_orders() {
-    if common::pg_url().is_none() {
+    if crate::common::pg_url().is_none() {
         eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
         return;
     }
     let (responder, port) = Responder::start().await;
     let port = port.to_string();
-    let url = common::fresh_pg_database().await;
+    let url = crate::common::fresh_pg_database().await;
     let key = "33".repeat(32);
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let extra = [
@@ -716,10 +714,10 @@ async fn replicas_share_nonces_and_orders() {
         ("VELLUM_VA_HTTP_PORT", port.as_str()),
         ("VELLUM_PUBLIC_URL", "https://ca.replicas.test"),
     ];
-    let a = common::start_with_env(&common::env_for(d1.path(), &url, &extra))
+    let a = crate::common::start_with_env(&crate::common::env_for(d1.path(), &url, &extra))
         .await
         .unwrap();
-    let b = common::start_with_env(&common::env_for(d2.path(), &url, &extra))
+    let b = crate::common::start_with_env(&crate::common::env_for(d2.path(), &url, &extra))
         .await
         .unwrap();
     let sa = TestServer::attach(a, d1, Backend::Postgres, url.clone());
@@ -1008,7 +1006,7 @@ async fn challenge_polls_wait_for_a_running_validation_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn polls_wait_for_a_running_validation_postgres() {
-    if common::pg_url().is_none() {
+    if crate::common::pg_url().is_none() {
         eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
         return;
     }

@@ -1,9 +1,7 @@
 //! Certificates through the one issuance path: apply (generated keys and CSRs), the leaf
 //! profile, inventory, export formats, revoke → CRL, delete, renew, and the quota race.
 
-mod common;
-
-use common::{openssl, TestServer};
+use crate::common::{openssl, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use x509_parser::prelude::*;

@@ -1,8 +1,6 @@
 //! Authentication, roles, tenant isolation and the audit log.
 
-mod common;
-
-use common::TestServer;
+use crate::common::TestServer;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 

@@ -1,9 +1,7 @@
 //! CA hierarchy lifecycle over the admin API: purchase, enable, quota, revoke, reset,
 //! refund, remove — every transition and every refusal, on both backends.
 
-mod common;
-
-use common::{openssl, TestServer};
+use crate::common::{openssl, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
 use x509_parser::oid_registry;

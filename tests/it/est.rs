@@ -1,13 +1,11 @@
 //! EST (RFC 7030 / RFC 8951) over real TLS: every operation and every refusal, HTTP Basic
 //! and TLS client certificates, against both backends.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::TestServer;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::TestServer;
 use rcgen::PublicKeyData;
 use reqwest::StatusCode;
 use rustls_pki_types::pem::PemObject;
@@ -1326,17 +1324,17 @@ const CLIENT_AUTH: &[rcgen::ExtendedKeyUsagePurpose] =
 /// which name rules. Certificates from ACME or the admin API never log in; a certificate
 /// this EST service issued to an account carries that account's name patterns; a trust
 /// anchor configured for the service admits its devices under its own patterns.
-async fn client_certificate_rules(backend: common::Backend) {
-    let (s, responder) = common::acme::server_with_responder(backend).await;
+async fn client_certificate_rules(backend: crate::common::Backend) {
+    let (s, responder) = crate::common::acme::server_with_responder(backend).await;
     let s = &s;
     let inter = s.app().defaults.intermediate_id.clone();
 
     // The attack: anyone who passes one http-01 challenge holds a certificate of the
     // tenant, and used to enroll any name over EST with it.
-    let account = common::acme::new_account(s, &format!("{}/acme/directory", s.base)).await;
+    let account = crate::common::acme::new_account(s, &format!("{}/acme/directory", s.base)).await;
     for profile in [None, Some("tls-client")] {
         let (key, acme_cert) =
-            common::acme::certificate_for_localhost(&account, &responder, profile).await;
+            crate::common::acme::certificate_for_localhost(&account, &responder, profile).await;
         let holder = est_client(s, Some((&acme_cert, &key)));
         let k = rcgen::KeyPair::generate().unwrap();
         enroll(
@@ -1698,16 +1696,16 @@ async fn client_certificate_rules(backend: common::Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn client_certificate_rules_sqlite() {
-    client_certificate_rules(common::Backend::Sqlite).await;
+    client_certificate_rules(crate::common::Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn client_certificate_rules_postgres() {
-    if common::pg_url().is_none() {
+    if crate::common::pg_url().is_none() {
         eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
         return;
     }
-    client_certificate_rules(common::Backend::Postgres).await;
+    client_certificate_rules(crate::common::Backend::Postgres).await;
 }
 
 /// Names with NUL, control or bidi-override characters are refused over EST before any

@@ -2,11 +2,9 @@
 //! spelling (raw bytes), and answers given before the request body was read arriving
 //! whole over HTTP/2 and HTTP/1.1 (real curl).
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{Backend, TestServer};
+use crate::common::{Backend, TestServer};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,8 +1,6 @@
 //! CRL numbering across restarts and replicas, and the background refresh job's lease.
 
-mod common;
-
-use common::{env_for, start_with_env, Backend, TestServer};
+use crate::common::{env_for, start_with_env, Backend, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
 use x509_parser::prelude::*;

@@ -1,9 +1,7 @@
 //! Enabling CAs with an uploaded certificate and key: the happy path and each rule's own
 //! refusal.
 
-mod common;
-
-use common::TestServer;
+use crate::common::TestServer;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use reqwest::StatusCode;
 use serde_json::json;

@@ -2,13 +2,11 @@
 //! (failed Basic logins with back-off, 429 + Retry-After) and the admin API (failed token
 //! authentications per source IP). Each test starts a server with small limits.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{Backend, TestServer};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use common::{Backend, TestServer};
 use josekit::jws::JwsSigner;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -349,7 +347,7 @@ async fn failed_validations_per_account_and_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_validations_per_account_and_name_postgres() {
-    if common::pg_url().is_none() {
+    if crate::common::pg_url().is_none() {
         eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
         return;
     }

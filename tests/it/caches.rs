@@ -3,9 +3,7 @@
 //! replica within the cache's lifetime, and never at the price of issuing from a CA that
 //! is no longer allowed to.
 
-mod common;
-
-use common::{env_for, start_with_env, Backend, TestServer};
+use crate::common::{env_for, start_with_env, Backend, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -88,11 +86,11 @@ both_backends!(
 /// A token revoked on B stops working on A within the cache lifetime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn another_replicas_changes_win_over_the_cache() {
-    if common::pg_url().is_none() {
+    if crate::common::pg_url().is_none() {
         eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
         return;
     }
-    let url = common::fresh_pg_database().await;
+    let url = crate::common::fresh_pg_database().await;
     let key = "33".repeat(32);
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let env1 = env_for(d1.path(), &url, &[("VELLUM_MASTER_KEY", &key)]);

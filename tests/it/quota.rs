@@ -1,9 +1,7 @@
 //! The quota invariant under concurrency: quota never goes below zero and is never created
 //! or lost, whatever the interleaving.
 
-mod common;
-
-use common::TestServer;
+use crate::common::TestServer;
 use reqwest::StatusCode;
 use serde_json::json;
 

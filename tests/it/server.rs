@@ -1,11 +1,9 @@
 //! The server as a whole: bootstrap files, restarts, health, edge limits, error shapes,
 //! keys at rest, graceful shutdown, replicas and the CLI.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 
-use common::{env_for, start_with_env, Backend, TestServer};
+use crate::common::{env_for, start_with_env, Backend, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -301,11 +299,11 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
 /// refused with a clear message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_share_one_postgres_database() {
-    if common::pg_url().is_none() {
+    if crate::common::pg_url().is_none() {
         eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
         return;
     }
-    let url = common::fresh_pg_database().await;
+    let url = crate::common::fresh_pg_database().await;
     let key = "11".repeat(32);
     let (d1, d2, d3) = (
         tempfile::tempdir().unwrap(),
@@ -415,7 +413,7 @@ async fn cli_builds_a_hierarchy() {
     .await;
     assert!(ok, "{err}");
     assert!(out.contains("wrote"), "{out}");
-    let (ok, info) = common::openssl(&[
+    let (ok, info) = crate::common::openssl(&[
         "pkcs12",
         "-info",
         "-in",
@@ -533,7 +531,7 @@ async fn killed_first_start(backend: Backend) {
         let data = dir.path().join("data");
         let url = match backend {
             Backend::Sqlite => format!("sqlite://{}/vellum.db", data.display()),
-            Backend::Postgres => common::fresh_pg_database().await,
+            Backend::Postgres => crate::common::fresh_pg_database().await,
         };
         let env = env_for(&data, &url, &[]);
         for ms in kills.iter() {
@@ -575,7 +573,7 @@ async fn first_start_survives_kill_9_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn first_start_survives_kill_9_postgres() {
-    if common::pg_url().is_none() {
+    if crate::common::pg_url().is_none() {
         eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
         return;
     }

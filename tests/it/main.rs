@@ -1,0 +1,22 @@
+//! The integration tests, as one test binary (one link for all of them): a real server on
+//! ephemeral ports per test, spoken to over real HTTPS, every storage test against SQLite
+//! and PostgreSQL (see `common`). One module per feature.
+//!
+//! `tests/hostile.rs` stays a binary of its own: it installs a process-wide panic hook to
+//! catch server panics, which other tests' failures in the same process would trip.
+
+#[macro_use]
+mod common;
+
+mod access;
+mod acme;
+mod caches;
+mod certificates;
+mod crl;
+mod edge;
+mod est;
+mod hierarchy;
+mod quota;
+mod ratelimit;
+mod server;
+mod upload;
