@@ -298,20 +298,7 @@ impl Tally {
 
 fn clients(s: &TestServer) -> Vec<(&'static str, reqwest::Client)> {
     let build = |h2: bool| {
-        vellum::install_crypto_provider();
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(s.data_dir().join("root.pem")).unwrap();
-        use rustls_pki_types::pem::PemObject;
-        for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let mut tls = common::tls_trusting(&s.data_dir().join("root.pem")).with_no_client_auth();
         tls.alpn_protocols = if h2 {
             vec![b"h2".to_vec()]
         } else {

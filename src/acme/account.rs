@@ -93,7 +93,7 @@ fn check_contacts(v: &Value) -> AcmeResult<Vec<String>> {
                     && local.len() <= 64
                     && !addr.contains(',')
                     && !addr.contains('?')
-                    && crate::ra::issue::valid_dns_name(domain)
+                    && crate::ra::names::valid_dns_name(domain)
                     && domain.contains('.')
             }
             None => false,

@@ -515,10 +515,9 @@ pub async fn finalize(
         .map(|cn| ("subject CN", cn.clone()))
         .chain(csr.sans.iter().map(|s| ("subjectAltName", s.to_string())));
     for (what, value) in names {
-        if let Some((_, c)) = crate::ra::names::forbidden_char(&value) {
+        if let Some(problem) = crate::ra::names::text_problem(&value) {
             return Err(AcmeError::bad_csr(format!(
-                "the CSR's {what} {value:?} contains the character {}; names in certificates may not hold control, bidirectional-override or invisible formatting characters",
-                crate::ra::names::describe_char(c)
+                "the CSR's {what} {value:?} {problem}"
             )));
         }
     }

@@ -88,7 +88,7 @@ pub async fn put_settings(
         if let Some(list) = &body.allowed_domains {
             for (i, d) in list.iter().enumerate() {
                 let bare = d.trim_start_matches("*.").trim_start_matches('.');
-                if !crate::ra::issue::valid_dns_name(bare) {
+                if !crate::ra::names::valid_dns_name(bare) {
                     return Err(Error::invalid(
                         format!("allowed_domains[{i}]"),
                         format!("{d:?} is not a domain name"),

@@ -151,12 +151,8 @@ pub fn subject_fields(name: &X509Name<'_>) -> Result<SubjectFields, String> {
             .map_err(|_| format!("subject {label} is not a string"))?
             .trim()
             .to_string();
-        if let Some((at, c)) = super::names::forbidden_char(&value) {
-            return Err(format!(
-                "subject {label} contains the character {} at position {}; names in certificates may not hold control, bidirectional-override or invisible formatting characters",
-                super::names::describe_char(c),
-                at + 1
-            ));
+        if let Some(problem) = super::names::text_problem(&value) {
+            return Err(format!("subject {label} {problem}"));
         }
         if slot.is_some() {
             return Err(format!("subject holds more than one {label}"));

@@ -270,11 +270,6 @@ pub fn describe_san(s: &San) -> String {
     }
 }
 
-/// A DNS name (optionally `*.` wildcard) a certificate may carry (see [`super::names`]).
-pub fn valid_dns_name(name: &str) -> bool {
-    names::valid_dns_name(name)
-}
-
 fn email_problem(e: &str) -> Option<String> {
     let Some((local, domain)) = e.rsplit_once('@') else {
         return Some("has no '@'".into());
@@ -479,10 +474,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("at most 10"), "{e}");
-        assert!(!valid_dns_name("bad_label.example"));
-        assert!(!valid_dns_name("127.0.0.1"), "an address is not a DNS name");
-        assert!(!valid_dns_name("::1"));
-        assert!(valid_dns_name("*.ok.example"));
+        assert!(!names::valid_dns_name("bad_label.example"));
+        assert!(
+            !names::valid_dns_name("127.0.0.1"),
+            "an address is not a DNS name"
+        );
+        assert!(!names::valid_dns_name("::1"));
+        assert!(names::valid_dns_name("*.ok.example"));
     }
 
     #[test]

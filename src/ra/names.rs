@@ -67,20 +67,25 @@ pub fn describe_char(c: char) -> String {
     format!("U+{:04X} ({name})", c as u32)
 }
 
+/// Why `value` may not be a name in a certificate, in the words every door uses
+/// (`contains the character U+0000 (NUL) at position 13; …`); `None` when it may.
+pub fn text_problem(value: &str) -> Option<String> {
+    forbidden_char(value).map(|(at, c)| {
+        format!(
+            "contains the character {} at position {}; names in certificates may not \
+             hold control, bidirectional-override or invisible formatting characters",
+            describe_char(c),
+            at + 1
+        )
+    })
+}
+
 /// Refuses a subject field or SAN value holding a character [`forbidden_char`] finds,
 /// naming `field`, the character and where it is.
 pub fn check_text(field: &str, value: &str) -> Result<()> {
-    match forbidden_char(value) {
+    match text_problem(value) {
         None => Ok(()),
-        Some((at, c)) => Err(Error::invalid(
-            field,
-            format!(
-                "contains the character {} at position {}; names in certificates may not \
-                 hold control, bidirectional-override or invisible formatting characters",
-                describe_char(c),
-                at + 1
-            ),
-        )),
+        Some(problem) => Err(Error::invalid(field, problem)),
     }
 }
 

@@ -119,12 +119,14 @@ fn service(
     ))
 }
 
-/// Serves `router` on `listener` until `shutdown` turns true, then drains.
+/// Serves `router` on `listener` until `shutdown` turns true, then drains. `header_case`
+/// comes from [`canonical_header_case`], prepared once for every listener.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     limits: Limits,
+    header_case: Arc<http::Extensions>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = tls.map(TlsAcceptor::from);
@@ -141,7 +143,6 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
-    let header_case = Arc::new(canonical_header_case().await);
 
     loop {
         let (stream, remote) = tokio::select! {

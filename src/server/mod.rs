@@ -88,6 +88,7 @@ pub async fn start(mut config: Config) -> Result<Running> {
     let https_router = layers::edge(https_routes(app.clone()), &limits);
     let http_router = layers::edge(http_routes(app.clone()), &limits);
 
+    let header_case = Arc::new(listener::canonical_header_case().await);
     let (tx, rx) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(listener::serve(
@@ -95,9 +96,17 @@ pub async fn start(mut config: Config) -> Result<Running> {
             Some(tls),
             https_router,
             limits.clone(),
+            header_case.clone(),
             rx.clone(),
         )),
-        tokio::spawn(listener::serve(http, None, http_router, limits, rx.clone())),
+        tokio::spawn(listener::serve(
+            http,
+            None,
+            http_router,
+            limits,
+            header_case,
+            rx.clone(),
+        )),
         tokio::spawn(crate::crl::job::run(app.clone(), rx)),
     ];
     Ok(Running {

@@ -280,7 +280,7 @@ pub async fn service(
     username: Option<&str>,
 ) -> Result<Option<Service>> {
     let row = query(
-        "SELECT c.id AS id, c.tenant_id AS tenant_id, c.kind AS kind, c.status AS status, \
+        "SELECT c.id AS ca_id, c.tenant_id AS tenant_id, c.kind AS kind, c.status AS status, \
          s.enabled AS enabled, s.label AS label, s.auth_json AS auth_json, \
          s.default_validity_days AS default_validity_days, s.certificate_type AS certificate_type, \
          s.client_cert_trust_pem AS client_cert_trust_pem, \
@@ -299,55 +299,17 @@ pub async fn service(
     let Some(r) = row else {
         return Ok(None);
     };
-    let ca_id: String = r.try_get("id")?;
-    let tenant_id: String = r.try_get("tenant_id")?;
-    let mut settings = Settings::defaults(&ca_id);
-    if let Some(enabled) = r.try_get::<Option<i64>, _>("enabled")? {
-        settings.enabled = enabled != 0;
-        settings.label = r.try_get("label")?;
-        settings.auth = super::decode_json(
-            "est_settings",
-            "auth_json",
-            &ca_id,
-            &r.try_get::<Option<String>, _>("auth_json")?
-                .unwrap_or_default(),
-        )?;
-        settings.client_cert_trust_pem = r.try_get("client_cert_trust_pem")?;
-        settings.client_cert_name_patterns = super::decode_json(
-            "est_settings",
-            "client_cert_name_patterns_json",
-            &ca_id,
-            &r.try_get::<Option<String>, _>("client_cert_name_patterns_json")?
-                .unwrap_or_default(),
-        )?;
-        settings.default_validity_days = r
-            .try_get::<Option<i64>, _>("default_validity_days")?
-            .unwrap_or(settings.default_validity_days);
-        if let Some(t) = r.try_get::<Option<String>, _>("certificate_type")? {
-            settings.certificate_type = t;
-        }
-    }
-    let by_label = settings.label.as_deref() == Some(key);
+    // The joined rows decode as the tables' own rows do; absent ones are NULL.
+    let settings = match r.try_get::<Option<i64>, _>("enabled")? {
+        Some(_) => settings_row(&r)?,
+        None => Settings::defaults(&r.try_get::<String, _>("ca_id")?),
+    };
     let client = match r.try_get::<Option<String>, _>("username")? {
-        Some(username) => Some(Client {
-            name_patterns: super::decode_json(
-                "est_clients",
-                "name_patterns_json",
-                &format!("{ca_id}/{username}"),
-                &r.try_get::<Option<String>, _>("name_patterns_json")?
-                    .unwrap_or_default(),
-            )?,
-            ca_id: ca_id.clone(),
-            username,
-            tenant_id: tenant_id.clone(),
-            password_hash: r
-                .try_get::<Option<String>, _>("password_hash")?
-                .unwrap_or_default(),
-            created_at: r.try_get::<Option<i64>, _>("created_at")?.unwrap_or(0),
-            created_by: r.try_get("created_by")?,
-        }),
+        Some(_) => Some(client_row(&r)?),
         None => None,
     };
+    let tenant_id: String = r.try_get("tenant_id")?;
+    let by_label = settings.label.as_deref() == Some(key);
     Ok(Some(Service {
         settings,
         tenant_id,

@@ -5,26 +5,13 @@
 use std::sync::Arc;
 
 use crate::common::{Backend, TestServer};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends `request` as is over TLS (ALPN http/1.1) and returns the raw answer's head: the
 /// status line and header lines, exactly as the server wrote them.
 async fn raw_http1_head(s: &TestServer, request: &[u8]) -> String {
-    vellum::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(s.data_dir().join("root.pem")).unwrap();
-    for c in CertificateDer::pem_slice_iter(&pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut cfg = crate::common::tls_trusting(&s.data_dir().join("root.pem")).with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let tcp = tokio::net::TcpStream::connect(s.running.as_ref().unwrap().https_addr)

@@ -8,7 +8,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rcgen::PublicKeyData;
 use reqwest::StatusCode;
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,18 +38,7 @@ fn tls_config_chain(
     s: &TestServer,
     identity: Option<(Vec<Vec<u8>>, &rcgen::KeyPair)>,
 ) -> rustls::ClientConfig {
-    vellum::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(s.data_dir().join("root.pem")).unwrap();
-    for c in CertificateDer::pem_slice_iter(&pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
+    let b = crate::common::tls_trusting(&s.data_dir().join("root.pem"));
     match identity {
         Some((chain, key)) => b
             .with_client_auth_cert(

@@ -112,21 +112,28 @@ pub async fn start_with_env(env: &[(String, String)]) -> vellum::error::Result<R
     vellum::server::start(config).await
 }
 
-/// An HTTPS client trusting `root_pem`.
-pub fn client_trusting(root_pem: &Path) -> reqwest::Client {
+/// A TLS client configuration trusting `root_pem` (the server's root), still to be told
+/// whether it presents a client certificate.
+pub fn tls_trusting(
+    root_pem: &Path,
+) -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
     vellum::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(root_pem).expect("root.pem");
     for c in CertificateDer::pem_slice_iter(&pem) {
         roots.add(c.unwrap()).unwrap();
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+    rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_root_certificates(roots)
-    .with_no_client_auth();
+}
+
+/// An HTTPS client trusting `root_pem`.
+pub fn client_trusting(root_pem: &Path) -> reqwest::Client {
+    let tls = tls_trusting(root_pem).with_no_client_auth();
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .pool_max_idle_per_host(64)
