@@ -2,26 +2,13 @@
 //! spelling (raw bytes), and answers given before the request body was read arriving
 //! whole over HTTP/2 and HTTP/1.1 (real curl).
 
-use std::sync::Arc;
-
 use crate::common::{Backend, TestServer};
-use rustls_pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 /// Sends `request` as is over TLS (ALPN http/1.1) and returns the raw answer's head: the
 /// status line and header lines, exactly as the server wrote them.
 async fn raw_http1_head(s: &TestServer, request: &[u8]) -> String {
-    let mut cfg = crate::common::tls_trusting(&s.data_dir().join("root.pem")).with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(s.running.as_ref().unwrap().https_addr)
-        .await
-        .unwrap();
-    let mut tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    tls.write_all(request).await.unwrap();
+    let mut tls = crate::common::raw_http1_connection(s, request).await;
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     while !out.windows(4).any(|w| w == b"\r\n\r\n") {

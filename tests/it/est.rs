@@ -1,16 +1,14 @@
 //! EST (RFC 7030 / RFC 8951) over real TLS: every operation and every refusal, HTTP Basic
 //! and TLS client certificates, against both backends.
 
-use std::sync::Arc;
-
 use crate::common::TestServer;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rcgen::PublicKeyData;
 use reqwest::StatusCode;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 const PASSWORD: &str = "device-password-1";
 
@@ -235,17 +233,7 @@ async fn inventory_entry(s: &TestServer, cert_der: &[u8]) -> Value {
 
 /// A raw HTTP/1.1 request over TLS (chunked body); returns the whole answer as text.
 async fn raw_http1(s: &TestServer, request: &[u8]) -> String {
-    let mut cfg = tls_config(s, None);
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(s.running.as_ref().unwrap().https_addr)
-        .await
-        .unwrap();
-    let mut tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    tls.write_all(request).await.unwrap();
+    let mut tls = crate::common::raw_http1_connection(s, request).await;
     let mut out = Vec::new();
     let _ = tokio::time::timeout(
         std::time::Duration::from_secs(10),

@@ -131,6 +131,30 @@ pub fn tls_trusting(
     .with_root_certificates(roots)
 }
 
+/// A TLS connection (ALPN http/1.1) to the server's HTTPS listener with `request` written
+/// to it as is, for tests that need the raw bytes of an answer.
+pub async fn raw_http1_connection(
+    s: &TestServer,
+    request: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut cfg = tls_trusting(&s.data_dir().join("root.pem")).with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(s.running.as_ref().unwrap().https_addr)
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    tls.write_all(request).await.unwrap();
+    tls
+}
+
 /// An HTTPS client trusting `root_pem`.
 pub fn client_trusting(root_pem: &Path) -> reqwest::Client {
     let tls = tls_trusting(root_pem).with_no_client_auth();
