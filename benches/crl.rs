@@ -1,5 +1,5 @@
 //! CRL signing with 10k, 100k and 1M revoked entries, through the crate's own
-//! `vellum::ca::crl::sign` (build the rcgen params, DER-encode, ECDSA P-256 signature).
+//! `ca::crl::sign` (build the rcgen params, DER-encode, ECDSA P-256 signature).
 //!
 //! Run: `cargo bench --bench crl`. Entries are generated before the timed part; the signing
 //! root is an EC P-256 self-signed CA made with the crate's profile code.
@@ -12,10 +12,10 @@ use criterion::{
 };
 use rand::RngCore;
 
-use vellum::ca::crl::{self, Entry};
-use vellum::ca::keys::KeyAlgorithm;
-use vellum::ca::profile::{self, SubjectFields, Validity};
-use vellum::ca::Signer;
+use ca::crl::{self, Entry};
+use ca::keys::KeyAlgorithm;
+use ca::profile::{self, SubjectFields, Validity};
+use ca::Signer;
 
 const NOW: i64 = 1_750_000_000;
 

@@ -14,7 +14,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use sqlx::any::AnyConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
-use vellum::store::{self, Store};
+use store::{self, Store};
 
 const GET: &str = "SELECT value FROM settings WHERE key = $1";
 const PUT: &str = "INSERT INTO settings (key, value) VALUES ($1, $2) \

@@ -1,5 +1,7 @@
 //! The `vellum` binary: `serve`, `admin …`, `version`.
 
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,7 +25,7 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Call the admin API of a running server.
-    Admin(Box<vellum::cli::AdminOpts>),
+    Admin(Box<cli::AdminOpts>),
     /// Print the version.
     Version,
 }
@@ -61,7 +63,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve { config } => {
-            let config = match vellum::config::Config::load(config.as_deref()) {
+            let config = match vellum_core::config::Config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -69,7 +71,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&config.log.level, config.log.json);
-            match runtime.block_on(vellum::server::run(config)) {
+            match runtime.block_on(vellum_server::serve::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -77,7 +79,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Admin(opts) => match runtime.block_on(vellum::cli::run(*opts)) {
+        Command::Admin(opts) => match runtime.block_on(cli::run(*opts)) {
             Ok(out) => {
                 print!("{out}");
                 ExitCode::SUCCESS

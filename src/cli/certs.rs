@@ -11,7 +11,7 @@ use super::output;
 
 /// `vellum admin cert …`
 #[derive(Debug, Subcommand)]
-pub enum CertCmd {
+pub(crate) enum CertCmd {
     /// Apply for a certificate from an intermediate CA.
     Apply {
         /// Issuing intermediate CA id.
@@ -150,7 +150,11 @@ fn ext_for(format: &str) -> &'static str {
 }
 
 /// Runs a certificate command; returns what to print.
-pub async fn run(client: &AdminClient, cmd: &CertCmd, json_out: bool) -> Result<String, CliError> {
+pub(crate) async fn run(
+    client: &AdminClient,
+    cmd: &CertCmd,
+    json_out: bool,
+) -> Result<String, CliError> {
     let (method, path, body, table) = match cmd {
         CertCmd::Apply {
             ca,
@@ -262,7 +266,8 @@ pub async fn run(client: &AdminClient, cmd: &CertCmd, json_out: bool) -> Result<
             let out = out
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(format!("{id}.{}", ext_for(format))));
-            crate::fsutil::write_private(&out, &bytes).map_err(|e| CliError(e.to_string()))?;
+            vellum_core::fsutil::write_private(&out, &bytes)
+                .map_err(|e| CliError(e.to_string()))?;
             return Ok(format!("wrote {} ({} bytes)\n", out.display(), bytes.len()));
         }
         CertCmd::Revoke { id, reason } => {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// A failed call: the problem detail (or transport error) to print.
 #[derive(Debug)]
-pub struct CliError(pub String);
+pub(crate) struct CliError(pub String);
 
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -19,7 +19,7 @@ impl std::fmt::Display for CliError {
 }
 
 /// Connection settings of the CLI.
-pub struct AdminClient {
+pub(crate) struct AdminClient {
     http: reqwest::Client,
     base: String,
     token: String,
@@ -27,7 +27,7 @@ pub struct AdminClient {
 }
 
 /// Where the CLI finds the server and its credentials.
-pub struct Target {
+pub(crate) struct Target {
     pub url: String,
     pub token: Option<String>,
     pub token_file: Option<PathBuf>,
@@ -45,8 +45,8 @@ fn read_trimmed(p: &Path) -> Result<String, CliError> {
 impl AdminClient {
     /// Builds a client trusting the CA file (default `<data>/root.pem`) and the system's
     /// web PKI roots are not used: the admin API is served by a private CA.
-    pub fn new(t: Target) -> Result<AdminClient, CliError> {
-        crate::install_crypto_provider();
+    pub(crate) fn new(t: Target) -> Result<AdminClient, CliError> {
+        vellum_server::install_crypto_provider();
         let token = match (&t.token, &t.token_file) {
             (Some(tok), _) => tok.clone(),
             (None, Some(f)) => read_trimmed(f)?,
@@ -94,7 +94,7 @@ impl AdminClient {
     }
 
     /// Calls the API and returns the raw body (downloads); errors as for [`AdminClient::call`].
-    pub async fn call_bytes(
+    pub(crate) async fn call_bytes(
         &self,
         method: Method,
         path: &str,
@@ -133,7 +133,7 @@ impl AdminClient {
     }
 
     /// Calls the API; a non-2xx answer becomes the problem's detail.
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -178,7 +178,7 @@ const FLAGS: &[(&str, &str)] = &[
 ];
 
 /// The problem's detail in the CLI's words (see [`FLAGS`]).
-pub fn cli_wording(problem: &Value) -> String {
+pub(crate) fn cli_wording(problem: &Value) -> String {
     let Some(detail) = problem["detail"].as_str() else {
         return "(no detail)".into();
     };
@@ -218,7 +218,7 @@ fn ordinal(n: usize) -> String {
 
 /// Reads a PEM file the CLI sends (`--csr`, `--cert`, `--key`): a file that is not text
 /// or holds no PEM block is refused with what to do, before anything is sent.
-pub fn read_pem_file(path: &Path, flag: &str) -> Result<String, CliError> {
+pub(crate) fn read_pem_file(path: &Path, flag: &str) -> Result<String, CliError> {
     let bytes = std::fs::read(path)
         .map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
     match String::from_utf8(bytes) {

@@ -1,8 +1,8 @@
 //! `vellum admin …`: the admin API from the command line.
 
-pub mod certs;
-pub mod client;
-pub mod output;
+pub(crate) mod certs;
+pub(crate) mod client;
+pub(crate) mod output;
 
 use std::path::PathBuf;
 
@@ -14,7 +14,7 @@ use client::{AdminClient, CliError, Target};
 
 /// Connection options shared by every admin command.
 #[derive(Debug, Args)]
-pub struct AdminOpts {
+pub(crate) struct AdminOpts {
     /// Base URL of the HTTPS listener.
     #[arg(
         long,
@@ -47,7 +47,7 @@ pub struct AdminOpts {
 
 /// Admin command groups.
 #[derive(Debug, Subcommand)]
-pub enum AdminCommand {
+pub(crate) enum AdminCommand {
     /// Tenants (super-admin).
     #[command(subcommand)]
     Tenant(TenantCmd),
@@ -78,7 +78,7 @@ pub enum AdminCommand {
 
 /// `vellum admin tenant …`
 #[derive(Debug, Subcommand)]
-pub enum TenantCmd {
+pub(crate) enum TenantCmd {
     /// Create a tenant.
     Create {
         #[arg(long)]
@@ -98,7 +98,7 @@ pub enum TenantCmd {
 
 /// `vellum admin token …`
 #[derive(Debug, Subcommand)]
-pub enum TokenCmd {
+pub(crate) enum TokenCmd {
     /// Create a token; the secret is printed once.
     Create {
         /// admin, operator or auditor.
@@ -123,7 +123,7 @@ pub enum TokenCmd {
 
 /// Subject and key options of a CA purchase.
 #[derive(Debug, Args)]
-pub struct CaSubject {
+pub(crate) struct CaSubject {
     /// Common name.
     #[arg(long)]
     pub cn: String,
@@ -147,7 +147,7 @@ pub struct CaSubject {
 
 /// `vellum admin ca …`
 #[derive(Debug, Subcommand)]
-pub enum CaCmd {
+pub(crate) enum CaCmd {
     /// List CAs.
     List {
         #[arg(long)]
@@ -298,7 +298,7 @@ enum Shape {
 }
 
 /// Runs an admin command; returns what to print.
-pub async fn run(opts: AdminOpts) -> Result<String, CliError> {
+pub(crate) async fn run(opts: AdminOpts) -> Result<String, CliError> {
     let client = AdminClient::new(Target {
         url: opts.url.clone(),
         token: opts.token.clone(),

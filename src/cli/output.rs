@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 /// Text of a JSON scalar for a table cell.
-pub fn cell(v: &Value) -> String {
+pub(crate) fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -12,7 +12,7 @@ pub fn cell(v: &Value) -> String {
 }
 
 /// Prints rows under headers, columns padded to their widest cell.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (i, c) in row.iter().enumerate() {
@@ -41,7 +41,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// The `items` of a list answer as a table of the given fields.
-pub fn items_table(v: &Value, fields: &[(&str, &str)]) -> String {
+pub(crate) fn items_table(v: &Value, fields: &[(&str, &str)]) -> String {
     let rows: Vec<Vec<String>> = v["items"]
         .as_array()
         .map(|items| {
@@ -60,7 +60,7 @@ pub fn items_table(v: &Value, fields: &[(&str, &str)]) -> String {
 }
 
 /// An object as `key: value` lines (PEM blocks left out unless asked for).
-pub fn object(v: &Value) -> String {
+pub(crate) fn object(v: &Value) -> String {
     let mut out = String::new();
     if let Some(map) = v.as_object() {
         let width = map.keys().map(|k| k.len()).max().unwrap_or(0);

@@ -759,7 +759,7 @@ async fn replicas_share_nonces_and_orders() {
         .find(|c| c["type"] == "http-01")
         .unwrap()
         .clone();
-    let thumb = vellum::acme::jws::thumbprint(&on_a.jwk).unwrap();
+    let thumb = vellum_server::acme::jws::thumbprint(&on_a.jwk).unwrap();
     responder.put(
         ch["token"].as_str().unwrap(),
         &format!("{}.{thumb}", ch["token"].as_str().unwrap()),
@@ -805,9 +805,9 @@ async fn replicas_share_nonces_and_orders() {
 /// Store-level fixtures: an account of the default intermediate, and a pending
 /// authorization and order of it.
 mod fixtures {
-    use vellum::store::acme::{Account, Authz, Order};
+    use store::acme::{Account, Authz, Order};
 
-    pub fn account(app: &vellum::App, name: &str, now: i64) -> Account {
+    pub fn account(app: &vellum_server::App, name: &str, now: i64) -> Account {
         Account {
             id: format!("acct-{name}"),
             ca_id: app.defaults.intermediate_id.clone(),
@@ -858,9 +858,9 @@ mod fixtures {
 /// An order becomes ready only when ALL its authorizations are valid (the one-statement
 /// transition the validator runs), and a second order sharing an authorization moves too.
 async fn order_ready_needs_every_authorization(s: &TestServer) {
-    use vellum::store::acme::{self as sa, Order};
+    use store::acme::{self as sa, Order};
     let app = s.app();
-    let now = vellum::store::now();
+    let now = vellum_core::time::now();
     let account = fixtures::account(app, "ready", now);
     let authz = |id: &str, name: &str| fixtures::authz(&account, id, name, now);
     let order = |id: &str, authz_ids: &[&str]| fixtures::order(&account, id, authz_ids, now);
@@ -884,7 +884,7 @@ async fn order_ready_needs_every_authorization(s: &TestServer) {
         sa::link(&mut tx, &rows).await.unwrap();
     }
     // The writer's set-oriented statement (one batch may carry many authorizations).
-    vellum::store::acme_sets::validated(&mut tx, &[], &["az-a"], now, now + 86_400)
+    store::acme_sets::validated(&mut tx, &[], &["az-a"], now, now + 86_400)
         .await
         .unwrap();
     let status = |o: Option<Order>| o.unwrap().status;
@@ -896,7 +896,7 @@ async fn order_ready_needs_every_authorization(s: &TestServer) {
         status(sa::order_by_id(&mut tx, "ord-a").await.unwrap()),
         "ready"
     );
-    vellum::store::acme_sets::validated(&mut tx, &[], &["az-b"], now, now + 86_400)
+    store::acme_sets::validated(&mut tx, &[], &["az-b"], now, now + 86_400)
         .await
         .unwrap();
     assert_eq!(
@@ -955,7 +955,7 @@ async fn polls_wait_for_a_running_validation(backend: Backend, poll_challenge: b
         .unwrap()
         .clone();
     let token = ch["token"].as_str().unwrap();
-    let thumb = vellum::acme::jws::thumbprint(&raw.jwk).unwrap();
+    let thumb = vellum_server::acme::jws::thumbprint(&raw.jwk).unwrap();
     responder.put(token, &format!("{token}.{thumb}"));
     // The responder takes 600 ms: the validation is still running when we poll.
     responder.delay_ms(600);
@@ -1017,11 +1017,11 @@ async fn polls_wait_for_a_running_validation_postgres() {
 /// and of two conditional changes of one row in a batch, only the first applies. A failed
 /// challenge does not undo an authorization another challenge validated.
 async fn writer_batches_apply_each_change_once(s: &TestServer) {
-    use vellum::acme::writes::{Change, Changes};
-    use vellum::store::acme::{self as sa, Challenge};
-    use vellum::store::batch::Work;
+    use ra::acme::writes::{Change, Changes};
+    use store::acme::{self as sa, Challenge};
+    use store::batch::Work;
     let app = s.app();
-    let now = vellum::store::now();
+    let now = vellum_core::time::now();
     let account = fixtures::account(app, "batch", now);
     let mut tx = app.store.begin().await.unwrap();
     sa::insert_account(&mut tx, &account).await.unwrap();
@@ -1123,11 +1123,11 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
     // still ready, and makes it valid in the same transaction. Of two finalizes of one
     // order in one batch, the first is recorded; one for an order that is not ready
     // (ord-b is invalid) is refused; neither refusal spends quota.
-    use vellum::ra::record::{Followup, Job, Records};
+    use ra::record::{Followup, Job, Records};
     let ca_id = app.defaults.intermediate_id.clone();
-    let quota = |store: vellum::store::Store, ca_id: String| async move {
+    let quota = |store: store::Store, ca_id: String| async move {
         let mut conn = store.reader().acquire().await.unwrap();
-        let ca = vellum::store::cas::get_any_tenant(&mut conn, &ca_id)
+        let ca = store::cas::get_any_tenant(&mut conn, &ca_id)
             .await
             .unwrap()
             .unwrap();
@@ -1137,7 +1137,7 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
     let job = |n: &str, order: &str| Job {
         ca_id: ca_id.clone(),
         ca_serial: ca_serial.clone(),
-        record: vellum::store::certificates::CertRow {
+        record: store::certificates::CertRow {
             id: format!("cert-{n}"),
             tenant_id: account.tenant_id.clone(),
             ca_id: Some(ca_id.clone()),
@@ -1167,12 +1167,12 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
         .unwrap();
     assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
     assert!(
-        matches!(&outcomes[1], Err(vellum::error::Error::Conflict(_))),
+        matches!(&outcomes[1], Err(vellum_core::error::Error::Conflict(_))),
         "two finalizes of one order: one certificate ({:?})",
         outcomes[1]
     );
     assert!(
-        matches!(&outcomes[2], Err(vellum::error::Error::Conflict(_))),
+        matches!(&outcomes[2], Err(vellum_core::error::Error::Conflict(_))),
         "an order that is not ready gets no certificate ({:?})",
         outcomes[2]
     );
@@ -1185,7 +1185,7 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
     let b = sa::order_by_id(&mut conn, "ord-b").await.unwrap().unwrap();
     assert_eq!(b.status, "invalid");
     for (id, kept) in [("cert-x", true), ("cert-yy", false), ("cert-zzz", false)] {
-        let row = vellum::store::certificates::get(&mut conn, &account.tenant_id, id)
+        let row = store::certificates::get(&mut conn, &account.tenant_id, id)
             .await
             .unwrap();
         assert_eq!(row.is_some(), kept, "{id}");

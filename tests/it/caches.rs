@@ -1,4 +1,4 @@
-//! The read caches of the hot paths (`vellum::cache`) and the group-committing recorder:
+//! The read caches of the hot paths (`store::cache`) and the group-committing recorder:
 //! a change made on this server is seen by the next request; a change made by another
 //! replica within the cache's lifetime, and never at the price of issuing from a CA that
 //! is no longer allowed to.
@@ -178,7 +178,7 @@ async fn another_replicas_changes_win_over_the_cache() {
         .call(Method::DELETE, &format!("/tokens/{id}"), None)
         .await;
     assert_eq!(st, StatusCode::OK);
-    tokio::time::sleep(vellum::cache::TTL + std::time::Duration::from_millis(200)).await;
+    tokio::time::sleep(store::cache::TTL + std::time::Duration::from_millis(200)).await;
     let (st, _) = sa.call_as(&token, Method::GET, "/cas", None).await;
     assert_eq!(
         st,

@@ -72,30 +72,47 @@ async fn lease_and_refresh(s: &TestServer) {
     // The server's own job took the lease at start; let it lapse, as if that replica died.
     s.sql("UPDATE leases SET expires_at = 0").await;
     // One holder at a time.
-    assert!(vellum::crl::job::tick(app, "replica-a").await.unwrap() >= 2);
+    assert!(
+        vellum_server::crl::job::tick(app, "replica-a")
+            .await
+            .unwrap()
+            >= 2
+    );
     assert_eq!(
-        vellum::crl::job::tick(app, "replica-b").await.unwrap(),
+        vellum_server::crl::job::tick(app, "replica-b")
+            .await
+            .unwrap(),
         0,
         "lease held by replica-a"
     );
     assert!(
-        vellum::crl::job::tick(app, "replica-a").await.unwrap() >= 2,
+        vellum_server::crl::job::tick(app, "replica-a")
+            .await
+            .unwrap()
+            >= 2,
         "the holder renews"
     );
     // A CRL close to its nextUpdate is re-signed by the job, with a higher number.
-    let now = vellum::store::now();
+    let now = vellum_core::time::now();
     s.sql(&format!(
         "UPDATE crls SET this_update = {}, next_update = {} WHERE ca_id = '{inter}'",
         now - 23 * 3600,
         now + 600
     ))
     .await;
-    vellum::crl::job::tick(app, "replica-a").await.unwrap();
+    vellum_server::crl::job::tick(app, "replica-a")
+        .await
+        .unwrap();
     let n2 = crl_number(s, &inter).await;
     assert!(n2 > n1, "refreshed before nextUpdate: {n1} → {n2}");
     // After the lease expires, another replica takes over.
     s.sql("UPDATE leases SET expires_at = 0").await;
-    assert!(vellum::crl::job::tick(app, "replica-b").await.unwrap() >= 2);
+    assert!(
+        vellum_server::crl::job::tick(app, "replica-b")
+            .await
+            .unwrap()
+            >= 2
+    );
 }
 both_backends!(
     refresh_job_holds_a_lease_and_renews_before_next_update,

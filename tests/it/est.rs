@@ -220,7 +220,7 @@ async fn quota_remaining(s: &TestServer, ca: &str) -> i64 {
 
 async fn inventory_entry(s: &TestServer, cert_der: &[u8]) -> Value {
     let (_, x) = x509_parser::parse_x509_certificate(cert_der).unwrap();
-    let serial = vellum::ca::serial_hex(x.raw_serial());
+    let serial = ca::serial_hex(x.raw_serial());
     let (_, list) = s.get("/certificates?source=est&limit=1000").await;
     list["items"]
         .as_array()
@@ -813,7 +813,7 @@ async fn client_certificates(s: &TestServer) {
     .await;
     let cert = a.certs().remove(0);
     let (_, x) = x509_parser::parse_x509_certificate(&cert).unwrap();
-    let serial = vellum::ca::serial_hex(x.raw_serial());
+    let serial = ca::serial_hex(x.raw_serial());
     let old = inventory_entry(s, &cert).await;
     let holder = est_client(s, Some((&cert, &key)));
 
@@ -1182,7 +1182,7 @@ async fn admin_api(s: &TestServer) {
     );
     assert!(list.to_string().find(PASSWORD).is_none());
     let mut conn = s.app().store.reader().acquire().await.unwrap();
-    let stored = vellum::store::est::client(&mut conn, &inter, "dev")
+    let stored = store::est::client(&mut conn, &inter, "dev")
         .await
         .unwrap()
         .unwrap();

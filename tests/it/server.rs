@@ -188,7 +188,7 @@ async fn keys_are_encrypted_at_rest() {
         &app.defaults.intermediate_id,
     ] {
         let mut conn = app.store.reader().acquire().await.unwrap();
-        let row = vellum::store::cas::get_any_tenant(&mut conn, id)
+        let row = store::cas::get_any_tenant(&mut conn, id)
             .await
             .unwrap()
             .unwrap();

@@ -15,7 +15,7 @@ use rustls_pki_types::CertificateDer;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
-pub use vellum::server::Running;
+pub use vellum_server::Running;
 
 /// Which database a test server uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,9 +107,9 @@ pub fn env_for(
 }
 
 /// Starts a server from an explicit environment.
-pub async fn start_with_env(env: &[(String, String)]) -> vellum::error::Result<Running> {
-    let config = vellum::config::Config::load_with_env(None, env)?;
-    vellum::server::start(config).await
+pub async fn start_with_env(env: &[(String, String)]) -> vellum_core::error::Result<Running> {
+    let config = vellum_core::config::Config::load_with_env(None, env)?;
+    vellum_server::start(config).await
 }
 
 /// A TLS client configuration trusting `root_pem` (the server's root), still to be told
@@ -117,7 +117,7 @@ pub async fn start_with_env(env: &[(String, String)]) -> vellum::error::Result<R
 pub fn tls_trusting(
     root_pem: &Path,
 ) -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
-    vellum::install_crypto_provider();
+    vellum_server::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(root_pem).expect("root.pem");
     for c in CertificateDer::pem_slice_iter(&pem) {
@@ -211,7 +211,7 @@ impl TestServer {
     }
 
     /// The server's shared state.
-    pub fn app(&self) -> &vellum::App {
+    pub fn app(&self) -> &vellum_server::App {
         &self.running.as_ref().unwrap().app
     }
 
@@ -376,10 +376,7 @@ impl TestServer {
     pub async fn sql(&self, statement: &str) {
         let store = &self.app().store;
         let mut tx = store.begin().await.unwrap();
-        vellum::store::query(statement)
-            .execute(&mut tx)
-            .await
-            .unwrap();
+        store::query(statement).execute(&mut tx).await.unwrap();
         tx.commit().await.unwrap();
         if let Some(recent) = store.recent() {
             recent.clear();

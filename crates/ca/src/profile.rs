@@ -1,0 +1,317 @@
+//! Certificate profiles: what a root, an intermediate and a leaf certificate contain.
+
+use std::net::IpAddr;
+
+use rand::RngCore;
+use rcgen::{
+    BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
+    SerialNumber,
+};
+use time::OffsetDateTime;
+
+use super::Signer;
+use vellum_core::error::{Error, Result};
+
+/// Subject fields of a certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubjectFields {
+    pub common_name: String,
+    pub organization: Option<String>,
+    pub organizational_unit: Option<String>,
+    pub locality: Option<String>,
+    pub state: Option<String>,
+    pub country: Option<String>,
+}
+
+impl SubjectFields {
+    /// The name as x509-parser renders an issued certificate's subject
+    /// (`C=…, ST=…, L=…, O=…, OU=…, CN=…`, absent parts left out).
+    pub fn display_string(&self) -> String {
+        [
+            ("C", &self.country),
+            ("ST", &self.state),
+            ("L", &self.locality),
+            ("O", &self.organization),
+            ("OU", &self.organizational_unit),
+            ("CN", &Some(self.common_name.clone())),
+        ]
+        .iter()
+        .filter_map(|(k, v)| {
+            v.as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{k}={v}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+
+    /// The X.500 name, in C, ST, L, O, OU, CN order.
+    pub fn distinguished_name(&self) -> DistinguishedName {
+        let mut dn = DistinguishedName::new();
+        // RFC 5280: countryName is a PrintableString (rcgen writes &str as UTF8String).
+        if let Some(c) = self.country.as_deref().filter(|c| !c.is_empty()) {
+            match rcgen::string::PrintableString::try_from(c.to_string()) {
+                Ok(p) => dn.push(DnType::CountryName, rcgen::DnValue::PrintableString(p)),
+                Err(_) => dn.push(DnType::CountryName, c),
+            }
+        }
+        let mut push = |t: DnType, v: &Option<String>| {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                dn.push(t, v);
+            }
+        };
+        push(DnType::StateOrProvinceName, &self.state);
+        push(DnType::LocalityName, &self.locality);
+        push(DnType::OrganizationName, &self.organization);
+        push(DnType::OrganizationalUnitName, &self.organizational_unit);
+        if !self.common_name.is_empty() {
+            dn.push(DnType::CommonName, self.common_name.as_str());
+        }
+        dn
+    }
+}
+
+/// A fresh 128-bit positive serial number: 16 random bytes, top bit clear, first byte
+/// non-zero (so the DER encoding is always exactly 16 bytes).
+pub fn random_serial() -> (SerialNumber, String) {
+    let mut bytes = [0u8; 16];
+    loop {
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        bytes[0] &= 0x7f;
+        if bytes[0] != 0 {
+            break;
+        }
+    }
+    (SerialNumber::from_slice(&bytes), hex::encode(bytes))
+}
+
+/// Where a CA's CRL and certificate are published (plain-HTTP listener).
+#[derive(Debug, Clone)]
+pub struct PublicationUrls {
+    /// `…/crl/{id}.crl`.
+    pub crl: String,
+    /// `…/ca/{id}.crt`.
+    pub certificate: String,
+}
+
+impl PublicationUrls {
+    /// URLs of CA `ca_id` under the HTTP base URL.
+    pub fn for_ca(http_base: &str, ca_id: &str) -> PublicationUrls {
+        PublicationUrls {
+            crl: format!("{http_base}/crl/{ca_id}.crl"),
+            certificate: format!("{http_base}/ca/{ca_id}.crt"),
+        }
+    }
+}
+
+/// The Authority Information Access extension with one caIssuers URI.
+fn aia_ca_issuers(url: &str) -> CustomExtension {
+    let der = yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_sequence(|w| {
+                w.next()
+                    .write_oid(&yasna::models::ObjectIdentifier::from_slice(&[
+                        1, 3, 6, 1, 5, 5, 7, 48, 2,
+                    ]));
+                w.next()
+                    .write_tagged_implicit(yasna::Tag::context(6), |w| w.write_ia5_string(url));
+            })
+        })
+    });
+    CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], der)
+}
+
+fn offset(unix: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(unix).map_err(Error::internal)
+}
+
+/// Validity window of a new certificate.
+#[derive(Debug, Clone, Copy)]
+pub struct Validity {
+    /// Unix seconds.
+    pub not_before: i64,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
+/// RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING value, the key
+/// identifier every verifier and linter recognises.
+pub fn key_identifier(public_key: &impl PublicKeyData) -> rcgen::KeyIdMethod {
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        public_key.der_bytes(),
+    );
+    rcgen::KeyIdMethod::PreSpecified(digest.as_ref().to_vec())
+}
+
+fn ca_params(
+    subject: &SubjectFields,
+    validity: Validity,
+    path_len: Option<u8>,
+) -> Result<(CertificateParams, String)> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = subject.distinguished_name();
+    p.not_before = offset(validity.not_before)?;
+    p.not_after = offset(validity.not_after)?;
+    let (serial, serial_hex) = random_serial();
+    p.serial_number = Some(serial);
+    p.is_ca = IsCa::Ca(match path_len {
+        Some(n) => BasicConstraints::Constrained(n),
+        None => BasicConstraints::Unconstrained,
+    });
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok((p, serial_hex))
+}
+
+/// A self-signed root certificate. Returns the DER and the hex serial.
+pub fn self_signed_root(
+    subject: &SubjectFields,
+    validity: Validity,
+    key: &KeyPair,
+) -> Result<(Vec<u8>, String)> {
+    let (mut p, serial) = ca_params(subject, validity, None)?;
+    p.key_identifier_method = key_identifier(key);
+    let cert = p.self_signed(key)?;
+    Ok((cert.der().to_vec(), serial))
+}
+
+/// An intermediate certificate (pathLen 0) signed by `parent`.
+pub fn intermediate(
+    subject: &SubjectFields,
+    validity: Validity,
+    key: &KeyPair,
+    parent: &Signer,
+    parent_urls: &PublicationUrls,
+) -> Result<(Vec<u8>, String)> {
+    let (mut p, serial) = ca_params(subject, validity, Some(0))?;
+    p.key_identifier_method = key_identifier(key);
+    p.use_authority_key_identifier_extension = true;
+    p.crl_distribution_points = vec![CrlDistributionPoint {
+        uris: vec![parent_urls.crl.clone()],
+    }];
+    p.custom_extensions
+        .push(aia_ca_issuers(&parent_urls.certificate));
+    let cert = p.signed_by(key, parent.issuer())?;
+    Ok((cert.der().to_vec(), serial))
+}
+
+/// The kind of end-entity certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeafType {
+    /// TLS server: serverAuth, DNS and IP names.
+    Server,
+    /// TLS client: clientAuth, e-mail and URI names.
+    Client,
+}
+
+impl LeafType {
+    /// API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeafType::Server => "server",
+            LeafType::Client => "client",
+        }
+    }
+}
+
+/// A subject alternative name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum San {
+    Dns(String),
+    Ip(IpAddr),
+    Email(String),
+    Uri(String),
+}
+
+/// The name itself (`a.example`, `10.0.0.1`, `ops@a.example`, `spiffe://…`).
+impl std::fmt::Display for San {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            San::Dns(d) => f.write_str(d),
+            San::Ip(ip) => write!(f, "{ip}"),
+            San::Email(e) => f.write_str(e),
+            San::Uri(u) => f.write_str(u),
+        }
+    }
+}
+
+impl San {
+    /// The API's name of the type: `dns`, `ip`, `email`, `uri`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            San::Dns(_) => "dns",
+            San::Ip(_) => "ip",
+            San::Email(_) => "email",
+            San::Uri(_) => "uri",
+        }
+    }
+
+    fn to_rcgen(&self) -> Result<SanType> {
+        let ia5 = |s: &str| {
+            rcgen::string::Ia5String::try_from(s.to_string())
+                .map_err(|_| Error::invalid("sans", format!("{s:?} is not ASCII")))
+        };
+        Ok(match self {
+            San::Dns(d) => SanType::DnsName(ia5(d)?),
+            San::Ip(ip) => SanType::IpAddress(*ip),
+            San::Email(e) => SanType::Rfc822Name(ia5(e)?),
+            San::Uri(u) => SanType::URI(ia5(u)?),
+        })
+    }
+}
+
+/// Everything that goes into an end-entity certificate besides its public key.
+#[derive(Debug, Clone)]
+pub struct LeafSpec {
+    pub leaf_type: LeafType,
+    pub subject: SubjectFields,
+    pub sans: Vec<San>,
+    pub validity: Validity,
+    /// Add keyEncipherment (RSA server keys).
+    pub key_encipherment: bool,
+    /// CRL distribution point, when the certificate should carry one.
+    pub crl_url: Option<String>,
+    /// AIA caIssuers URL.
+    pub issuer_url: Option<String>,
+}
+
+/// Signs an end-entity certificate for `public_key`. Returns the DER and the hex serial.
+pub fn leaf(
+    spec: &LeafSpec,
+    public_key: &impl PublicKeyData,
+    issuer: &Signer,
+) -> Result<(Vec<u8>, String)> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = spec.subject.distinguished_name();
+    p.not_before = offset(spec.validity.not_before)?;
+    p.not_after = offset(spec.validity.not_after)?;
+    let (serial, serial_hex) = random_serial();
+    p.serial_number = Some(serial);
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_identifier_method = key_identifier(public_key);
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    if spec.key_encipherment {
+        p.key_usages.push(KeyUsagePurpose::KeyEncipherment);
+    }
+    p.extended_key_usages = vec![match spec.leaf_type {
+        LeafType::Server => ExtendedKeyUsagePurpose::ServerAuth,
+        LeafType::Client => ExtendedKeyUsagePurpose::ClientAuth,
+    }];
+    p.subject_alt_names = spec
+        .sans
+        .iter()
+        .map(San::to_rcgen)
+        .collect::<Result<Vec<_>>>()?;
+    p.use_authority_key_identifier_extension = true;
+    if let Some(url) = &spec.crl_url {
+        p.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![url.clone()],
+        }];
+    }
+    if let Some(url) = &spec.issuer_url {
+        p.custom_extensions.push(aia_ca_issuers(url));
+    }
+    let cert = p.signed_by(public_key, issuer.issuer())?;
+    Ok((cert.der().to_vec(), serial_hex))
+}

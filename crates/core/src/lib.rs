@@ -1,0 +1,17 @@
+//! Vellum's core: what every layer shares and nothing below it defines.
+//!
+//! - [`error`]: the domain error (no HTTP: each front end maps it to its own dialect);
+//! - [`config`]: the configuration file and its `VELLUM_*` overrides;
+//! - [`time`]: Unix seconds, RFC 3339 rendering, and the clock the rules read;
+//! - [`fsutil`]: owner-only directories and files.
+//!
+//! Arrows point down: front ends (`vellum-server`) → `ra` → `ca` / `va` / `store` → core.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod time;
+
+pub use error::{Error, Result};

@@ -1,0 +1,731 @@
+//! The CA hierarchy lifecycle: purchase, enable, quota, revoke, reset, refund, remove.
+//!
+//! Each function checks the domain rule, then performs the change in one transaction
+//! whose SQL re-checks the state it expects, so concurrent requests cannot both win.
+
+use time::OffsetDateTime;
+
+use crate::Authority;
+use ca::keys::KeyAlgorithm;
+use ca::profile::{self, PublicationUrls, SubjectFields, Validity};
+use ca::{cert_facts, upload, Signer};
+use store::{self, cas::CaRow, cas::Enablement};
+use vellum_core::error::{Error, Result};
+
+/// Days a purchase stays refundable.
+pub const REFUND_WINDOW_DAYS: i64 = 7;
+/// Largest quota a single purchase may add.
+pub const MAX_QUOTA_PURCHASE: i64 = 10_000_000;
+/// Longest CA certificate validity, days (100 years).
+pub const MAX_CA_VALIDITY_DAYS: i64 = 36_500;
+
+/// What a purchase of a root or an intermediate names.
+#[derive(Debug, Clone)]
+pub struct Purchase {
+    pub subject: SubjectFields,
+    pub key_algorithm: KeyAlgorithm,
+    pub validity_days: i64,
+    /// Roots only: service period in months.
+    pub service_months: i64,
+    /// Roots only: certificate quota.
+    pub quota: i64,
+    /// Roots only: common name of the intermediate bought with it.
+    pub intermediate_common_name: Option<String>,
+}
+
+/// How a CA gets its key and certificate.
+pub enum EnableMode {
+    /// Generate a key pair and a certificate.
+    Generate,
+    /// Use an uploaded certificate and its private key.
+    Upload {
+        certificate_pem: String,
+        private_key_pem: String,
+    },
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// `months` calendar months after `unix` (day clamped to the month's length).
+pub fn add_months(unix: i64, months: i64) -> Result<i64> {
+    let t = OffsetDateTime::from_unix_timestamp(unix).map_err(Error::internal)?;
+    let total = t.year() as i64 * 12 + (t.month() as i64 - 1) + months;
+    let year = i32::try_from(total.div_euclid(12)).map_err(Error::internal)?;
+    let month = time::Month::try_from((total.rem_euclid(12) + 1) as u8).map_err(Error::internal)?;
+    let day = t.day().min(month.length(year));
+    let date = time::Date::from_calendar_date(year, month, day).map_err(Error::internal)?;
+    Ok(t.replace_date(date).unix_timestamp())
+}
+
+/// Loads a CA of the tenant, or 404.
+pub async fn load(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
+    let mut conn = ra.store.reader().acquire().await?;
+    store::cas::get(&mut conn, tenant_id, id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no CA with id {id} in this tenant")))
+}
+
+/// Loads an intermediate CA of the tenant for a front end's settings (`service` names the
+/// front end in the refusal for a root: "ACME", "EST").
+pub async fn load_intermediate(
+    ra: &Authority,
+    tenant_id: &str,
+    id: &str,
+    service: &str,
+) -> Result<CaRow> {
+    let ca = load(ra, tenant_id, id).await?;
+    if ca.is_root() {
+        return Err(Error::conflict(format!(
+            "CA {id} is a root CA; {service} is served by intermediate CAs"
+        )));
+    }
+    Ok(ca)
+}
+
+fn validate_purchase(p: &Purchase, root: bool) -> Result<()> {
+    let cn = p.subject.common_name.trim();
+    if cn.is_empty() || cn.len() > 64 {
+        return Err(Error::invalid("common_name", "must be 1 to 64 characters"));
+    }
+    if let Some(c) = &p.subject.country {
+        if c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
+            return Err(Error::invalid(
+                "country",
+                "must be a two-letter ISO 3166 code such as \"DE\"",
+            ));
+        }
+    }
+    for (field, v) in [
+        ("organization", &p.subject.organization),
+        ("organizational_unit", &p.subject.organizational_unit),
+        ("state", &p.subject.state),
+        ("locality", &p.subject.locality),
+    ] {
+        if v.as_deref().is_some_and(|v| v.len() > 128) {
+            return Err(Error::invalid(field, "must be at most 128 characters"));
+        }
+    }
+    if !(1..=MAX_CA_VALIDITY_DAYS).contains(&p.validity_days) {
+        return Err(Error::invalid(
+            "validity_days",
+            format!("must be between 1 and {MAX_CA_VALIDITY_DAYS}"),
+        ));
+    }
+    if root {
+        if !(1..=1200).contains(&p.service_months) {
+            return Err(Error::invalid(
+                "service_months",
+                "must be between 1 and 1200",
+            ));
+        }
+        if !(0..=MAX_QUOTA_PURCHASE).contains(&p.quota) {
+            return Err(Error::invalid(
+                "quota",
+                format!("must be between 0 and {MAX_QUOTA_PURCHASE}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn pending_row(
+    tenant_id: &str,
+    kind: &str,
+    parent: Option<&str>,
+    p: &Purchase,
+    now: i64,
+    service_until: i64,
+) -> CaRow {
+    CaRow {
+        id: new_id(),
+        tenant_id: tenant_id.to_string(),
+        kind: kind.to_string(),
+        parent_id: parent.map(str::to_string),
+        status: "pending".into(),
+        common_name: p.subject.common_name.trim().to_string(),
+        organization: p.subject.organization.clone(),
+        organizational_unit: p.subject.organizational_unit.clone(),
+        country: p.subject.country.clone(),
+        state: p.subject.state.clone(),
+        locality: p.subject.locality.clone(),
+        subject: p.subject.display_string(),
+        key_algorithm: p.key_algorithm.to_string(),
+        validity_days: p.validity_days,
+        purchased_at: now,
+        service_until,
+        quota_total: if kind == "root" { p.quota } else { 0 },
+        quota_available: if kind == "root" { p.quota } else { 0 },
+        crl_enabled: true,
+        crl_next_update_hours: 24,
+        created_at: now,
+        ..CaRow::default()
+    }
+}
+
+/// Buys a root CA and, with it, one pending intermediate. Returns both.
+pub async fn purchase_root(
+    ra: &Authority,
+    tenant_id: &str,
+    p: &Purchase,
+) -> Result<(CaRow, CaRow)> {
+    purchase_root_with_ids(ra, tenant_id, p, new_id(), new_id()).await
+}
+
+/// [`purchase_root`] with the two ids chosen by the caller: the bootstrap records them
+/// before buying, so a start interrupted at any point resumes with the same CAs instead
+/// of buying another pair. Both rows are inserted in one transaction.
+pub async fn purchase_root_with_ids(
+    ra: &Authority,
+    tenant_id: &str,
+    p: &Purchase,
+    root_id: String,
+    intermediate_id: String,
+) -> Result<(CaRow, CaRow)> {
+    validate_purchase(p, true)?;
+    let now = vellum_core::time::now();
+    let service_until = add_months(now, p.service_months)?;
+    let mut root = pending_row(tenant_id, "root", None, p, now, service_until);
+    root.id = root_id;
+    let mut ip = p.clone();
+    ip.subject.common_name = p
+        .intermediate_common_name
+        .clone()
+        .unwrap_or_else(|| format!("{} Issuing CA", p.subject.common_name.trim()));
+    if ip.subject.common_name.len() > 64 {
+        return Err(Error::invalid(
+            "intermediate_common_name",
+            "must be 1 to 64 characters",
+        ));
+    }
+    let mut inter = pending_row(
+        tenant_id,
+        "intermediate",
+        Some(&root.id),
+        &ip,
+        now,
+        service_until,
+    );
+    inter.id = intermediate_id;
+    let mut tx = ra.store.begin().await?;
+    store::cas::insert(&mut tx, &root).await?;
+    store::cas::insert(&mut tx, &inter).await?;
+    tx.commit().await?;
+    ra.caches.invalidate();
+    Ok((root, inter))
+}
+
+/// Buys one more intermediate under a root of the tenant.
+pub async fn purchase_intermediate(
+    ra: &Authority,
+    tenant_id: &str,
+    parent_id: &str,
+    p: &Purchase,
+) -> Result<CaRow> {
+    validate_purchase(p, false)?;
+    let parent = load(ra, tenant_id, parent_id).await.map_err(|_| {
+        Error::invalid(
+            "parent_id",
+            format!("no root CA with id {parent_id} in this tenant"),
+        )
+    })?;
+    if !parent.is_root() {
+        return Err(Error::invalid(
+            "parent_id",
+            format!("CA {parent_id} is an intermediate; intermediates are bought under a root CA"),
+        ));
+    }
+    if !matches!(parent.status.as_str(), "pending" | "enabled") {
+        return Err(Error::conflict(format!(
+            "root CA {parent_id} is {}; intermediates can only be added to a pending or enabled root",
+            parent.status
+        )));
+    }
+    let now = vellum_core::time::now();
+    let row = pending_row(
+        tenant_id,
+        "intermediate",
+        Some(parent_id),
+        p,
+        now,
+        parent.service_until,
+    );
+    let mut tx = ra.store.begin().await?;
+    store::cas::insert(&mut tx, &row).await?;
+    tx.commit().await?;
+    ra.caches.invalidate();
+    Ok(row)
+}
+
+fn subject_of(ca: &CaRow) -> SubjectFields {
+    SubjectFields {
+        common_name: ca.common_name.clone(),
+        organization: ca.organization.clone(),
+        organizational_unit: ca.organizational_unit.clone(),
+        locality: ca.locality.clone(),
+        state: ca.state.clone(),
+        country: ca.country.clone(),
+    }
+}
+
+/// pending → enabled: generates or installs the CA key and certificate.
+pub async fn enable(ra: &Authority, tenant_id: &str, id: &str, mode: EnableMode) -> Result<CaRow> {
+    let ca = load(ra, tenant_id, id).await?;
+    if ca.status != "pending" {
+        return Err(Error::conflict(format!(
+            "CA {id} is {}; only a pending CA can be enabled",
+            ca.status
+        )));
+    }
+    let now = vellum_core::time::now();
+    if ca.service_until <= now {
+        return Err(Error::conflict(format!(
+            "the service period of CA {id} ended at {}; purchase a new CA",
+            vellum_core::time::rfc3339(ca.service_until)
+        )));
+    }
+    let parent = match &ca.parent_id {
+        Some(pid) => {
+            let parent = load(ra, tenant_id, pid).await?;
+            if parent.status != "enabled" {
+                return Err(Error::conflict(format!(
+                    "parent root CA {pid} is {}; enable the root before its intermediates",
+                    parent.status
+                )));
+            }
+            Some(parent)
+        }
+        None => None,
+    };
+    let enablement = match mode {
+        EnableMode::Generate => generate(ra, &ca, parent.as_ref(), now).await?,
+        EnableMode::Upload {
+            certificate_pem,
+            private_key_pem,
+        } => {
+            let v = upload::validate(
+                &certificate_pem,
+                &private_key_pem,
+                parent.as_ref().and_then(|p| p.certificate_der.as_deref()),
+                now,
+            )?;
+            let facts = cert_facts(&v.certificate_der)?;
+            Enablement {
+                subject: facts.subject,
+                key_algorithm: v.key_algorithm.to_string(),
+                key_source: "uploaded".into(),
+                not_before: facts.not_before,
+                not_after: facts.not_after,
+                serial: facts.serial,
+                key_sealed: ra.master.seal_key(&ca.id, &v.key)?,
+                certificate_der: v.certificate_der,
+            }
+        }
+    };
+    let mut tx = ra.store.begin().await?;
+    if !store::cas::enable(&mut tx, id, &enablement, now).await? {
+        return Err(Error::conflict(format!(
+            "CA {id} changed state while being enabled; fetch it and retry"
+        )));
+    }
+    tx.commit().await?;
+    ra.caches.invalidate();
+    load(ra, tenant_id, id).await
+}
+
+async fn generate(
+    ra: &Authority,
+    ca: &CaRow,
+    parent: Option<&CaRow>,
+    now: i64,
+) -> Result<Enablement> {
+    let alg: KeyAlgorithm = ca
+        .key_algorithm
+        .parse()
+        .map_err(|e: String| Error::invalid("key_algorithm", e))?;
+    // RSA key generation takes up to seconds: keep it off the async workers.
+    let key = tokio::task::spawn_blocking(move || alg.generate())
+        .await
+        .map_err(Error::internal)??;
+    let not_before = now - 60;
+    let mut not_after = now + ca.validity_days * 86_400;
+    let subject = subject_of(ca);
+    let (der, serial) = match parent {
+        None => profile::self_signed_root(
+            &subject,
+            Validity {
+                not_before,
+                not_after,
+            },
+            &key,
+        )?,
+        Some(parent) => {
+            if let Some(limit) = parent.not_after {
+                not_after = not_after.min(limit);
+            }
+            let signer = Signer::load(&ra.master, parent)?;
+            let urls = PublicationUrls::for_ca(&ra.config.public_http_url(), &parent.id);
+            profile::intermediate(
+                &subject,
+                Validity {
+                    not_before,
+                    not_after,
+                },
+                &key,
+                &signer,
+                &urls,
+            )?
+        }
+    };
+    let facts = cert_facts(&der)?;
+    Ok(Enablement {
+        subject: facts.subject,
+        key_algorithm: alg.to_string(),
+        key_source: "generated".into(),
+        not_before,
+        not_after,
+        serial,
+        key_sealed: ra.master.seal_key(&ca.id, &key)?,
+        certificate_der: der,
+    })
+}
+
+/// Adds purchased quota to a root.
+pub async fn purchase_quota(
+    ra: &Authority,
+    tenant_id: &str,
+    id: &str,
+    count: i64,
+) -> Result<CaRow> {
+    if !(1..=MAX_QUOTA_PURCHASE).contains(&count) {
+        return Err(Error::invalid(
+            "count",
+            format!("must be between 1 and {MAX_QUOTA_PURCHASE}"),
+        ));
+    }
+    let ca = load(ra, tenant_id, id).await?;
+    if !ca.is_root() {
+        return Err(Error::conflict(format!(
+            "CA {id} is an intermediate; quota is purchased for its root {} and then assigned",
+            ca.parent_id.as_deref().unwrap_or("?")
+        )));
+    }
+    let mut tx = ra.store.begin().await?;
+    if !store::cas::purchase_quota(&mut tx, id, count).await? {
+        return Err(Error::conflict(format!(
+            "root CA {id} is {}; quota can only be purchased for a pending or enabled root",
+            ca.status
+        )));
+    }
+    tx.commit().await?;
+    ra.caches.invalidate();
+    load(ra, tenant_id, id).await
+}
+
+/// Moves `count` quota from an enabled root to one of its enabled intermediates.
+pub async fn assign_quota(
+    ra: &Authority,
+    tenant_id: &str,
+    root_id: &str,
+    intermediate_id: &str,
+    count: i64,
+) -> Result<CaRow> {
+    if !(1..=MAX_QUOTA_PURCHASE).contains(&count) {
+        return Err(Error::invalid(
+            "count",
+            format!("must be between 1 and {MAX_QUOTA_PURCHASE}"),
+        ));
+    }
+    let root = load(ra, tenant_id, root_id).await?;
+    if !root.is_root() {
+        return Err(Error::conflict(format!(
+            "CA {root_id} is an intermediate; quota is assigned from a root CA"
+        )));
+    }
+    if root.status != "enabled" {
+        return Err(Error::conflict(format!(
+            "root CA {root_id} is {}; it must be enabled to assign quota",
+            root.status
+        )));
+    }
+    let inter = load(ra, tenant_id, intermediate_id).await.map_err(|_| {
+        Error::invalid(
+            "intermediate_id",
+            format!("no CA with id {intermediate_id} in this tenant"),
+        )
+    })?;
+    if inter.parent_id.as_deref() != Some(root_id) {
+        return Err(Error::invalid(
+            "intermediate_id",
+            format!("CA {intermediate_id} is not an intermediate of root CA {root_id}"),
+        ));
+    }
+    if inter.status != "enabled" {
+        return Err(Error::conflict(format!(
+            "intermediate CA {intermediate_id} is {}; enable it before assigning quota",
+            inter.status
+        )));
+    }
+    let mut tx = ra.store.begin().await?;
+    if !store::cas::take_available(&mut tx, root_id, count).await? {
+        drop(tx);
+        let now_root = load(ra, tenant_id, root_id).await?;
+        return Err(Error::conflict(format!(
+            "root CA {root_id} has {} certificates of quota available, fewer than the {count} requested; purchase more first",
+            now_root.quota_available
+        )));
+    }
+    if !store::cas::credit_intermediate(&mut tx, root_id, intermediate_id, count).await? {
+        return Err(Error::conflict(format!(
+            "intermediate CA {intermediate_id} changed state; it must be enabled to receive quota"
+        )));
+    }
+    tx.commit().await?;
+    ra.caches.invalidate();
+    load(ra, tenant_id, root_id).await
+}
+
+/// The RFC 5280 CRL reason names accepted for revocations (certificateHold is not: it is
+/// not irreversible).
+pub const REVOCATION_REASONS: &[&str] = &[
+    "unspecified",
+    "keyCompromise",
+    "cACompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "privilegeWithdrawn",
+    "aACompromise",
+];
+
+/// Canonical RFC 5280 name of a reason given in any case, with `_`/`-` ignored.
+pub fn parse_reason(input: Option<&str>) -> Result<String> {
+    let Some(raw) = input else {
+        return Ok("unspecified".into());
+    };
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase()
+    };
+    REVOCATION_REASONS
+        .iter()
+        .find(|r| norm(r) == norm(raw))
+        .map(|r| r.to_string())
+        .ok_or_else(|| {
+            Error::invalid(
+                "reason",
+                format!(
+                    "{raw:?} is not an RFC 5280 reason; use one of: {}",
+                    REVOCATION_REASONS.join(", ")
+                ),
+            )
+        })
+}
+
+/// enabled → revoked. An intermediate's certificate goes on its root's CRL and its unspent
+/// quota returns to the root.
+pub async fn revoke(
+    ra: &Authority,
+    tenant_id: &str,
+    id: &str,
+    reason: Option<&str>,
+) -> Result<CaRow> {
+    let reason = parse_reason(reason)?;
+    let ca = load(ra, tenant_id, id).await?;
+    if ca.status != "enabled" {
+        return Err(Error::conflict(format!(
+            "CA {id} is {}; only an enabled CA can be revoked",
+            ca.status
+        )));
+    }
+    if ca.is_root() {
+        let live = enabled_children(ra, id).await?;
+        if !live.is_empty() {
+            return Err(Error::conflict(format!(
+                "root CA {id} has enabled intermediates ({}); revoke them first",
+                live.join(", ")
+            )));
+        }
+    }
+    let now = vellum_core::time::now();
+    let mut tx = ra.store.begin().await?;
+    if !store::cas::revoke(&mut tx, id, now, &reason).await? {
+        return Err(Error::conflict(format!(
+            "CA {id} changed state; fetch it and retry"
+        )));
+    }
+    if let (Some(parent), Some(serial)) = (&ca.parent_id, &ca.serial) {
+        store::cas::record_ca_revocation(&mut tx, parent, id, serial, now, &reason).await?;
+        store::cas::return_unspent_quota(&mut tx, id).await?;
+    }
+    tx.commit().await?;
+    ra.caches.invalidate();
+    load(ra, tenant_id, id).await
+}
+
+async fn enabled_children(ra: &Authority, id: &str) -> Result<Vec<String>> {
+    let mut conn = ra.store.reader().acquire().await?;
+    Ok(store::cas::children(&mut conn, id)
+        .await?
+        .into_iter()
+        .filter(|c| c.status == "enabled")
+        .map(|c| c.id)
+        .collect())
+}
+
+/// enabled → pending: key and certificate discarded (an intermediate's old certificate is
+/// listed as superseded on its root's CRL, its unspent quota returns to the root).
+pub async fn reset(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
+    let ca = load(ra, tenant_id, id).await?;
+    if ca.status != "enabled" {
+        return Err(Error::conflict(format!(
+            "CA {id} is {}; only an enabled CA can be reset",
+            ca.status
+        )));
+    }
+    let live = enabled_children(ra, id).await?;
+    if !live.is_empty() {
+        return Err(Error::conflict(format!(
+            "CA {id} has enabled intermediates ({}); reset or revoke them first",
+            live.join(", ")
+        )));
+    }
+    let now = vellum_core::time::now();
+    let mut tx = ra.store.begin().await?;
+    // Change the row first: it locks it, so the count below sees every issuance that
+    // committed before us, and none can commit after.
+    if !store::cas::reset(&mut tx, id).await? {
+        return Err(Error::conflict(format!(
+            "CA {id} changed state; fetch it and retry"
+        )));
+    }
+    let live_certs = store::cas::count_live_certificates(&mut tx, id, now).await?;
+    if live_certs > 0 {
+        tx.rollback().await?;
+        return Err(Error::conflict(format!(
+            "CA {id} has {live_certs} unexpired, unrevoked certificates; revoke them before resetting"
+        )));
+    }
+    if let (Some(parent), Some(serial)) = (&ca.parent_id, &ca.serial) {
+        store::cas::record_ca_revocation(&mut tx, parent, id, serial, now, "superseded").await?;
+        store::cas::return_unspent_quota(&mut tx, id).await?;
+    }
+    tx.commit().await?;
+    ra.caches.invalidate();
+    load(ra, tenant_id, id).await
+}
+
+/// pending → refunded, within the refund window of the purchase. A root's pending
+/// intermediates are refunded with it.
+pub async fn refund(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
+    let ca = load(ra, tenant_id, id).await?;
+    if ca.status != "pending" {
+        let hint = if ca.status == "enabled" {
+            "; reset it first"
+        } else {
+            ""
+        };
+        return Err(Error::conflict(format!(
+            "CA {id} is {}; only a pending CA can be refunded{hint}",
+            ca.status
+        )));
+    }
+    let now = vellum_core::time::now();
+    if now > ca.purchased_at + REFUND_WINDOW_DAYS * 86_400 {
+        return Err(Error::conflict(format!(
+            "CA {id} was purchased at {}, more than {REFUND_WINDOW_DAYS} days ago; it is no longer refundable",
+            vellum_core::time::rfc3339(ca.purchased_at)
+        )));
+    }
+    let mut tx = ra.store.begin().await?;
+    if !ca.is_root() {
+        store::cas::return_unspent_quota(&mut tx, id).await?;
+    }
+    if !store::cas::refund(&mut tx, id, now).await? {
+        return Err(Error::conflict(format!(
+            "CA {id} changed state; fetch it and retry"
+        )));
+    }
+    if ca.is_root() {
+        for child in store::cas::children(&mut tx, id).await? {
+            if child.status == "pending" {
+                store::cas::refund(&mut tx, &child.id, now).await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    ra.caches.invalidate();
+    load(ra, tenant_id, id).await
+}
+
+/// revoked|refunded → removed (hidden from lists, kept for audit). A root takes its
+/// remaining intermediates with it.
+pub async fn remove(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
+    let ca = load(ra, tenant_id, id).await?;
+    if !matches!(ca.status.as_str(), "revoked" | "refunded") {
+        return Err(Error::conflict(format!(
+            "CA {id} is {}; only a revoked or refunded CA can be removed",
+            ca.status
+        )));
+    }
+    let now = vellum_core::time::now();
+    let mut tx = ra.store.begin().await?;
+    if !store::cas::remove(&mut tx, id, now).await? {
+        return Err(Error::conflict(format!(
+            "CA {id} changed state; fetch it and retry"
+        )));
+    }
+    if ca.is_root() {
+        for child in store::cas::children(&mut tx, id).await? {
+            if child.status == "pending" {
+                store::cas::refund(&mut tx, &child.id, now).await?;
+            }
+            store::cas::remove(&mut tx, &child.id, now).await?;
+        }
+    }
+    tx.commit().await?;
+    ra.caches.invalidate();
+    load(ra, tenant_id, id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_are_calendar_months() {
+        let jan31 = time::macros::datetime!(2026-01-31 12:00 UTC).unix_timestamp();
+        let feb = add_months(jan31, 1).unwrap();
+        assert_eq!(
+            OffsetDateTime::from_unix_timestamp(feb).unwrap().date(),
+            time::macros::date!(2026 - 02 - 28)
+        );
+        let next_year = add_months(jan31, 12).unwrap();
+        assert_eq!(
+            OffsetDateTime::from_unix_timestamp(next_year)
+                .unwrap()
+                .date(),
+            time::macros::date!(2027 - 01 - 31)
+        );
+    }
+
+    #[test]
+    fn reasons_are_canonicalised_and_unknown_ones_listed() {
+        assert_eq!(
+            parse_reason(Some("key_compromise")).unwrap(),
+            "keyCompromise"
+        );
+        assert_eq!(
+            parse_reason(Some("CessationOfOperation")).unwrap(),
+            "cessationOfOperation"
+        );
+        assert_eq!(parse_reason(None).unwrap(), "unspecified");
+        let e = parse_reason(Some("certificateHold"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("reason") && e.contains("keyCompromise"), "{e}");
+    }
+}

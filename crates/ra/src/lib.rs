@@ -1,0 +1,108 @@
+//! Registration authority: the only crate that decides whether a CA may change state or a
+//! certificate may be issued. Front ends call it; it calls `ca`, `va` and `store`.
+//!
+//! Every decision takes an [`Authority`]: the narrow handles it needs (the store, the
+//! master key and the opened signers, the read caches, the group-commit writers, the rate
+//! limits, the clock), not the whole server.
+
+pub mod acme;
+pub mod crl;
+pub mod csr;
+pub mod hierarchy;
+pub mod issue;
+pub mod names;
+pub mod ratelimit;
+pub mod record;
+pub mod revoke;
+
+use std::sync::Arc;
+
+use ca::keys::MasterKey;
+use ca::Signer;
+use ca::SignerCache;
+use store::cache::Caches;
+use store::Store;
+use store::{self, cas::CaRow};
+use vellum_core::config::Config;
+use vellum_core::error::{Error, Result};
+use vellum_core::time::Clock;
+
+/// The registration authority's handles: what its decisions read and write.
+#[derive(Debug)]
+pub struct Authority {
+    /// Configuration, with public URLs resolved to the bound addresses.
+    pub config: Config,
+    /// The database.
+    pub store: Store,
+    /// Seals and opens private keys at rest.
+    pub master: MasterKey,
+    /// CA keys opened in memory.
+    pub signers: SignerCache,
+    /// Serialises CRL signing per CA within this process.
+    pub crl_locks: crl::CrlLocks,
+    /// Group-commits the ACME order flow's state changes.
+    pub acme_writer: acme::writes::AcmeWriter,
+    /// Short-lived read caches of the hot paths.
+    pub caches: Caches,
+    /// Records issued certificates, many per transaction.
+    pub recorder: record::Recorder,
+    /// Rate-limit counters of the public doors (per replica).
+    pub limits: ratelimit::Limits,
+    /// The time the rules read (a fixed clock in tests).
+    pub clock: Clock,
+}
+
+impl Authority {
+    /// The handles over `store`, with the group-commit writers started on it.
+    pub fn new(config: Config, store: Store, master: MasterKey, clock: Clock) -> Result<Authority> {
+        let limits = ratelimit::Limits::new(config.rate_limits.max_keys);
+        Ok(Authority {
+            recorder: record::Recorder::start(store.clone())?,
+            acme_writer: acme::writes::AcmeWriter::start(store.clone())?,
+            signers: SignerCache::default(),
+            crl_locks: Default::default(),
+            caches: Default::default(),
+            limits,
+            config,
+            store,
+            master,
+            clock,
+        })
+    }
+
+    /// Current time as Unix seconds, as the rules see it.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}
+
+/// A CA of the tenant as read at most [`store::cache::TTL`] ago (or since the last change
+/// made by this process): for the issuance path, whose recorder re-checks at commit.
+pub async fn cached_ca(ra: &Authority, tenant_id: &str, id: &str) -> Result<Arc<CaRow>> {
+    ra.caches
+        .read_through(&ra.caches.cas, &format!("{tenant_id}/{id}"), || async {
+            let mut conn = ra.store.reader().acquire().await?;
+            store::cas::get(&mut conn, tenant_id, id).await
+        })
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no CA with id {id} in this tenant")))
+}
+
+/// The signer of an enabled CA with its chain (the CA's certificate, then its root's),
+/// opened once and cached.
+pub async fn signer_for(ra: &Authority, ca: &CaRow) -> Result<Arc<Signer>> {
+    if let Some(s) = ra.signers.lookup(ca) {
+        return Ok(s);
+    }
+    let mut issuers = Vec::new();
+    if let Some(pid) = &ca.parent_id {
+        let mut conn = ra.store.reader().acquire().await?;
+        if let Some(parent) = store::cas::get_any_tenant(&mut conn, pid).await? {
+            if let Some(der) = parent.certificate_der {
+                issuers.push(der);
+            }
+        }
+    }
+    let signer = Signer::load(&ra.master, ca)?.with_issuers(issuers);
+    Ok(ra.signers.insert(ca, signer))
+}

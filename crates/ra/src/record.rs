@@ -1,0 +1,198 @@
+//! Group commit of issued certificates: the last step of the one issuance path.
+//!
+//! Every signed certificate becomes a [`Job`] sent to the recorder. A committer task takes
+//! whatever jobs have queued up while the previous transaction ran and records them all
+//! in ONE transaction: per issuing CA one conditional quota update for the whole group
+//! (`quota_remaining >= n`), one multi-row INSERT for the certificates, one for their
+//! audit events. Each caller gets its own answer only after that commit, so a certificate
+//! never leaves the server unrecorded, and quota never goes below zero:
+//! - a group that does not fit the CA's remaining quota is spent one job at a time, in
+//!   arrival order, and the jobs left over get [`Error::QuotaExhausted`];
+//! - any other failure rolls the transaction back and the jobs are retried one per
+//!   transaction, so the error reaches only the job that caused it.
+//!
+//! - a job for an ACME order ([`Followup::AcmeOrderValid`]) is recorded only if the order
+//!   is still `ready` when the transaction runs, and the order becomes `valid` in that
+//!   transaction: of two finalizes of one order, one certificate is recorded and the other
+//!   gets [`Error::Conflict`]; a refused job leaves the order `ready`.
+//!
+//! The queueing, the committer thread and the one-by-one retry are `store::batch`'s. CA
+//! rows are always updated in id order so concurrent batches (PostgreSQL runs several
+//! committers, and several replicas) cannot deadlock.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use store::batch::{Batcher, Outcomes, Work};
+use store::{self, audit::AuditEvent, certificates::CertRow, Store};
+use vellum_core::error::{Error, Result};
+
+/// Something else that must change in the same transaction as the certificate's record.
+#[derive(Debug, Clone)]
+pub enum Followup {
+    /// The ACME order, which must still be `ready`, becomes `valid` with this certificate.
+    AcmeOrderValid { order_id: String },
+}
+
+/// One certificate to record.
+pub struct Job {
+    /// The intermediate whose quota pays for it.
+    pub ca_id: String,
+    /// Serial of the CA certificate the leaf was signed under: the CA must still hold it.
+    pub ca_serial: String,
+    pub record: CertRow,
+    pub audit: Option<AuditEvent>,
+    pub followup: Option<Followup>,
+}
+
+/// Handle to the certificate recorder; cheap to share.
+#[derive(Debug, Clone)]
+pub struct Recorder(Batcher<Records>);
+
+impl Recorder {
+    /// Starts the recorder's committer thread.
+    pub fn start(store: Store) -> Result<Recorder> {
+        Ok(Recorder(Batcher::start("vellum-recorder", store, Records)?))
+    }
+
+    /// Records the job; returns its record once committed (or the refusal).
+    pub async fn record(&self, job: Job) -> Result<CertRow> {
+        Ok(self.0.submit(job).await?.record)
+    }
+}
+
+/// The certificate recorder's work.
+pub struct Records;
+
+impl Work for Records {
+    type Job = Job;
+    fn commit<'a>(
+        &'a self,
+        store: &'a Store,
+        jobs: &'a [&'a Job],
+    ) -> Pin<Box<dyn Future<Output = Outcomes> + Send + 'a>> {
+        Box::pin(record_batch(store, jobs))
+    }
+}
+
+/// One transaction for `jobs`. `Ok` holds each job's outcome (success or quota
+/// exhausted); `Err` means nothing was committed.
+async fn record_batch(store: &Store, jobs: &[&Job]) -> Outcomes {
+    let now = vellum_core::time::now();
+    let mut refusals: Vec<Option<Error>> = jobs.iter().map(|_| None).collect();
+    let mut tx = store.begin().await?;
+    // ACME orders first: each must still be ready (one finalize wins). Claimed orders are
+    // `processing` inside this transaction only.
+    let claims: Vec<(usize, &str)> = jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, j)| {
+            let Followup::AcmeOrderValid { order_id } = j.followup.as_ref()?;
+            Some((i, order_id.as_str()))
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    if !claims.is_empty() {
+        let ids: Vec<&str> = claims.iter().map(|(_, id)| *id).collect();
+        let mut ready =
+            store::acme_sets::transition_orders(&mut tx, &ids, "ready", "processing").await?;
+        for &(i, id) in &claims {
+            if ready.remove(id) {
+                claimed.push((i, id));
+            } else {
+                refusals[i] = Some(Error::conflict(format!(
+                    "ACME order {id} is no longer ready (finalized by another request, or \
+                     invalidated); nothing was issued"
+                )));
+            }
+        }
+    }
+    let mut by_ca: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+    for (i, j) in jobs.iter().enumerate() {
+        if refusals[i].is_none() {
+            by_ca
+                .entry((j.ca_id.as_str(), j.ca_serial.as_str()))
+                .or_default()
+                .push(i);
+        }
+    }
+    for ((ca_id, serial), idx) in &by_ca {
+        if store::cas::spend(&mut tx, ca_id, serial, now, idx.len() as i64).await? {
+            continue;
+        }
+        // Not enough for all of them (first come, first served), or the CA changed.
+        for &i in idx {
+            if !store::cas::spend(&mut tx, ca_id, serial, now, 1).await? {
+                refusals[i] = Some(refusal(&mut tx, jobs[i], now).await?);
+            }
+        }
+    }
+    let accepted = || {
+        jobs.iter()
+            .zip(&refusals)
+            .filter(|(_, r)| r.is_none())
+            .map(|(j, _)| *j)
+    };
+    // Orders claimed for jobs the quota refused are ready again.
+    let unclaimed: Vec<&str> = claimed
+        .iter()
+        .filter(|(i, _)| refusals[*i].is_some())
+        .map(|(_, id)| *id)
+        .collect();
+    if !unclaimed.is_empty() {
+        store::acme_sets::transition_orders(&mut tx, &unclaimed, "processing", "ready").await?;
+    }
+    let rows: Vec<&CertRow> = accepted().map(|j| &j.record).collect();
+    if !rows.is_empty() {
+        store::certificates::insert_many(&mut tx, &rows).await?;
+        let events: Vec<&AuditEvent> = accepted().filter_map(|j| j.audit.as_ref()).collect();
+        store::audit::insert_many(&mut tx, &events).await?;
+        for j in accepted() {
+            match &j.followup {
+                Some(Followup::AcmeOrderValid { order_id }) => {
+                    store::acme::order_issued(&mut tx, order_id, &j.record.id).await?
+                }
+                None => {}
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(refusals
+        .into_iter()
+        .map(|r| match r {
+            None => Ok(()),
+            Some(e) => Err(e),
+        })
+        .collect())
+}
+
+/// Why the quota of a job's CA could not be spent.
+async fn refusal(tx: &mut store::Tx, job: &Job, now: i64) -> Result<Error> {
+    let ca = store::cas::get_any_tenant(tx, &job.ca_id).await?;
+    Ok(match ca {
+        Some(ca)
+            if ca.status == "enabled"
+                && ca.serial.as_deref() == Some(job.ca_serial.as_str())
+                && ca.service_until > now =>
+        {
+            Error::QuotaExhausted(format!(
+                "intermediate CA {} ({}) has no certificate quota left; assign quota to it from its root CA {}",
+                ca.id,
+                ca.common_name,
+                ca.parent_id.as_deref().unwrap_or("?")
+            ))
+        }
+        Some(ca) => Error::conflict(format!(
+            "CA {} changed while the certificate was being issued (now {}{}); nothing was issued, try again",
+            ca.id,
+            ca.status,
+            if ca.service_until <= now {
+                ", out of service"
+            } else {
+                ""
+            }
+        )),
+        None => Error::not_found(format!("CA {} no longer exists", job.ca_id)),
+    })
+}

@@ -1,0 +1,41 @@
+//! Revoking end-entity certificates: shared by every front end (admin API, ACME
+//! revokeCert). The revocation and the CRL's staleness mark commit together, so the next
+//! CRL fetch shows it.
+
+use crate::hierarchy;
+use crate::Authority;
+use store::{self, certificates::CertRow};
+use vellum_core::error::{Error, Result};
+
+/// Revokes a certificate of the tenant (shared by every front end).
+pub async fn revoke_certificate(
+    ra: &Authority,
+    tenant_id: &str,
+    id: &str,
+    reason: Option<&str>,
+) -> Result<CertRow> {
+    let reason = hierarchy::parse_reason(reason)?;
+    let c = {
+        let mut conn = ra.store.reader().acquire().await?;
+        store::certificates::get(&mut conn, tenant_id, id)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(format!("no certificate with id {id} in this tenant"))
+            })?
+    };
+    let now = vellum_core::time::now();
+    let mut tx = ra.store.begin().await?;
+    if !store::certificates::revoke(&mut tx, id, now, &reason).await? {
+        return Err(Error::conflict(format!(
+            "certificate {id} is already revoked"
+        )));
+    }
+    if let Some(ca) = &c.ca_id {
+        store::crls::bump_revision(&mut tx, ca).await?;
+    }
+    tx.commit().await?;
+    let mut conn = ra.store.reader().acquire().await?;
+    store::certificates::get(&mut conn, tenant_id, id)
+        .await?
+        .ok_or_else(|| Error::internal("certificate vanished"))
+}

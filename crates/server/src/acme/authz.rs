@@ -1,0 +1,319 @@
+//! Authorizations and challenges; validation runs in the background through `va`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::jws::KeyRef;
+use super::order::AUTHZ_REUSE_SECS;
+use super::problem::{AcmeError, AcmeResult};
+use super::{authenticate, reply, with_retry_after, Ctx};
+use crate::App;
+use ra::acme::inflight::Running;
+use ra::acme::writes::Change;
+use ra::ratelimit::{self, Rate};
+use store::{self, acme::Authz, acme::Challenge};
+use va::{Identifier, VaError};
+use vellum_core::time::rfc3339;
+
+/// Attempts per validation (with a growing pause between them).
+const ATTEMPTS: u32 = 3;
+
+fn challenge_json(ctx: &Ctx, c: &Challenge) -> Value {
+    let mut v = json!({
+        "type": c.kind,
+        "url": ctx.url(&format!("chall/{}", c.id)),
+        "token": c.token,
+        "status": c.status,
+    });
+    if let Some(t) = c.validated_at {
+        v["validated"] = json!(rfc3339(t));
+    }
+    if let Some(e) = &c.error_json {
+        v["error"] = serde_json::from_str(e).unwrap_or(Value::Null);
+    }
+    v
+}
+
+fn authz_json(ctx: &Ctx, a: &Authz, challenges: &[Challenge]) -> Value {
+    let status = if a.status == "pending" && a.expires_at <= vellum_core::time::now() {
+        "expired"
+    } else {
+        a.status.as_str()
+    };
+    let shown: Vec<Value> = challenges
+        .iter()
+        .filter(|c| a.status != "valid" || c.status == "valid")
+        .map(|c| challenge_json(ctx, c))
+        .collect();
+    let mut v = json!({
+        "identifier": {"type": a.id_type, "value": a.id_value},
+        "status": status,
+        "expires": rfc3339(a.expires_at),
+        "challenges": shown,
+    });
+    if a.wildcard {
+        v["wildcard"] = json!(true);
+    }
+    v
+}
+
+/// An authorization of the account with its challenges (one read).
+async fn load_authz(ctx: &Ctx, account_id: &str, id: &str) -> AcmeResult<(Authz, Vec<Challenge>)> {
+    store::acme::find_authz(&ctx.app.store, id)
+        .await?
+        .filter(|(a, _)| a.account_id == account_id)
+        .ok_or_else(|| AcmeError::not_found(format!("no authorization {id} for this account")))
+}
+
+/// `POST authz/{id}`: fetch (POST-as-GET) or deactivate (`{"status":"deactivated"}`).
+pub(super) async fn authz(
+    State(app): State<Arc<App>>,
+    Path((ca, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AcmeResult<Response> {
+    let (ctx, req) = authenticate(
+        &app,
+        &ca,
+        &format!("authz/{id}"),
+        &headers,
+        &body,
+        KeyRef::Kid,
+    )
+    .await?;
+    let account = req.account()?.clone();
+    let (mut a, challenges) = app
+        .acme_inflight
+        .read(
+            || load_authz(&ctx, &account.id, &id),
+            |(a, _)| {
+                if req.is_post_as_get() && a.status == "pending" {
+                    vec![id.clone()]
+                } else {
+                    Vec::new()
+                }
+            },
+        )
+        .await?;
+    if !req.is_post_as_get() {
+        let payload = req.json()?;
+        match payload.get("status").and_then(Value::as_str) {
+            Some("deactivated") => {
+                let mut tx = app.store.begin().await?;
+                if !store::acme::set_authz_status(&mut tx, &id, "deactivated").await? {
+                    return Err(AcmeError::malformed(format!(
+                        "authorization {id} is {}; only pending or valid ones can be deactivated",
+                        a.status
+                    )));
+                }
+                let err = AcmeError::unauthorized(format!("authorization {id} was deactivated"))
+                    .to_json();
+                store::acme::fail_orders_of_authz(&mut tx, &id, &err.to_string()).await?;
+                tx.commit().await?;
+                a.status = "deactivated".into();
+            }
+            _ => {
+                return Err(AcmeError::malformed(
+                    "an authorization may only be updated to {\"status\": \"deactivated\"}",
+                ))
+            }
+        }
+    }
+    let resp = reply(
+        StatusCode::OK,
+        authz_json(&ctx, &a, &challenges),
+        Some(&ctx.url(&format!("authz/{id}"))),
+        &[],
+    );
+    Ok(if a.status == "pending" {
+        with_retry_after(resp, 1)
+    } else {
+        resp
+    })
+}
+
+/// `POST chall/{id}`: `{}` starts validation; POST-as-GET fetches.
+pub(super) async fn challenge(
+    State(app): State<Arc<App>>,
+    Path((ca, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AcmeResult<Response> {
+    let (ctx, req) = authenticate(
+        &app,
+        &ca,
+        &format!("chall/{id}"),
+        &headers,
+        &body,
+        KeyRef::Kid,
+    )
+    .await?;
+    let account = req.account()?.clone();
+    let load = || async {
+        store::acme::find_challenge(&app.store, &id)
+            .await?
+            .filter(|(_, a)| a.account_id == account.id)
+            .ok_or_else(|| AcmeError::not_found(format!("no challenge {id} for this account")))
+    };
+    let (mut ch, a) = app
+        .acme_inflight
+        .read(load, |(ch, a)| {
+            if req.is_post_as_get() && ch.status == "processing" {
+                vec![a.id.clone()]
+            } else {
+                Vec::new()
+            }
+        })
+        .await?;
+    if !req.is_post_as_get() && ch.status == "pending" {
+        if a.status != "pending" {
+            return Err(AcmeError::malformed(format!(
+                "authorization {} is {}",
+                a.id, a.status
+            )));
+        }
+        if a.expires_at <= vellum_core::time::now() {
+            return Err(AcmeError::malformed(format!(
+                "authorization {} has expired",
+                a.id
+            )));
+        }
+        let started = app
+            .acme_writer
+            .apply(Change::StartChallenge { id: id.clone() })
+            .await?;
+        if started {
+            ch.status = "processing".into();
+            let fail_rate = Rate::per_hour(
+                ratelimit::for_ca(&app, &ctx.ca.id)
+                    .await?
+                    .acme_failed_validations_per_name_per_hour,
+            );
+            let key_authorization = format!("{}.{}", ch.token, account.thumbprint);
+            let running = app.acme_inflight.start(&a.id);
+            tokio::spawn(validate(
+                app.clone(),
+                ch.clone(),
+                a.clone(),
+                key_authorization,
+                running,
+                fail_rate,
+            ));
+        }
+    }
+    let up = format!("<{}>;rel=\"up\"", ctx.url(&format!("authz/{}", a.id)));
+    let resp = reply(StatusCode::OK, challenge_json(&ctx, &ch), None, &[up]);
+    Ok(if ch.status == "processing" {
+        with_retry_after(resp, 1)
+    } else {
+        resp
+    })
+}
+
+async fn attempt(
+    app: &App,
+    ch: &Challenge,
+    a: &Authz,
+    key_authorization: &str,
+) -> Result<(), VaError> {
+    let ident = if a.id_type == "ip" {
+        match a.id_value.parse() {
+            Ok(ip) => Identifier::Ip(ip),
+            Err(_) => Identifier::Dns(a.id_value.clone()),
+        }
+    } else {
+        Identifier::Dns(a.id_value.clone())
+    };
+    match ch.kind.as_str() {
+        "http-01" => {
+            app.validator
+                .http01(&ident, &ch.token, key_authorization)
+                .await
+        }
+        "dns-01" => app.validator.dns01(&a.id_value, key_authorization).await,
+        _ => app.validator.tls_alpn01(&ident, key_authorization).await,
+    }
+}
+
+/// Validates with retries, then records the outcome on the challenge, its authorization
+/// and the orders waiting for it; then releases the polls waiting (`running`).
+async fn validate(
+    app: Arc<App>,
+    ch: Challenge,
+    a: Authz,
+    key_authorization: String,
+    running: Running,
+    fail_rate: Rate,
+) {
+    let mut outcome = Ok(());
+    for n in 0..ATTEMPTS {
+        outcome = attempt(&app, &ch, &a, &key_authorization).await;
+        match &outcome {
+            Ok(()) => break,
+            Err(e) if n + 1 < ATTEMPTS => {
+                tracing::debug!(challenge = %ch.id, error = %e.detail, "validation attempt failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500 * u64::from(n + 1))).await;
+            }
+            Err(_) => {}
+        }
+    }
+    if outcome.is_err() {
+        // Counted for newOrder's limit on failed validations per account and name.
+        app.limits
+            .acme_failed_validations
+            .record(&ratelimit::key(&[&a.account_id, &a.id_value]), fail_rate);
+    }
+    if let Err(e) = record(&app, &ch, &a, outcome).await {
+        tracing::error!(challenge = %ch.id, error = %e.detail, "could not record a validation result");
+    }
+    drop(running);
+}
+
+async fn record(
+    app: &App,
+    ch: &Challenge,
+    a: &Authz,
+    outcome: Result<(), VaError>,
+) -> AcmeResult<()> {
+    let now = vellum_core::time::now();
+    let change = match outcome {
+        Ok(()) => Change::Validated {
+            challenge_id: ch.id.clone(),
+            authz_id: a.id.clone(),
+            at: now,
+            reusable_until: now + AUTHZ_REUSE_SECS,
+        },
+        Err(e) => {
+            let problem = json!({
+                "type": e.kind.acme_type(),
+                "detail": e.detail,
+                "status": 400,
+            });
+            let order_err = json!({
+                "type": "urn:ietf:params:acme:error:unauthorized",
+                "detail": format!("validation of {} failed", a.id_value),
+                "status": 403,
+                "subproblems": [{
+                    "type": e.kind.acme_type(),
+                    "detail": e.detail,
+                    "identifier": {"type": a.id_type, "value": a.id_value},
+                }],
+            });
+            Change::Failed {
+                challenge_id: ch.id.clone(),
+                authz_id: a.id.clone(),
+                at: now,
+                challenge_error: problem.to_string(),
+                order_error: order_err.to_string(),
+            }
+        }
+    };
+    app.acme_writer.apply(change).await?;
+    Ok(())
+}

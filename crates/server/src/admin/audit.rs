@@ -1,0 +1,114 @@
+//! The audit log: recording admin actions and reading them back.
+
+use crate::problem::ApiResult;
+use std::sync::Arc;
+
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{Permission, Principal};
+use super::json::{list, parse_rfc3339, rfc3339, Query};
+use crate::App;
+use store::{self, audit::AuditEvent, audit::AuditFilter};
+use vellum_core::error::{Error, Result};
+
+/// Records the outcome of a state-changing call. A failure to write the event is logged,
+/// not returned: the change it describes has already happened.
+pub async fn record<T>(
+    app: &App,
+    who: &Principal,
+    action: &str,
+    target: Option<&str>,
+    result: &Result<T>,
+) {
+    let (outcome, detail) = match result {
+        Ok(_) => ("success", None),
+        Err(e) => ("failure", Some(e.client_detail())),
+    };
+    let event = AuditEvent {
+        at: vellum_core::time::now(),
+        tenant_id: Some(who.tenant_id.clone()),
+        actor: Some(who.token_id.clone()),
+        action: action.to_string(),
+        target: target.map(str::to_string),
+        source_ip: who.source_ip.clone(),
+        outcome: outcome.to_string(),
+        detail,
+        ..AuditEvent::default()
+    };
+    let written = async {
+        let mut tx = app.store.begin().await?;
+        store::audit::insert(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok::<_, Error>(())
+    }
+    .await;
+    if let Err(e) = written {
+        tracing::error!(error = %e, action, "could not write audit event");
+    }
+}
+
+/// Query of `GET /audit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    action: Option<String>,
+    target: Option<String>,
+    since: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// `GET /audit?action=&target=&since=&limit=&cursor=`: newest first.
+pub async fn list_events(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    who.require(Permission::Audit)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::invalid("limit", "must be between 1 and 1000").into());
+    }
+    let filter = AuditFilter {
+        action: q.action,
+        target: q.target,
+        since: q
+            .since
+            .as_deref()
+            .map(|s| parse_rfc3339("since", s))
+            .transpose()?,
+        before_id: q
+            .cursor
+            .as_deref()
+            .map(|c| {
+                c.parse::<i64>()
+                    .map_err(|_| Error::invalid("cursor", "is not a cursor returned by this API"))
+            })
+            .transpose()?,
+        limit,
+    };
+    let mut conn = app.store.reader().acquire().await?;
+    let events = store::audit::list(&mut conn, &who.tenant_id, &filter).await?;
+    let next = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.id.to_string()))
+        .flatten();
+    let items = events
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "at": rfc3339(e.at),
+                "tenant_id": e.tenant_id,
+                "actor": e.actor,
+                "action": e.action,
+                "target": e.target,
+                "source_ip": e.source_ip,
+                "outcome": e.outcome,
+                "detail": e.detail,
+            })
+        })
+        .collect();
+    Ok(axum::Json(list(items, next)))
+}

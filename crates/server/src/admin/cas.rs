@@ -1,0 +1,467 @@
+//! CA endpoints: purchase, list, show, enable, quota, revoke, reset, refund, remove.
+
+use crate::problem::ApiResult;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::audit::record;
+use super::auth::{Permission, Principal};
+use super::json::{self, Json, OptJson, Query};
+use crate::App;
+use ca::keys::KeyAlgorithm;
+use ca::profile::SubjectFields;
+use ra::hierarchy::{self, EnableMode, Purchase};
+use store::{self, cas::CaFilter};
+use vellum_core::error::{Error, Result};
+
+type JsonResult = ApiResult<axum::Json<Value>>;
+
+/// Body of `POST /cas`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCa {
+    kind: String,
+    parent_id: Option<String>,
+    common_name: String,
+    organization: Option<String>,
+    organizational_unit: Option<String>,
+    country: Option<String>,
+    state: Option<String>,
+    locality: Option<String>,
+    key_algorithm: Option<String>,
+    validity_days: Option<i64>,
+    service_months: Option<i64>,
+    quota: Option<i64>,
+    intermediate_common_name: Option<String>,
+}
+
+fn ca_view(app: &App, ca: &store::cas::CaRow) -> Value {
+    json::ca(ca, &app.config.public_http_url())
+}
+
+/// `POST /cas`: purchase a root (with one intermediate) or an intermediate.
+pub async fn create(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Json(body): Json<NewCa>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    who.require(Permission::CaLifecycle)?;
+    let res = purchase(&app, &who, &body).await;
+    let target = res
+        .as_ref()
+        .ok()
+        .map(|v| v["id"].as_str().unwrap_or_default().to_string());
+    record(
+        &app,
+        &who,
+        &format!("ca.purchase.{}", body.kind),
+        target.as_deref(),
+        &res,
+    )
+    .await;
+    Ok((StatusCode::CREATED, axum::Json(res?)))
+}
+
+async fn purchase(app: &App, who: &Principal, body: &NewCa) -> Result<Value> {
+    let key_algorithm: KeyAlgorithm = body
+        .key_algorithm
+        .as_deref()
+        .unwrap_or("ec-p256")
+        .parse()
+        .map_err(|e: String| Error::invalid("key_algorithm", e))?;
+    let subject = SubjectFields {
+        common_name: body.common_name.trim().to_string(),
+        organization: body.organization.clone(),
+        organizational_unit: body.organizational_unit.clone(),
+        locality: body.locality.clone(),
+        state: body.state.clone(),
+        country: body.country.clone(),
+    };
+    match body.kind.as_str() {
+        "root" => {
+            if body.parent_id.is_some() {
+                return Err(Error::invalid("parent_id", "a root CA has no parent"));
+            }
+            let p = Purchase {
+                subject,
+                key_algorithm,
+                validity_days: body.validity_days.unwrap_or(3650),
+                service_months: body.service_months.unwrap_or(12),
+                quota: body.quota.unwrap_or(10),
+                intermediate_common_name: body.intermediate_common_name.clone(),
+            };
+            let (root, inter) = hierarchy::purchase_root(app, &who.tenant_id, &p).await?;
+            let mut v = ca_view(app, &root);
+            v["intermediate_id"] = json!(inter.id);
+            Ok(v)
+        }
+        "intermediate" => {
+            let parent = body
+                .parent_id
+                .as_deref()
+                .ok_or_else(|| Error::invalid("parent_id", "is required for an intermediate CA"))?;
+            for (field, set) in [
+                ("service_months", body.service_months.is_some()),
+                ("quota", body.quota.is_some()),
+                (
+                    "intermediate_common_name",
+                    body.intermediate_common_name.is_some(),
+                ),
+            ] {
+                if set {
+                    return Err(Error::invalid(
+                        field,
+                        "applies to root CAs only (an intermediate shares its root's service period and receives quota from it)",
+                    ));
+                }
+            }
+            let p = Purchase {
+                subject,
+                key_algorithm,
+                validity_days: body.validity_days.unwrap_or(1825),
+                service_months: 0,
+                quota: 0,
+                intermediate_common_name: None,
+            };
+            let ca = hierarchy::purchase_intermediate(app, &who.tenant_id, parent, &p).await?;
+            Ok(ca_view(app, &ca))
+        }
+        other => Err(Error::invalid(
+            "kind",
+            format!("{other:?} is not a CA kind; use \"root\" or \"intermediate\""),
+        )),
+    }
+}
+
+/// Query of `GET /cas`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    kind: Option<String>,
+    parent_id: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// `GET /cas`: the tenant's CAs, oldest first; removed ones only with `status=removed`.
+pub async fn list(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Query(q): Query<ListQuery>,
+) -> JsonResult {
+    who.require(Permission::Read)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::invalid("limit", "must be between 1 and 1000").into());
+    }
+    if let Some(k) = &q.kind {
+        if !matches!(k.as_str(), "root" | "intermediate") {
+            return Err(Error::invalid("kind", "must be root or intermediate").into());
+        }
+    }
+    if let Some(s) = &q.status {
+        if !matches!(
+            s.as_str(),
+            "pending" | "enabled" | "revoked" | "refunded" | "removed"
+        ) {
+            return Err(Error::invalid(
+                "status",
+                "must be pending, enabled, revoked, refunded or removed",
+            )
+            .into());
+        }
+    }
+    let filter = CaFilter {
+        kind: q.kind,
+        parent_id: q.parent_id,
+        status: q.status,
+        after: q.cursor,
+        limit,
+    };
+    let mut conn = app.store.reader().acquire().await?;
+    let rows = store::cas::list(&mut conn, &who.tenant_id, &filter).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.id.clone()))
+        .flatten();
+    let items = rows.iter().map(|r| ca_view(&app, r)).collect();
+    Ok(axum::Json(json::list(items, next)))
+}
+
+/// `GET /cas/{id}`.
+pub async fn show(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> JsonResult {
+    who.require(Permission::Read)?;
+    let ca = hierarchy::load(&app, &who.tenant_id, &id).await?;
+    Ok(axum::Json(ca_view(&app, &ca)))
+}
+
+/// Body of `POST /cas/{id}/enable`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnableBody {
+    mode: String,
+    certificate_pem: Option<String>,
+    private_key_pem: Option<String>,
+}
+
+/// `POST /cas/{id}/enable`.
+pub async fn enable(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<EnableBody>,
+) -> JsonResult {
+    who.require(Permission::CaLifecycle)?;
+    let res = async {
+        let mode = match body.mode.as_str() {
+            "generate" => {
+                if body.certificate_pem.is_some() || body.private_key_pem.is_some() {
+                    return Err(Error::invalid(
+                        "mode",
+                        "is \"generate\" but a certificate or key was sent; use \"upload\" to install them",
+                    ));
+                }
+                EnableMode::Generate
+            }
+            "upload" => EnableMode::Upload {
+                certificate_pem: body
+                    .certificate_pem
+                    .clone()
+                    .ok_or_else(|| Error::invalid("certificate_pem", "is required with mode \"upload\""))?,
+                private_key_pem: body
+                    .private_key_pem
+                    .clone()
+                    .ok_or_else(|| Error::invalid("private_key_pem", "is required with mode \"upload\""))?,
+            },
+            other => {
+                return Err(Error::invalid(
+                    "mode",
+                    format!("{other:?} is not a mode; use \"generate\" or \"upload\""),
+                ))
+            }
+        };
+        hierarchy::enable(&app, &who.tenant_id, &id, mode).await
+    }
+    .await;
+    record(
+        &app,
+        &who,
+        &format!("ca.enable.{}", body.mode),
+        Some(&id),
+        &res,
+    )
+    .await;
+    Ok(axum::Json(ca_view(&app, &res?)))
+}
+
+/// Body of `POST /cas/{id}/quota/purchase`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurchaseQuota {
+    count: i64,
+}
+
+/// `POST /cas/{id}/quota/purchase`.
+pub async fn purchase_quota(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<PurchaseQuota>,
+) -> JsonResult {
+    who.require(Permission::CaLifecycle)?;
+    let res = hierarchy::purchase_quota(&app, &who.tenant_id, &id, body.count).await;
+    record(&app, &who, "quota.purchase", Some(&id), &res).await;
+    Ok(axum::Json(ca_view(&app, &res?)))
+}
+
+/// Body of `POST /cas/{id}/quota/assign`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignQuota {
+    intermediate_id: String,
+    count: i64,
+}
+
+/// `POST /cas/{root}/quota/assign`: answers with the root.
+pub async fn assign_quota(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<AssignQuota>,
+) -> JsonResult {
+    who.require(Permission::CaLifecycle)?;
+    let res =
+        hierarchy::assign_quota(&app, &who.tenant_id, &id, &body.intermediate_id, body.count).await;
+    record(
+        &app,
+        &who,
+        "quota.assign",
+        Some(&body.intermediate_id),
+        &res,
+    )
+    .await;
+    Ok(axum::Json(ca_view(&app, &res?)))
+}
+
+/// Body of `POST /cas/{id}/revoke`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    reason: Option<String>,
+}
+
+/// `POST /cas/{id}/revoke`.
+pub async fn revoke(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    OptJson(body): OptJson<RevokeBody>,
+) -> JsonResult {
+    who.require(Permission::CaLifecycle)?;
+    let res = hierarchy::revoke(&app, &who.tenant_id, &id, body.reason.as_deref()).await;
+    record(&app, &who, "ca.revoke", Some(&id), &res).await;
+    Ok(axum::Json(ca_view(&app, &res?)))
+}
+
+/// An action body that takes no fields (an empty body or `{}`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+/// `POST /cas/{id}/reset`.
+pub async fn reset(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    OptJson(_): OptJson<Empty>,
+) -> JsonResult {
+    who.require(Permission::CaLifecycle)?;
+    let res = hierarchy::reset(&app, &who.tenant_id, &id).await;
+    record(&app, &who, "ca.reset", Some(&id), &res).await;
+    Ok(axum::Json(ca_view(&app, &res?)))
+}
+
+/// `POST /cas/{id}/refund`.
+pub async fn refund(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    OptJson(_): OptJson<Empty>,
+) -> JsonResult {
+    who.require(Permission::CaLifecycle)?;
+    let res = hierarchy::refund(&app, &who.tenant_id, &id).await;
+    record(&app, &who, "ca.refund", Some(&id), &res).await;
+    Ok(axum::Json(ca_view(&app, &res?)))
+}
+
+/// `DELETE /cas/{id}`.
+pub async fn remove(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> JsonResult {
+    who.require(Permission::CaLifecycle)?;
+    let res = hierarchy::remove(&app, &who.tenant_id, &id).await;
+    record(&app, &who, "ca.remove", Some(&id), &res).await;
+    Ok(axum::Json(ca_view(&app, &res?)))
+}
+
+/// `GET /cas/{id}/crl`: CRL settings and the current CRL's number, dates and entries.
+pub async fn crl_info(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> JsonResult {
+    who.require(Permission::Read)?;
+    let ca = hierarchy::load(&app, &who.tenant_id, &id).await?;
+    let mut v = json!({
+        "ca_id": ca.id,
+        "enabled": ca.crl_enabled,
+        "next_update_hours": ca.crl_next_update_hours,
+        "url": format!("{}/crl/{}.crl", app.config.public_http_url(), ca.id),
+        "crl_number": null,
+        "this_update": null,
+        "next_update": null,
+        "entries": [],
+    });
+    if ca.crl_enabled && ca.key_sealed.is_some() {
+        let crl = ra::crl::current(&app, &id).await?;
+        let (_, parsed) = x509_parser::parse_x509_crl(&crl.der).map_err(Error::internal)?;
+        let entries: Vec<Value> = parsed
+            .iter_revoked_certificates()
+            .map(|r| {
+                json!({
+                    "serial": ca::serial_hex(r.raw_serial()),
+                    "revoked_at": json::rfc3339(r.revocation_date.timestamp()),
+                    "reason": r.reason_code().map(|(_, rc)| reason_name(rc.0)).unwrap_or("unspecified"),
+                })
+            })
+            .collect();
+        v["crl_number"] = json!(crl.crl_number);
+        v["this_update"] = json!(json::rfc3339(crl.this_update));
+        v["next_update"] = json!(json::rfc3339(crl.next_update));
+        v["entries"] = json!(entries);
+    }
+    Ok(axum::Json(v))
+}
+
+/// Body of `PUT /cas/{id}/crl`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrlSettings {
+    enabled: bool,
+    next_update_hours: Option<i64>,
+}
+
+/// `PUT /cas/{id}/crl`: turn the CRL on or off, set its validity period.
+pub async fn crl_settings(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<CrlSettings>,
+) -> JsonResult {
+    who.require(Permission::CaLifecycle)?;
+    let res = async {
+        let ca = hierarchy::load(&app, &who.tenant_id, &id).await?;
+        let hours = body.next_update_hours.unwrap_or(ca.crl_next_update_hours);
+        if !(1..=24 * 366).contains(&hours) {
+            return Err(Error::invalid(
+                "next_update_hours",
+                "must be between 1 and 8784 (a year)",
+            ));
+        }
+        let mut tx = app.store.begin().await?;
+        store::crls::set_settings(&mut tx, &id, body.enabled, hours).await?;
+        tx.commit().await?;
+        app.caches.invalidate();
+        Ok(())
+    }
+    .await;
+    record(&app, &who, "ca.crl.settings", Some(&id), &res).await;
+    res?;
+    crl_info(State(app), who, Path(id)).await
+}
+
+/// RFC 5280 name of a CRL reason code.
+fn reason_name(code: u8) -> &'static str {
+    match code {
+        1 => "keyCompromise",
+        2 => "cACompromise",
+        3 => "affiliationChanged",
+        4 => "superseded",
+        5 => "cessationOfOperation",
+        6 => "certificateHold",
+        8 => "removeFromCRL",
+        9 => "privilegeWithdrawn",
+        10 => "aACompromise",
+        _ => "unspecified",
+    }
+}

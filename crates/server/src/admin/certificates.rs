@@ -1,0 +1,713 @@
+//! Certificate endpoints: apply, inventory, show, export, revoke, delete, renew.
+
+use crate::problem::ApiResult;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::audit::record;
+use super::auth::{Permission, Principal};
+use super::json::{self, Json, OptJson, Query};
+use crate::App;
+use ca::cert_pem;
+use ca::formats::{self, ExportInput, FormatError};
+use ca::keys::KeyAlgorithm;
+use ca::profile::{LeafType, San, SubjectFields};
+use ra::csr;
+use ra::issue::{self, IssueRequest, Issued, KeySource};
+use store::{self, audit::AuditEvent, certificates::CertFilter, certificates::CertRow};
+use vellum_core::error::{Error, Result};
+
+/// One subject alternative name as the API takes and shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SanInput {
+    /// `dns`, `ip`, `email` or `uri`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Body of `POST /cas/{id}/certificates`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyBody {
+    #[serde(rename = "type")]
+    pub cert_type: String,
+    #[serde(default)]
+    pub common_name: String,
+    #[serde(default)]
+    pub sans: Vec<SanInput>,
+    pub validity_days: i64,
+    pub organization: Option<String>,
+    pub organizational_unit: Option<String>,
+    pub locality: Option<String>,
+    pub state: Option<String>,
+    pub country: Option<String>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default = "default_true")]
+    pub include_crl: bool,
+    pub key_algorithm: Option<String>,
+    #[serde(skip_serializing)]
+    pub csr_pem: Option<String>,
+}
+
+/// Parses API SANs; errors name `sans[i]`.
+pub fn parse_sans(sans: &[SanInput]) -> Result<Vec<San>> {
+    sans.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let value = s.value.trim();
+            if value.is_empty() {
+                return Err(Error::invalid(
+                    format!("sans[{i}].value"),
+                    "must not be empty",
+                ));
+            }
+            Ok(match s.kind.as_str() {
+                "dns" => San::Dns(value.to_ascii_lowercase()),
+                "ip" => San::Ip(value.parse().map_err(|_| {
+                    Error::invalid(
+                        format!("sans[{i}].value"),
+                        format!("{value:?} is not an IP address"),
+                    )
+                })?),
+                "email" => San::Email(value.to_string()),
+                "uri" => San::Uri(value.to_string()),
+                other => {
+                    return Err(Error::invalid(
+                        format!("sans[{i}].type"),
+                        format!("{other:?} is not a SAN type; use dns, ip, email or uri"),
+                    ))
+                }
+            })
+        })
+        .collect()
+}
+
+fn leaf_type(s: &str) -> Result<LeafType> {
+    match s {
+        "server" => Ok(LeafType::Server),
+        "client" => Ok(LeafType::Client),
+        other => Err(Error::invalid(
+            "type",
+            format!("{other:?} is not a certificate type; use server or client"),
+        )),
+    }
+}
+
+fn check_subject(s: &SubjectFields) -> Result<()> {
+    if let Some(c) = &s.country {
+        if c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
+            return Err(Error::invalid(
+                "country",
+                "must be a two-letter ISO 3166 code such as \"DE\"",
+            ));
+        }
+    }
+    for (field, v) in [
+        ("organization", &s.organization),
+        ("organizational_unit", &s.organizational_unit),
+        ("state", &s.state),
+        ("locality", &s.locality),
+    ] {
+        if v.as_deref().is_some_and(|v| v.is_empty() || v.len() > 128) {
+            return Err(Error::invalid(field, "must be 1 to 128 characters"));
+        }
+    }
+    Ok(())
+}
+
+/// Turns an apply body into an issuance request (validation of the body's own rules).
+/// With `csr_pem`, the CSR's subject fills every subject field the body leaves out, and
+/// its SANs are used when the body gives none; the stored specification records the
+/// result, so a renewal certifies the same names.
+pub fn request_from_body(who: &Principal, ca_id: &str, body: &ApplyBody) -> Result<IssueRequest> {
+    let leaf_type = leaf_type(&body.cert_type)?;
+    if body.tags.len() > 32
+        || body
+            .tags
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
+    {
+        return Err(Error::invalid(
+            "tags",
+            "at most 32 tags; keys 1-64 characters, values up to 256",
+        ));
+    }
+    if body.name.as_deref().is_some_and(|n| n.len() > 128) {
+        return Err(Error::invalid("name", "must be at most 128 characters"));
+    }
+    let mut effective = body.clone();
+    let key = match (&body.key_algorithm, &body.csr_pem) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                "csr_pem",
+                "give either key_algorithm (the server generates the key) or csr_pem, not both",
+            ))
+        }
+        (_, Some(pem)) => {
+            let parsed = csr::from_pem("csr_pem", pem)?;
+            fill_from_csr(&mut effective, &parsed)?;
+            KeySource::Provided {
+                spki_der: parsed.spki_der,
+                key_algorithm: parsed.key_algorithm,
+                is_rsa: parsed.is_rsa,
+            }
+        }
+        (alg, None) => KeySource::Generate(
+            alg.as_deref()
+                .unwrap_or("ec-p256")
+                .parse::<KeyAlgorithm>()
+                .map_err(|e| Error::invalid("key_algorithm", e))?,
+        ),
+    };
+    let subject = SubjectFields {
+        common_name: effective.common_name.trim().to_string(),
+        organization: effective.organization.clone(),
+        organizational_unit: effective.organizational_unit.clone(),
+        locality: effective.locality.clone(),
+        state: effective.state.clone(),
+        country: effective.country.clone(),
+    };
+    check_subject(&subject)?;
+    let sans = parse_sans(&effective.sans)?;
+    Ok(IssueRequest {
+        tenant_id: who.tenant_id.clone(),
+        ca_id: ca_id.to_string(),
+        leaf_type,
+        subject,
+        sans,
+        validity_days: body.validity_days,
+        include_crl: body.include_crl,
+        key,
+        source: "private_ca".into(),
+        name: body.name.clone(),
+        tags: body.tags.clone(),
+        requester: Some(who.token_id.clone()),
+        spec_json: serde_json::to_value(&effective).map_err(Error::internal)?,
+        renewed_from: None,
+        audit: Some(audit_event(who, "certificate.issue")),
+        acme_names: false,
+        followup: None,
+        est_client: None,
+    })
+}
+
+/// Fills the subject fields and SANs `body` leaves out from the CSR (`csr_pem`).
+fn fill_from_csr(body: &mut ApplyBody, parsed: &csr::ParsedCsr) -> Result<()> {
+    let needs_subject = body.common_name.trim().is_empty()
+        || body.organization.is_none()
+        || body.organizational_unit.is_none()
+        || body.locality.is_none()
+        || body.state.is_none()
+        || body.country.is_none();
+    if needs_subject {
+        match &parsed.subject {
+            Ok(s) => {
+                if body.common_name.trim().is_empty() {
+                    body.common_name = s.common_name.clone();
+                }
+                for (slot, from) in [
+                    (&mut body.organization, &s.organization),
+                    (&mut body.organizational_unit, &s.organizational_unit),
+                    (&mut body.locality, &s.locality),
+                    (&mut body.state, &s.state),
+                    (&mut body.country, &s.country),
+                ] {
+                    if slot.is_none() {
+                        slot.clone_from(from);
+                    }
+                }
+            }
+            // The body names the subject itself: the CSR's is not used.
+            Err(_) if !body.common_name.trim().is_empty() => {}
+            Err(e) => return Err(Error::invalid("csr_pem", e.clone())),
+        }
+    }
+    if body.sans.is_empty() {
+        body.sans = parsed
+            .sans
+            .iter()
+            .map(|s| SanInput {
+                kind: s.kind().into(),
+                value: s.to_string(),
+            })
+            .collect();
+    }
+    Ok(())
+}
+
+fn audit_event(who: &Principal, action: &str) -> AuditEvent {
+    AuditEvent {
+        at: vellum_core::time::now(),
+        tenant_id: Some(who.tenant_id.clone()),
+        actor: Some(who.token_id.clone()),
+        action: action.into(),
+        source_ip: who.source_ip.clone(),
+        outcome: "success".into(),
+        ..AuditEvent::default()
+    }
+}
+
+/// Status of a certificate at `now`.
+pub fn status(c: &CertRow, now: i64) -> &'static str {
+    if c.revoked_at.is_some() {
+        "revoked"
+    } else if c.not_after <= now {
+        "expired"
+    } else if c.not_after <= now + store::certificates::EXPIRING_DAYS * 86_400 {
+        "expiring"
+    } else {
+        "issued"
+    }
+}
+
+/// The JSON view of a certificate (a contract: see docs/API.md).
+pub fn view(c: &CertRow, chain_der: &[Vec<u8>]) -> Value {
+    let now = vellum_core::time::now();
+    let subject: Value = serde_json::from_str(&c.subject_json).unwrap_or(json!({}));
+    let tags: Value = serde_json::from_str(&c.tags_json).unwrap_or(json!({}));
+    let sans: Value = serde_json::from_str(&c.sans_json).unwrap_or(json!([]));
+    json!({
+        "id": c.id,
+        "serial": c.serial,
+        "ca_id": c.ca_id,
+        "type": c.cert_type,
+        "common_name": c.common_name,
+        "sans": sans,
+        "organization": subject["organization"],
+        "organizational_unit": subject["organizational_unit"],
+        "locality": subject["locality"],
+        "state": subject["state"],
+        "country": subject["country"],
+        "not_before": json::rfc3339(c.not_before),
+        "not_after": json::rfc3339(c.not_after),
+        "status": status(c, now),
+        "revoked_at": json::ts(c.revoked_at),
+        "revocation_reason": c.revocation_reason,
+        "leakage_risk": c.leakage_risk,
+        "source": c.source,
+        "name": c.name,
+        "key_algorithm": c.key_algorithm,
+        "has_private_key": c.key_sealed.is_some(),
+        "tags": tags,
+        "requester": c.requester,
+        "renewed_from": c.renewed_from,
+        "created_at": json::rfc3339(c.created_at),
+        "certificate_pem": cert_pem(&c.certificate_der),
+        "chain_pem": chain_der.iter().map(|d| cert_pem(d)).collect::<String>(),
+    })
+}
+
+/// The chain (issuing CA, then root) of certificates issued by `ca_id`.
+async fn chain_for(app: &App, ca_id: Option<&str>) -> Result<Vec<Vec<u8>>> {
+    let mut chain = Vec::new();
+    let mut next = ca_id.map(str::to_string);
+    let mut conn = app.store.reader().acquire().await?;
+    while let Some(id) = next.take() {
+        let Some(ca) = store::cas::get_any_tenant(&mut conn, &id).await? else {
+            break;
+        };
+        if let Some(der) = ca.certificate_der {
+            chain.push(der);
+        }
+        next = ca.parent_id;
+        if chain.len() > 4 {
+            break;
+        }
+    }
+    Ok(chain)
+}
+
+fn issued_view(i: &Issued) -> Value {
+    view(&i.record, &i.chain_der)
+}
+
+/// `POST /cas/{id}/certificates`: issue through the one path.
+pub async fn apply(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(ca_id): Path<String>,
+    Json(body): Json<ApplyBody>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    who.require(Permission::Issue)?;
+    let res = async {
+        let req = request_from_body(&who, &ca_id, &body)?;
+        issue::issue(&app, req).await
+    }
+    .await;
+    match res {
+        Ok(issued) => Ok((StatusCode::CREATED, axum::Json(issued_view(&issued)))),
+        Err(e) => {
+            // Successes are audited inside the issuing transaction; failures here.
+            let failed: Result<()> = Err(e);
+            record(&app, &who, "certificate.issue", Some(&ca_id), &failed).await;
+            Err(failed
+                .err()
+                .unwrap_or_else(|| Error::internal("unreachable"))
+                .into())
+        }
+    }
+}
+
+/// Query of `GET /certificates`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    ca_id: Option<String>,
+    status: Option<String>,
+    #[serde(rename = "type")]
+    cert_type: Option<String>,
+    q: Option<String>,
+    tag: Option<String>,
+    source: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// `GET /certificates?ca_id=&status=&type=&q=&tag=&source=&limit=&cursor=`.
+pub async fn list(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    who.require(Permission::Read)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::invalid("limit", "must be between 1 and 1000").into());
+    }
+    if let Some(s) = &q.status {
+        if !matches!(s.as_str(), "issued" | "expiring" | "expired" | "revoked") {
+            return Err(
+                Error::invalid("status", "must be issued, expiring, expired or revoked").into(),
+            );
+        }
+    }
+    if let Some(t) = &q.cert_type {
+        leaf_type(t)?;
+    }
+    let filter = CertFilter {
+        ca_id: q.ca_id,
+        status: q.status,
+        cert_type: q.cert_type,
+        q: q.q.filter(|s| !s.is_empty()),
+        tag: q.tag.filter(|s| !s.is_empty()),
+        source: q.source,
+        after: q.cursor,
+        limit,
+    };
+    let rows = {
+        let mut conn = app.store.reader().acquire().await?;
+        store::certificates::list(&mut conn, &who.tenant_id, &filter, vellum_core::time::now())
+            .await?
+    };
+    let mut chains: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut items = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let key = r.ca_id.clone().unwrap_or_default();
+        if !chains.contains_key(&key) {
+            chains.insert(key.clone(), chain_for(&app, r.ca_id.as_deref()).await?);
+        }
+        items.push(view(r, &chains[&key]));
+    }
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.id.clone()))
+        .flatten();
+    Ok(axum::Json(json::list(items, next)))
+}
+
+async fn load(app: &App, who: &Principal, id: &str) -> Result<CertRow> {
+    let mut conn = app.store.reader().acquire().await?;
+    store::certificates::get(&mut conn, &who.tenant_id, id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no certificate with id {id} in this tenant")))
+}
+
+/// `GET /certificates/{id}`.
+pub async fn show(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    who.require(Permission::Read)?;
+    let c = load(&app, &who, &id).await?;
+    let chain = chain_for(&app, c.ca_id.as_deref()).await?;
+    Ok(axum::Json(view(&c, &chain)))
+}
+
+/// Body of `POST /certificates/{id}/export`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportBody {
+    format: String,
+    password: Option<String>,
+    include_chain: Option<bool>,
+    legacy: Option<bool>,
+}
+
+fn format_error(e: FormatError) -> Error {
+    match e {
+        FormatError::KeyNotHeld => Error::conflict(
+            "this format needs the private key, and the server does not hold it (the certificate was issued from a CSR)",
+        ),
+        FormatError::Password(m) => Error::invalid("password", m),
+        other => Error::internal(other),
+    }
+}
+
+/// `POST /certificates/{id}/export`: PEM bundle, DER, PKCS#12, JKS or PKCS#8.
+pub async fn export(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<ExportBody>,
+) -> ApiResult<Response> {
+    who.require(Permission::Issue)?;
+    let res = export_inner(&app, &who, &id, &body).await;
+    let action = format!("certificate.export.{}", body.format);
+    let outcome: Result<()> = match &res {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::bad_request(e.client_detail())),
+    };
+    record(&app, &who, &action, Some(&id), &outcome).await;
+    Ok(res?)
+}
+
+async fn export_inner(app: &App, who: &Principal, id: &str, body: &ExportBody) -> Result<Response> {
+    let c = load(app, who, id).await?;
+    let chain = if body.include_chain.unwrap_or(true) {
+        chain_for(app, c.ca_id.as_deref()).await?
+    } else {
+        Vec::new()
+    };
+    let key_der = match &c.key_sealed {
+        Some(sealed) => {
+            let pem = app.master.open(&c.id, sealed)?;
+            let text = std::str::from_utf8(&pem).map_err(Error::internal)?;
+            Some(zeroize::Zeroizing::new(
+                ::pem::parse(text).map_err(Error::internal)?.into_contents(),
+            ))
+        }
+        None => None,
+    };
+    let alias = if c.common_name.is_empty() {
+        c.id.clone()
+    } else {
+        c.common_name.clone()
+    };
+    let input = ExportInput {
+        leaf_der: &c.certificate_der,
+        chain_der: &chain,
+        key_pkcs8_der: key_der.as_ref().map(|k| k.as_slice()),
+        alias: &alias,
+    };
+    let needs_password = |fmt: &str| {
+        body.password
+            .as_deref()
+            .ok_or_else(|| Error::invalid("password", format!("is required for the {fmt} format")))
+    };
+    let file_stem: String = alias
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ch == '-' || ch == '.' {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let (bytes, content_type, ext): (Vec<u8>, &str, &str) = match body.format.as_str() {
+        "pem" => (
+            formats::pem_bundle(&input).into_bytes(),
+            "application/x-pem-file",
+            "pem",
+        ),
+        "der" => (formats::der(&input), "application/pkix-cert", "cer"),
+        "pkcs12" | "pfx" => (
+            formats::pkcs12(
+                &input,
+                needs_password("pkcs12")?,
+                body.legacy.unwrap_or(false),
+            )
+            .map_err(format_error)?,
+            "application/x-pkcs12",
+            "p12",
+        ),
+        "jks" => (
+            formats::jks(&input, needs_password("jks")?).map_err(format_error)?,
+            "application/x-java-keystore",
+            "jks",
+        ),
+        "pkcs8" => {
+            let key = input
+                .key_pkcs8_der
+                .ok_or_else(|| format_error(FormatError::KeyNotHeld))?;
+            (
+                formats::pkcs8_pem(key, body.password.as_deref())
+                    .map_err(format_error)?
+                    .into_bytes(),
+                "application/x-pem-file",
+                "key",
+            )
+        }
+        other => {
+            return Err(Error::invalid(
+                "format",
+                format!("{other:?} is not an export format; use pem, der, pkcs12, jks or pkcs8"),
+            ))
+        }
+    };
+    let mut resp = bytes.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_stem}.{ext}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// Body of `POST /certificates/{id}/revoke`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    reason: Option<String>,
+}
+
+/// `POST /certificates/{id}/revoke`.
+pub async fn revoke(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    OptJson(body): OptJson<RevokeBody>,
+) -> ApiResult<axum::Json<Value>> {
+    who.require(Permission::Issue)?;
+    let res =
+        ra::revoke::revoke_certificate(&app, &who.tenant_id, &id, body.reason.as_deref()).await;
+    record(&app, &who, "certificate.revoke", Some(&id), &res).await;
+    let c = res?;
+    let chain = chain_for(&app, c.ca_id.as_deref()).await?;
+    Ok(axum::Json(view(&c, &chain)))
+}
+
+/// `DELETE /certificates/{id}`: only revoked or expired certificates.
+pub async fn delete(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    who.require(Permission::Issue)?;
+    let res = async {
+        let c = load(&app, &who, &id).await?;
+        let now = vellum_core::time::now();
+        let mut tx = app.store.begin().await?;
+        if !store::certificates::delete(&mut tx, &id, now).await? {
+            return Err(Error::conflict(format!(
+                "certificate {id} is {} (valid until {}); revoke it before deleting it",
+                status(&c, now),
+                json::rfc3339(c.not_after)
+            )));
+        }
+        tx.commit().await?;
+        Ok(c)
+    }
+    .await;
+    record(&app, &who, "certificate.delete", Some(&id), &res).await;
+    let c = res?;
+    let mut v = view(&c, &[]);
+    v["deleted"] = json!(true);
+    Ok(axum::Json(v))
+}
+
+/// Body of `POST /certificates/{id}/renew`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewBody {
+    force: Option<bool>,
+}
+
+/// `POST /certificates/{id}/renew`: a new certificate with the same specification.
+pub async fn renew(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    OptJson(body): OptJson<RenewBody>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    who.require(Permission::Issue)?;
+    let res = renew_inner(&app, &who, &id, body.force.unwrap_or(false)).await;
+    match res {
+        Ok(issued) => Ok((StatusCode::CREATED, axum::Json(issued_view(&issued)))),
+        Err(e) => {
+            let failed: Result<()> = Err(e);
+            record(&app, &who, "certificate.renew", Some(&id), &failed).await;
+            Err(failed
+                .err()
+                .unwrap_or_else(|| Error::internal("unreachable"))
+                .into())
+        }
+    }
+}
+
+async fn renew_inner(app: &App, who: &Principal, id: &str, force: bool) -> Result<Issued> {
+    let old = load(app, who, id).await?;
+    let now = vellum_core::time::now();
+    let st = status(&old, now);
+    if st == "revoked" {
+        return Err(Error::conflict(format!(
+            "certificate {id} is revoked; apply for a new certificate instead"
+        )));
+    }
+    if st == "issued" && !force {
+        return Err(Error::conflict(format!(
+            "certificate {id} is valid until {} (not expiring within {} days); pass \"force\": true to renew it anyway",
+            json::rfc3339(old.not_after),
+            store::certificates::EXPIRING_DAYS
+        )));
+    }
+    let ca_id = old.ca_id.clone().ok_or_else(|| {
+        Error::conflict(format!(
+            "certificate {id} was not issued by a Vellum CA; it cannot be renewed"
+        ))
+    })?;
+    let spec: ApplyBody = serde_json::from_str(&old.spec_json).map_err(|_| {
+        Error::conflict(format!(
+            "certificate {id} has no stored specification to renew from (source {})",
+            old.source
+        ))
+    })?;
+    let mut spec_for_key = spec.clone();
+    spec_for_key.csr_pem = None;
+    if old.key_sealed.is_none() {
+        spec_for_key.key_algorithm = None;
+    }
+    let mut req = request_from_body(who, &ca_id, &spec_for_key)?;
+    if old.key_sealed.is_none() {
+        // The requester holds the key: certify the same public key again.
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(&old.certificate_der).map_err(Error::internal)?;
+        let (key_algorithm, is_rsa) =
+            csr::key_policy(cert.public_key()).map_err(Error::conflict)?;
+        req.key = KeySource::Provided {
+            spki_der: cert.public_key().raw.to_vec(),
+            key_algorithm,
+            is_rsa,
+        };
+    }
+    req.source = old.source.clone();
+    req.est_client = old.est_client.clone();
+    req.renewed_from = Some(old.id.clone());
+    req.audit = Some(audit_event(who, "certificate.renew"));
+    issue::issue(app, req).await
+}

@@ -1,0 +1,142 @@
+//! Public distribution points on the plain-HTTP listener (no authentication, cacheable):
+//! CRLs (`/crl/{id}.crl` DER, `/crl/{id}.pem`) and CA certificates (`/ca/{id}.crt` DER,
+//! `/ca/{id}.pem`), the URLs written into CDP and AIA extensions.
+
+pub mod job;
+
+use crate::problem::ApiResult;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::App;
+use ca::cert_pem;
+use vellum_core::error::Error;
+
+/// Routes of the distribution listener.
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/ca/{file}", get(ca_certificate))
+        .route("/crl/{file}", get(crl))
+}
+
+fn split(file: &str, der_ext: &str) -> Option<(String, bool)> {
+    if let Some(id) = file.strip_suffix(der_ext) {
+        Some((id.to_string(), false))
+    } else {
+        file.strip_suffix(".pem").map(|id| (id.to_string(), true))
+    }
+}
+
+fn http_date(unix: i64) -> String {
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.format(&fmt).unwrap_or_default()
+}
+
+/// `GET /crl/{id}.crl` (DER, `application/pkix-crl`) or `/crl/{id}.pem`.
+async fn crl(
+    State(app): State<Arc<App>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let (id, pem) = split(&file, ".crl")
+        .ok_or_else(|| Error::not_found("use /crl/{id}.crl (DER) or /crl/{id}.pem"))?;
+    let crl = ra::crl::current(&app, &id).await?;
+    let etag = format!(
+        "\"{}-{}{}\"",
+        crl.ca_id,
+        crl.crl_number,
+        if pem { "p" } else { "" }
+    );
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).map_err(Error::internal)?,
+    );
+    h.insert(
+        header::LAST_MODIFIED,
+        HeaderValue::from_str(&http_date(crl.this_update)).map_err(Error::internal)?,
+    );
+    h.insert(
+        header::EXPIRES,
+        HeaderValue::from_str(&http_date(crl.next_update)).map_err(Error::internal)?,
+    );
+    // Caches may keep it but must revalidate: a revocation shows within a second.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, no-cache"),
+    );
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, h).into_response());
+    }
+    if pem {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-pem-file"),
+        );
+        let body = ::pem::encode_config(
+            &::pem::Pem::new("X509 CRL", crl.der),
+            ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+        );
+        Ok((h, body).into_response())
+    } else {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/pkix-crl"),
+        );
+        Ok((h, crl.der).into_response())
+    }
+}
+
+/// `GET /ca/{id}.crt` (DER, `application/pkix-cert`) or `/ca/{id}.pem`.
+async fn ca_certificate(
+    State(app): State<Arc<App>>,
+    Path(file): Path<String>,
+) -> ApiResult<Response> {
+    let (id, pem) = split(&file, ".crt")
+        .ok_or_else(|| Error::not_found("use /ca/{id}.crt (DER) or /ca/{id}.pem"))?;
+    let mut conn = app.store.reader().acquire().await?;
+    let ca = store::cas::get_any_tenant(&mut conn, &id)
+        .await?
+        .filter(|ca| ca.status != "removed")
+        .ok_or_else(|| Error::not_found(format!("no CA {id}")))?;
+    let der = ca.certificate_der.ok_or_else(|| {
+        Error::not_found(format!("CA {id} has no certificate (it is {})", ca.status))
+    })?;
+    let mut resp = if pem {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-pem-file"),
+            )],
+            cert_pem(&der),
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/pkix-cert"),
+            )],
+            der,
+        )
+            .into_response()
+    };
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    Ok(resp)
+}

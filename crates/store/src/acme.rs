@@ -1,0 +1,717 @@
+//! ACME state: settings, EAB keys, accounts, orders, authorizations, challenges, nonces.
+
+use super::recent::Rows;
+use super::{query, Conn, Row, Tx};
+use vellum_core::error::Result;
+
+/// Most rows one multi-row INSERT carries (the widest, orders, binds 12 values a row).
+pub const ROWS_PER_INSERT: usize = 500;
+
+/// Per-CA ACME settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub ca_id: String,
+    pub enabled: bool,
+    pub require_eab: bool,
+    /// Suffixes (`example.com` allows it and its subdomains) or exact names; empty = any.
+    pub allowed_domains: Vec<String>,
+    pub allow_ip: bool,
+    pub challenges: Vec<String>,
+    pub default_validity_days: i64,
+}
+
+impl Settings {
+    /// The settings a CA has before anyone changed them.
+    pub fn defaults(ca_id: &str) -> Settings {
+        Settings {
+            ca_id: ca_id.to_string(),
+            enabled: true,
+            require_eab: false,
+            allowed_domains: Vec::new(),
+            allow_ip: true,
+            challenges: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
+            default_validity_days: 90,
+        }
+    }
+}
+
+/// The settings of `ca_id` (defaults when never set).
+pub async fn settings(conn: &mut Conn, ca_id: &str) -> Result<Settings> {
+    let row = query("SELECT * FROM acme_settings WHERE ca_id = $1")
+        .bind(ca_id)
+        .fetch_optional(conn)
+        .await?;
+    let Some(r) = row else {
+        return Ok(Settings::defaults(ca_id));
+    };
+    let ca_id: String = r.try_get("ca_id")?;
+    Ok(Settings {
+        enabled: r.try_get::<i64, _>("enabled")? != 0,
+        require_eab: r.try_get::<i64, _>("require_eab")? != 0,
+        allowed_domains: super::decode_json(
+            "acme_settings",
+            "allowed_domains_json",
+            &ca_id,
+            &r.try_get::<String, _>("allowed_domains_json")?,
+        )?,
+        allow_ip: r.try_get::<i64, _>("allow_ip")? != 0,
+        challenges: super::decode_json(
+            "acme_settings",
+            "challenges_json",
+            &ca_id,
+            &r.try_get::<String, _>("challenges_json")?,
+        )?,
+        ca_id,
+        default_validity_days: r.try_get("default_validity_days")?,
+    })
+}
+
+/// Stores the settings of a CA.
+pub async fn put_settings(conn: &mut Conn, s: &Settings) -> Result<()> {
+    query(
+        "INSERT INTO acme_settings (ca_id, enabled, require_eab, allowed_domains_json, allow_ip, \
+         challenges_json, default_validity_days) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (ca_id) DO UPDATE SET enabled = excluded.enabled, require_eab = excluded.require_eab, \
+         allowed_domains_json = excluded.allowed_domains_json, allow_ip = excluded.allow_ip, \
+         challenges_json = excluded.challenges_json, default_validity_days = excluded.default_validity_days",
+    )
+    .bind(&s.ca_id)
+    .bind(s.enabled as i64)
+    .bind(s.require_eab as i64)
+    .bind(serde_json::to_string(&s.allowed_domains).unwrap_or_default())
+    .bind(s.allow_ip as i64)
+    .bind(serde_json::to_string(&s.challenges).unwrap_or_default())
+    .bind(s.default_validity_days)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records single-use nonces `(nonce, expires_at)` as redeemed, 200 per statement, and
+/// returns those that were not already (the others are replays). The nonces must be
+/// distinct.
+pub async fn redeem_nonces(
+    conn: &mut Conn,
+    nonces: &[(&str, i64)],
+) -> Result<std::collections::HashSet<String>> {
+    let mut fresh = std::collections::HashSet::new();
+    for chunk in nonces.chunks(200) {
+        let sql = format!(
+            "INSERT INTO acme_used_nonces (nonce, expires_at) VALUES {} \
+             ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
+            super::values_placeholders(conn, chunk.len(), 2)
+        );
+        let mut q = query(&sql);
+        for (nonce, expires_at) in chunk {
+            q = q.bind(*nonce).bind(*expires_at);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            fresh.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(fresh)
+}
+
+/// Forgets redeemed nonces that expired (they can no longer be replayed anyway).
+pub async fn purge_nonces(conn: &mut Conn, now: i64) -> Result<u64> {
+    let res = query("DELETE FROM acme_used_nonces WHERE expires_at < $1")
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(res.rows_affected())
+}
+
+/// An EAB key.
+#[derive(Debug, Clone)]
+pub struct EabKey {
+    pub kid: String,
+    pub ca_id: String,
+    pub tenant_id: String,
+    pub key_sealed: Vec<u8>,
+    pub account_id: Option<String>,
+}
+
+/// Stores a new EAB key.
+pub async fn insert_eab(conn: &mut Conn, k: &EabKey, now: i64) -> Result<()> {
+    query(
+        "INSERT INTO acme_eab_keys (kid, ca_id, tenant_id, key_sealed, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&k.kid)
+    .bind(&k.ca_id)
+    .bind(&k.tenant_id)
+    .bind(&k.key_sealed)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An EAB key by kid.
+pub async fn eab(conn: &mut Conn, kid: &str) -> Result<Option<EabKey>> {
+    let row = query("SELECT * FROM acme_eab_keys WHERE kid = $1")
+        .bind(kid)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| {
+        Ok(EabKey {
+            kid: r.try_get("kid")?,
+            ca_id: r.try_get("ca_id")?,
+            tenant_id: r.try_get("tenant_id")?,
+            key_sealed: r.try_get("key_sealed")?,
+            account_id: r.try_get("account_id")?,
+        })
+    })
+    .transpose()
+}
+
+/// Binds an EAB key to an account. False when it is bound already.
+pub async fn bind_eab(conn: &mut Conn, kid: &str, account_id: &str) -> Result<bool> {
+    let res =
+        query("UPDATE acme_eab_keys SET account_id = $1 WHERE kid = $2 AND account_id IS NULL")
+            .bind(account_id)
+            .bind(kid)
+            .execute(conn)
+            .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// An ACME account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    pub ca_id: String,
+    pub tenant_id: String,
+    pub thumbprint: String,
+    pub jwk_json: String,
+    /// `valid`, `deactivated`, `revoked`.
+    pub status: String,
+    pub contact: Vec<String>,
+    pub tos_agreed: bool,
+    pub eab_kid: Option<String>,
+    pub created_at: i64,
+}
+
+fn account(r: &Row) -> Result<Account> {
+    let id: String = r.try_get("id")?;
+    Ok(Account {
+        contact: super::decode_json(
+            "acme_accounts",
+            "contact_json",
+            &id,
+            &r.try_get::<String, _>("contact_json")?,
+        )?,
+        id,
+        ca_id: r.try_get("ca_id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        thumbprint: r.try_get("thumbprint")?,
+        jwk_json: r.try_get("jwk_json")?,
+        status: r.try_get("status")?,
+        tos_agreed: r.try_get::<i64, _>("tos_agreed")? != 0,
+        eab_kid: r.try_get("eab_kid")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// Inserts an account.
+pub async fn insert_account(conn: &mut Conn, a: &Account) -> Result<()> {
+    query(
+        "INSERT INTO acme_accounts (id, ca_id, tenant_id, thumbprint, jwk_json, status, contact_json, \
+         tos_agreed, eab_kid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&a.id)
+    .bind(&a.ca_id)
+    .bind(&a.tenant_id)
+    .bind(&a.thumbprint)
+    .bind(&a.jwk_json)
+    .bind(&a.status)
+    .bind(serde_json::to_string(&a.contact).unwrap_or_default())
+    .bind(a.tos_agreed as i64)
+    .bind(&a.eab_kid)
+    .bind(a.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An account by id.
+pub async fn account_by_id(conn: &mut Conn, id: &str) -> Result<Option<Account>> {
+    let row = query("SELECT * FROM acme_accounts WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(account).transpose()
+}
+
+/// The account whose key has this RFC 7638 thumbprint.
+pub async fn account_by_thumbprint(conn: &mut Conn, thumbprint: &str) -> Result<Option<Account>> {
+    let row = query("SELECT * FROM acme_accounts WHERE thumbprint = $1")
+        .bind(thumbprint)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(account).transpose()
+}
+
+/// Updates contact and status.
+pub async fn update_account(
+    conn: &mut Conn,
+    id: &str,
+    contact: &[String],
+    status: &str,
+) -> Result<()> {
+    query("UPDATE acme_accounts SET contact_json = $1, status = $2 WHERE id = $3")
+        .bind(serde_json::to_string(contact).unwrap_or_default())
+        .bind(status)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Replaces an account's key (keyChange). False when the new key is already in use.
+pub async fn change_key(
+    conn: &mut Conn,
+    id: &str,
+    thumbprint: &str,
+    jwk_json: &str,
+) -> Result<bool> {
+    let res = query("UPDATE acme_accounts SET thumbprint = $1, jwk_json = $2 WHERE id = $3")
+        .bind(thumbprint)
+        .bind(jwk_json)
+        .bind(id)
+        .execute(conn)
+        .await;
+    match res {
+        Ok(r) => Ok(r.rows_affected() == 1),
+        Err(e) if super::tenants::is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An ACME order.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub id: String,
+    pub account_id: String,
+    pub ca_id: String,
+    /// `pending`, `ready`, `processing`, `valid`, `invalid`.
+    pub status: String,
+    pub identifiers_json: String,
+    pub profile: String,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    pub expires_at: i64,
+    pub error_json: Option<String>,
+    pub certificate_id: Option<String>,
+    pub replaces: Option<String>,
+    pub created_at: i64,
+    /// Its authorizations' ids in identifier order (JSON array).
+    pub authz_ids_json: String,
+}
+
+impl Order {
+    /// The ids of the order's authorizations, in identifier order.
+    pub fn authz_ids(&self) -> serde_json::Result<Vec<String>> {
+        serde_json::from_str(&self.authz_ids_json)
+    }
+}
+
+fn order(r: &Row) -> Result<Order> {
+    Ok(Order {
+        id: r.try_get("id")?,
+        account_id: r.try_get("account_id")?,
+        ca_id: r.try_get("ca_id")?,
+        status: r.try_get("status")?,
+        identifiers_json: r.try_get("identifiers_json")?,
+        profile: r.try_get("profile")?,
+        not_before: r.try_get("not_before")?,
+        not_after: r.try_get("not_after")?,
+        expires_at: r.try_get("expires_at")?,
+        error_json: r.try_get("error_json")?,
+        certificate_id: r.try_get("certificate_id")?,
+        replaces: r.try_get("replaces")?,
+        created_at: r.try_get("created_at")?,
+        authz_ids_json: r
+            .try_get::<Option<String>, _>("authz_ids_json")?
+            .unwrap_or_else(|| "[]".into()),
+    })
+}
+
+/// Inserts orders, [`ROWS_PER_INSERT`] per statement.
+pub async fn insert_orders(tx: &mut Tx, orders: &[&Order]) -> Result<()> {
+    tx.on_commit_copy(orders, Rows::insert_orders);
+    let conn: &mut Conn = tx;
+    for chunk in orders.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO acme_orders (id, account_id, ca_id, status, identifiers_json, profile, \
+             not_before, not_after, expires_at, replaces, created_at, authz_ids_json) VALUES {}",
+            super::values_placeholders(conn, chunk.len(), 12)
+        );
+        let mut q = query(&sql);
+        for o in chunk {
+            q = q
+                .bind(&o.id)
+                .bind(&o.account_id)
+                .bind(&o.ca_id)
+                .bind(&o.status)
+                .bind(&o.identifiers_json)
+                .bind(&o.profile)
+                .bind(o.not_before)
+                .bind(o.not_after)
+                .bind(o.expires_at)
+                .bind(&o.replaces)
+                .bind(o.created_at)
+                .bind(&o.authz_ids_json);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// An order by id.
+pub async fn order_by_id(conn: &mut Conn, id: &str) -> Result<Option<Order>> {
+    let row = query("SELECT * FROM acme_orders WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(order).transpose()
+}
+
+/// Order ids of an account after `after`, oldest first.
+pub async fn order_ids(
+    conn: &mut Conn,
+    account_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<String>> {
+    let rows =
+        query("SELECT id FROM acme_orders WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3")
+            .bind(account_id)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(conn)
+            .await?;
+    rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+}
+
+/// Marks an order valid with its certificate.
+pub async fn order_issued(tx: &mut Tx, id: &str, certificate_id: &str) -> Result<()> {
+    query("UPDATE acme_orders SET status = 'valid', certificate_id = $1 WHERE id = $2")
+        .bind(certificate_id)
+        .bind(id)
+        .execute(tx)
+        .await?;
+    let (id, cert) = (id.to_string(), certificate_id.to_string());
+    tx.on_commit(move |r| {
+        r.update_orders([&id], |o| {
+            o.status = "valid".into();
+            o.certificate_id = Some(cert.clone());
+        })
+    });
+    Ok(())
+}
+
+/// Every unfinished order that needs authorization `authz_id` becomes invalid with a
+/// problem document.
+pub async fn fail_orders_of_authz(tx: &mut Tx, authz_id: &str, error_json: &str) -> Result<()> {
+    let rows = query(
+        "UPDATE acme_orders SET status = 'invalid', error_json = $1 \
+         WHERE status IN ('pending', 'ready', 'processing') \
+         AND id IN (SELECT order_id FROM acme_order_authzs WHERE authz_id = $2) RETURNING id",
+    )
+    .bind(error_json)
+    .bind(authz_id)
+    .fetch_all(tx)
+    .await?;
+    let ids = rows
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let error_json = error_json.to_string();
+    tx.on_commit(move |r| {
+        r.update_orders(&ids, |o| {
+            o.status = "invalid".into();
+            o.error_json = Some(error_json.clone());
+        })
+    });
+    Ok(())
+}
+
+/// An authorization.
+#[derive(Debug, Clone)]
+pub struct Authz {
+    pub id: String,
+    pub account_id: String,
+    /// `dns` or `ip`.
+    pub id_type: String,
+    pub id_value: String,
+    pub wildcard: bool,
+    /// `pending`, `valid`, `invalid`, `deactivated`, `expired`, `revoked`.
+    pub status: String,
+    pub expires_at: i64,
+    pub created_at: i64,
+}
+
+fn authz(r: &Row) -> Result<Authz> {
+    Ok(Authz {
+        id: r.try_get("id")?,
+        account_id: r.try_get("account_id")?,
+        id_type: r.try_get("id_type")?,
+        id_value: r.try_get("id_value")?,
+        wildcard: r.try_get::<i64, _>("wildcard")? != 0,
+        status: r.try_get("status")?,
+        expires_at: r.try_get("expires_at")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// Inserts authorizations, [`ROWS_PER_INSERT`] per statement.
+pub async fn insert_authzs(tx: &mut Tx, authzs: &[&Authz]) -> Result<()> {
+    tx.on_commit_copy(authzs, Rows::insert_authzs);
+    let conn: &mut Conn = tx;
+    for chunk in authzs.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+        "INSERT INTO acme_authzs (id, account_id, id_type, id_value, wildcard, status, expires_at, created_at) \
+         VALUES {}",
+        super::values_placeholders(conn, chunk.len(), 8)
+    );
+        let mut q = query(&sql);
+        for a in chunk {
+            q = q
+                .bind(&a.id)
+                .bind(&a.account_id)
+                .bind(&a.id_type)
+                .bind(&a.id_value)
+                .bind(a.wildcard as i64)
+                .bind(&a.status)
+                .bind(a.expires_at)
+                .bind(a.created_at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A valid, unexpired authorization of the account for the identifier (reuse).
+pub async fn reusable_authz(
+    conn: &mut Conn,
+    account_id: &str,
+    id_type: &str,
+    id_value: &str,
+    wildcard: bool,
+    now: i64,
+) -> Result<Option<Authz>> {
+    let row = query(
+        "SELECT * FROM acme_authzs WHERE account_id = $1 AND id_type = $2 AND id_value = $3 \
+         AND wildcard = $4 AND status = 'valid' AND expires_at > $5 ORDER BY expires_at DESC LIMIT 1",
+    )
+    .bind(account_id)
+    .bind(id_type)
+    .bind(id_value)
+    .bind(wildcard as i64)
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(authz).transpose()
+}
+
+/// Valid authorizations of the account for any of the identifier values.
+pub async fn valid_authz_values(
+    conn: &mut Conn,
+    account_id: &str,
+    now: i64,
+) -> Result<Vec<(String, String)>> {
+    let rows = query(
+        "SELECT id_type, id_value FROM acme_authzs WHERE account_id = $1 AND status = 'valid' AND expires_at > $2",
+    )
+    .bind(account_id)
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("id_type")?, r.try_get("id_value")?)))
+        .collect()
+}
+
+/// Sets an authorization's status (from pending or valid).
+pub async fn set_authz_status(tx: &mut Tx, id: &str, status: &str) -> Result<bool> {
+    let res = query(
+        "UPDATE acme_authzs SET status = $1 WHERE id = $2 AND status IN ('pending', 'valid')",
+    )
+    .bind(status)
+    .bind(id)
+    .execute(tx)
+    .await?;
+    if res.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let (id, status) = (id.to_string(), status.to_string());
+    tx.on_commit(move |r| r.update_authzs([&id], |a| a.status = status.clone()));
+    Ok(true)
+}
+
+/// Links orders to their authorizations: `(order_id, authz_id, position)` rows.
+pub async fn link(conn: &mut Conn, rows: &[(&str, &str, i64)]) -> Result<()> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO acme_order_authzs (order_id, authz_id, position) VALUES {}",
+            super::values_placeholders(conn, chunk.len(), 3)
+        );
+        let mut q = query(&sql);
+        for (order_id, authz_id, position) in chunk {
+            q = q.bind(*order_id).bind(*authz_id).bind(*position);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A challenge.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    pub id: String,
+    pub authz_id: String,
+    /// `http-01`, `dns-01`, `tls-alpn-01`.
+    pub kind: String,
+    pub token: String,
+    /// `pending`, `processing`, `valid`, `invalid`.
+    pub status: String,
+    pub validated_at: Option<i64>,
+    pub error_json: Option<String>,
+}
+
+/// Inserts challenges, [`ROWS_PER_INSERT`] per statement.
+pub async fn insert_challenges(tx: &mut Tx, challenges: &[&Challenge]) -> Result<()> {
+    tx.on_commit_copy(challenges, Rows::insert_challenges);
+    let conn: &mut Conn = tx;
+    for chunk in challenges.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO acme_challenges (id, authz_id, type, token, status) VALUES {}",
+            super::values_placeholders(conn, chunk.len(), 5)
+        );
+        let mut q = query(&sql);
+        for c in chunk {
+            q = q
+                .bind(&c.id)
+                .bind(&c.authz_id)
+                .bind(&c.kind)
+                .bind(&c.token)
+                .bind(&c.status);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Challenge columns under `c_` names, for queries that join them with an authorization.
+const CHALLENGE_COLUMNS_AS_C: &str = "c.id AS c_id, c.authz_id AS c_authz_id, c.type AS c_type, \
+     c.token AS c_token, c.status AS c_status, c.validated_at AS c_validated_at, \
+     c.error_json AS c_error_json";
+
+/// The challenge in a row's `c_` columns (none when a LEFT JOIN found none).
+fn challenge_as_c(r: &Row) -> Result<Option<Challenge>> {
+    let Some(id) = r.try_get::<Option<String>, _>("c_id")? else {
+        return Ok(None);
+    };
+    Ok(Some(Challenge {
+        id,
+        authz_id: r.try_get("c_authz_id")?,
+        kind: r.try_get("c_type")?,
+        token: r.try_get("c_token")?,
+        status: r.try_get("c_status")?,
+        validated_at: r.try_get("c_validated_at")?,
+        error_json: r.try_get("c_error_json")?,
+    }))
+}
+
+/// An authorization with its challenges (by type), in one query.
+pub async fn authz_with_challenges(
+    conn: &mut Conn,
+    id: &str,
+) -> Result<Option<(Authz, Vec<Challenge>)>> {
+    let sql = format!(
+        "SELECT a.*, {CHALLENGE_COLUMNS_AS_C} FROM acme_authzs a \
+         LEFT JOIN acme_challenges c ON c.authz_id = a.id WHERE a.id = $1 ORDER BY c.type"
+    );
+    let rows = query(&sql).bind(id).fetch_all(conn).await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut challenges = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if let Some(c) = challenge_as_c(r)? {
+            challenges.push(c);
+        }
+    }
+    Ok(Some((authz(first)?, challenges)))
+}
+
+/// A challenge with its authorization, in one query.
+pub async fn challenge_with_authz(conn: &mut Conn, id: &str) -> Result<Option<(Challenge, Authz)>> {
+    let sql = format!(
+        "SELECT a.*, {CHALLENGE_COLUMNS_AS_C} FROM acme_challenges c \
+         JOIN acme_authzs a ON a.id = c.authz_id WHERE c.id = $1"
+    );
+    let row = query(&sql).bind(id).fetch_optional(conn).await?;
+    let Some(r) = row else { return Ok(None) };
+    match challenge_as_c(&r)? {
+        Some(c) => Ok(Some((c, authz(&r)?))),
+        None => Ok(None),
+    }
+}
+
+/// Records the outcome of a validation.
+pub async fn finish_challenge(
+    tx: &mut Tx,
+    id: &str,
+    valid: bool,
+    at: i64,
+    error_json: Option<&str>,
+) -> Result<()> {
+    let status = if valid { "valid" } else { "invalid" };
+    query(
+        "UPDATE acme_challenges SET status = $1, validated_at = $2, error_json = $3 WHERE id = $4",
+    )
+    .bind(status)
+    .bind(at)
+    .bind(error_json)
+    .bind(id)
+    .execute(tx)
+    .await?;
+    let (id, error_json) = (id.to_string(), error_json.map(str::to_string));
+    tx.on_commit(move |r| {
+        r.update_challenges([&id], |c| {
+            c.status = status.into();
+            c.validated_at = Some(at);
+            c.error_json = error_json.clone();
+        })
+    });
+    Ok(())
+}
+
+/// An order: from the in-memory copy of recent rows (`store::recent`) when it is there,
+/// else from the database.
+pub async fn find_order(store: &super::Store, id: &str) -> Result<Option<Order>> {
+    if let Some(o) = store.recent().and_then(|r| r.order(id)) {
+        return Ok(Some(o));
+    }
+    let mut conn = store.reader().acquire().await?;
+    order_by_id(&mut conn, id).await
+}
+
+/// An authorization with its challenges, as [`find_order`] finds orders.
+pub async fn find_authz(store: &super::Store, id: &str) -> Result<Option<(Authz, Vec<Challenge>)>> {
+    if let Some(a) = store.recent().and_then(|r| r.authz(id)) {
+        return Ok(Some(a));
+    }
+    let mut conn = store.reader().acquire().await?;
+    authz_with_challenges(&mut conn, id).await
+}
+
+/// A challenge with its authorization, as [`find_order`] finds orders.
+pub async fn find_challenge(store: &super::Store, id: &str) -> Result<Option<(Challenge, Authz)>> {
+    if let Some(c) = store.recent().and_then(|r| r.challenge(id)) {
+        return Ok(Some(c));
+    }
+    let mut conn = store.reader().acquire().await?;
+    challenge_with_authz(&mut conn, id).await
+}

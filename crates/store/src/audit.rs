@@ -1,0 +1,120 @@
+//! Audit events: who did what, when, from where, with what result.
+
+use super::{query, Conn};
+use vellum_core::error::Result;
+
+/// One audit event.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEvent {
+    /// Sequence number (assigned by the database).
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    pub tenant_id: Option<String>,
+    /// Token id of the caller (`system` for the server itself).
+    pub actor: Option<String>,
+    /// e.g. `ca.enable`, `quota.assign`, `token.create`.
+    pub action: String,
+    /// Id of the object acted upon.
+    pub target: Option<String>,
+    pub source_ip: Option<String>,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// Failure reason or a short summary.
+    pub detail: Option<String>,
+}
+
+/// Appends an event.
+pub async fn insert(conn: &mut Conn, e: &AuditEvent) -> Result<()> {
+    insert_many(conn, &[e]).await
+}
+
+/// Appends events with one multi-row INSERT per 100 events, in order.
+pub async fn insert_many(conn: &mut Conn, events: &[&AuditEvent]) -> Result<()> {
+    for chunk in events.chunks(100) {
+        let sql = format!(
+            "INSERT INTO audit_events (at, tenant_id, actor, action, target, source_ip, outcome, detail) VALUES {}",
+            super::values_placeholders(conn, chunk.len(), 8)
+        );
+        let mut q = query(&sql);
+        for e in chunk {
+            q = q
+                .bind(e.at)
+                .bind(&e.tenant_id)
+                .bind(&e.actor)
+                .bind(&e.action)
+                .bind(&e.target)
+                .bind(&e.source_ip)
+                .bind(&e.outcome)
+                .bind(&e.detail);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Filters for [`list`].
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<i64>,
+    /// Return events with a smaller id than this (newest first paging).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// Events of a tenant, newest first.
+pub async fn list(conn: &mut Conn, tenant_id: &str, f: &AuditFilter) -> Result<Vec<AuditEvent>> {
+    let mut sql = String::from("SELECT * FROM audit_events WHERE tenant_id = $1");
+    let mut n = 1;
+    let mut clause = |sql: &mut String, c: &str| {
+        n += 1;
+        sql.push_str(&format!(" AND {c} ${n}"));
+    };
+    if f.action.is_some() {
+        clause(&mut sql, "action =");
+    }
+    if f.target.is_some() {
+        clause(&mut sql, "target =");
+    }
+    if f.since.is_some() {
+        clause(&mut sql, "at >=");
+    }
+    if f.before_id.is_some() {
+        clause(&mut sql, "id <");
+    }
+    sql.push_str(&format!(
+        " ORDER BY id DESC LIMIT {}",
+        f.limit.clamp(1, 1000)
+    ));
+    let mut q = query(&sql).bind(tenant_id);
+    if let Some(a) = &f.action {
+        q = q.bind(a);
+    }
+    if let Some(t) = &f.target {
+        q = q.bind(t);
+    }
+    if let Some(s) = f.since {
+        q = q.bind(s);
+    }
+    if let Some(b) = f.before_id {
+        q = q.bind(b);
+    }
+    let rows = q.fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AuditEvent {
+                id: r.try_get("id")?,
+                at: r.try_get("at")?,
+                tenant_id: r.try_get("tenant_id")?,
+                actor: r.try_get("actor")?,
+                action: r.try_get("action")?,
+                target: r.try_get("target")?,
+                source_ip: r.try_get("source_ip")?,
+                outcome: r.try_get("outcome")?,
+                detail: r.try_get("detail")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,173 @@
+//! Group commit: many small writes from concurrent requests, one transaction.
+//!
+//! A [`Batcher`] owns a queue and committer task(s) on a thread of their own (so that their
+//! many short waits for the database are not queued behind the CPU work of the request
+//! runtime). A committer takes whatever jobs queued up while the previous transaction ran
+//! and hands them all to [`Work::commit`], which writes them in ONE transaction and says,
+//! job by job, whether it was accepted. Each caller gets its answer only after that commit.
+//! When the transaction fails as a whole, the jobs are retried one per transaction, so an
+//! error reaches only the job that caused it.
+//!
+//! On SQLite (one writer connection) this turns a few statements per request into a few
+//! per batch; on PostgreSQL several committers run side by side.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::{Backend, Store};
+use vellum_core::error::{Error, Result};
+
+/// Most jobs one transaction takes.
+const MAX_BATCH: usize = 512;
+/// Jobs that may wait for a committer before senders wait too (back-pressure).
+const QUEUE: usize = 4096;
+/// Concurrent committer tasks with PostgreSQL (SQLite has one writer, hence one).
+const COMMITTERS_POSTGRES: usize = 4;
+
+/// The outcome of a batch: one per job, or an error meaning nothing was committed.
+pub type Outcomes = Result<Vec<Result<()>>>;
+
+/// What a batcher writes.
+pub trait Work: Send + Sync + 'static {
+    /// One request's write.
+    type Job: Send + Sync + 'static;
+    /// Writes `jobs` in one transaction (see the module documentation).
+    fn commit<'a>(
+        &'a self,
+        store: &'a Store,
+        jobs: &'a [&'a Self::Job],
+    ) -> Pin<Box<dyn Future<Output = Outcomes> + Send + 'a>>;
+}
+
+type Queued<J> = (J, oneshot::Sender<Result<J>>);
+
+/// Handle to a batcher; cheap to clone. Its committers stop when every handle is dropped.
+pub struct Batcher<W: Work> {
+    queue: mpsc::Sender<Queued<W::Job>>,
+}
+
+impl<W: Work> Clone for Batcher<W> {
+    fn clone(&self) -> Self {
+        Batcher {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<W: Work> std::fmt::Debug for Batcher<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Batcher")
+    }
+}
+
+impl<W: Work> Batcher<W> {
+    /// Starts the committers on a new thread named `name`.
+    pub fn start(name: &str, store: Store, work: W) -> Result<Batcher<W>> {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        let work = Arc::new(work);
+        let committers = match store.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => COMMITTERS_POSTGRES,
+        };
+        let failed = |e: std::io::Error| Error::internal(format!("starting {name}: {e}"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(failed)?;
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let tasks: Vec<_> = (0..committers)
+                        .map(|_| tokio::spawn(committer(store.clone(), work.clone(), rx.clone())))
+                        .collect();
+                    for t in tasks {
+                        let _ = t.await;
+                    }
+                })
+            })
+            .map_err(failed)?;
+        Ok(Batcher { queue })
+    }
+
+    /// Queues a conditional `job`: true once committed, false when the work answered
+    /// `Error::Conflict` for it (its condition did not hold: a replayed nonce, a challenge
+    /// no longer pending…).
+    pub async fn submit_if(&self, job: W::Job) -> Result<bool> {
+        match self.submit(job).await {
+            Ok(_) => Ok(true),
+            Err(Error::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Queues `job`; returns it once committed, or why it was refused.
+    pub async fn submit(&self, job: W::Job) -> Result<W::Job> {
+        let (done, answer) = oneshot::channel();
+        self.queue
+            .send((job, done))
+            .await
+            .map_err(|_| Error::internal("the database writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| Error::internal("the database writer dropped a request"))?
+    }
+}
+
+async fn committer<W: Work>(
+    store: Store,
+    work: Arc<W>,
+    rx: Arc<Mutex<mpsc::Receiver<Queued<W::Job>>>>,
+) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut rx = rx.lock().await;
+            match rx.recv().await {
+                Some(first) => batch.push(first),
+                None => return,
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(q) => batch.push(q),
+                    Err(_) => break,
+                }
+            }
+        }
+        commit(&store, work.as_ref(), batch).await;
+    }
+}
+
+/// Commits a batch and answers every job in it.
+async fn commit<W: Work>(store: &Store, work: &W, batch: Vec<Queued<W::Job>>) {
+    let outcome = {
+        let jobs: Vec<&W::Job> = batch.iter().map(|(j, _)| j).collect();
+        work.commit(store, &jobs).await
+    };
+    match outcome {
+        Ok(outcomes) => {
+            for ((job, done), outcome) in batch.into_iter().zip(outcomes) {
+                let _ = done.send(outcome.map(|()| job));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            if let Some((_, done)) = batch.into_iter().next() {
+                let _ = done.send(Err(e));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = batch.len(), "group commit failed; committing one by one");
+            for (job, done) in batch {
+                let outcome = match work.commit(store, &[&job]).await {
+                    Ok(mut o) => o.pop().unwrap_or(Err(Error::internal("no outcome"))),
+                    Err(e) => Err(e),
+                };
+                let _ = done.send(outcome.map(|()| job));
+            }
+        }
+    }
+}

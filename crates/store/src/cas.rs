@@ -1,0 +1,461 @@
+//! Certificate authorities: rows, state transitions and quota moves.
+//!
+//! Every transition is a single conditional `UPDATE … WHERE status = <expected>`, so two
+//! racing requests cannot both succeed; quota moves are guarded by `… >= count` conditions
+//! and `CHECK (… >= 0)` constraints, so quota never goes below zero on any backend.
+
+use super::{query, Conn, Row};
+use vellum_core::error::Result;
+
+/// One CA as stored.
+#[derive(Debug, Clone, Default)]
+pub struct CaRow {
+    pub id: String,
+    pub tenant_id: String,
+    /// `root` or `intermediate`.
+    pub kind: String,
+    pub parent_id: Option<String>,
+    /// `pending`, `enabled`, `revoked`, `refunded`, `removed`.
+    pub status: String,
+    pub common_name: String,
+    pub organization: Option<String>,
+    pub organizational_unit: Option<String>,
+    pub country: Option<String>,
+    pub state: Option<String>,
+    pub locality: Option<String>,
+    /// RFC 4514 rendering of the subject (of the certificate once enabled).
+    pub subject: String,
+    pub key_algorithm: String,
+    pub validity_days: i64,
+    pub purchased_at: i64,
+    pub service_until: i64,
+    pub enabled_at: Option<i64>,
+    /// `generated` or `uploaded`, once enabled.
+    pub key_source: Option<String>,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    /// Hex serial of the CA certificate.
+    pub serial: Option<String>,
+    pub certificate_der: Option<Vec<u8>>,
+    /// AES-256-GCM sealed PKCS#8 private key.
+    pub key_sealed: Option<Vec<u8>>,
+    pub quota_total: i64,
+    pub quota_available: i64,
+    pub quota_assigned: i64,
+    pub quota_remaining: i64,
+    pub issued_count: i64,
+    pub revoked_at: Option<i64>,
+    pub revocation_reason: Option<String>,
+    pub refunded_at: Option<i64>,
+    pub removed_at: Option<i64>,
+    pub crl_enabled: bool,
+    pub crl_next_update_hours: i64,
+    pub crl_number: i64,
+    /// Bumped whenever the CA's CRL content or settings change.
+    pub revocation_revision: i64,
+    pub created_at: i64,
+}
+
+impl CaRow {
+    /// True for root CAs.
+    pub fn is_root(&self) -> bool {
+        self.kind == "root"
+    }
+}
+
+fn row_to_ca(r: &Row) -> Result<CaRow> {
+    Ok(CaRow {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        kind: r.try_get("kind")?,
+        parent_id: r.try_get("parent_id")?,
+        status: r.try_get("status")?,
+        common_name: r.try_get("common_name")?,
+        organization: r.try_get("organization")?,
+        organizational_unit: r.try_get("organizational_unit")?,
+        country: r.try_get("country")?,
+        state: r.try_get("state")?,
+        locality: r.try_get("locality")?,
+        subject: r.try_get("subject")?,
+        key_algorithm: r.try_get("key_algorithm")?,
+        validity_days: r.try_get("validity_days")?,
+        purchased_at: r.try_get("purchased_at")?,
+        service_until: r.try_get("service_until")?,
+        enabled_at: r.try_get("enabled_at")?,
+        key_source: r.try_get("key_source")?,
+        not_before: r.try_get("not_before")?,
+        not_after: r.try_get("not_after")?,
+        serial: r.try_get("serial")?,
+        certificate_der: r.try_get("certificate_der")?,
+        key_sealed: r.try_get("key_sealed")?,
+        quota_total: r.try_get("quota_total")?,
+        quota_available: r.try_get("quota_available")?,
+        quota_assigned: r.try_get("quota_assigned")?,
+        quota_remaining: r.try_get("quota_remaining")?,
+        issued_count: r.try_get("issued_count")?,
+        revoked_at: r.try_get("revoked_at")?,
+        revocation_reason: r.try_get("revocation_reason")?,
+        refunded_at: r.try_get("refunded_at")?,
+        removed_at: r.try_get("removed_at")?,
+        crl_enabled: r.try_get::<i64, _>("crl_enabled")? != 0,
+        crl_next_update_hours: r.try_get("crl_next_update_hours")?,
+        crl_number: r.try_get("crl_number")?,
+        revocation_revision: r.try_get("revocation_revision")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// Inserts a newly purchased (pending) CA.
+pub async fn insert(conn: &mut Conn, ca: &CaRow) -> Result<()> {
+    query(
+        "INSERT INTO cas (id, tenant_id, kind, parent_id, status, common_name, organization, \
+         organizational_unit, country, state, locality, subject, key_algorithm, validity_days, \
+         purchased_at, service_until, quota_total, quota_available, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+    )
+    .bind(&ca.id)
+    .bind(&ca.tenant_id)
+    .bind(&ca.kind)
+    .bind(&ca.parent_id)
+    .bind(&ca.status)
+    .bind(&ca.common_name)
+    .bind(&ca.organization)
+    .bind(&ca.organizational_unit)
+    .bind(&ca.country)
+    .bind(&ca.state)
+    .bind(&ca.locality)
+    .bind(&ca.subject)
+    .bind(&ca.key_algorithm)
+    .bind(ca.validity_days)
+    .bind(ca.purchased_at)
+    .bind(ca.service_until)
+    .bind(ca.quota_total)
+    .bind(ca.quota_available)
+    .bind(ca.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A CA of `tenant_id` by id (removed ones included: they are kept for audit).
+pub async fn get(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Option<CaRow>> {
+    let row = query("SELECT * FROM cas WHERE id = $1 AND tenant_id = $2")
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(row_to_ca).transpose()
+}
+
+/// A CA by id, whatever its tenant (public distribution points, background jobs).
+pub async fn get_any_tenant(conn: &mut Conn, id: &str) -> Result<Option<CaRow>> {
+    let row = query("SELECT * FROM cas WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(row_to_ca).transpose()
+}
+
+/// Filters for [`list`].
+#[derive(Debug, Default, Clone)]
+pub struct CaFilter {
+    pub kind: Option<String>,
+    pub parent_id: Option<String>,
+    pub status: Option<String>,
+    /// Return ids strictly greater than this (ids are time-ordered UUIDv7).
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+/// CAs of a tenant, oldest first, removed ones hidden unless asked for by status.
+pub async fn list(conn: &mut Conn, tenant_id: &str, f: &CaFilter) -> Result<Vec<CaRow>> {
+    let mut sql = String::from("SELECT * FROM cas WHERE tenant_id = $1");
+    let mut args: Vec<String> = vec![tenant_id.to_string()];
+    let mut push = |sql: &mut String, clause: &str, v: &str| {
+        args.push(v.to_string());
+        sql.push_str(&format!(" AND {clause} ${}", args.len()));
+    };
+    match &f.status {
+        Some(s) => push(&mut sql, "status =", s),
+        None => sql.push_str(" AND status <> 'removed'"),
+    }
+    if let Some(k) = &f.kind {
+        push(&mut sql, "kind =", k);
+    }
+    if let Some(p) = &f.parent_id {
+        push(&mut sql, "parent_id =", p);
+    }
+    if let Some(a) = &f.after {
+        push(&mut sql, "id >", a);
+    }
+    sql.push_str(&format!(" ORDER BY id LIMIT {}", f.limit.clamp(1, 1000)));
+    let mut q = query(&sql);
+    for a in &args {
+        q = q.bind(a);
+    }
+    let rows = q.fetch_all(conn).await?;
+    rows.iter().map(row_to_ca).collect()
+}
+
+/// Direct children of a root (every status but removed).
+pub async fn children(conn: &mut Conn, parent_id: &str) -> Result<Vec<CaRow>> {
+    let rows = query("SELECT * FROM cas WHERE parent_id = $1 AND status <> 'removed' ORDER BY id")
+        .bind(parent_id)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(row_to_ca).collect()
+}
+
+/// What enabling writes.
+#[derive(Debug, Clone)]
+pub struct Enablement {
+    pub subject: String,
+    pub key_algorithm: String,
+    pub key_source: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub serial: String,
+    pub certificate_der: Vec<u8>,
+    pub key_sealed: Vec<u8>,
+}
+
+/// pending → enabled. False when the CA was not pending any more.
+pub async fn enable(conn: &mut Conn, id: &str, e: &Enablement, at: i64) -> Result<bool> {
+    let res = query(
+        "UPDATE cas SET status = 'enabled', enabled_at = $1, subject = $2, key_algorithm = $3, \
+         key_source = $4, not_before = $5, not_after = $6, serial = $7, certificate_der = $8, \
+         key_sealed = $9, revoked_at = NULL, revocation_reason = NULL \
+         WHERE id = $10 AND status = 'pending'",
+    )
+    .bind(at)
+    .bind(&e.subject)
+    .bind(&e.key_algorithm)
+    .bind(&e.key_source)
+    .bind(e.not_before)
+    .bind(e.not_after)
+    .bind(&e.serial)
+    .bind(&e.certificate_der)
+    .bind(&e.key_sealed)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Adds purchased quota to a root that is pending or enabled.
+pub async fn purchase_quota(conn: &mut Conn, root_id: &str, count: i64) -> Result<bool> {
+    let res = query(
+        "UPDATE cas SET quota_total = quota_total + $1, quota_available = quota_available + $1 \
+         WHERE id = $2 AND kind = 'root' AND status IN ('pending', 'enabled')",
+    )
+    .bind(count)
+    .bind(root_id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Takes `count` from an enabled root's available quota. False when it has less.
+pub async fn take_available(conn: &mut Conn, root_id: &str, count: i64) -> Result<bool> {
+    let res = query(
+        "UPDATE cas SET quota_available = quota_available - $1 \
+         WHERE id = $2 AND kind = 'root' AND status = 'enabled' AND quota_available >= $1",
+    )
+    .bind(count)
+    .bind(root_id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Credits `count` to an enabled intermediate of `root_id`. False when it is not one.
+pub async fn credit_intermediate(
+    conn: &mut Conn,
+    root_id: &str,
+    intermediate_id: &str,
+    count: i64,
+) -> Result<bool> {
+    let res = query(
+        "UPDATE cas SET quota_assigned = quota_assigned + $1, quota_remaining = quota_remaining + $1 \
+         WHERE id = $2 AND parent_id = $3 AND kind = 'intermediate' AND status = 'enabled'",
+    )
+    .bind(count)
+    .bind(intermediate_id)
+    .bind(root_id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Spends `count` units of an intermediate's quota at once, or nothing when fewer than
+/// `count` are left (quota never goes below zero) or when the CA is no longer enabled, in
+/// service at `now`, and holding the certificate with serial `ca_serial` (the one the
+/// leaves were signed under). True when spent.
+pub async fn spend(
+    conn: &mut Conn,
+    intermediate_id: &str,
+    ca_serial: &str,
+    now: i64,
+    count: i64,
+) -> Result<bool> {
+    let res = query(
+        "UPDATE cas SET quota_remaining = quota_remaining - $1, issued_count = issued_count + $1 \
+         WHERE id = $2 AND status = 'enabled' AND quota_remaining >= $1 AND serial = $3 \
+         AND service_until > $4",
+    )
+    .bind(count)
+    .bind(intermediate_id)
+    .bind(ca_serial)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Gives an intermediate's unspent quota back to its root (reset, refund).
+pub async fn return_unspent_quota(conn: &mut Conn, intermediate_id: &str) -> Result<i64> {
+    let row = query("SELECT parent_id, quota_remaining FROM cas WHERE id = $1")
+        .bind(intermediate_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(0) };
+    let parent: Option<String> = row.try_get("parent_id")?;
+    let remaining: i64 = row.try_get("quota_remaining")?;
+    let Some(parent) = parent else { return Ok(0) };
+    if remaining <= 0 {
+        return Ok(0);
+    }
+    query(
+        "UPDATE cas SET quota_remaining = quota_remaining - $1, quota_assigned = quota_assigned - $1 \
+         WHERE id = $2 AND quota_remaining >= $1",
+    )
+    .bind(remaining)
+    .bind(intermediate_id)
+    .execute(&mut *conn)
+    .await?;
+    query("UPDATE cas SET quota_available = quota_available + $1 WHERE id = $2")
+        .bind(remaining)
+        .bind(parent)
+        .execute(&mut *conn)
+        .await?;
+    Ok(remaining)
+}
+
+/// enabled → revoked. False when the CA was not enabled any more.
+pub async fn revoke(conn: &mut Conn, id: &str, at: i64, reason: &str) -> Result<bool> {
+    let res = query(
+        "UPDATE cas SET status = 'revoked', revoked_at = $1, revocation_reason = $2 \
+         WHERE id = $3 AND status = 'enabled'",
+    )
+    .bind(at)
+    .bind(reason)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Records a revoked (or superseded) CA certificate for its issuer's CRL.
+pub async fn record_ca_revocation(
+    conn: &mut Conn,
+    issuer_id: &str,
+    subject_ca_id: &str,
+    serial: &str,
+    at: i64,
+    reason: &str,
+) -> Result<()> {
+    query(
+        "INSERT INTO ca_cert_revocations (issuer_id, subject_ca_id, serial, revoked_at, reason) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(issuer_id)
+    .bind(subject_ca_id)
+    .bind(serial)
+    .bind(at)
+    .bind(reason)
+    .execute(&mut *conn)
+    .await?;
+    super::crls::bump_revision(conn, issuer_id).await
+}
+
+/// A revoked CA certificate, as listed on its issuer's CRL.
+#[derive(Debug, Clone)]
+pub struct CaRevocation {
+    pub subject_ca_id: String,
+    pub serial: String,
+    pub revoked_at: i64,
+    pub reason: String,
+}
+
+/// CA certificates revoked by `issuer_id`.
+pub async fn ca_revocations(conn: &mut Conn, issuer_id: &str) -> Result<Vec<CaRevocation>> {
+    let rows = query(
+        "SELECT subject_ca_id, serial, revoked_at, reason FROM ca_cert_revocations \
+         WHERE issuer_id = $1 ORDER BY revoked_at, serial",
+    )
+    .bind(issuer_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(CaRevocation {
+                subject_ca_id: r.try_get("subject_ca_id")?,
+                serial: r.try_get("serial")?,
+                revoked_at: r.try_get("revoked_at")?,
+                reason: r.try_get("reason")?,
+            })
+        })
+        .collect()
+}
+
+/// enabled → pending, discarding key and certificate. False when not enabled any more.
+pub async fn reset(conn: &mut Conn, id: &str) -> Result<bool> {
+    let res = query(
+        "UPDATE cas SET status = 'pending', enabled_at = NULL, key_source = NULL, \
+         not_before = NULL, not_after = NULL, serial = NULL, certificate_der = NULL, \
+         key_sealed = NULL WHERE id = $1 AND status = 'enabled'",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// pending → refunded; a root's quota is cancelled. False when not pending any more.
+pub async fn refund(conn: &mut Conn, id: &str, at: i64) -> Result<bool> {
+    let res = query(
+        "UPDATE cas SET status = 'refunded', refunded_at = $1, quota_total = 0, quota_available = 0 \
+         WHERE id = $2 AND status = 'pending'",
+    )
+    .bind(at)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// revoked|refunded → removed. False when in another state.
+pub async fn remove(conn: &mut Conn, id: &str, at: i64) -> Result<bool> {
+    let res = query(
+        "UPDATE cas SET status = 'removed', removed_at = $1 \
+         WHERE id = $2 AND status IN ('revoked', 'refunded')",
+    )
+    .bind(at)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Certificates issued by `ca_id` that are neither revoked nor expired at `now`.
+pub async fn count_live_certificates(conn: &mut Conn, ca_id: &str, now: i64) -> Result<i64> {
+    let row = query(
+        "SELECT COUNT(*) AS n FROM certificates WHERE ca_id = $1 AND revoked_at IS NULL \
+         AND deleted_at IS NULL AND not_after > $2",
+    )
+    .bind(ca_id)
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.try_get::<i64, _>("n")?)
+}

@@ -1,0 +1,137 @@
+//! Signed CRLs, the revision counters that tell when one is stale, and job leases.
+
+use super::{query, Conn};
+use vellum_core::error::Result;
+
+/// The latest CRL of a CA.
+#[derive(Debug, Clone)]
+pub struct CrlRow {
+    pub ca_id: String,
+    pub crl_number: i64,
+    /// The CA's `revocation_revision` this CRL reflects.
+    pub revision: i64,
+    pub this_update: i64,
+    pub next_update: i64,
+    pub entries: i64,
+    pub der: Vec<u8>,
+}
+
+/// The stored CRL of `ca_id`, if any.
+pub async fn get(conn: &mut Conn, ca_id: &str) -> Result<Option<CrlRow>> {
+    let row = query("SELECT * FROM crls WHERE ca_id = $1")
+        .bind(ca_id)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| {
+        Ok(CrlRow {
+            ca_id: r.try_get("ca_id")?,
+            crl_number: r.try_get("crl_number")?,
+            revision: r.try_get("revision")?,
+            this_update: r.try_get("this_update")?,
+            next_update: r.try_get("next_update")?,
+            entries: r.try_get("entries")?,
+            der: r.try_get("der")?,
+        })
+    })
+    .transpose()
+}
+
+/// Stores a CRL unless a newer one (higher number) is already stored.
+pub async fn put(conn: &mut Conn, c: &CrlRow) -> Result<()> {
+    query(
+        "INSERT INTO crls (ca_id, crl_number, revision, this_update, next_update, entries, der) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (ca_id) DO UPDATE SET crl_number = excluded.crl_number, \
+         revision = excluded.revision, this_update = excluded.this_update, \
+         next_update = excluded.next_update, entries = excluded.entries, der = excluded.der \
+         WHERE crls.crl_number < excluded.crl_number",
+    )
+    .bind(&c.ca_id)
+    .bind(c.crl_number)
+    .bind(c.revision)
+    .bind(c.this_update)
+    .bind(c.next_update)
+    .bind(c.entries)
+    .bind(&c.der)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Takes the next CRL number of a CA (strictly increasing, persisted, shared by replicas)
+/// and returns it with the CA's current revocation revision.
+pub async fn next_number(conn: &mut Conn, ca_id: &str) -> Result<(i64, i64)> {
+    let row = query(
+        "UPDATE cas SET crl_number = crl_number + 1 WHERE id = $1 \
+         RETURNING crl_number, revocation_revision",
+    )
+    .bind(ca_id)
+    .fetch_one(conn)
+    .await?;
+    Ok((
+        row.try_get("crl_number")?,
+        row.try_get("revocation_revision")?,
+    ))
+}
+
+/// Marks a CA's CRL stale (a certificate it issued was revoked, or its settings changed).
+pub async fn bump_revision(conn: &mut Conn, ca_id: &str) -> Result<()> {
+    query("UPDATE cas SET revocation_revision = revocation_revision + 1 WHERE id = $1")
+        .bind(ca_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The CA's current revocation revision.
+pub async fn revision(conn: &mut Conn, ca_id: &str) -> Result<i64> {
+    let row = query("SELECT revocation_revision FROM cas WHERE id = $1")
+        .bind(ca_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(row.try_get("revocation_revision")?)
+}
+
+/// Changes CRL settings of a CA.
+pub async fn set_settings(conn: &mut Conn, ca_id: &str, enabled: bool, hours: i64) -> Result<()> {
+    query(
+        "UPDATE cas SET crl_enabled = $1, crl_next_update_hours = $2, \
+         revocation_revision = revocation_revision + 1 WHERE id = $3",
+    )
+    .bind(enabled as i64)
+    .bind(hours)
+    .bind(ca_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ids of enabled or revoked CAs with CRLs on (candidates for background regeneration).
+pub async fn ca_ids_with_crl(conn: &mut Conn) -> Result<Vec<String>> {
+    let rows = query("SELECT id FROM cas WHERE crl_enabled = 1 AND status = 'enabled' ORDER BY id")
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+}
+
+/// Takes or renews the lease `name` for `holder` until `until`. True when held.
+pub async fn take_lease(
+    conn: &mut Conn,
+    name: &str,
+    holder: &str,
+    now: i64,
+    until: i64,
+) -> Result<bool> {
+    let res = query(
+        "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+         WHERE leases.expires_at < $4 OR leases.holder = excluded.holder",
+    )
+    .bind(name)
+    .bind(holder)
+    .bind(until)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}

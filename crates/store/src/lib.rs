@@ -1,0 +1,327 @@
+//! Storage: the only crate that speaks SQL, and the owner of the read caches and the
+//! in-memory copy of recent ACME rows.
+//!
+//! Statements are written once with `$n` placeholders, which SQLite and PostgreSQL both
+//! understand, and run through [`sql::query`]: sqlx for PostgreSQL, `rusqlite` called in
+//! the caller's thread for SQLite (why: `store::sql`). Each backend has its own migration
+//! set, applied by sqlx. Times are Unix
+//! seconds, flags 0/1 integers, so that rows decode the same way from either.
+//!
+//! SQLite runs in WAL mode with one *writer* connection and a pool of readers: writers
+//! queue in the pool instead of failing with `SQLITE_BUSY`, readers never wait for
+//! writers. PostgreSQL uses one pool for both.
+
+pub mod acme;
+pub mod acme_sets;
+pub mod audit;
+pub mod batch;
+pub mod cache;
+pub mod cas;
+pub mod certificates;
+pub mod crls;
+pub mod est;
+pub mod pool;
+pub mod rate_limits;
+pub mod recent;
+pub mod settings;
+pub mod sql;
+pub mod tenants;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{ConnectOptions, Executor};
+
+pub use pool::{Pool, PoolConn, Tx};
+pub use sql::{query, Conn, Row};
+use vellum_core::error::{Error, Result};
+
+/// Which database engine is underneath.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file (the default).
+    Sqlite,
+    /// PostgreSQL server (several replicas may share it).
+    Postgres,
+}
+
+/// The database handle shared by every request.
+#[derive(Clone, Debug)]
+pub struct Store {
+    read: Pool,
+    write: Pool,
+    backend: Backend,
+    /// Recent ACME rows in memory (SQLite only: `store::recent`).
+    recent: Option<std::sync::Arc<recent::Recent>>,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Store {
+    /// Connects, applies the migrations of the backend, and returns the handle.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(Error::config(format!(
+                "database_url must start with sqlite:// or postgres://, got {url:?}"
+            )));
+        };
+        let store = match backend {
+            Backend::Sqlite => {
+                let (url, path) = sqlite_url(url)?;
+                migrate_sqlite(&url).await?;
+                let write = Pool::Local(std::sync::Arc::new(pool::LocalPool::new(vec![
+                    sqlite_connection(&path)?,
+                ])));
+                // Readers run statements in the caller's thread: one per core is enough to
+                // keep every core busy; a few more cover requests waiting on the network
+                // while they hold one.
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+                let readers = max_connections.clamp(1, (2 * cores).max(4));
+                let mut conns = Vec::new();
+                for _ in 0..readers {
+                    conns.push(sqlite_connection(&path)?);
+                }
+                let read = Pool::Local(std::sync::Arc::new(pool::LocalPool::new(conns)));
+                Store {
+                    read,
+                    write,
+                    backend,
+                    recent: Some(Default::default()),
+                }
+            }
+            Backend::Postgres => {
+                let opts = AnyConnectOptions::from_str(url)
+                    .map_err(|e| Error::config(format!("database_url: {e}")))?
+                    .log_statements(tracing::log::LevelFilter::Trace);
+                let pool = AnyPoolOptions::new()
+                    .max_connections(max_connections.max(2))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await
+                    .map_err(|e| Error::config(format!("connecting to PostgreSQL: {e}")))?;
+                POSTGRES_MIGRATIONS.run(&pool).await.map_err(|e| {
+                    Error::config(format!("migrating the PostgreSQL database: {e}"))
+                })?;
+                Store {
+                    read: Pool::Sqlx(pool.clone()),
+                    write: Pool::Sqlx(pool),
+                    backend,
+                    recent: None,
+                }
+            }
+        };
+        Ok(store)
+    }
+
+    /// The engine underneath.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Pool for reads that need no transaction.
+    pub fn reader(&self) -> &Pool {
+        &self.read
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(self.write.begin().await?.with_recent(self.recent.clone()))
+    }
+
+    /// The in-memory copy of recent ACME rows (SQLite only; see `store::recent`).
+    pub fn recent(&self) -> Option<&recent::Recent> {
+        self.recent.as_deref()
+    }
+
+    /// One round trip to the database (health checks).
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.read.acquire().await?;
+        query("SELECT 1").execute(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Serialises bootstraps of several replicas sharing one PostgreSQL database (a
+    /// session advisory lock, released when the returned guard is dropped: its connection
+    /// is detached from the pool and closes). A no-op for SQLite, which has one process.
+    pub async fn bootstrap_lock(&self) -> Result<BootstrapLock> {
+        match self.backend {
+            Backend::Sqlite => Ok(BootstrapLock(None)),
+            Backend::Postgres => {
+                let Pool::Sqlx(write) = &self.write else {
+                    return Ok(BootstrapLock(None));
+                };
+                let mut conn = write.acquire().await?.detach();
+                sqlx::query("SELECT pg_advisory_lock(7361626001)")
+                    .execute(&mut conn)
+                    .await?;
+                Ok(BootstrapLock(Some(conn)))
+            }
+        }
+    }
+
+    /// Closes the pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// Held while bootstrapping; see [`Store::bootstrap_lock`].
+pub struct BootstrapLock(#[allow(dead_code)] Option<sqlx::AnyConnection>);
+
+/// The URL sqlx migrates through, creating the file if missing (`mode=rwc`), and the
+/// file's path.
+fn sqlite_url(url: &str) -> Result<(String, String)> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let file = path.split('?').next().unwrap_or_default();
+    if let Some(parent) = std::path::Path::new(file).parent() {
+        if !parent.as_os_str().is_empty() {
+            vellum_core::fsutil::create_private_dir(parent).map_err(|e| {
+                Error::config(format!(
+                    "creating database directory {}: {e}",
+                    parent.display()
+                ))
+            })?;
+        }
+    }
+    if file != ":memory:" && !file.is_empty() {
+        vellum_core::fsutil::private_database_files(std::path::Path::new(file))?;
+    }
+    let migrate = if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    };
+    Ok((migrate, file.to_string()))
+}
+
+/// Creates the file if needed, switches it to WAL (a property of the file) and applies
+/// the migrations, on a connection of sqlx's that is closed afterwards.
+async fn migrate_sqlite(url: &str) -> Result<()> {
+    let mut conn = AnyConnectOptions::from_str(url)
+        .map_err(|e| Error::config(format!("database_url: {e}")))?
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .connect()
+        .await
+        .map_err(|e| Error::config(format!("opening the SQLite database: {e}")))?;
+    conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;")
+        .await?;
+    SQLITE_MIGRATIONS
+        .run(&mut conn)
+        .await
+        .map_err(|e| Error::config(format!("migrating the SQLite database: {e}")))?;
+    sqlx::Connection::close(conn).await?;
+    Ok(())
+}
+
+/// One SQLite connection, configured.
+fn sqlite_connection(path: &str) -> Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)
+        .map_err(|e| Error::config(format!("opening the SQLite database {path}: {e}")))?;
+    // No mmap: the file grows with every insert, each connection then remaps it, and the
+    // remaps' TLB shootdowns cost more than the reads they save (measured: −8 % CPU per
+    // ACME order without mmap, docs/PERFORMANCE.md).
+    conn.execute_batch(
+        "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+         PRAGMA temp_store = MEMORY;",
+    )
+    .map_err(|e| Error::config(format!("configuring the SQLite database {path}: {e}")))?;
+    // Statements are cached by their text; the set-oriented ones vary with their lists.
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+/// `($1, $2, …), ($n+1, …)…` for a multi-row INSERT of `rows` rows of `columns` values;
+/// `(?, ?, …)…` on SQLite, which looks each named parameter up by a linear scan (binding
+/// a statement with n `$k` parameters costs n²).
+pub(crate) fn values_placeholders(conn: &Conn, rows: usize, columns: usize) -> String {
+    if conn.backend_name() == "SQLite" {
+        let row = format!("({})", vec!["?"; columns].join(", "));
+        return vec![row; rows].join(", ");
+    }
+    numbered_placeholders(rows, columns)
+}
+
+/// `n` placeholders for the `first`-th value on, comma-separated: `$first, …`, or `?, …`
+/// on SQLite (whose statements then bind every value in order).
+pub(crate) fn placeholder_list(conn: &Conn, first: usize, n: usize) -> String {
+    let sqlite = conn.backend_name() == "SQLite";
+    (first..first + n)
+        .map(|i| {
+            if sqlite {
+                "?".to_string()
+            } else {
+                format!("${i}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn numbered_placeholders(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(r * columns + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Decodes a JSON column that holds a policy (allowed names, name patterns, accepted
+/// methods…). A value that does not decode is an error, never "no restriction": policy
+/// fails closed. The error is internal (logged, the request refused with a 500) because
+/// only a damaged or hand-edited database can hold one.
+pub fn decode_json<T: serde::de::DeserializeOwned>(
+    table: &str,
+    column: &str,
+    key: &str,
+    text: &str,
+) -> vellum_core::error::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        vellum_core::error::Error::internal(format!(
+            "{table}.{column} of {key} does not decode ({e}); refusing the request rather than \
+             treating the policy as absent"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unreadable_policy_is_an_error_not_an_empty_list() {
+        let e = super::decode_json::<Vec<String>>("t", "c", "k", "not json").unwrap_err();
+        assert!(matches!(e, vellum_core::error::Error::Internal(_)), "{e}");
+        let ok: Vec<String> = super::decode_json("t", "c", "k", r#"["a"]"#).unwrap();
+        assert_eq!(ok, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn placeholders_number_every_value_in_row_order() {
+        assert_eq!(super::numbered_placeholders(1, 2), "($1, $2)");
+        assert_eq!(
+            super::numbered_placeholders(2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+    }
+}
