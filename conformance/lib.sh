@@ -130,6 +130,8 @@ summary() {
 
 _on_exit() {
   local rc=$? f
+  # Subshells inherit the trap: only the script's own shell cleans up.
+  [[ $BASHPID == "$$" ]] || exit "$rc"
   set +e
   trap - ERR
   for f in "${CLEANUPS[@]}"; do "$f"; done
@@ -227,6 +229,7 @@ start_server() {
   if [[ -n ${VELLUM_CONFORMANCE_DATABASE_URL:-} ]]; then
     db=$(_create_database) || { fail "create a PostgreSQL database for this script" || true; summary; exit 1; }
   fi
+  : >"$SERVER_LOG"
   (
     unset VELLUM_DATABASE_URL
     [[ -n $db ]] && export VELLUM_DATABASE_URL="$db"
@@ -255,8 +258,8 @@ start_server() {
       exit 1
     fi
     if [[ -z $HTTPS_PORT || -z $HTTP_PORT ]]; then
-      HTTPS_PORT=$(sed -n 's|^ *HTTPS (admin API): *https://[^:]*:\([0-9]*\).*|\1|p' "$SERVER_LOG" | head -n1)
-      HTTP_PORT=$(sed -n 's|^ *HTTP (CRLs, CA certs): *http://[^:]*:\([0-9]*\).*|\1|p' "$SERVER_LOG" | head -n1)
+      HTTPS_PORT=$(sed -n 's|^ *HTTPS (admin API): *https://[^:]*:\([0-9]*\).*|\1|p' "$SERVER_LOG" | head -n1) || true
+      HTTP_PORT=$(sed -n 's|^ *HTTP (CRLs, CA certs): *http://[^:]*:\([0-9]*\).*|\1|p' "$SERVER_LOG" | head -n1) || true
     fi
     if [[ -n $HTTPS_PORT && -n $HTTP_PORT && -s $DATA/admin-token && -s $ROOT_PEM ]] &&
       curl -sfk -o /dev/null --max-time 5 \
@@ -892,4 +895,21 @@ csr_client_body() {
 make_csr() {
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "$3" \
     -keyout "$1" -out "$2" >/dev/null 2>&1
+}
+
+# --- exports --------------------------------------------------------------------
+EXPORT_PW="conformance-Pw-1"
+
+# issue_key_leaves DIR: the ec-p256, rsa-2048 and ed25519 server certificates
+# of leaf_body from the leaf hierarchy, as setup (their checks are in
+# openssl-leaf.sh); DIR/{p256,rsa,ed}.pem and LEAF_IDS[p256|rsa|ed].
+declare -A LEAF_IDS=()
+issue_key_leaves() {
+  local d=$1 which
+  mkdir -p "$d"
+  for which in p256 rsa ed; do
+    quietly issue_leaf "server cert ($which) to export" "$L_INT_ID" "$(leaf_body "$which")" "$d/$which" &&
+      LEAF_IDS[$which]=$LEAF_ID
+  done
+  return 0
 }
