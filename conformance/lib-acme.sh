@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # globals here are read by the scripts that source this file
 # ACME (RFC 8555) helpers of certbot.sh and lego.sh (sourced after lib.sh):
 # the server is started with its validator pointed at this machine, the names
 # used (*.vellum.test) resolve to 127.0.0.1 through a loopback DNS server
@@ -34,8 +35,9 @@ acme_start() {
   # Below the ephemeral port range (see ports.py), so never one of the
   # server's own listeners, which are bound to port 0.
   read -r VA_HTTP_PORT VA_TLS_PORT VA_DNS_PORT < <(python3 "$ACME_HELPERS/ports.py")
-  start_server VELLUM_VA_HTTP_PORT="$VA_HTTP_PORT" VELLUM_VA_TLS_PORT="$VA_TLS_PORT" \
-    VELLUM_VA_DNS_RESOLVER="127.0.0.1:$VA_DNS_PORT"
+  SERVER_ENV=(VELLUM_VA_HTTP_PORT="$VA_HTTP_PORT" VELLUM_VA_TLS_PORT="$VA_TLS_PORT"
+    VELLUM_VA_DNS_RESOLVER="127.0.0.1:$VA_DNS_PORT")
+  start_server
   note "validator: http-01 port $VA_HTTP_PORT, tls-alpn-01 port $VA_TLS_PORT, DNS 127.0.0.1:$VA_DNS_PORT"
   CLEANUPS+=(acme_stop_dns)
   quietly acme_start_dns || return 1

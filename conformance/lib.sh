@@ -1,10 +1,11 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034,SC2016 # globals here are read by the scripts that source this file; jq programs are single-quoted
 # Shared code of the conformance scripts (sourced, not run): every
 # conformance/<tool>.sh starts with
 #
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 #   conformance_init <name> [TOOL...]   # scratch dir, exit trap, tools check
-#   start_server [NAME=VALUE...]        # its own server, on ports of its own
+#   start_server                        # its own server, on ports of its own
 #
 # and ends with `finish`, which stops the server and prints the summary line
 # "N passed, M failed, K skipped" (exit status 1 when M > 0).
@@ -93,6 +94,7 @@ SUMMARY_DONE=0
 ERR_LINE=""
 CLEANUPS=()      # functions run at exit, before the server stops (e.g. helpers' servers)
 SCRIPT_NAME=""
+SERVER_ENV=()    # NAME=VALUE pairs start_server adds to the server's environment
 TEST_DB_URL=""   # the database created for this script (PostgreSQL), dropped at exit
 
 # conformance_init NAME [TOOL...]: scratch dir, exit trap, and a check that
@@ -159,14 +161,14 @@ _on_exit() {
 }
 
 # finish: stops the server (FAIL when it does not exit within 10 s of
-# SIGTERM; a PASS line too with "report"), prints the summary, exits 1 on any
-# failure.
+# SIGTERM; a PASS line too with REPORT_SHUTDOWN=1), prints the summary, exits
+# 1 on any failure.
 finish() {
   local f
   for f in "${CLEANUPS[@]}"; do "$f"; done
   CLEANUPS=()
   if stop_server; then
-    [[ ${1-} == report ]] && pass "server exits within 10 s of SIGTERM"
+    [[ ${REPORT_SHUTDOWN:-} == 1 ]] && pass "server exits within 10 s of SIGTERM"
   else
     fail "server exits within 10 s of SIGTERM" "had to SIGKILL it" || true
   fi
@@ -211,9 +213,10 @@ _drop_database() {
   TEST_DB_URL=""
 }
 
-# start_server [NAME=VALUE...]: starts `vellum serve` on a data dir of this
-# script's own, HTTPS and HTTP listeners on port 0 (the bound ports are read
-# from the addresses the server prints), with NAME=VALUE as extra environment;
+# start_server: starts `vellum serve` on a data dir of this script's own,
+# HTTPS and HTTP listeners on port 0 (the bound ports are read from the
+# addresses the server prints), with SERVER_ENV (NAME=VALUE...) as extra
+# environment;
 # waits until the admin token and root exist and both listeners answer. Sets
 # BIN, HTTPS_PORT, HTTP_PORT and TOKEN. Reports "server starts" as a PASS only
 # with REPORT_STARTUP=1; a failure always FAILs and ends the script.
@@ -237,7 +240,7 @@ start_server() {
     export VELLUM_LISTEN_HTTPS="127.0.0.1:0"
     export VELLUM_LISTEN_HTTP="127.0.0.1:0"
     local kv
-    for kv in "$@"; do export "${kv?}"; done
+    for kv in "${SERVER_ENV[@]}"; do export "${kv?}"; done
     exec "$BIN" serve
   ) </dev/null >"$SERVER_LOG" 2>&1 &
   SERVER_PID=$!

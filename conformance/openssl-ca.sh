@@ -101,6 +101,7 @@ check_uploads() {
   # Material made with openssl: the root to upload, an encrypted copy of its
   # key, an unrelated key, a non-CA certificate, an intermediate signed by the
   # root, and one signed by an impostor root with the same name.
+  # shellcheck disable=SC2015 # the || branch is for any step failing
   ossl_root "$o/ext-root" "/O=Conformance Upload/CN=Uploaded Root CA" &&
     openssl pkey -in "$o/ext-root.key" -aes256 -passout pass:x -out "$o/ext-root-enc.key" 2>/dev/null &&
     openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$o/other.key" 2>/dev/null &&
