@@ -66,7 +66,10 @@ async fn revoked_intermediate(s: &TestServer) {
     }
     assert!(found, "ca.revoke is in the paged audit list");
 }
-both_backends!(a_revoked_intermediate_is_shown_and_audited, revoked_intermediate);
+both_backends!(
+    a_revoked_intermediate_is_shown_and_audited,
+    revoked_intermediate
+);
 
 async fn acme_settings(s: &TestServer) {
     let (_, inter) = s.enabled_pair("ACME Settings Root", 10, 5).await;

@@ -148,9 +148,7 @@ async fn deletion(s: &TestServer) {
     let (st, _) = s.get(&format!("/certificates/{id}")).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     for filter in ["&status=revoked", ""] {
-        let (st, v) = s
-            .get(&format!("/certificates?ca_id={inter}{filter}"))
-            .await;
+        let (st, v) = s.get(&format!("/certificates?ca_id={inter}{filter}")).await;
         assert_eq!(st, StatusCode::OK);
         assert!(!ids(&v).contains(&id), "{filter}: {v}");
     }
