@@ -33,8 +33,9 @@ acme_start() {
   ACME_WORK="$WORK/acme" ACME_TXT="$WORK/acme/txt" ACME_INT_PEM="$WORK/acme/default-int.pem"
   mkdir -p "$ACME_TXT"
   # Below the ephemeral port range (see ports.py), so never one of the
-  # server's own listeners, which are bound to port 0.
-  read -r VA_HTTP_PORT VA_TLS_PORT VA_DNS_PORT < <(python3 "$ACME_HELPERS/ports.py")
+  # server's own listeners, which are bound to port 0; reserved for this
+  # script while it runs, so never one another script picked.
+  read -r VA_HTTP_PORT VA_TLS_PORT VA_DNS_PORT < <(python3 "$ACME_HELPERS/ports.py" --owner $$)
   SERVER_ENV=(VELLUM_VA_HTTP_PORT="$VA_HTTP_PORT" VELLUM_VA_TLS_PORT="$VA_TLS_PORT"
     VELLUM_VA_DNS_RESOLVER="127.0.0.1:$VA_DNS_PORT")
   start_server
