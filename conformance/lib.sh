@@ -202,8 +202,7 @@ _create_database() {
   command -v psql >/dev/null || { echo "psql not found (apt-get install postgresql-client)" >&2; return 1; }
   name="vc_${SCRIPT_NAME//[^a-z0-9]/_}_$(openssl rand -hex 6)"
   psql -q -v ON_ERROR_STOP=1 "$base" -c "CREATE DATABASE $name" >&2 || return 1
-  TEST_DB_URL="${base%/*}/$name"
-  echo "$TEST_DB_URL"
+  echo "${base%/*}/$name"
 }
 
 _drop_database() {
@@ -231,6 +230,7 @@ start_server() {
   local db=""
   if [[ -n ${VELLUM_CONFORMANCE_DATABASE_URL:-} ]]; then
     db=$(_create_database) || { fail "create a PostgreSQL database for this script" || true; summary; exit 1; }
+    TEST_DB_URL=$db # (set in _create_database's subshell too, which does not count)
   fi
   : >"$SERVER_LOG"
   (
