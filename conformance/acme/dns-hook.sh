@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # lego "exec" DNS provider hook (EXEC_PATH): publishes dns-01 TXT records in
-# the loopback DNS server of conformance/acme.sh (conformance/acme/dns.py).
+# the loopback DNS server of conformance/lib-acme.sh (conformance/acme/dns.py).
 #
 #   dns-hook.sh present|cleanup FQDN VALUE
 #

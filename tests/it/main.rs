@@ -10,12 +10,14 @@ mod common;
 
 mod access;
 mod acme;
+mod ca_admin;
 mod caches;
 mod certificates;
 mod crl;
 mod edge;
 mod est;
 mod hierarchy;
+mod inventory_lifecycle;
 mod quota;
 mod ratelimit;
 mod server;

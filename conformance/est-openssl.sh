@@ -1,116 +1,26 @@
-# shellcheck shell=bash
-# EST (RFC 7030, RFC 8951) checks for conformance/run, sourced near its end:
+#!/usr/bin/env bash
+# EST (RFC 7030, RFC 8951) by hand with curl, every answer read with openssl:
+# cacerts, csrattrs (openssl asn1parse), simpleenroll with HTTP Basic (a
+# wrapped base64 CSR, a chunked body), simplereenroll with a TLS client
+# certificate (same key, new key, changed subject refused), serverkeygen
+# (multipart: PKCS#8 key + certs-only), the refusals (401, 400, 403, 404, 501,
+# 503 on spent quota), a revoked client certificate refused, the inventory's
+# requesters; every certificate verified (openssl verify) and linted (pkilint).
 #
-#   - curl + openssl by hand: cacerts, csrattrs, simpleenroll (HTTP Basic),
-#     simplereenroll (TLS client certificate), serverkeygen, and the refusals
-#     (401/400/403/404/501/503), each answer parsed with openssl;
-#   - strongSwan's pki --estca / --est (Debian strongswan-pki with the curl,
-#     openssl and pkcs7 plugins): CA certificates, enrollment with --userpass,
-#     re-enrollment with --cert/--key;
-#   - the Rust EST client usg-est-client (est-enroll, cargo install
-#     usg-est-client --features cli): enroll with HTTP Basic, renew with a
-#     client certificate through a CA label;
-#   - every certificate obtained verifies against root.pem (openssl verify) and
-#     lints clean (pkilint: FATAL/ERROR/WARNING fail).
-#
-# Uses from conformance/run: WORK, ROOT_PEM, HTTPS_PORT, HTTP_PORT, TOKEN,
-# BOOT_ROOT_ID / BOOT_INT_ID (section b) and the helpers of lib.sh.
-# Environment (optional): VELLUM_EST_ENROLL (est-enroll executable; default: on
-# PATH or in ~/.cargo/bin), VELLUM_STRONGSWAN_PKI (pki; default: on PATH).
+#   bash conformance/est-openssl.sh      (see lib.sh for the environment)
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=lib-est.sh
+source "$HERE/lib-est.sh"
+conformance_init est-openssl
+python3 -c 'import pkilint' 2>/dev/null ||
+  { echo "conformance/est-openssl: python3 module pkilint not found (run .ci/install-deps)" >&2; exit 2; }
 
 # =================================================================================
-section "EST (RFC 7030): curl + openssl, strongSwan pki, usg-est-client"
+section "EST (RFC 7030): curl + openssl"
 # =================================================================================
-EST_WORK="$WORK/est"
-EST_BASE="https://localhost:$HTTPS_PORT/.well-known/est"
-EST_USER=device
-EST_PASS="conformance-$RANDOM-$RANDOM"
-EST_NAMES='*.devices.vellum.test'
-EST_INT_ID=""                       # the default EST CA (bootstrap intermediate)
-EST_INT_PEM="$EST_WORK/int.pem"     # its certificate, from cacerts
-EST_OBTAINED=()                     # "label|pem" of every certificate obtained
-
-# est_call METHOD OP_PATH OUT [CURL_ARGS...]: a request to $EST_BASE/OP_PATH;
-# the body goes to OUT, the headers to OUT.hdr. Sets EST_STATUS and EST_CTYPE.
-est_call() {
-  local method=$1 path=$2 out=$3 meta; shift 3
-  : >"$out"
-  if meta=$(curl_https -X "$method" -o "$out" -D "$out.hdr" -w '%{http_code}\n%{content_type}' \
-    "$@" "$EST_BASE/$path" 2>"$out.err"); then
-    EST_STATUS=${meta%%$'\n'*}
-    EST_CTYPE=${meta#*$'\n'}
-  else
-    EST_STATUS=000
-    EST_CTYPE=
-    cat "$out.err" >>"$out"
-  fi
-}
-
-est_details() { printf '%s\n' "HTTP $EST_STATUS ${EST_CTYPE:-}" "$(head -c 1000 "$1" 2>/dev/null)"; }
-
-# est_one_line FILE: the body is base64 on one line ending in CRLF.
-est_one_line() {
-  [[ $(wc -l <"$1") -eq 1 ]] && [[ $(tail -c 2 "$1" | od -An -c | tr -d ' ') == '\r\n' ]]
-}
-
-# est_certs FILE OUT_PEM: the certificates of a certs-only base64 answer, as PEM.
-est_certs() {
-  local out
-  out=$(tr -d '\r\n' <"$1" | openssl base64 -d -A | openssl pkcs7 -inform DER -print_certs 2>&1) || {
-    echo "$out"
-    return 1
-  }
-  sed -n '/-----BEGIN/,/-----END/p' <<<"$out" >"$2"
-  grep -E '^(subject|issuer)=' <<<"$out" || true
-}
-
-# est_b64_csr KEY_OUT CSR_B64_OUT SUBJECT [REUSE_KEY]: an EC P-256 CSR as
-# base64 DER, wrapped at 64 columns (RFC 8951: servers must tolerate it).
-est_b64_csr() {
-  local key=$1 out=$2 subj=$3 reuse=${4-}
-  if [[ -z $reuse ]]; then
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$key" 2>/dev/null || return 1
-  fi
-  openssl req -new -key "$key" -subj "$subj" -outform DER 2>/dev/null | openssl base64 >"$out"
-}
-
-# est_verify_and_keep LABEL PEM: openssl verify against root.pem (the
-# intermediate untrusted), and remember the certificate for pkilint.
-est_verify_and_keep() {
-  verify_chain "EST. openssl verify: $1" "$ROOT_PEM" "$2" "$EST_INT_PEM"
-  EST_OBTAINED+=("$1|$2")
-}
-
-est_setup() {
-  mkdir -p "$EST_WORK"
-  EST_INT_ID=$BOOT_INT_ID
-  if [[ -z $EST_INT_ID || $EST_INT_ID == null ]]; then
-    api GET "/cas?kind=intermediate&status=enabled&limit=1"
-    EST_INT_ID=$(jb '.items[0].id // empty')
-  fi
-  # Quota for what follows (other sections spent some of the bootstrap's).
-  if [[ -n ${BOOT_ROOT_ID-} && $BOOT_ROOT_ID != null ]]; then
-    api POST "/cas/$BOOT_ROOT_ID/quota/assign" "$(jq -nc --arg i "$EST_INT_ID" '{intermediate_id:$i, count:40}')"
-    expect "EST. assign 40 quota to the default EST CA" 200
-  fi
-  api GET "/cas/$EST_INT_ID/est"
-  if [[ $API_STATUS == 200 && $(jb .enabled) == true && $(jb .certificate_type) == client &&
-    $(jb '.auth | join(",")') == basic,client_cert && $(jb .default_validity_days) == 365 ]]; then
-    pass "EST. GET /cas/{id}/est: defaults (enabled, basic+client_cert, 365 days, client)"
-  else
-    fail "EST. GET /cas/{id}/est: defaults (enabled, basic+client_cert, 365 days, client)" "$(_api_failure_details)"
-  fi
-  api POST "/cas/$EST_INT_ID/est/clients" \
-    "$(jq -nc --arg u "$EST_USER" --arg p "$EST_PASS" --arg n "$EST_NAMES" '{username:$u, password:$p, name_patterns:[$n]}')"
-  expect "EST. POST /cas/{id}/est/clients creates an HTTP Basic account (201)" 201
-  api GET "/cas/$EST_INT_ID/est/clients"
-  if [[ $API_STATUS == 200 && $(jb '[.items[].username] | index("device") != null') == true ]] &&
-    ! grep -qF "$EST_PASS" <<<"$API_BODY"; then
-    pass "EST. GET /cas/{id}/est/clients lists it (no password)"
-  else
-    fail "EST. GET /cas/{id}/est/clients lists it (no password)" "$(_api_failure_details)"
-  fi
-}
+est_start || finish
 
 est_cacerts_csrattrs() {
   local d=$EST_WORK
@@ -169,6 +79,7 @@ est_cacerts_csrattrs() {
     fail "EST. unknown label -> 404 text/plain" "$(est_details "$d/nolabel.txt")"
   fi
 }
+
 
 est_enroll_by_hand() {
   local d=$EST_WORK out
@@ -263,6 +174,7 @@ est_enroll_by_hand() {
   fi
 }
 
+
 est_refusals() {
   local d=$EST_WORK
   est_b64_csr "$d/r.key" "$d/r.csr.b64" "/CN=r.devices.vellum.test"
@@ -316,7 +228,7 @@ PY
   api POST "/cas/$iid/enable" '{"mode":"generate"}'
   api POST "/cas/$rid/quota/assign" "$(jq -nc --arg i "$iid" '{intermediate_id:$i, count:1}')"
   api PUT "/cas/$iid/est" '{"label":"conformance-small"}'
-  expect "EST. PUT /cas/{id}/est {label} on a one-unit intermediate" 200
+  quietly expect "EST. PUT /cas/{id}/est {label} on a one-unit intermediate" 200
   api POST "/cas/$iid/est/clients" "$(jq -nc --arg p "$EST_PASS" '{username:"small", password:$p}')"
   est_call POST conformance-small/simpleenroll "$d/q1.b64" -u "small:$EST_PASS" --data-binary "@$d/r.csr.b64"
   est_call POST conformance-small/simpleenroll "$d/q2.txt" -u "small:$EST_PASS" --data-binary "@$d/r.csr.b64"
@@ -335,6 +247,7 @@ PY
   fi
 }
 
+
 est_inventory_and_revocation() {
   local d=$EST_WORK
   api GET "/certificates?source=est&limit=1000"
@@ -351,7 +264,7 @@ est_inventory_and_revocation() {
   serial=$(openssl x509 -in "$d/dev1.pem" -noout -serial | cut -d= -f2 | tr A-F a-f | sed 's/^0*//')
   id=$(jq -r --arg s "$serial" '.items[] | select((.serial | ltrimstr("0")) == $s) | .id' <<<"$API_BODY" | head -n1)
   api POST "/certificates/$id/revoke" '{"reason":"keyCompromise"}'
-  expect "EST. revoke the enrolled certificate through the admin API" 200
+  quietly expect "EST. revoke the enrolled certificate through the admin API" 200
   est_b64_csr "$d/dev1.key" "$d/dev1-again.csr.b64" "/CN=dev1.devices.vellum.test/O=Vellum Conformance" reuse
   est_call POST simplereenroll "$d/revoked.txt" --cert "$d/dev1.pem" --key "$d/dev1.key" \
     --data-binary "@$d/dev1-again.csr.b64"
@@ -362,176 +275,11 @@ est_inventory_and_revocation() {
   fi
 }
 
-est_strongswan() {
-  local d=$EST_WORK/strongswan pki=${VELLUM_STRONGSWAN_PKI:-pki} out
-  mkdir -p "$d"
-  if ! command -v "$pki" >/dev/null || ! "$pki" --help 2>&1 | grep -q -- '--est '; then
-    skip "EST. strongSwan pki --estca/--est" "pki not installed (apt-get install strongswan-pki libstrongswan-extra-plugins libstrongswan-standard-plugins)"
-    return 0
-  fi
-  # strongSwan appends /.well-known/est/<operation> to --url itself.
-  local url="https://localhost:$HTTPS_PORT"
-  if out=$(cd "$d" && "$pki" --estca --url "$url" --cacert "$ROOT_PEM" --caout ca --outform pem 2>&1) &&
-    [[ -s $d/ca.pem && -s $d/ca-1.pem ]] && [[ $(cert_fp "$d/ca.pem") == "$(cert_fp "$ROOT_PEM")" ]] &&
-    [[ $(cert_fp "$d/ca-1.pem") == "$(cert_fp "$EST_INT_PEM")" ]]; then
-    pass "EST. strongSwan pki --estca: root (ca.pem) and intermediate (ca-1.pem)" "$(grep -E 'cert is trusted|written' <<<"$out")"
-  else
-    fail "EST. strongSwan pki --estca: root (ca.pem) and intermediate (ca-1.pem)" "$(grep -v -i tpm <<<"$out" | tail -n 15)"
-  fi
-  "$pki" --gen --type ecdsa --size 256 >"$d/ss.key" 2>/dev/null
-  "$pki" --req --type ecdsa --in "$d/ss.key" --dn "CN=ss.devices.vellum.test" --outform der >"$d/ss.req" 2>/dev/null
-  if out=$("$pki" --est --url "$url" --cacert "$ROOT_PEM" --cacert "$EST_INT_PEM" --in "$d/ss.req" \
-    --userpass "$EST_USER:$EST_PASS" --outform pem 2>&1 >"$d/ss.pem") && openssl x509 -in "$d/ss.pem" -noout 2>/dev/null; then
-    pass "EST. strongSwan pki --est --userpass: enrolled" "$(grep -E '^Issued' <<<"$out")"
-    est_verify_and_keep "strongSwan pki --est" "$d/ss.pem"
-  else
-    fail "EST. strongSwan pki --est --userpass: enrolled" "$(grep -v -i tpm <<<"$out" | tail -n 15)"
-    return 0
-  fi
-  "$pki" --gen --type ecdsa --size 256 >"$d/ss2.key" 2>/dev/null
-  "$pki" --req --type ecdsa --in "$d/ss2.key" --dn "CN=ss.devices.vellum.test" --outform der >"$d/ss2.req" 2>/dev/null
-  if out=$("$pki" --est --url "$url" --cacert "$ROOT_PEM" --cacert "$EST_INT_PEM" --in "$d/ss2.req" \
-    --cert "$d/ss.pem" --key "$d/ss.key" --outform pem 2>&1 >"$d/ss2.pem") && openssl x509 -in "$d/ss2.pem" -noout 2>/dev/null &&
-    grep -q 'sending TLS client certificate' <<<"$out" &&
-    [[ $(cert_serial "$d/ss2.pem") != "$(cert_serial "$d/ss.pem")" ]]; then
-    pass "EST. strongSwan pki --est --cert/--key: re-enrolled with the TLS client certificate" "$(grep -E '^Issued|client certificate' <<<"$out")"
-    est_verify_and_keep "strongSwan pki --est re-enrollment" "$d/ss2.pem"
-  else
-    fail "EST. strongSwan pki --est --cert/--key: re-enrolled with the TLS client certificate" "$(grep -v -i tpm <<<"$out" | tail -n 15)"
-  fi
-}
 
-# est_inventory_pem CN OUT: the newest inventory certificate with common name CN.
-est_inventory_pem() {
-  api GET "/certificates?source=est&q=$1&limit=1000"
-  jq -r --arg cn "$1" '[.items[] | select(.common_name == $cn)] | last | .certificate_pem // empty' <<<"$API_BODY" >"$2"
-  [[ -s $2 ]]
-}
-
-est_usg_client() {
-  local d=$EST_WORK/usg out bin=${VELLUM_EST_ENROLL:-}
-  mkdir -p "$d"
-  if [[ -z $bin ]]; then
-    bin=$(command -v est-enroll || true)
-    [[ -z $bin && -x $HOME/.cargo/bin/est-enroll ]] && bin=$HOME/.cargo/bin/est-enroll
-  fi
-  if [[ -z $bin ]]; then
-    skip "EST. usg-est-client (est-enroll)" "not installed: cargo install usg-est-client --features cli (see .ci/install-deps)"
-    return 0
-  fi
-  local cn=usg.devices.vellum.test
-  cat >"$d/enroll.toml" <<EOF
-[server]
-url = "https://localhost:$HTTPS_PORT"
-timeout_seconds = 30
-
-[trust]
-mode = "explicit"
-ca_bundle_path = "$ROOT_PEM"
-
-[authentication]
-method = "http_basic"
-username = "$EST_USER"
-password_source = "env:EST_PASSWORD"
-
-[certificate]
-common_name = "$cn"
-
-[certificate.key]
-algorithm = "ecdsa-p256"
-provider = "software"
-EOF
-  if out=$(cd "$d" && EST_PASSWORD=$EST_PASS timeout 60 "$bin" -c "$d/enroll.toml" enroll --force 2>&1) &&
-    grep -q 'Certificate issued successfully' <<<"$out" && grep -q 'Retrieved 2 CA certificate' <<<"$out"; then
-    pass "EST. usg-est-client est-enroll enroll (cacerts + simpleenroll, HTTP Basic)" "$(grep -E 'Retrieved|issued|Thumbprint' <<<"$out")"
-    # est-enroll prints the SHA-256 thumbprint but keeps no file: take the certificate
-    # from the inventory and compare.
-    local thumb
-    thumb=$(sed -n 's/.*Thumbprint: *//p' <<<"$out" | tr -d ':[:space:]' | tr a-f A-F)
-    if est_inventory_pem "$cn" "$d/usg.pem" && [[ $(cert_fp "$d/usg.pem" | tr -d ':') == "$thumb" ]]; then
-      pass "EST. est-enroll's certificate is in the inventory (same SHA-256 thumbprint)"
-      est_verify_and_keep "usg-est-client enroll" "$d/usg.pem"
-    else
-      fail "EST. est-enroll's certificate is in the inventory (same SHA-256 thumbprint)" "thumbprint $thumb" "$(_api_failure_details)"
-    fi
-  else
-    fail "EST. usg-est-client est-enroll enroll (cacerts + simpleenroll, HTTP Basic)" "$out"
-  fi
-
-  # Renewal: est-enroll re-enrolls with a client certificate (CN only, a new key)
-  # through a CA label; the certificate to renew comes from curl.
-  api PUT "/cas/$EST_INT_ID/est" '{"label":"conformance-default"}'
-  expect "EST. PUT /cas/{id}/est {label} on the default CA" 200
-  local rcn=usg-renew.devices.vellum.test
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/renew.key" 2>/dev/null
-  openssl req -new -key "$d/renew.key" -subj "/CN=$rcn" -out "$d/renew.csr" 2>/dev/null
-  est_call POST conformance-default/simpleenroll "$d/renew-old.b64" -u "$EST_USER:$EST_PASS" --data-binary "@$d/renew.csr"
-  if [[ $EST_STATUS != 200 ]] || ! est_certs "$d/renew-old.b64" "$d/renew-old.pem" >/dev/null; then
-    fail "EST. enroll a PEM CSR through the label (for est-enroll renew)" "$(est_details "$d/renew-old.b64")"
-    return 0
-  fi
-  pass "EST. simpleenroll through a CA label with a PEM CSR body (tolerated)"
-  cat >"$d/renew.toml" <<EOF
-[server]
-url = "https://localhost:$HTTPS_PORT"
-ca_label = "conformance-default"
-timeout_seconds = 30
-
-[trust]
-mode = "explicit"
-ca_bundle_path = "$ROOT_PEM"
-
-[authentication]
-method = "client_cert"
-cert_path = "$d/renew-old.pem"
-key_path = "$d/renew.key"
-
-[certificate]
-common_name = "$rcn"
-
-[certificate.key]
-algorithm = "ecdsa-p256"
-provider = "software"
-EOF
-  if out=$(cd "$d" && timeout 60 "$bin" -c "$d/renew.toml" renew --force 2>&1) &&
-    grep -q 'Certificate renewed successfully' <<<"$out"; then
-    pass "EST. usg-est-client est-enroll renew (simplereenroll, client certificate, CA label)" "$(grep -E 'renewed|Thumbprint' <<<"$out")"
-    local thumb old_serial
-    thumb=$(sed -n 's/.*Thumbprint: *//p' <<<"$out" | tr -d ':[:space:]' | tr a-f A-F)
-    # Without leading zeros on both sides: openssl prints whole bytes ("03AE…"), the
-    # requester names the serial as the inventory does (lower-case hex of the bytes).
-    old_serial=$(openssl x509 -in "$d/renew-old.pem" -noout -serial | cut -d= -f2 | tr A-F a-f | sed 's/^0*//')
-    api GET "/certificates?source=est&q=$rcn&limit=1000"
-    jq -r '[.items[]] | last | .certificate_pem // empty' <<<"$API_BODY" >"$d/renewed.pem"
-    if [[ -s $d/renewed.pem && $(cert_fp "$d/renewed.pem" | tr -d ':') == "$thumb" ]] &&
-      [[ $(jq -r '[.items[]] | last | .requester | ltrimstr("est:cert:") | ltrimstr("0")' <<<"$API_BODY") == "$old_serial" ]]; then
-      pass "EST. the renewed certificate is in the inventory, requested by est:cert:<old serial>"
-      est_verify_and_keep "usg-est-client renew" "$d/renewed.pem"
-    else
-      fail "EST. the renewed certificate is in the inventory, requested by est:cert:<old serial>" "thumbprint $thumb" "$(_api_failure_details)"
-    fi
-  else
-    fail "EST. usg-est-client est-enroll renew (simplereenroll, client certificate, CA label)" "$out"
-  fi
-}
-
-est_lint() {
-  local entry label pem
-  if ((${#EST_OBTAINED[@]} == 0)); then
-    fail "EST. certificates to lint" "no certificate was obtained over EST"
-    return 0
-  fi
-  for entry in "${EST_OBTAINED[@]}"; do
-    IFS='|' read -r label pem <<<"$entry"
-    pkilint_cert "EST. lint_pkix_cert: $label" "$pem"
-  done
-}
-
-est_setup || true
 est_cacerts_csrattrs || true
 est_enroll_by_hand || true
 est_refusals || true
 est_inventory_and_revocation || true
-est_strongswan || true
-est_usg_client || true
 est_lint || true
+
+finish
