@@ -1161,7 +1161,7 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
         }),
     };
     let (first, second, not_ready) = (job("x", "ord-a"), job("yy", "ord-a"), job("zzz", "ord-b"));
-    let outcomes = Records
+    let outcomes = Records::new(vellum_core::time::Clock::system())
         .commit(&app.store, &[&first, &second, &not_ready])
         .await
         .unwrap();

@@ -47,7 +47,7 @@ struct CrlRowView {
 /// a key or with CRLs disabled.
 pub async fn current(ra: &Authority, ca_id: &str) -> Result<CrlRow> {
     let ca = load_ca(ra, ca_id).await?;
-    let now = vellum_core::time::now();
+    let now = ra.now();
     let view = view(ra, &ca).await?;
     if !needs_refresh(&view, now) {
         if let Some(c) = view.crl {
@@ -58,7 +58,7 @@ pub async fn current(ra: &Authority, ca_id: &str) -> Result<CrlRow> {
     let _guard = lock.lock().await;
     // Someone may have refreshed it while we waited.
     let view = self::view(ra, &ca).await?;
-    if !needs_refresh(&view, vellum_core::time::now()) {
+    if !needs_refresh(&view, ra.now()) {
         if let Some(c) = view.crl {
             return Ok(c);
         }
@@ -96,7 +96,7 @@ async fn view(ra: &Authority, ca: &CaRow) -> Result<CrlRowView> {
 
 /// Signs a new CRL for `ca` now and stores it.
 pub async fn regenerate(ra: &Authority, ca: &CaRow) -> Result<CrlRow> {
-    let now = vellum_core::time::now();
+    let now = ra.now();
     let (revision, entries): (i64, Vec<Entry>) = {
         let mut conn = ra.store.reader().acquire().await?;
         // The revision is read before the entries: a revocation committed after this

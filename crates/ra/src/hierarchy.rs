@@ -14,6 +14,32 @@ use vellum_core::error::{Error, Result};
 
 /// Days a purchase stays refundable.
 pub const REFUND_WINDOW_DAYS: i64 = 7;
+
+/// Whether `ca` may be refunded at `now`: pending, and purchased at most
+/// [`REFUND_WINDOW_DAYS`] days ago. The one statement of the rule (the CA view's
+/// `refundable` asks it too).
+pub fn check_refundable(ca: &CaRow, now: i64) -> Result<()> {
+    let id = &ca.id;
+    if ca.status != "pending" {
+        let hint = if ca.status == "enabled" {
+            "; reset it first"
+        } else {
+            ""
+        };
+        return Err(Error::conflict(format!(
+            "CA {id} is {}; only a pending CA can be refunded{hint}",
+            ca.status
+        )));
+    }
+    if now > ca.purchased_at + REFUND_WINDOW_DAYS * 86_400 {
+        return Err(Error::conflict(format!(
+            "CA {id} was purchased at {}, more than {REFUND_WINDOW_DAYS} days ago; it is no longer refundable",
+            vellum_core::time::rfc3339(ca.purchased_at)
+        )));
+    }
+    Ok(())
+}
+
 /// Largest quota a single purchase may add.
 pub const MAX_QUOTA_PURCHASE: i64 = 10_000_000;
 /// Longest CA certificate validity, days (100 years).
@@ -184,7 +210,7 @@ pub async fn purchase_root_with_ids(
     intermediate_id: String,
 ) -> Result<(CaRow, CaRow)> {
     validate_purchase(p, true)?;
-    let now = vellum_core::time::now();
+    let now = ra.now();
     let service_until = add_months(now, p.service_months)?;
     let mut root = pending_row(tenant_id, "root", None, p, now, service_until);
     root.id = root_id;
@@ -242,7 +268,7 @@ pub async fn purchase_intermediate(
             parent.status
         )));
     }
-    let now = vellum_core::time::now();
+    let now = ra.now();
     let row = pending_row(
         tenant_id,
         "intermediate",
@@ -278,7 +304,7 @@ pub async fn enable(ra: &Authority, tenant_id: &str, id: &str, mode: EnableMode)
             ca.status
         )));
     }
-    let now = vellum_core::time::now();
+    let now = ra.now();
     if ca.service_until <= now {
         return Err(Error::conflict(format!(
             "the service period of CA {id} ended at {}; purchase a new CA",
@@ -550,7 +576,7 @@ pub async fn revoke(
             )));
         }
     }
-    let now = vellum_core::time::now();
+    let now = ra.now();
     let mut tx = ra.store.begin().await?;
     if !store::cas::revoke(&mut tx, id, now, &reason).await? {
         return Err(Error::conflict(format!(
@@ -593,7 +619,7 @@ pub async fn reset(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
             live.join(", ")
         )));
     }
-    let now = vellum_core::time::now();
+    let now = ra.now();
     let mut tx = ra.store.begin().await?;
     // Change the row first: it locks it, so the count below sees every issuance that
     // committed before us, and none can commit after.
@@ -622,24 +648,8 @@ pub async fn reset(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
 /// intermediates are refunded with it.
 pub async fn refund(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
     let ca = load(ra, tenant_id, id).await?;
-    if ca.status != "pending" {
-        let hint = if ca.status == "enabled" {
-            "; reset it first"
-        } else {
-            ""
-        };
-        return Err(Error::conflict(format!(
-            "CA {id} is {}; only a pending CA can be refunded{hint}",
-            ca.status
-        )));
-    }
-    let now = vellum_core::time::now();
-    if now > ca.purchased_at + REFUND_WINDOW_DAYS * 86_400 {
-        return Err(Error::conflict(format!(
-            "CA {id} was purchased at {}, more than {REFUND_WINDOW_DAYS} days ago; it is no longer refundable",
-            vellum_core::time::rfc3339(ca.purchased_at)
-        )));
-    }
+    let now = ra.now();
+    check_refundable(&ca, now)?;
     let mut tx = ra.store.begin().await?;
     if !ca.is_root() {
         store::cas::return_unspent_quota(&mut tx, id).await?;
@@ -671,7 +681,7 @@ pub async fn remove(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> 
             ca.status
         )));
     }
-    let now = vellum_core::time::now();
+    let now = ra.now();
     let mut tx = ra.store.begin().await?;
     if !store::cas::remove(&mut tx, id, now).await? {
         return Err(Error::conflict(format!(

@@ -288,7 +288,7 @@ fn email_problem(e: &str) -> Option<String> {
 
 /// Issues one certificate through the single path (see the module documentation).
 pub async fn issue(ra: &Authority, req: IssueRequest) -> Result<Issued> {
-    let now = vellum_core::time::now();
+    let now = ra.now();
     // Possibly a second old: the recorder re-checks status, key and service period.
     let ca = super::cached_ca(ra, &req.tenant_id, &req.ca_id).await?;
     check_issuer(&ca, now)?;

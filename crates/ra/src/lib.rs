@@ -8,12 +8,16 @@
 pub mod acme;
 pub mod crl;
 pub mod csr;
+pub mod est;
 pub mod hierarchy;
 pub mod issue;
 pub mod names;
 pub mod ratelimit;
 pub mod record;
+pub mod renew;
 pub mod revoke;
+pub mod spec;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -57,7 +61,7 @@ impl Authority {
     pub fn new(config: Config, store: Store, master: MasterKey, clock: Clock) -> Result<Authority> {
         let limits = ratelimit::Limits::new(config.rate_limits.max_keys);
         Ok(Authority {
-            recorder: record::Recorder::start(store.clone())?,
+            recorder: record::Recorder::start(store.clone(), clock.clone())?,
             acme_writer: acme::writes::AcmeWriter::start(store.clone())?,
             signers: SignerCache::default(),
             crl_locks: Default::default(),
@@ -106,3 +110,6 @@ pub async fn signer_for(ra: &Authority, ca: &CaRow) -> Result<Arc<Signer>> {
     let signer = Signer::load(&ra.master, ca)?.with_issuers(issuers);
     Ok(ra.signers.insert(ca, signer))
 }
+
+#[cfg(test)]
+mod tests;

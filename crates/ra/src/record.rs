@@ -27,6 +27,7 @@ use std::pin::Pin;
 use store::batch::{Batcher, Outcomes, Work};
 use store::{self, audit::AuditEvent, certificates::CertRow, Store};
 use vellum_core::error::{Error, Result};
+use vellum_core::time::Clock;
 
 /// Something else that must change in the same transaction as the certificate's record.
 #[derive(Debug, Clone)]
@@ -52,8 +53,12 @@ pub struct Recorder(Batcher<Records>);
 
 impl Recorder {
     /// Starts the recorder's committer thread.
-    pub fn start(store: Store) -> Result<Recorder> {
-        Ok(Recorder(Batcher::start("vellum-recorder", store, Records)?))
+    pub fn start(store: Store, clock: Clock) -> Result<Recorder> {
+        Ok(Recorder(Batcher::start(
+            "vellum-recorder",
+            store,
+            Records::new(clock),
+        )?))
     }
 
     /// Records the job; returns its record once committed (or the refusal).
@@ -62,8 +67,17 @@ impl Recorder {
     }
 }
 
-/// The certificate recorder's work.
-pub struct Records;
+/// The certificate recorder's work; `clock` dates the records and the in-service check.
+pub struct Records {
+    clock: Clock,
+}
+
+impl Records {
+    /// The recorder's work with `clock` (tests drive it directly).
+    pub fn new(clock: Clock) -> Records {
+        Records { clock }
+    }
+}
 
 impl Work for Records {
     type Job = Job;
@@ -72,14 +86,13 @@ impl Work for Records {
         store: &'a Store,
         jobs: &'a [&'a Job],
     ) -> Pin<Box<dyn Future<Output = Outcomes> + Send + 'a>> {
-        Box::pin(record_batch(store, jobs))
+        Box::pin(record_batch(store, jobs, self.clock.now()))
     }
 }
 
 /// One transaction for `jobs`. `Ok` holds each job's outcome (success or quota
 /// exhausted); `Err` means nothing was committed.
-async fn record_batch(store: &Store, jobs: &[&Job]) -> Outcomes {
-    let now = vellum_core::time::now();
+async fn record_batch(store: &Store, jobs: &[&Job], now: i64) -> Outcomes {
     let mut refusals: Vec<Option<Error>> = jobs.iter().map(|_| None).collect();
     let mut tx = store.begin().await?;
     // ACME orders first: each must still be ready (one finalize wins). Claimed orders are

@@ -23,7 +23,7 @@ pub async fn revoke_certificate(
                 Error::not_found(format!("no certificate with id {id} in this tenant"))
             })?
     };
-    let now = vellum_core::time::now();
+    let now = ra.now();
     let mut tx = ra.store.begin().await?;
     if !store::certificates::revoke(&mut tx, id, now, &reason).await? {
         return Err(Error::conflict(format!(

@@ -8,16 +8,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use base64::Engine;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
-
 use crate::{App, Defaults};
 use ca::keys::{KeyAlgorithm, MasterKey};
 use ca::profile::{LeafType, San, SubjectFields};
 use ca::{cert_pem, Signer};
 use ra::hierarchy::{self, EnableMode, Purchase};
 use ra::issue::{self, IssueRequest, KeySource};
+use ra::tokens::{new_token_secret, token_hash};
 use ra::Authority;
 use store::{self, settings, tenants, Store};
 use vellum_core::config::Config;
@@ -31,22 +28,6 @@ const KEY_ADMIN_TOKEN: &str = "bootstrap.admin_token_id";
 /// (Installations from before this key record their ids only when done, so ids without
 /// this key mean done.)
 const KEY_STAGE: &str = "bootstrap.stage";
-
-/// A new API token secret: `vlm_` + 32 random bytes, base64url.
-pub fn new_token_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!(
-        "vlm_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
-}
-
-/// How token secrets are stored: SHA-256, hex. Tokens carry 256 bits of entropy, so a
-/// fast hash is enough (a slow one like argon2 would only slow every request down).
-pub fn token_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
 
 /// Files the server writes and prints.
 #[derive(Debug, Clone)]

@@ -38,6 +38,18 @@ pub struct App {
     pub defaults: Defaults,
 }
 
+impl App {
+    /// The intermediate behind `/.well-known/est/{operation}` (no label or id): the
+    /// configured one, else the bootstrap intermediate.
+    pub fn est_default_ca(&self) -> String {
+        self.config
+            .est
+            .default_ca
+            .clone()
+            .unwrap_or_else(|| self.defaults.intermediate_id.clone())
+    }
+}
+
 impl std::ops::Deref for App {
     type Target = Authority;
     fn deref(&self) -> &Authority {

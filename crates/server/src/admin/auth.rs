@@ -6,11 +6,11 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
-use crate::bootstrap::token_hash;
 use crate::listener::RemoteAddr;
 use crate::problem::Problem;
 use crate::App;
 use ra::ratelimit;
+use ra::tokens::token_hash;
 use store::tenants;
 use vellum_core::error::{Error, Result};
 

@@ -16,26 +16,11 @@ use super::json::{self, Json, OptJson, Query};
 use crate::App;
 use ca::cert_pem;
 use ca::formats::{self, ExportInput, FormatError};
-use ca::keys::KeyAlgorithm;
-use ca::profile::{LeafType, San, SubjectFields};
 use ra::csr;
 use ra::issue::{self, IssueRequest, Issued, KeySource};
+use ra::spec::{CertSpec, Requester, SanInput};
 use store::{self, audit::AuditEvent, certificates::CertFilter, certificates::CertRow};
 use vellum_core::error::{Error, Result};
-
-/// One subject alternative name as the API takes and shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SanInput {
-    /// `dns`, `ip`, `email` or `uri`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub value: String,
-}
-
-fn default_true() -> bool {
-    true
-}
 
 /// Body of `POST /cas/{id}/certificates`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,77 +41,11 @@ pub struct ApplyBody {
     pub name: Option<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
-    #[serde(default = "default_true")]
+    #[serde(default = "ra::spec::default_true")]
     pub include_crl: bool,
     pub key_algorithm: Option<String>,
     #[serde(skip_serializing)]
     pub csr_pem: Option<String>,
-}
-
-/// Parses API SANs; errors name `sans[i]`.
-pub fn parse_sans(sans: &[SanInput]) -> Result<Vec<San>> {
-    sans.iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let value = s.value.trim();
-            if value.is_empty() {
-                return Err(Error::invalid(
-                    format!("sans[{i}].value"),
-                    "must not be empty",
-                ));
-            }
-            Ok(match s.kind.as_str() {
-                "dns" => San::Dns(value.to_ascii_lowercase()),
-                "ip" => San::Ip(value.parse().map_err(|_| {
-                    Error::invalid(
-                        format!("sans[{i}].value"),
-                        format!("{value:?} is not an IP address"),
-                    )
-                })?),
-                "email" => San::Email(value.to_string()),
-                "uri" => San::Uri(value.to_string()),
-                other => {
-                    return Err(Error::invalid(
-                        format!("sans[{i}].type"),
-                        format!("{other:?} is not a SAN type; use dns, ip, email or uri"),
-                    ))
-                }
-            })
-        })
-        .collect()
-}
-
-fn leaf_type(s: &str) -> Result<LeafType> {
-    match s {
-        "server" => Ok(LeafType::Server),
-        "client" => Ok(LeafType::Client),
-        other => Err(Error::invalid(
-            "type",
-            format!("{other:?} is not a certificate type; use server or client"),
-        )),
-    }
-}
-
-fn check_subject(s: &SubjectFields) -> Result<()> {
-    if let Some(c) = &s.country {
-        if c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
-            return Err(Error::invalid(
-                "country",
-                "must be a two-letter ISO 3166 code such as \"DE\"",
-            ));
-        }
-    }
-    for (field, v) in [
-        ("organization", &s.organization),
-        ("organizational_unit", &s.organizational_unit),
-        ("state", &s.state),
-        ("locality", &s.locality),
-    ] {
-        if v.as_deref().is_some_and(|v| v.is_empty() || v.len() > 128) {
-            return Err(Error::invalid(field, "must be 1 to 128 characters"));
-        }
-    }
-    Ok(())
 }
 
 /// Turns an apply body into an issuance request (validation of the body's own rules).
@@ -134,21 +53,6 @@ fn check_subject(s: &SubjectFields) -> Result<()> {
 /// its SANs are used when the body gives none; the stored specification records the
 /// result, so a renewal certifies the same names.
 pub fn request_from_body(who: &Principal, ca_id: &str, body: &ApplyBody) -> Result<IssueRequest> {
-    let leaf_type = leaf_type(&body.cert_type)?;
-    if body.tags.len() > 32
-        || body
-            .tags
-            .iter()
-            .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
-    {
-        return Err(Error::invalid(
-            "tags",
-            "at most 32 tags; keys 1-64 characters, values up to 256",
-        ));
-    }
-    if body.name.as_deref().is_some_and(|n| n.len() > 128) {
-        return Err(Error::invalid("name", "must be at most 128 characters"));
-    }
     let mut effective = body.clone();
     let key = match (&body.key_algorithm, &body.csr_pem) {
         (Some(_), Some(_)) => {
@@ -166,43 +70,40 @@ pub fn request_from_body(who: &Principal, ca_id: &str, body: &ApplyBody) -> Resu
                 is_rsa: parsed.is_rsa,
             }
         }
-        (alg, None) => KeySource::Generate(
-            alg.as_deref()
-                .unwrap_or("ec-p256")
-                .parse::<KeyAlgorithm>()
-                .map_err(|e| Error::invalid("key_algorithm", e))?,
-        ),
+        (_, None) => effective.spec().generated_key()?,
     };
-    let subject = SubjectFields {
-        common_name: effective.common_name.trim().to_string(),
-        organization: effective.organization.clone(),
-        organizational_unit: effective.organizational_unit.clone(),
-        locality: effective.locality.clone(),
-        state: effective.state.clone(),
-        country: effective.country.clone(),
-    };
-    check_subject(&subject)?;
-    let sans = parse_sans(&effective.sans)?;
-    Ok(IssueRequest {
+    effective
+        .spec()
+        .request(ca_id, key, requester(who, "certificate.issue"))
+}
+
+impl ApplyBody {
+    /// The stored specification of this body (everything but the CSR).
+    fn spec(&self) -> CertSpec {
+        CertSpec {
+            cert_type: self.cert_type.clone(),
+            common_name: self.common_name.clone(),
+            sans: self.sans.clone(),
+            validity_days: self.validity_days,
+            organization: self.organization.clone(),
+            organizational_unit: self.organizational_unit.clone(),
+            locality: self.locality.clone(),
+            state: self.state.clone(),
+            country: self.country.clone(),
+            name: self.name.clone(),
+            tags: self.tags.clone(),
+            include_crl: self.include_crl,
+            key_algorithm: self.key_algorithm.clone(),
+        }
+    }
+}
+
+fn requester(who: &Principal, action: &str) -> Requester {
+    Requester {
         tenant_id: who.tenant_id.clone(),
-        ca_id: ca_id.to_string(),
-        leaf_type,
-        subject,
-        sans,
-        validity_days: body.validity_days,
-        include_crl: body.include_crl,
-        key,
-        source: "private_ca".into(),
-        name: body.name.clone(),
-        tags: body.tags.clone(),
-        requester: Some(who.token_id.clone()),
-        spec_json: serde_json::to_value(&effective).map_err(Error::internal)?,
-        renewed_from: None,
-        audit: Some(audit_event(who, "certificate.issue")),
-        acme_names: false,
-        followup: None,
-        est_client: None,
-    })
+        id: Some(who.token_id.clone()),
+        audit: Some(audit_event(who, action)),
+    }
 }
 
 /// Fills the subject fields and SANs `body` leaves out from the CSR (`csr_pem`).
@@ -237,14 +138,7 @@ fn fill_from_csr(body: &mut ApplyBody, parsed: &csr::ParsedCsr) -> Result<()> {
         }
     }
     if body.sans.is_empty() {
-        body.sans = parsed
-            .sans
-            .iter()
-            .map(|s| SanInput {
-                kind: s.kind().into(),
-                value: s.to_string(),
-            })
-            .collect();
+        body.sans = parsed.sans.iter().map(SanInput::from).collect();
     }
     Ok(())
 }
@@ -261,18 +155,7 @@ fn audit_event(who: &Principal, action: &str) -> AuditEvent {
     }
 }
 
-/// Status of a certificate at `now`.
-pub fn status(c: &CertRow, now: i64) -> &'static str {
-    if c.revoked_at.is_some() {
-        "revoked"
-    } else if c.not_after <= now {
-        "expired"
-    } else if c.not_after <= now + store::certificates::EXPIRING_DAYS * 86_400 {
-        "expiring"
-    } else {
-        "issued"
-    }
-}
+pub use ra::renew::status;
 
 /// The JSON view of a certificate (a contract: see docs/API.md).
 pub fn view(c: &CertRow, chain_der: &[Vec<u8>]) -> Value {
@@ -396,7 +279,7 @@ pub async fn list(
         }
     }
     if let Some(t) = &q.cert_type {
-        leaf_type(t)?;
+        ra::spec::leaf_type(t)?;
     }
     let filter = CertFilter {
         ca_id: q.ca_id,
@@ -662,52 +545,5 @@ pub async fn renew(
 
 async fn renew_inner(app: &App, who: &Principal, id: &str, force: bool) -> Result<Issued> {
     let old = load(app, who, id).await?;
-    let now = vellum_core::time::now();
-    let st = status(&old, now);
-    if st == "revoked" {
-        return Err(Error::conflict(format!(
-            "certificate {id} is revoked; apply for a new certificate instead"
-        )));
-    }
-    if st == "issued" && !force {
-        return Err(Error::conflict(format!(
-            "certificate {id} is valid until {} (not expiring within {} days); pass \"force\": true to renew it anyway",
-            json::rfc3339(old.not_after),
-            store::certificates::EXPIRING_DAYS
-        )));
-    }
-    let ca_id = old.ca_id.clone().ok_or_else(|| {
-        Error::conflict(format!(
-            "certificate {id} was not issued by a Vellum CA; it cannot be renewed"
-        ))
-    })?;
-    let spec: ApplyBody = serde_json::from_str(&old.spec_json).map_err(|_| {
-        Error::conflict(format!(
-            "certificate {id} has no stored specification to renew from (source {})",
-            old.source
-        ))
-    })?;
-    let mut spec_for_key = spec.clone();
-    spec_for_key.csr_pem = None;
-    if old.key_sealed.is_none() {
-        spec_for_key.key_algorithm = None;
-    }
-    let mut req = request_from_body(who, &ca_id, &spec_for_key)?;
-    if old.key_sealed.is_none() {
-        // The requester holds the key: certify the same public key again.
-        let (_, cert) =
-            x509_parser::parse_x509_certificate(&old.certificate_der).map_err(Error::internal)?;
-        let (key_algorithm, is_rsa) =
-            csr::key_policy(cert.public_key()).map_err(Error::conflict)?;
-        req.key = KeySource::Provided {
-            spki_der: cert.public_key().raw.to_vec(),
-            key_algorithm,
-            is_rsa,
-        };
-    }
-    req.source = old.source.clone();
-    req.est_client = old.est_client.clone();
-    req.renewed_from = Some(old.id.clone());
-    req.audit = Some(audit_event(who, "certificate.renew"));
-    issue::issue(app, req).await
+    ra::renew::renew(app, &old, force, requester(who, "certificate.renew")).await
 }

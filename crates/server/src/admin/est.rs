@@ -25,7 +25,7 @@ fn urls(app: &App, s: &Settings) -> Value {
     if let Some(l) = &s.label {
         v["labelled"] = json!(format!("{base}/{l}"));
     }
-    if crate::est::default_ca(app) == s.ca_id {
+    if app.est_default_ca() == s.ca_id {
         v["default"] = json!(base);
     }
     v
@@ -195,36 +195,6 @@ fn present<'de, D: serde::Deserializer<'de>>(
     Ok(Some(Option::deserialize(d)?))
 }
 
-/// Checks an EST label: a path segment of 1–64 characters `a-z 0-9 - _ .`, not an
-/// operation name.
-pub fn check_label(label: &str) -> Result<()> {
-    if label.is_empty()
-        || label.len() > 64
-        || !label
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
-        || label.starts_with('.')
-    {
-        return Err(Error::invalid(
-            "label",
-            "must be 1 to 64 characters of a-z, 0-9, '-', '_' and '.', not starting with '.'",
-        ));
-    }
-    if uuid::Uuid::parse_str(label).is_ok() {
-        return Err(Error::invalid(
-            "label",
-            "must not look like a CA id (the id addresses a CA already)",
-        ));
-    }
-    if crate::est::Operation::parse(label).is_some() {
-        return Err(Error::invalid(
-            "label",
-            format!("{label:?} is an EST operation name and cannot be a label"),
-        ));
-    }
-    Ok(())
-}
-
 /// `PUT /cas/{id}/est`.
 pub async fn put_settings(
     State(app): State<Arc<App>>,
@@ -244,7 +214,7 @@ pub async fn put_settings(
         }
         if let Some(label) = &body.label {
             if let Some(l) = label {
-                check_label(l)?;
+                ra::est::check_label(l)?;
             }
             s.label = label.clone();
         }
@@ -367,7 +337,7 @@ pub async fn create_client(
         let ca = intermediate(&app, &who, &id).await?;
         check_client(&body)?;
         let password = zeroize::Zeroizing::new(body.password.clone());
-        let hash = tokio::task::spawn_blocking(move || crate::est::auth::hash_password(&password))
+        let hash = tokio::task::spawn_blocking(move || ra::est::hash_password(&password))
             .await
             .map_err(Error::internal)??;
         let client = Client {

@@ -260,8 +260,7 @@ pub fn ca(ca: &CaRow, http_base: &str) -> Value {
         "revocation_reason": ca.revocation_reason,
         "refunded_at": ts(ca.refunded_at),
         "removed_at": ts(ca.removed_at),
-        "refundable": ca.status == "pending"
-            && now <= ca.purchased_at + ra::hierarchy::REFUND_WINDOW_DAYS * 86_400,
+        "refundable": ra::hierarchy::check_refundable(ca, now).is_ok(),
         "crl_url": urls.crl,
         "certificate_url": urls.certificate,
     });

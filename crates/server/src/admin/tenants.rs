@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use super::audit::record;
 use super::auth::{Permission, Principal, Role};
 use super::json::{list, next_cursor, rfc3339, ts, Json, Page, Query};
-use crate::bootstrap::{new_token_secret, token_hash};
 use crate::App;
+use ra::tokens::{new_token_secret, token_hash};
 use store::{self, tenants};
 use vellum_core::error::Error;
 

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, SaltString};
+use argon2::password_hash::PasswordHash;
 use argon2::Argon2;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use super::EstError;
 use crate::listener::ClientCert;
 use crate::App;
+use ra::est::argon2_memory;
 use ra::ratelimit;
 use store::{self, certificates::CertRow, est::Client};
 use vellum_core::error::Error;
@@ -32,38 +33,6 @@ use vellum_core::error::Error;
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
 /// Most remembered verifications (expired ones are dropped first when full).
 const CACHE_MAX: usize = 10_000;
-
-/// Hashes a new password (argon2id, default parameters, random salt) as a PHC string.
-///
-/// The argon2 memory is allocated as for the verification workers ([`argon2_memory`]),
-/// so that freeing it gives it back to the system.
-pub fn hash_password(password: &str) -> Result<String, Error> {
-    let mut salt = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut salt);
-    let salt_b64 = SaltString::encode_b64(&salt).map_err(Error::internal)?;
-    let argon = Argon2::default();
-    let params = argon.params().clone();
-    let mut memory = argon2_memory(params.block_count());
-    let output = argon2::password_hash::Output::init_with(
-        params
-            .output_len()
-            .unwrap_or(argon2::Params::DEFAULT_OUTPUT_LEN),
-        |out| {
-            argon
-                .hash_password_into_with_memory(password.as_bytes(), &salt, out, &mut memory[..])
-                .map_err(|_| argon2::password_hash::Error::Crypto)
-        },
-    )
-    .map_err(Error::internal)?;
-    let phc = PasswordHash {
-        algorithm: argon2::Algorithm::default().ident(),
-        version: Some(argon2::Version::default().into()),
-        params: argon2::password_hash::ParamsString::try_from(&params).map_err(Error::internal)?,
-        salt: Some(salt_b64.as_salt()),
-        hash: Some(output),
-    };
-    Ok(phc.to_string())
-}
 
 /// Verified passwords, remembered briefly (see the module documentation), and the pool
 /// of threads that verifies the others.
@@ -268,16 +237,6 @@ fn argon2_worker(rx: &Mutex<std::sync::mpsc::Receiver<Job>>) {
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }
-}
-
-/// Memory for `blocks` argon2 blocks. The allocation asks for more than 32 MiB (only
-/// `blocks` are touched, so only those become resident): glibc serves requests above its
-/// largest dynamic mmap threshold with mmap and returns them with munmap, so freeing it
-/// really gives the memory back.
-fn argon2_memory(blocks: usize) -> Vec<argon2::Block> {
-    let mut v = Vec::with_capacity(blocks.max(33 * 1024));
-    v.resize(blocks, argon2::Block::default());
-    v
 }
 
 /// Verifies `password` against an argon2 PHC string with `memory` as the working area;
@@ -808,6 +767,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ra::est::hash_password;
 
     #[test]
     fn globs() {
@@ -869,7 +829,7 @@ mod tests {
             let other = Argon2::new(alg, argon2::Version::V0x13, small.clone())
                 .hash_password(
                     b"pw three",
-                    &SaltString::encode_b64(b"saltsaltsalt").unwrap(),
+                    &argon2::password_hash::SaltString::encode_b64(b"saltsaltsalt").unwrap(),
                 )
                 .unwrap()
                 .to_string();

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 
 use super::auth::{glob_match, Identity};
@@ -14,6 +13,7 @@ use ca::keys::KeyAlgorithm;
 use ca::profile::{LeafType, San, SubjectFields};
 use ra::csr::{self, ParsedCsr};
 use ra::issue::{self, IssueRequest, Issued, KeySource};
+use ra::spec::{CertSpec, SanInput};
 use store::{self, audit::AuditEvent, certificates::CertRow};
 use vellum_core::error::Error;
 
@@ -217,22 +217,23 @@ pub async fn issue(
         KeySource::Generate(a) => Some(a.as_str()),
         KeySource::Provided { .. } => None,
     };
-    // Stored in the shape of an admin apply body, so the admin API can renew it.
-    let spec_json = json!({
-        "type": leaf_type.as_str(),
-        "common_name": req.subject.common_name,
-        "sans": issue::sans_json(&req.csr.sans),
-        "validity_days": ctx.settings.default_validity_days,
-        "organization": req.subject.organization,
-        "organizational_unit": req.subject.organizational_unit,
-        "locality": req.subject.locality,
-        "state": req.subject.state,
-        "country": req.subject.country,
-        "name": null,
-        "tags": {},
-        "include_crl": true,
-        "key_algorithm": key_algorithm,
-    });
+    // The stored specification, so the admin API can renew it.
+    let spec = CertSpec {
+        cert_type: leaf_type.as_str().into(),
+        common_name: req.subject.common_name.clone(),
+        sans: req.csr.sans.iter().map(SanInput::from).collect(),
+        validity_days: ctx.settings.default_validity_days,
+        organization: req.subject.organization.clone(),
+        organizational_unit: req.subject.organizational_unit.clone(),
+        locality: req.subject.locality.clone(),
+        state: req.subject.state.clone(),
+        country: req.subject.country.clone(),
+        name: None,
+        tags: BTreeMap::new(),
+        include_crl: true,
+        key_algorithm: key_algorithm.map(str::to_string),
+    };
+    let spec_json = serde_json::to_value(&spec).map_err(Error::internal)?;
     let request = IssueRequest {
         tenant_id: ctx.tenant_id.clone(),
         ca_id: ctx.ca_id.clone(),

@@ -34,56 +34,13 @@ use vellum_core::error::Error;
 /// Realm of `WWW-Authenticate: Basic`.
 pub const REALM: &str = "Vellum EST";
 
-/// The EST operations (RFC 7030 §3.2.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    /// `GET cacerts`.
-    CaCerts,
-    /// `POST simpleenroll`.
-    SimpleEnroll,
-    /// `POST simplereenroll`.
-    SimpleReenroll,
-    /// `GET csrattrs`.
-    CsrAttrs,
-    /// `POST serverkeygen`.
-    ServerKeygen,
-    /// `POST fullcmc` (not supported: 501).
-    FullCmc,
-}
+pub use ra::est::{Operation, OPERATIONS};
 
-/// Every operation, in RFC order.
-pub const OPERATIONS: &[Operation] = &[
-    Operation::CaCerts,
-    Operation::SimpleEnroll,
-    Operation::SimpleReenroll,
-    Operation::FullCmc,
-    Operation::ServerKeygen,
-    Operation::CsrAttrs,
-];
-
-impl Operation {
-    /// The path segment.
-    pub fn name(self) -> &'static str {
-        match self {
-            Operation::CaCerts => "cacerts",
-            Operation::SimpleEnroll => "simpleenroll",
-            Operation::SimpleReenroll => "simplereenroll",
-            Operation::CsrAttrs => "csrattrs",
-            Operation::ServerKeygen => "serverkeygen",
-            Operation::FullCmc => "fullcmc",
-        }
-    }
-
-    /// The operation named by a path segment.
-    pub fn parse(s: &str) -> Option<Operation> {
-        OPERATIONS.iter().copied().find(|o| o.name() == s)
-    }
-
-    fn method(self) -> Method {
-        match self {
-            Operation::CaCerts | Operation::CsrAttrs => Method::GET,
-            _ => Method::POST,
-        }
+/// The HTTP method of an operation.
+fn method(op: Operation) -> Method {
+    match op {
+        Operation::CaCerts | Operation::CsrAttrs => Method::GET,
+        _ => Method::POST,
     }
 }
 
@@ -215,15 +172,6 @@ pub struct Ctx {
     pub client: Option<Client>,
 }
 
-/// The intermediate behind `/.well-known/est/{operation}`.
-pub fn default_ca(app: &App) -> String {
-    app.config
-        .est
-        .default_ca
-        .clone()
-        .unwrap_or_else(|| app.defaults.intermediate_id.clone())
-}
-
 impl Ctx {
     /// The CA of a label (or id), or of the default path, with the Basic account
     /// `username`: an enabled intermediate with EST turned on; 404 otherwise. One round
@@ -233,7 +181,9 @@ impl Ctx {
         label: Option<&str>,
         username: Option<&str>,
     ) -> Result<Ctx, EstError> {
-        let key = label.map(str::to_string).unwrap_or_else(|| default_ca(app));
+        let key = label
+            .map(str::to_string)
+            .unwrap_or_else(|| app.est_default_ca());
         let cache_key = format!("{key}\0{}", username.unwrap_or_default());
         let service = app
             .caches
@@ -349,17 +299,17 @@ async fn dispatch(
             "fullcmc is not supported by this EST server; use simpleenroll, simplereenroll or serverkeygen",
         ));
     }
-    if parts.method != operation.method() {
+    if parts.method != method(operation) {
         let mut e = EstError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!(
                 "{} takes {}, not {}",
                 operation.name(),
-                operation.method(),
+                method(operation),
                 parts.method
             ),
         );
-        e.allow = Some(if operation.method() == Method::GET {
+        e.allow = Some(if method(operation) == Method::GET {
             "GET"
         } else {
             "POST"
