@@ -806,6 +806,7 @@ async fn replicas_share_nonces_and_orders() {
 /// authorization and order of it.
 mod fixtures {
     use store::acme::{Account, Authz, Order};
+    use vellum_core::status::{AccountStatus, AuthzStatus, IdentifierType, OrderStatus};
 
     pub fn account(app: &vellum_server::App, name: &str, now: i64) -> Account {
         Account {
@@ -814,7 +815,7 @@ mod fixtures {
             tenant_id: app.defaults.tenant_id.clone(),
             thumbprint: format!("tp-{name}"),
             jwk_json: "{}".into(),
-            status: "valid".into(),
+            status: AccountStatus::Valid,
             contact: vec![],
             tos_agreed: true,
             eab_kid: None,
@@ -826,10 +827,10 @@ mod fixtures {
         Authz {
             id: id.into(),
             account_id: account.id.clone(),
-            id_type: "dns".into(),
+            id_type: IdentifierType::Dns,
             id_value: name.into(),
             wildcard: false,
-            status: "pending".into(),
+            status: AuthzStatus::Pending,
             expires_at: now + 3600,
             created_at: now,
         }
@@ -840,7 +841,7 @@ mod fixtures {
             id: id.into(),
             account_id: account.id.clone(),
             ca_id: account.ca_id.clone(),
-            status: "pending".into(),
+            status: OrderStatus::Pending,
             identifiers_json: "[]".into(),
             profile: "tls-server".into(),
             not_before: None,
@@ -859,6 +860,7 @@ mod fixtures {
 /// transition the validator runs), and a second order sharing an authorization moves too.
 async fn order_ready_needs_every_authorization(s: &TestServer) {
     use store::acme::{self as sa, Order};
+    use vellum_core::status::{AuthzStatus, OrderStatus};
     let app = s.app();
     let now = vellum_core::time::now();
     let account = fixtures::account(app, "ready", now);
@@ -884,30 +886,31 @@ async fn order_ready_needs_every_authorization(s: &TestServer) {
         sa::link(&mut tx, &rows).await.unwrap();
     }
     // The writer's set-oriented statement (one batch may carry many authorizations).
-    store::acme_sets::validated(&mut tx, &[], &["az-a"], now, now + 86_400)
+    let validated = ra::acme::state::VALIDATED;
+    store::acme_sets::validated(&mut tx, &[], &["az-a"], now, now + 86_400, validated)
         .await
         .unwrap();
     let status = |o: Option<Order>| o.unwrap().status;
     assert_eq!(
         status(sa::order_by_id(&mut tx, "ord-ab").await.unwrap()),
-        "pending"
+        OrderStatus::Pending
     );
     assert_eq!(
         status(sa::order_by_id(&mut tx, "ord-a").await.unwrap()),
-        "ready"
+        OrderStatus::Ready
     );
-    store::acme_sets::validated(&mut tx, &[], &["az-b"], now, now + 86_400)
+    store::acme_sets::validated(&mut tx, &[], &["az-b"], now, now + 86_400, validated)
         .await
         .unwrap();
     assert_eq!(
         status(sa::order_by_id(&mut tx, "ord-ab").await.unwrap()),
-        "ready"
+        OrderStatus::Ready
     );
     let (a, challenges) = sa::authz_with_challenges(&mut tx, "az-a")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((a.status.as_str(), challenges.len()), ("valid", 0));
+    assert_eq!((a.status, challenges.len()), (AuthzStatus::Valid, 0));
     tx.commit().await.unwrap();
 }
 both_backends!(
@@ -1020,6 +1023,7 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
     use ra::acme::writes::{Change, Changes};
     use store::acme::{self as sa, Challenge};
     use store::batch::Work;
+    use vellum_core::status::{AuthzStatus, ChallengeStatus, OrderStatus};
     let app = s.app();
     let now = vellum_core::time::now();
     let account = fixtures::account(app, "batch", now);
@@ -1033,7 +1037,7 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
             authz_id: authz.id.clone(),
             kind: kind.into(),
             token: format!("tok-{n}-{kind}"),
-            status: "pending".into(),
+            status: ChallengeStatus::Pending,
             validated_at: None,
             error_json: None,
         };
@@ -1103,20 +1107,20 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
     );
     let mut conn = app.store.reader().acquire().await.unwrap();
     let a = sa::order_by_id(&mut conn, "ord-a").await.unwrap().unwrap();
-    assert_eq!(a.status, "ready", "one valid challenge suffices");
+    assert_eq!(a.status, OrderStatus::Ready, "one valid challenge suffices");
     let b = sa::order_by_id(&mut conn, "ord-b").await.unwrap().unwrap();
-    assert_eq!(b.status, "invalid");
+    assert_eq!(b.status, OrderStatus::Invalid);
     assert!(b.error_json.unwrap().contains("b.example"));
     let (az, chs) = sa::authz_with_challenges(&mut conn, "az-a")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(az.status, "valid");
-    let st: Vec<_> = chs
-        .iter()
-        .map(|c| (c.kind.as_str(), c.status.as_str()))
-        .collect();
-    assert!(st.contains(&("http-01", "valid")) && st.contains(&("dns-01", "invalid")));
+    assert_eq!(az.status, AuthzStatus::Valid);
+    let st: Vec<_> = chs.iter().map(|c| (c.kind.as_str(), c.status)).collect();
+    assert!(
+        st.contains(&("http-01", ChallengeStatus::Valid))
+            && st.contains(&("dns-01", ChallengeStatus::Invalid))
+    );
     drop(conn);
 
     // Finalize: the recorder records a certificate for an ACME order only if the order is
@@ -1179,11 +1183,11 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
     let mut conn = app.store.reader().acquire().await.unwrap();
     let a = sa::order_by_id(&mut conn, "ord-a").await.unwrap().unwrap();
     assert_eq!(
-        (a.status.as_str(), a.certificate_id.as_deref()),
-        ("valid", Some("cert-x"))
+        (a.status, a.certificate_id.as_deref()),
+        (OrderStatus::Valid, Some("cert-x"))
     );
     let b = sa::order_by_id(&mut conn, "ord-b").await.unwrap().unwrap();
-    assert_eq!(b.status, "invalid");
+    assert_eq!(b.status, OrderStatus::Invalid);
     for (id, kept) in [("cert-x", true), ("cert-yy", false), ("cert-zzz", false)] {
         let row = store::certificates::get(&mut conn, &account.tenant_id, id)
             .await

@@ -24,9 +24,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::acme::state;
 use store::batch::{Batcher, Outcomes, Work};
 use store::{self, audit::AuditEvent, certificates::CertRow, Store};
 use vellum_core::error::{Error, Result};
+use vellum_core::status::CaStatus;
 
 /// Something else that must change in the same transaction as the certificate's record.
 #[derive(Debug, Clone)]
@@ -96,7 +98,7 @@ async fn record_batch(store: &Store, jobs: &[&Job]) -> Outcomes {
     if !claims.is_empty() {
         let ids: Vec<&str> = claims.iter().map(|(_, id)| *id).collect();
         let mut ready =
-            store::acme_sets::transition_orders(&mut tx, &ids, "ready", "processing").await?;
+            store::acme_sets::transition_orders(&mut tx, &ids, state::ORDER_CLAIM).await?;
         for &(i, id) in &claims {
             if ready.remove(id) {
                 claimed.push((i, id));
@@ -141,7 +143,7 @@ async fn record_batch(store: &Store, jobs: &[&Job]) -> Outcomes {
         .map(|(_, id)| *id)
         .collect();
     if !unclaimed.is_empty() {
-        store::acme_sets::transition_orders(&mut tx, &unclaimed, "processing", "ready").await?;
+        store::acme_sets::transition_orders(&mut tx, &unclaimed, state::ORDER_UNCLAIM).await?;
     }
     let rows: Vec<&CertRow> = accepted().map(|j| &j.record).collect();
     if !rows.is_empty() {
@@ -151,7 +153,8 @@ async fn record_batch(store: &Store, jobs: &[&Job]) -> Outcomes {
         for j in accepted() {
             match &j.followup {
                 Some(Followup::AcmeOrderValid { order_id }) => {
-                    store::acme::order_issued(&mut tx, order_id, &j.record.id).await?
+                    let to = state::ORDER_ISSUED.to;
+                    store::acme::order_issued(&mut tx, order_id, &j.record.id, to).await?
                 }
                 None => {}
             }
@@ -172,7 +175,7 @@ async fn refusal(tx: &mut store::Tx, job: &Job, now: i64) -> Result<Error> {
     let ca = store::cas::get_any_tenant(tx, &job.ca_id).await?;
     Ok(match ca {
         Some(ca)
-            if ca.status == "enabled"
+            if ca.status == CaStatus::Enabled
                 && ca.serial.as_deref() == Some(job.ca_serial.as_str())
                 && ca.service_until > now =>
         {

@@ -22,6 +22,7 @@ use ra::csr;
 use ra::issue::{self, IssueRequest, Issued, KeySource};
 use store::{self, audit::AuditEvent, certificates::CertFilter, certificates::CertRow};
 use vellum_core::error::{Error, Result};
+use vellum_core::status::{parse_field, CertificateStatus};
 
 /// One subject alternative name as the API takes and shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -262,16 +263,8 @@ fn audit_event(who: &Principal, action: &str) -> AuditEvent {
 }
 
 /// Status of a certificate at `now`.
-pub fn status(c: &CertRow, now: i64) -> &'static str {
-    if c.revoked_at.is_some() {
-        "revoked"
-    } else if c.not_after <= now {
-        "expired"
-    } else if c.not_after <= now + store::certificates::EXPIRING_DAYS * 86_400 {
-        "expiring"
-    } else {
-        "issued"
-    }
+pub fn status(c: &CertRow, now: i64) -> CertificateStatus {
+    c.status(now)
 }
 
 /// The JSON view of a certificate (a contract: see docs/API.md).
@@ -388,19 +381,14 @@ pub async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(Error::invalid("limit", "must be between 1 and 1000").into());
     }
-    if let Some(s) = &q.status {
-        if !matches!(s.as_str(), "issued" | "expiring" | "expired" | "revoked") {
-            return Err(
-                Error::invalid("status", "must be issued, expiring, expired or revoked").into(),
-            );
-        }
-    }
+    let status = q.status.as_deref().map(|s| parse_field("status", s));
+    let status = status.transpose()?;
     if let Some(t) = &q.cert_type {
         leaf_type(t)?;
     }
     let filter = CertFilter {
         ca_id: q.ca_id,
-        status: q.status,
+        status,
         cert_type: q.cert_type,
         q: q.q.filter(|s| !s.is_empty()),
         tag: q.tag.filter(|s| !s.is_empty()),
@@ -664,12 +652,12 @@ async fn renew_inner(app: &App, who: &Principal, id: &str, force: bool) -> Resul
     let old = load(app, who, id).await?;
     let now = vellum_core::time::now();
     let st = status(&old, now);
-    if st == "revoked" {
+    if st == CertificateStatus::Revoked {
         return Err(Error::conflict(format!(
             "certificate {id} is revoked; apply for a new certificate instead"
         )));
     }
-    if st == "issued" && !force {
+    if st == CertificateStatus::Issued && !force {
         return Err(Error::conflict(format!(
             "certificate {id} is valid until {} (not expiring within {} days); pass \"force\": true to renew it anyway",
             json::rfc3339(old.not_after),

@@ -260,7 +260,7 @@ pub fn ca(ca: &CaRow, http_base: &str) -> Value {
         "revocation_reason": ca.revocation_reason,
         "refunded_at": ts(ca.refunded_at),
         "removed_at": ts(ca.removed_at),
-        "refundable": ca.status == "pending"
+        "refundable": ca.status == vellum_core::status::CaStatus::Pending
             && now <= ca.purchased_at + ra::hierarchy::REFUND_WINDOW_DAYS * 86_400,
         "crl_url": urls.crl,
         "certificate_url": urls.certificate,
