@@ -918,6 +918,49 @@ both_backends!(
     order_ready_needs_every_authorization
 );
 
+/// A status the store does not know (a damaged or hand-edited database) is an internal
+/// error where the row is read, never a default state.
+async fn unknown_stored_status_fails_closed(s: &TestServer) {
+    use store::acme as sa;
+    let app = s.app();
+    let now = vellum_core::time::now();
+    let account = fixtures::account(app, "damaged", now);
+    let authz = fixtures::authz(&account, "az-damaged", "damaged.example", now);
+    let order = fixtures::order(&account, "ord-damaged", &[&authz.id], now);
+    let mut tx = app.store.begin().await.unwrap();
+    sa::insert_account(&mut tx, &account).await.unwrap();
+    sa::insert_authzs(&mut tx, &[&authz]).await.unwrap();
+    sa::insert_orders(&mut tx, &[&order]).await.unwrap();
+    store::query("UPDATE acme_orders SET status = 'Ready' WHERE id = $1")
+        .bind("ord-damaged")
+        .execute(&mut tx)
+        .await
+        .unwrap();
+    store::query("UPDATE acme_authzs SET id_type = 'email' WHERE id = $1")
+        .bind("az-damaged")
+        .execute(&mut tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut conn = app.store.reader().acquire().await.unwrap();
+    let e = sa::order_by_id(&mut conn, "ord-damaged").await.unwrap_err();
+    assert!(
+        matches!(&e, vellum_core::error::Error::Internal(d) if d.contains("acme_orders.status") && d.contains("\"Ready\"")),
+        "{e:?}"
+    );
+    let e = sa::authz_with_challenges(&mut conn, "az-damaged")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, vellum_core::error::Error::Internal(d) if d.contains("acme_authzs.id_type")),
+        "{e:?}"
+    );
+}
+both_backends!(
+    an_unknown_stored_status_is_an_internal_error,
+    unknown_stored_status_fails_closed
+);
+
 /// A poll of an order or authorization whose validation is running in this server waits
 /// for the outcome (instead of answering `pending` with `Retry-After: 1`), and a poll with
 /// nothing running answers at once.
