@@ -961,6 +961,97 @@ both_backends!(
     unknown_stored_status_fails_closed
 );
 
+/// Expiry is a transition applied when rows are read (`ra::acme::state`): a pending order
+/// past its `expires` reads as `invalid`, its pending authorization as `expired`, neither
+/// with `Retry-After`; the challenge no longer starts and the order cannot be finalized.
+async fn pending_objects_expire_when_read(s: &TestServer) {
+    let inter = s.app().defaults.intermediate_id.clone();
+    let mut raw = Raw::new(s, &inter);
+    raw.register().await;
+    let (st, _, order) = raw
+        .send(Post {
+            payload: Some(json!({"identifiers": [{"type": "dns", "value": "expiring.example"}]})),
+            ..raw.post(raw.url("new-order"))
+        })
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{order}");
+    assert_eq!(order["status"], "pending");
+    let finalize_url = order["finalize"].as_str().unwrap().to_string();
+    let order_url = finalize_url.trim_end_matches("/finalize").to_string();
+    let authz_url = order["authorizations"][0].as_str().unwrap().to_string();
+    let id_of = |url: &str| url.rsplit('/').next().unwrap().to_string();
+    let get = |url: String| Post {
+        payload: None,
+        ..raw.post(url)
+    };
+    let (_, _, authz) = raw.send(get(authz_url.clone())).await;
+    let challenge_url = authz["challenges"][0]["url"].as_str().unwrap().to_string();
+
+    // Both expire (written behind the store's back: the in-memory copy is dropped).
+    let app = s.app();
+    let mut tx = app.store.begin().await.unwrap();
+    for (table, id) in [
+        ("acme_orders", id_of(&order_url)),
+        ("acme_authzs", id_of(&authz_url)),
+    ] {
+        store::query(&format!("UPDATE {table} SET expires_at = $1 WHERE id = $2"))
+            .bind(vellum_core::time::now() - 1)
+            .bind(id)
+            .execute(&mut tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    if let Some(recent) = app.store.recent() {
+        recent.clear();
+    }
+
+    let (st, h, o) = raw.send(get(order_url.clone())).await;
+    assert_eq!(
+        (st, o["status"].as_str()),
+        (StatusCode::OK, Some("invalid")),
+        "{o}"
+    );
+    assert!(!h.contains_key("retry-after"), "an invalid order is final");
+    let (st, h, a) = raw.send(get(authz_url.clone())).await;
+    assert_eq!(
+        (st, a["status"].as_str()),
+        (StatusCode::OK, Some("expired")),
+        "{a}"
+    );
+    assert!(
+        !h.contains_key("retry-after"),
+        "an expired authorization is final"
+    );
+    let (st, _, p) = raw
+        .send(Post {
+            payload: Some(json!({})),
+            ..raw.post(challenge_url)
+        })
+        .await;
+    assert_eq!(
+        (st, problem_type(&p)),
+        (StatusCode::BAD_REQUEST, "malformed"),
+        "{p}"
+    );
+    assert!(
+        p["detail"].as_str().unwrap().ends_with("has expired"),
+        "{p}"
+    );
+    let (st, _, p) = raw
+        .send(Post {
+            payload: Some(json!({"csr": "AA"})),
+            ..raw.post(finalize_url)
+        })
+        .await;
+    assert_eq!(problem_type(&p), "orderNotReady", "{st} {p}");
+    assert!(p["detail"].as_str().unwrap().contains("is invalid"), "{p}");
+}
+both_backends!(
+    pending_orders_and_authorizations_expire_when_read,
+    pending_objects_expire_when_read
+);
+
 /// A poll of an order or authorization whose validation is running in this server waits
 /// for the outcome (instead of answering `pending` with `Retry-After: 1`), and a poll with
 /// nothing running answers at once.
@@ -1078,7 +1169,7 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
         let challenge = |kind: &str| Challenge {
             id: format!("ch-{n}-{kind}"),
             authz_id: authz.id.clone(),
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             token: format!("tok-{n}-{kind}"),
             status: ChallengeStatus::Pending,
             validated_at: None,

@@ -272,6 +272,20 @@ spelled! {
 }
 
 spelled! {
+    /// An ACME challenge's type (RFC 8555 §8, RFC 8737; `acme_challenges.type`, the
+    /// settings' `challenges`). Declared in the spellings' order, which is the order the
+    /// database sorts them in.
+    pub enum ChallengeType ("challenge type") {
+        /// A TXT record at `_acme-challenge.<name>` (RFC 8555 §8.4).
+        Dns01 = "dns-01",
+        /// A file at `http://<name>/.well-known/acme-challenge/<token>` (RFC 8555 §8.3).
+        Http01 = "http-01",
+        /// A TLS certificate for the `acme-tls/1` ALPN protocol (RFC 8737).
+        TlsAlpn01 = "tls-alpn-01",
+    }
+}
+
+spelled! {
     /// The type of an ACME identifier (RFC 8555 §9.7.7, RFC 8738; `acme_authzs.id_type`).
     pub enum IdentifierType ("identifier type") {
         /// A DNS name (possibly a wildcard).
@@ -323,6 +337,7 @@ mod tests {
         round_trips::<OrderStatus>();
         round_trips::<AuthzStatus>();
         round_trips::<ChallengeStatus>();
+        round_trips::<ChallengeType>();
         round_trips::<IdentifierType>();
     }
 
@@ -357,6 +372,14 @@ mod tests {
             ["valid", "deactivated", "revoked"]
         );
         assert_eq!(IdentifierType::SPELLINGS, ["dns", "ip"]);
+        assert_eq!(
+            ChallengeType::SPELLINGS,
+            ["dns-01", "http-01", "tls-alpn-01"]
+        );
+        // The derived order is the spellings' (the database's ORDER BY type).
+        let mut sorted = ChallengeType::SPELLINGS.to_vec();
+        sorted.sort();
+        assert_eq!(sorted, ChallengeType::SPELLINGS);
     }
 
     #[test]

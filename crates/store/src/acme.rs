@@ -4,7 +4,7 @@ use super::recent::Rows;
 use super::{decode_spelled, placeholder_list, query, Conn, Row, Tx};
 use vellum_core::error::Result;
 use vellum_core::status::{
-    AccountStatus, AuthzStatus, ChallengeStatus, IdentifierType, OrderStatus,
+    AccountStatus, AuthzStatus, ChallengeStatus, ChallengeType, IdentifierType, OrderStatus,
 };
 
 /// Most rows one multi-row INSERT carries (the widest, orders, binds 12 values a row).
@@ -19,7 +19,7 @@ pub struct Settings {
     /// Suffixes (`example.com` allows it and its subdomains) or exact names; empty = any.
     pub allowed_domains: Vec<String>,
     pub allow_ip: bool,
-    pub challenges: Vec<String>,
+    pub challenges: Vec<ChallengeType>,
     pub default_validity_days: i64,
 }
 
@@ -32,7 +32,11 @@ impl Settings {
             require_eab: false,
             allowed_domains: Vec::new(),
             allow_ip: true,
-            challenges: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
+            challenges: vec![
+                ChallengeType::Http01,
+                ChallengeType::Dns01,
+                ChallengeType::TlsAlpn01,
+            ],
             default_validity_days: 90,
         }
     }
@@ -602,8 +606,7 @@ pub async fn link(conn: &mut Conn, rows: &[(&str, &str, i64)]) -> Result<()> {
 pub struct Challenge {
     pub id: String,
     pub authz_id: String,
-    /// `http-01`, `dns-01`, `tls-alpn-01`.
-    pub kind: String,
+    pub kind: ChallengeType,
     pub token: String,
     pub status: ChallengeStatus,
     pub validated_at: Option<i64>,
@@ -624,7 +627,7 @@ pub async fn insert_challenges(tx: &mut Tx, challenges: &[&Challenge]) -> Result
             q = q
                 .bind(&c.id)
                 .bind(&c.authz_id)
-                .bind(&c.kind)
+                .bind(c.kind.as_str())
                 .bind(&c.token)
                 .bind(c.status.as_str());
         }
@@ -646,7 +649,7 @@ fn challenge_as_c(r: &Row) -> Result<Option<Challenge>> {
     Ok(Some(Challenge {
         id,
         authz_id: r.try_get("c_authz_id")?,
-        kind: r.try_get("c_type")?,
+        kind: decode_spelled(r, "acme_challenges", "c_type")?,
         token: r.try_get("c_token")?,
         status: decode_spelled(r, "acme_challenges", "c_status")?,
         validated_at: r.try_get("c_validated_at")?,

@@ -163,7 +163,8 @@ impl Rows {
             self.challenge_authz
                 .insert(c.id.clone(), c.authz_id.clone());
             list.push(c);
-            list.sort_by(|a, b| a.kind.cmp(&b.kind));
+            // As the database sorts them (`ORDER BY c.type`).
+            list.sort_by(|a, b| a.kind.as_str().cmp(b.kind.as_str()));
         }
     }
 
@@ -205,7 +206,9 @@ impl Rows {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use vellum_core::status::{AuthzStatus, ChallengeStatus, IdentifierType, OrderStatus};
+    use vellum_core::status::{
+        AuthzStatus, ChallengeStatus, ChallengeType, IdentifierType, OrderStatus,
+    };
 
     /// A pending order with placeholder fields (also the pool's tests' fixture).
     pub(crate) fn order(id: &str) -> Order {
@@ -259,10 +262,10 @@ pub(crate) mod tests {
             expires_at: 0,
             created_at: 0,
         };
-        let ch = |kind: &str| Challenge {
+        let ch = |kind: ChallengeType| Challenge {
             id: format!("ch-{kind}"),
             authz_id: "az".into(),
-            kind: kind.into(),
+            kind,
             token: "t".into(),
             status: ChallengeStatus::Pending,
             validated_at: None,
@@ -271,7 +274,10 @@ pub(crate) mod tests {
         recent.apply(vec![Box::new(move |r: &mut Rows| {
             r.insert_orders(vec![order("o1"), order("o2")]);
             r.insert_authzs(vec![authz]);
-            r.insert_challenges(vec![ch("tls-alpn-01"), ch("http-01")]);
+            r.insert_challenges(vec![
+                ch(ChallengeType::TlsAlpn01),
+                ch(ChallengeType::Http01),
+            ]);
         })]);
         recent.apply(vec![Box::new(|r: &mut Rows| {
             r.update_orders(&["o2".to_string()], |o| o.status = OrderStatus::Ready);
@@ -283,12 +289,12 @@ pub(crate) mod tests {
         assert_eq!(recent.order("o2").unwrap().status, OrderStatus::Ready);
         let (a, chs) = recent.authz("az").unwrap();
         assert_eq!(a.status, AuthzStatus::Pending);
-        let kinds: Vec<_> = chs.iter().map(|c| (c.kind.as_str(), c.status)).collect();
+        let kinds: Vec<_> = chs.iter().map(|c| (c.kind, c.status)).collect();
         assert_eq!(
             kinds,
             [
-                ("http-01", ChallengeStatus::Valid),
-                ("tls-alpn-01", ChallengeStatus::Pending)
+                (ChallengeType::Http01, ChallengeStatus::Valid),
+                (ChallengeType::TlsAlpn01, ChallengeStatus::Pending)
             ]
         );
         let (c, a) = recent.challenge("ch-tls-alpn-01").unwrap();

@@ -20,7 +20,7 @@ use ra::acme::writes::Change;
 use ra::ratelimit::{self, Rate};
 use store::{self, acme::Authz, acme::Challenge};
 use va::{Identifier, VaError};
-use vellum_core::status::{AuthzStatus, IdentifierType};
+use vellum_core::status::{AuthzStatus, ChallengeType, IdentifierType};
 use vellum_core::time::rfc3339;
 
 /// Attempts per validation (with a growing pause between them).
@@ -239,14 +239,14 @@ async fn attempt(
         },
         IdentifierType::Dns => Identifier::Dns(a.id_value.clone()),
     };
-    match ch.kind.as_str() {
-        "http-01" => {
+    match ch.kind {
+        ChallengeType::Http01 => {
             app.validator
                 .http01(&ident, &ch.token, key_authorization)
                 .await
         }
-        "dns-01" => app.validator.dns01(&a.id_value, key_authorization).await,
-        _ => app.validator.tls_alpn01(&ident, key_authorization).await,
+        ChallengeType::Dns01 => app.validator.dns01(&a.id_value, key_authorization).await,
+        ChallengeType::TlsAlpn01 => app.validator.tls_alpn01(&ident, key_authorization).await,
     }
 }
 

@@ -26,7 +26,7 @@ use ra::ratelimit::{self, Rate};
 use ra::record::Followup;
 use store::{self, acme::Authz, acme::Challenge, acme::Order};
 use vellum_core::error::Error;
-use vellum_core::status::IdentifierType;
+use vellum_core::status::{ChallengeType, IdentifierType};
 use vellum_core::time::rfc3339;
 
 /// How long a pending order or authorization lives.
@@ -83,7 +83,7 @@ fn parse_identifiers(ctx: &Ctx, v: &Value) -> AcmeResult<Vec<Ident>> {
                 } else if let Some(problem) = ra::names::dns_name_problem(&name) {
                     Some(format!("{value:?} is not a valid DNS name: it {problem}"))
                 } else if name.starts_with("*.")
-                    && !ctx.settings.challenges.iter().any(|c| c == "dns-01")
+                    && !ctx.settings.challenges.contains(&ChallengeType::Dns01)
                 {
                     Some("wildcards need dns-01, which this directory does not offer".to_string())
                 } else if !domain_allowed(&ctx.settings.allowed_domains, &name) {
@@ -301,17 +301,19 @@ pub(super) async fn new_order(
             created_at: now,
         };
         for kind in &ctx.settings.challenges {
-            let fits = match (id.kind, kind.as_str()) {
-                (_, "dns-01") => id.kind == IdentifierType::Dns,
+            // RFC 8738 §7: no dns-01 for IP addresses; RFC 8555 §7.1.3: wildcards
+            // only through dns-01.
+            let fits = match (id.kind, kind) {
+                (IdentifierType::Dns, ChallengeType::Dns01) => true,
                 (IdentifierType::Dns, _) => !wildcard,
-                (IdentifierType::Ip, "http-01" | "tls-alpn-01") => true,
-                _ => false,
+                (IdentifierType::Ip, ChallengeType::Dns01) => false,
+                (IdentifierType::Ip, ChallengeType::Http01 | ChallengeType::TlsAlpn01) => true,
             };
             if fits {
                 new_challenges.push(Challenge {
                     id: uuid::Uuid::now_v7().simple().to_string(),
                     authz_id: authz.id.clone(),
-                    kind: kind.clone(),
+                    kind: *kind,
                     token: token(),
                     status: state::CHALLENGE_CREATED,
                     validated_at: None,
