@@ -806,6 +806,7 @@ async fn replicas_share_nonces_and_orders() {
 /// authorization and order of it.
 mod fixtures {
     use store::acme::{Account, Authz, Order};
+    use vellum_core::status::{AccountStatus, AuthzStatus, IdentifierType, OrderStatus};
 
     pub fn account(app: &vellum_server::App, name: &str, now: i64) -> Account {
         Account {
@@ -814,7 +815,7 @@ mod fixtures {
             tenant_id: app.defaults.tenant_id.clone(),
             thumbprint: format!("tp-{name}"),
             jwk_json: "{}".into(),
-            status: "valid".into(),
+            status: AccountStatus::Valid,
             contact: vec![],
             tos_agreed: true,
             eab_kid: None,
@@ -826,10 +827,10 @@ mod fixtures {
         Authz {
             id: id.into(),
             account_id: account.id.clone(),
-            id_type: "dns".into(),
+            id_type: IdentifierType::Dns,
             id_value: name.into(),
             wildcard: false,
-            status: "pending".into(),
+            status: AuthzStatus::Pending,
             expires_at: now + 3600,
             created_at: now,
         }
@@ -840,7 +841,7 @@ mod fixtures {
             id: id.into(),
             account_id: account.id.clone(),
             ca_id: account.ca_id.clone(),
-            status: "pending".into(),
+            status: OrderStatus::Pending,
             identifiers_json: "[]".into(),
             profile: "tls-server".into(),
             not_before: None,
@@ -859,6 +860,7 @@ mod fixtures {
 /// transition the validator runs), and a second order sharing an authorization moves too.
 async fn order_ready_needs_every_authorization(s: &TestServer) {
     use store::acme::{self as sa, Order};
+    use vellum_core::status::{AuthzStatus, OrderStatus};
     let app = s.app();
     let now = vellum_core::time::now();
     let account = fixtures::account(app, "ready", now);
@@ -884,35 +886,170 @@ async fn order_ready_needs_every_authorization(s: &TestServer) {
         sa::link(&mut tx, &rows).await.unwrap();
     }
     // The writer's set-oriented statement (one batch may carry many authorizations).
-    store::acme_sets::validated(&mut tx, &[], &["az-a"], now, now + 86_400)
+    let validated = ra::acme::state::VALIDATED;
+    store::acme_sets::validated(&mut tx, &[], &["az-a"], now, now + 86_400, validated)
         .await
         .unwrap();
     let status = |o: Option<Order>| o.unwrap().status;
     assert_eq!(
         status(sa::order_by_id(&mut tx, "ord-ab").await.unwrap()),
-        "pending"
+        OrderStatus::Pending
     );
     assert_eq!(
         status(sa::order_by_id(&mut tx, "ord-a").await.unwrap()),
-        "ready"
+        OrderStatus::Ready
     );
-    store::acme_sets::validated(&mut tx, &[], &["az-b"], now, now + 86_400)
+    store::acme_sets::validated(&mut tx, &[], &["az-b"], now, now + 86_400, validated)
         .await
         .unwrap();
     assert_eq!(
         status(sa::order_by_id(&mut tx, "ord-ab").await.unwrap()),
-        "ready"
+        OrderStatus::Ready
     );
     let (a, challenges) = sa::authz_with_challenges(&mut tx, "az-a")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((a.status.as_str(), challenges.len()), ("valid", 0));
+    assert_eq!((a.status, challenges.len()), (AuthzStatus::Valid, 0));
     tx.commit().await.unwrap();
 }
 both_backends!(
     orders_become_ready_when_every_authorization_is_valid,
     order_ready_needs_every_authorization
+);
+
+/// A status the store does not know (a damaged or hand-edited database) is an internal
+/// error where the row is read, never a default state.
+async fn unknown_stored_status_fails_closed(s: &TestServer) {
+    use store::acme as sa;
+    let app = s.app();
+    let now = vellum_core::time::now();
+    let account = fixtures::account(app, "damaged", now);
+    let authz = fixtures::authz(&account, "az-damaged", "damaged.example", now);
+    let order = fixtures::order(&account, "ord-damaged", &[&authz.id], now);
+    let mut tx = app.store.begin().await.unwrap();
+    sa::insert_account(&mut tx, &account).await.unwrap();
+    sa::insert_authzs(&mut tx, &[&authz]).await.unwrap();
+    sa::insert_orders(&mut tx, &[&order]).await.unwrap();
+    store::query("UPDATE acme_orders SET status = 'Ready' WHERE id = $1")
+        .bind("ord-damaged")
+        .execute(&mut tx)
+        .await
+        .unwrap();
+    store::query("UPDATE acme_authzs SET id_type = 'email' WHERE id = $1")
+        .bind("az-damaged")
+        .execute(&mut tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut conn = app.store.reader().acquire().await.unwrap();
+    let e = sa::order_by_id(&mut conn, "ord-damaged").await.unwrap_err();
+    assert!(
+        matches!(&e, vellum_core::error::Error::Internal(d) if d.contains("acme_orders.status") && d.contains("\"Ready\"")),
+        "{e:?}"
+    );
+    let e = sa::authz_with_challenges(&mut conn, "az-damaged")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, vellum_core::error::Error::Internal(d) if d.contains("acme_authzs.id_type")),
+        "{e:?}"
+    );
+}
+both_backends!(
+    an_unknown_stored_status_is_an_internal_error,
+    unknown_stored_status_fails_closed
+);
+
+/// Expiry is a transition applied when rows are read (`ra::acme::state`): a pending order
+/// past its `expires` reads as `invalid`, its pending authorization as `expired`, neither
+/// with `Retry-After`; the challenge no longer starts and the order cannot be finalized.
+async fn pending_objects_expire_when_read(s: &TestServer) {
+    let inter = s.app().defaults.intermediate_id.clone();
+    let mut raw = Raw::new(s, &inter);
+    raw.register().await;
+    let (st, _, order) = raw
+        .send(Post {
+            payload: Some(json!({"identifiers": [{"type": "dns", "value": "expiring.example"}]})),
+            ..raw.post(raw.url("new-order"))
+        })
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{order}");
+    assert_eq!(order["status"], "pending");
+    let finalize_url = order["finalize"].as_str().unwrap().to_string();
+    let order_url = finalize_url.trim_end_matches("/finalize").to_string();
+    let authz_url = order["authorizations"][0].as_str().unwrap().to_string();
+    let id_of = |url: &str| url.rsplit('/').next().unwrap().to_string();
+    let get = |url: String| Post {
+        payload: None,
+        ..raw.post(url)
+    };
+    let (_, _, authz) = raw.send(get(authz_url.clone())).await;
+    let challenge_url = authz["challenges"][0]["url"].as_str().unwrap().to_string();
+
+    // Both expire (written behind the store's back: the in-memory copy is dropped).
+    let app = s.app();
+    let mut tx = app.store.begin().await.unwrap();
+    for (table, id) in [
+        ("acme_orders", id_of(&order_url)),
+        ("acme_authzs", id_of(&authz_url)),
+    ] {
+        store::query(&format!("UPDATE {table} SET expires_at = $1 WHERE id = $2"))
+            .bind(vellum_core::time::now() - 1)
+            .bind(id)
+            .execute(&mut tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    if let Some(recent) = app.store.recent() {
+        recent.clear();
+    }
+
+    let (st, h, o) = raw.send(get(order_url.clone())).await;
+    assert_eq!(
+        (st, o["status"].as_str()),
+        (StatusCode::OK, Some("invalid")),
+        "{o}"
+    );
+    assert!(!h.contains_key("retry-after"), "an invalid order is final");
+    let (st, h, a) = raw.send(get(authz_url.clone())).await;
+    assert_eq!(
+        (st, a["status"].as_str()),
+        (StatusCode::OK, Some("expired")),
+        "{a}"
+    );
+    assert!(
+        !h.contains_key("retry-after"),
+        "an expired authorization is final"
+    );
+    let (st, _, p) = raw
+        .send(Post {
+            payload: Some(json!({})),
+            ..raw.post(challenge_url)
+        })
+        .await;
+    assert_eq!(
+        (st, problem_type(&p)),
+        (StatusCode::BAD_REQUEST, "malformed"),
+        "{p}"
+    );
+    assert!(
+        p["detail"].as_str().unwrap().ends_with("has expired"),
+        "{p}"
+    );
+    let (st, _, p) = raw
+        .send(Post {
+            payload: Some(json!({"csr": "AA"})),
+            ..raw.post(finalize_url)
+        })
+        .await;
+    assert_eq!(problem_type(&p), "orderNotReady", "{st} {p}");
+    assert!(p["detail"].as_str().unwrap().contains("is invalid"), "{p}");
+}
+both_backends!(
+    pending_orders_and_authorizations_expire_when_read,
+    pending_objects_expire_when_read
 );
 
 /// A poll of an order or authorization whose validation is running in this server waits
@@ -1020,6 +1157,7 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
     use ra::acme::writes::{Change, Changes};
     use store::acme::{self as sa, Challenge};
     use store::batch::Work;
+    use vellum_core::status::{AuthzStatus, ChallengeStatus, OrderStatus};
     let app = s.app();
     let now = vellum_core::time::now();
     let account = fixtures::account(app, "batch", now);
@@ -1031,9 +1169,9 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
         let challenge = |kind: &str| Challenge {
             id: format!("ch-{n}-{kind}"),
             authz_id: authz.id.clone(),
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             token: format!("tok-{n}-{kind}"),
-            status: "pending".into(),
+            status: ChallengeStatus::Pending,
             validated_at: None,
             error_json: None,
         };
@@ -1103,20 +1241,20 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
     );
     let mut conn = app.store.reader().acquire().await.unwrap();
     let a = sa::order_by_id(&mut conn, "ord-a").await.unwrap().unwrap();
-    assert_eq!(a.status, "ready", "one valid challenge suffices");
+    assert_eq!(a.status, OrderStatus::Ready, "one valid challenge suffices");
     let b = sa::order_by_id(&mut conn, "ord-b").await.unwrap().unwrap();
-    assert_eq!(b.status, "invalid");
+    assert_eq!(b.status, OrderStatus::Invalid);
     assert!(b.error_json.unwrap().contains("b.example"));
     let (az, chs) = sa::authz_with_challenges(&mut conn, "az-a")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(az.status, "valid");
-    let st: Vec<_> = chs
-        .iter()
-        .map(|c| (c.kind.as_str(), c.status.as_str()))
-        .collect();
-    assert!(st.contains(&("http-01", "valid")) && st.contains(&("dns-01", "invalid")));
+    assert_eq!(az.status, AuthzStatus::Valid);
+    let st: Vec<_> = chs.iter().map(|c| (c.kind.as_str(), c.status)).collect();
+    assert!(
+        st.contains(&("http-01", ChallengeStatus::Valid))
+            && st.contains(&("dns-01", ChallengeStatus::Invalid))
+    );
     drop(conn);
 
     // Finalize: the recorder records a certificate for an ACME order only if the order is
@@ -1179,11 +1317,11 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
     let mut conn = app.store.reader().acquire().await.unwrap();
     let a = sa::order_by_id(&mut conn, "ord-a").await.unwrap().unwrap();
     assert_eq!(
-        (a.status.as_str(), a.certificate_id.as_deref()),
-        ("valid", Some("cert-x"))
+        (a.status, a.certificate_id.as_deref()),
+        (OrderStatus::Valid, Some("cert-x"))
     );
     let b = sa::order_by_id(&mut conn, "ord-b").await.unwrap().unwrap();
-    assert_eq!(b.status, "invalid");
+    assert_eq!(b.status, OrderStatus::Invalid);
     for (id, kept) in [("cert-x", true), ("cert-yy", false), ("cert-zzz", false)] {
         let row = store::certificates::get(&mut conn, &account.tenant_id, id)
             .await

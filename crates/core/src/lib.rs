@@ -2,6 +2,9 @@
 //!
 //! - [`error`]: the domain error (no HTTP: each front end maps it to its own dialect);
 //! - [`config`]: the configuration file and its `VELLUM_*` overrides;
+//! - [`status`]: the states and kinds kept as text (CA, certificate, ACME account, order,
+//!   authorization, challenge; challenge and identifier types), as enums with one
+//!   spelling each;
 //! - [`time`]: Unix seconds, RFC 3339 rendering, and the clock the rules read;
 //! - [`fsutil`]: owner-only directories and files.
 //!
@@ -12,6 +15,7 @@
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod status;
 pub mod time;
 
 pub use error::{Error, Result};

@@ -11,6 +11,7 @@ use crate::Authority;
 use ca::crl::{self as signer_crl, Entry};
 use store::{self, cas::CaRow, crls::CrlRow};
 use vellum_core::error::{Error, Result};
+use vellum_core::status::CaStatus;
 
 /// A CRL is re-signed when less than this share of its period is left.
 const REFRESH_FRACTION: i64 = 3;
@@ -70,7 +71,7 @@ async fn load_ca(ra: &Authority, ca_id: &str) -> Result<CaRow> {
     let mut conn = ra.store.reader().acquire().await?;
     let ca = store::cas::get_any_tenant(&mut conn, ca_id)
         .await?
-        .filter(|c| c.status != "removed")
+        .filter(|c| c.status != CaStatus::Removed)
         .ok_or_else(|| Error::not_found(format!("no CA {ca_id}")))?;
     if !ca.crl_enabled {
         return Err(Error::not_found(format!(

@@ -11,6 +11,7 @@ use ca::profile::{self, PublicationUrls, SubjectFields, Validity};
 use ca::{cert_facts, upload, Signer};
 use store::{self, cas::CaRow, cas::Enablement};
 use vellum_core::error::{Error, Result};
+use vellum_core::status::{CaKind, CaStatus};
 
 /// Days a purchase stays refundable.
 pub const REFUND_WINDOW_DAYS: i64 = 7;
@@ -20,8 +21,8 @@ pub const REFUND_WINDOW_DAYS: i64 = 7;
 /// `refundable` asks it too).
 pub fn check_refundable(ca: &CaRow, now: i64) -> Result<()> {
     let id = &ca.id;
-    if ca.status != "pending" {
-        let hint = if ca.status == "enabled" {
+    if ca.status != CaStatus::Pending {
+        let hint = if ca.status == CaStatus::Enabled {
             "; reset it first"
         } else {
             ""
@@ -158,7 +159,7 @@ fn validate_purchase(p: &Purchase, root: bool) -> Result<()> {
 
 fn pending_row(
     tenant_id: &str,
-    kind: &str,
+    kind: CaKind,
     parent: Option<&str>,
     p: &Purchase,
     now: i64,
@@ -167,9 +168,9 @@ fn pending_row(
     CaRow {
         id: new_id(),
         tenant_id: tenant_id.to_string(),
-        kind: kind.to_string(),
+        kind,
         parent_id: parent.map(str::to_string),
-        status: "pending".into(),
+        status: CaStatus::Pending,
         common_name: p.subject.common_name.trim().to_string(),
         organization: p.subject.organization.clone(),
         organizational_unit: p.subject.organizational_unit.clone(),
@@ -181,8 +182,8 @@ fn pending_row(
         validity_days: p.validity_days,
         purchased_at: now,
         service_until,
-        quota_total: if kind == "root" { p.quota } else { 0 },
-        quota_available: if kind == "root" { p.quota } else { 0 },
+        quota_total: if kind.is_root() { p.quota } else { 0 },
+        quota_available: if kind.is_root() { p.quota } else { 0 },
         crl_enabled: true,
         crl_next_update_hours: 24,
         created_at: now,
@@ -212,7 +213,7 @@ pub async fn purchase_root_with_ids(
     validate_purchase(p, true)?;
     let now = ra.now();
     let service_until = add_months(now, p.service_months)?;
-    let mut root = pending_row(tenant_id, "root", None, p, now, service_until);
+    let mut root = pending_row(tenant_id, CaKind::Root, None, p, now, service_until);
     root.id = root_id;
     let mut ip = p.clone();
     ip.subject.common_name = p
@@ -227,7 +228,7 @@ pub async fn purchase_root_with_ids(
     }
     let mut inter = pending_row(
         tenant_id,
-        "intermediate",
+        CaKind::Intermediate,
         Some(&root.id),
         &ip,
         now,
@@ -262,7 +263,7 @@ pub async fn purchase_intermediate(
             format!("CA {parent_id} is an intermediate; intermediates are bought under a root CA"),
         ));
     }
-    if !matches!(parent.status.as_str(), "pending" | "enabled") {
+    if !matches!(parent.status, CaStatus::Pending | CaStatus::Enabled) {
         return Err(Error::conflict(format!(
             "root CA {parent_id} is {}; intermediates can only be added to a pending or enabled root",
             parent.status
@@ -271,7 +272,7 @@ pub async fn purchase_intermediate(
     let now = ra.now();
     let row = pending_row(
         tenant_id,
-        "intermediate",
+        CaKind::Intermediate,
         Some(parent_id),
         p,
         now,
@@ -298,7 +299,7 @@ fn subject_of(ca: &CaRow) -> SubjectFields {
 /// pending → enabled: generates or installs the CA key and certificate.
 pub async fn enable(ra: &Authority, tenant_id: &str, id: &str, mode: EnableMode) -> Result<CaRow> {
     let ca = load(ra, tenant_id, id).await?;
-    if ca.status != "pending" {
+    if ca.status != CaStatus::Pending {
         return Err(Error::conflict(format!(
             "CA {id} is {}; only a pending CA can be enabled",
             ca.status
@@ -314,7 +315,7 @@ pub async fn enable(ra: &Authority, tenant_id: &str, id: &str, mode: EnableMode)
     let parent = match &ca.parent_id {
         Some(pid) => {
             let parent = load(ra, tenant_id, pid).await?;
-            if parent.status != "enabled" {
+            if parent.status != CaStatus::Enabled {
                 return Err(Error::conflict(format!(
                     "parent root CA {pid} is {}; enable the root before its intermediates",
                     parent.status
@@ -469,7 +470,7 @@ pub async fn assign_quota(
             "CA {root_id} is an intermediate; quota is assigned from a root CA"
         )));
     }
-    if root.status != "enabled" {
+    if root.status != CaStatus::Enabled {
         return Err(Error::conflict(format!(
             "root CA {root_id} is {}; it must be enabled to assign quota",
             root.status
@@ -487,7 +488,7 @@ pub async fn assign_quota(
             format!("CA {intermediate_id} is not an intermediate of root CA {root_id}"),
         ));
     }
-    if inter.status != "enabled" {
+    if inter.status != CaStatus::Enabled {
         return Err(Error::conflict(format!(
             "intermediate CA {intermediate_id} is {}; enable it before assigning quota",
             inter.status
@@ -561,7 +562,7 @@ pub async fn revoke(
 ) -> Result<CaRow> {
     let reason = parse_reason(reason)?;
     let ca = load(ra, tenant_id, id).await?;
-    if ca.status != "enabled" {
+    if ca.status != CaStatus::Enabled {
         return Err(Error::conflict(format!(
             "CA {id} is {}; only an enabled CA can be revoked",
             ca.status
@@ -597,7 +598,7 @@ async fn enabled_children(ra: &Authority, id: &str) -> Result<Vec<String>> {
     Ok(store::cas::children(&mut conn, id)
         .await?
         .into_iter()
-        .filter(|c| c.status == "enabled")
+        .filter(|c| c.status == CaStatus::Enabled)
         .map(|c| c.id)
         .collect())
 }
@@ -606,7 +607,7 @@ async fn enabled_children(ra: &Authority, id: &str) -> Result<Vec<String>> {
 /// listed as superseded on its root's CRL, its unspent quota returns to the root).
 pub async fn reset(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
     let ca = load(ra, tenant_id, id).await?;
-    if ca.status != "enabled" {
+    if ca.status != CaStatus::Enabled {
         return Err(Error::conflict(format!(
             "CA {id} is {}; only an enabled CA can be reset",
             ca.status
@@ -661,7 +662,7 @@ pub async fn refund(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> 
     }
     if ca.is_root() {
         for child in store::cas::children(&mut tx, id).await? {
-            if child.status == "pending" {
+            if child.status == CaStatus::Pending {
                 store::cas::refund(&mut tx, &child.id, now).await?;
             }
         }
@@ -675,7 +676,7 @@ pub async fn refund(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> 
 /// remaining intermediates with it.
 pub async fn remove(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
     let ca = load(ra, tenant_id, id).await?;
-    if !matches!(ca.status.as_str(), "revoked" | "refunded") {
+    if !matches!(ca.status, CaStatus::Revoked | CaStatus::Refunded) {
         return Err(Error::conflict(format!(
             "CA {id} is {}; only a revoked or refunded CA can be removed",
             ca.status
@@ -690,7 +691,7 @@ pub async fn remove(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> 
     }
     if ca.is_root() {
         for child in store::cas::children(&mut tx, id).await? {
-            if child.status == "pending" {
+            if child.status == CaStatus::Pending {
                 store::cas::refund(&mut tx, &child.id, now).await?;
             }
             store::cas::remove(&mut tx, &child.id, now).await?;

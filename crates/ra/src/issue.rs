@@ -17,6 +17,7 @@ use ca::keys::KeyAlgorithm;
 use ca::profile::{self, LeafSpec, LeafType, PublicationUrls, San, SubjectFields, Validity};
 use store::{self, audit::AuditEvent, cas::CaRow, certificates::CertRow};
 use vellum_core::error::{Error, Result};
+use vellum_core::status::CaStatus;
 
 /// Most subject alternative names one certificate may carry.
 pub const MAX_SANS: usize = 10;
@@ -90,7 +91,7 @@ pub fn check_issuer(ca: &CaRow, now: i64) -> Result<()> {
             ca.id
         )));
     }
-    if ca.status != "enabled" {
+    if ca.status != CaStatus::Enabled {
         return Err(Error::conflict(format!(
             "CA {} is {}; only an enabled intermediate CA issues certificates",
             ca.id, ca.status
@@ -416,8 +417,8 @@ mod tests {
     fn ca(purchased: i64, service_until: i64, not_after: i64) -> CaRow {
         CaRow {
             id: "i".into(),
-            kind: "intermediate".into(),
-            status: "enabled".into(),
+            kind: vellum_core::status::CaKind::Intermediate,
+            status: CaStatus::Enabled,
             purchased_at: purchased,
             service_until,
             not_after: Some(not_after),

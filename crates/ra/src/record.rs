@@ -24,9 +24,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::acme::state;
 use store::batch::{Batcher, Outcomes, Work};
 use store::{self, audit::AuditEvent, certificates::CertRow, Store};
 use vellum_core::error::{Error, Result};
+use vellum_core::status::CaStatus;
 use vellum_core::time::Clock;
 
 /// Something else that must change in the same transaction as the certificate's record.
@@ -109,7 +111,7 @@ async fn record_batch(store: &Store, jobs: &[&Job], now: i64) -> Outcomes {
     if !claims.is_empty() {
         let ids: Vec<&str> = claims.iter().map(|(_, id)| *id).collect();
         let mut ready =
-            store::acme_sets::transition_orders(&mut tx, &ids, "ready", "processing").await?;
+            store::acme_sets::transition_orders(&mut tx, &ids, state::ORDER_CLAIM).await?;
         for &(i, id) in &claims {
             if ready.remove(id) {
                 claimed.push((i, id));
@@ -154,7 +156,7 @@ async fn record_batch(store: &Store, jobs: &[&Job], now: i64) -> Outcomes {
         .map(|(_, id)| *id)
         .collect();
     if !unclaimed.is_empty() {
-        store::acme_sets::transition_orders(&mut tx, &unclaimed, "processing", "ready").await?;
+        store::acme_sets::transition_orders(&mut tx, &unclaimed, state::ORDER_UNCLAIM).await?;
     }
     let rows: Vec<&CertRow> = accepted().map(|j| &j.record).collect();
     if !rows.is_empty() {
@@ -164,7 +166,8 @@ async fn record_batch(store: &Store, jobs: &[&Job], now: i64) -> Outcomes {
         for j in accepted() {
             match &j.followup {
                 Some(Followup::AcmeOrderValid { order_id }) => {
-                    store::acme::order_issued(&mut tx, order_id, &j.record.id).await?
+                    let to = state::ORDER_ISSUED.to;
+                    store::acme::order_issued(&mut tx, order_id, &j.record.id, to).await?
                 }
                 None => {}
             }
@@ -185,7 +188,7 @@ async fn refusal(tx: &mut store::Tx, job: &Job, now: i64) -> Result<Error> {
     let ca = store::cas::get_any_tenant(tx, &job.ca_id).await?;
     Ok(match ca {
         Some(ca)
-            if ca.status == "enabled"
+            if ca.status == CaStatus::Enabled
                 && ca.serial.as_deref() == Some(job.ca_serial.as_str())
                 && ca.service_until > now =>
         {

@@ -3,6 +3,7 @@
 
 use store::certificates::{CertRow, EXPIRING_DAYS};
 use vellum_core::error::{Error, Result};
+use vellum_core::status::CertificateStatus;
 use vellum_core::time::rfc3339;
 
 use crate::csr;
@@ -10,31 +11,17 @@ use crate::issue::{self, Issued, KeySource};
 use crate::spec::{CertSpec, Requester};
 use crate::Authority;
 
-/// Status of a certificate at `now`: `revoked`, `expired`, `expiring` (within
-/// [`EXPIRING_DAYS`]) or `issued`.
-pub fn status(c: &CertRow, now: i64) -> &'static str {
-    if c.revoked_at.is_some() {
-        "revoked"
-    } else if c.not_after <= now {
-        "expired"
-    } else if c.not_after <= now + EXPIRING_DAYS * 86_400 {
-        "expiring"
-    } else {
-        "issued"
-    }
-}
-
 /// Whether `old` may be renewed at `now` (a certificate not yet expiring only with
 /// `force`); returns its issuing CA and stored specification.
 pub fn check_renewable(old: &CertRow, now: i64, force: bool) -> Result<(String, CertSpec)> {
     let id = &old.id;
-    match status(old, now) {
-        "revoked" => {
+    match old.status(now) {
+        CertificateStatus::Revoked => {
             return Err(Error::conflict(format!(
                 "certificate {id} is revoked; apply for a new certificate instead"
             )))
         }
-        "issued" if !force => {
+        CertificateStatus::Issued if !force => {
             return Err(Error::conflict(format!(
                 "certificate {id} is valid until {} (not expiring within {EXPIRING_DAYS} days); pass \"force\": true to renew it anyway",
                 rfc3339(old.not_after),
@@ -102,12 +89,19 @@ mod tests {
     #[test]
     fn status_follows_the_clock() {
         let now = 1_000 * DAY;
-        assert_eq!(status(&row(now + EXPIRING_DAYS * DAY + 1), now), "issued");
-        assert_eq!(status(&row(now + EXPIRING_DAYS * DAY), now), "expiring");
-        assert_eq!(status(&row(now), now), "expired");
+        let status = |r: &CertRow| r.status(now);
+        assert_eq!(
+            status(&row(now + EXPIRING_DAYS * DAY + 1)),
+            CertificateStatus::Issued
+        );
+        assert_eq!(
+            status(&row(now + EXPIRING_DAYS * DAY)),
+            CertificateStatus::Expiring
+        );
+        assert_eq!(status(&row(now)), CertificateStatus::Expired);
         let mut r = row(now + 100 * DAY);
         r.revoked_at = Some(now);
-        assert_eq!(status(&r, now), "revoked");
+        assert_eq!(status(&r), CertificateStatus::Revoked);
     }
 
     #[test]

@@ -107,7 +107,7 @@ async fn refund_window_is_seven_days_by_the_clock() {
         .unwrap();
     f.ra.clock.advance(7 * DAY);
     let refunded = hierarchy::refund(&f.ra, TENANT, &a.id).await.unwrap();
-    assert_eq!(refunded.status, "refunded");
+    assert_eq!(refunded.status, vellum_core::status::CaStatus::Refunded);
     f.ra.clock.advance(1);
     let e = hierarchy::refund(&f.ra, TENANT, &b.id)
         .await

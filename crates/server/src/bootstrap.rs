@@ -19,6 +19,7 @@ use ra::Authority;
 use store::{self, settings, tenants, Store};
 use vellum_core::config::Config;
 use vellum_core::error::{Error, Result};
+use vellum_core::status::CaStatus;
 use vellum_core::time::Clock;
 
 const KEY_ROOT: &str = "bootstrap.root_id";
@@ -231,7 +232,7 @@ async fn ensure_bootstrap_cas(
         .await?;
     }
     for id in [&root_id, &inter_id] {
-        if hierarchy::load(app, tenant, id).await?.status == "pending" {
+        if hierarchy::load(app, tenant, id).await?.status == CaStatus::Pending {
             hierarchy::enable(app, tenant, id, EnableMode::Generate).await?;
         }
     }

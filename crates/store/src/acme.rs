@@ -1,8 +1,11 @@
 //! ACME state: settings, EAB keys, accounts, orders, authorizations, challenges, nonces.
 
 use super::recent::Rows;
-use super::{query, Conn, Row, Tx};
+use super::{decode_spelled, placeholder_list, query, Conn, Row, Tx};
 use vellum_core::error::Result;
+use vellum_core::status::{
+    AccountStatus, AuthzStatus, ChallengeStatus, ChallengeType, IdentifierType, OrderStatus,
+};
 
 /// Most rows one multi-row INSERT carries (the widest, orders, binds 12 values a row).
 pub const ROWS_PER_INSERT: usize = 500;
@@ -16,7 +19,7 @@ pub struct Settings {
     /// Suffixes (`example.com` allows it and its subdomains) or exact names; empty = any.
     pub allowed_domains: Vec<String>,
     pub allow_ip: bool,
-    pub challenges: Vec<String>,
+    pub challenges: Vec<ChallengeType>,
     pub default_validity_days: i64,
 }
 
@@ -29,7 +32,11 @@ impl Settings {
             require_eab: false,
             allowed_domains: Vec::new(),
             allow_ip: true,
-            challenges: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
+            challenges: vec![
+                ChallengeType::Http01,
+                ChallengeType::Dns01,
+                ChallengeType::TlsAlpn01,
+            ],
             default_validity_days: 90,
         }
     }
@@ -183,8 +190,7 @@ pub struct Account {
     pub tenant_id: String,
     pub thumbprint: String,
     pub jwk_json: String,
-    /// `valid`, `deactivated`, `revoked`.
-    pub status: String,
+    pub status: AccountStatus,
     pub contact: Vec<String>,
     pub tos_agreed: bool,
     pub eab_kid: Option<String>,
@@ -205,7 +211,7 @@ fn account(r: &Row) -> Result<Account> {
         tenant_id: r.try_get("tenant_id")?,
         thumbprint: r.try_get("thumbprint")?,
         jwk_json: r.try_get("jwk_json")?,
-        status: r.try_get("status")?,
+        status: decode_spelled(r, "acme_accounts", "status")?,
         tos_agreed: r.try_get::<i64, _>("tos_agreed")? != 0,
         eab_kid: r.try_get("eab_kid")?,
         created_at: r.try_get("created_at")?,
@@ -223,7 +229,7 @@ pub async fn insert_account(conn: &mut Conn, a: &Account) -> Result<()> {
     .bind(&a.tenant_id)
     .bind(&a.thumbprint)
     .bind(&a.jwk_json)
-    .bind(&a.status)
+    .bind(a.status.as_str())
     .bind(serde_json::to_string(&a.contact).unwrap_or_default())
     .bind(a.tos_agreed as i64)
     .bind(&a.eab_kid)
@@ -256,11 +262,11 @@ pub async fn update_account(
     conn: &mut Conn,
     id: &str,
     contact: &[String],
-    status: &str,
+    status: AccountStatus,
 ) -> Result<()> {
     query("UPDATE acme_accounts SET contact_json = $1, status = $2 WHERE id = $3")
         .bind(serde_json::to_string(contact).unwrap_or_default())
-        .bind(status)
+        .bind(status.as_str())
         .bind(id)
         .execute(conn)
         .await?;
@@ -293,8 +299,7 @@ pub struct Order {
     pub id: String,
     pub account_id: String,
     pub ca_id: String,
-    /// `pending`, `ready`, `processing`, `valid`, `invalid`.
-    pub status: String,
+    pub status: OrderStatus,
     pub identifiers_json: String,
     pub profile: String,
     pub not_before: Option<i64>,
@@ -320,7 +325,7 @@ fn order(r: &Row) -> Result<Order> {
         id: r.try_get("id")?,
         account_id: r.try_get("account_id")?,
         ca_id: r.try_get("ca_id")?,
-        status: r.try_get("status")?,
+        status: decode_spelled(r, "acme_orders", "status")?,
         identifiers_json: r.try_get("identifiers_json")?,
         profile: r.try_get("profile")?,
         not_before: r.try_get("not_before")?,
@@ -352,7 +357,7 @@ pub async fn insert_orders(tx: &mut Tx, orders: &[&Order]) -> Result<()> {
                 .bind(&o.id)
                 .bind(&o.account_id)
                 .bind(&o.ca_id)
-                .bind(&o.status)
+                .bind(o.status.as_str())
                 .bind(&o.identifiers_json)
                 .bind(&o.profile)
                 .bind(o.not_before)
@@ -393,9 +398,15 @@ pub async fn order_ids(
     rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
 }
 
-/// Marks an order valid with its certificate.
-pub async fn order_issued(tx: &mut Tx, id: &str, certificate_id: &str) -> Result<()> {
-    query("UPDATE acme_orders SET status = 'valid', certificate_id = $1 WHERE id = $2")
+/// An order (claimed for finalization) becomes `status` (valid) with its certificate.
+pub async fn order_issued(
+    tx: &mut Tx,
+    id: &str,
+    certificate_id: &str,
+    status: OrderStatus,
+) -> Result<()> {
+    query("UPDATE acme_orders SET status = $1, certificate_id = $2 WHERE id = $3")
+        .bind(status.as_str())
         .bind(certificate_id)
         .bind(id)
         .execute(tx)
@@ -403,25 +414,36 @@ pub async fn order_issued(tx: &mut Tx, id: &str, certificate_id: &str) -> Result
     let (id, cert) = (id.to_string(), certificate_id.to_string());
     tx.on_commit(move |r| {
         r.update_orders([&id], |o| {
-            o.status = "valid".into();
+            o.status = status;
             o.certificate_id = Some(cert.clone());
         })
     });
     Ok(())
 }
 
-/// Every unfinished order that needs authorization `authz_id` becomes invalid with a
-/// problem document.
-pub async fn fail_orders_of_authz(tx: &mut Tx, authz_id: &str, error_json: &str) -> Result<()> {
-    let rows = query(
-        "UPDATE acme_orders SET status = 'invalid', error_json = $1 \
-         WHERE status IN ('pending', 'ready', 'processing') \
-         AND id IN (SELECT order_id FROM acme_order_authzs WHERE authz_id = $2) RETURNING id",
-    )
-    .bind(error_json)
-    .bind(authz_id)
-    .fetch_all(tx)
-    .await?;
+/// Every order that needs authorization `authz_id` and is in one of `from` (unfinished)
+/// becomes `to` (invalid) with a problem document.
+pub async fn fail_orders_of_authz(
+    tx: &mut Tx,
+    authz_id: &str,
+    error_json: &str,
+    from: &[OrderStatus],
+    to: OrderStatus,
+) -> Result<()> {
+    let conn: &mut Conn = tx;
+    let sql = format!(
+        "UPDATE acme_orders SET status = {}, error_json = {} WHERE status IN ({}) \
+         AND id IN (SELECT order_id FROM acme_order_authzs WHERE authz_id = {}) RETURNING id",
+        placeholder_list(conn, 1, 1),
+        placeholder_list(conn, 2, 1),
+        placeholder_list(conn, 3, from.len()),
+        placeholder_list(conn, 3 + from.len(), 1),
+    );
+    let mut q = query(&sql).bind(to.as_str()).bind(error_json);
+    for f in from {
+        q = q.bind(f.as_str());
+    }
+    let rows = q.bind(authz_id).fetch_all(tx).await?;
     let ids = rows
         .iter()
         .map(|r| r.try_get::<String, _>(0))
@@ -429,7 +451,7 @@ pub async fn fail_orders_of_authz(tx: &mut Tx, authz_id: &str, error_json: &str)
     let error_json = error_json.to_string();
     tx.on_commit(move |r| {
         r.update_orders(&ids, |o| {
-            o.status = "invalid".into();
+            o.status = to;
             o.error_json = Some(error_json.clone());
         })
     });
@@ -441,12 +463,12 @@ pub async fn fail_orders_of_authz(tx: &mut Tx, authz_id: &str, error_json: &str)
 pub struct Authz {
     pub id: String,
     pub account_id: String,
-    /// `dns` or `ip`.
-    pub id_type: String,
+    pub id_type: IdentifierType,
     pub id_value: String,
     pub wildcard: bool,
-    /// `pending`, `valid`, `invalid`, `deactivated`, `expired`, `revoked`.
-    pub status: String,
+    /// As stored: a pending authorization past `expires_at` is still `pending` here
+    /// (`ra::acme::state::authz_effective` says what it is).
+    pub status: AuthzStatus,
     pub expires_at: i64,
     pub created_at: i64,
 }
@@ -455,10 +477,10 @@ fn authz(r: &Row) -> Result<Authz> {
     Ok(Authz {
         id: r.try_get("id")?,
         account_id: r.try_get("account_id")?,
-        id_type: r.try_get("id_type")?,
+        id_type: decode_spelled(r, "acme_authzs", "id_type")?,
         id_value: r.try_get("id_value")?,
         wildcard: r.try_get::<i64, _>("wildcard")? != 0,
-        status: r.try_get("status")?,
+        status: decode_spelled(r, "acme_authzs", "status")?,
         expires_at: r.try_get("expires_at")?,
         created_at: r.try_get("created_at")?,
     })
@@ -479,10 +501,10 @@ pub async fn insert_authzs(tx: &mut Tx, authzs: &[&Authz]) -> Result<()> {
             q = q
                 .bind(&a.id)
                 .bind(&a.account_id)
-                .bind(&a.id_type)
+                .bind(a.id_type.as_str())
                 .bind(&a.id_value)
                 .bind(a.wildcard as i64)
-                .bind(&a.status)
+                .bind(a.status.as_str())
                 .bind(a.expires_at)
                 .bind(a.created_at);
         }
@@ -495,7 +517,7 @@ pub async fn insert_authzs(tx: &mut Tx, authzs: &[&Authz]) -> Result<()> {
 pub async fn reusable_authz(
     conn: &mut Conn,
     account_id: &str,
-    id_type: &str,
+    id_type: IdentifierType,
     id_value: &str,
     wildcard: bool,
     now: i64,
@@ -505,7 +527,7 @@ pub async fn reusable_authz(
          AND wildcard = $4 AND status = 'valid' AND expires_at > $5 ORDER BY expires_at DESC LIMIT 1",
     )
     .bind(account_id)
-    .bind(id_type)
+    .bind(id_type.as_str())
     .bind(id_value)
     .bind(wildcard as i64)
     .bind(now)
@@ -519,7 +541,7 @@ pub async fn valid_authz_values(
     conn: &mut Conn,
     account_id: &str,
     now: i64,
-) -> Result<Vec<(String, String)>> {
+) -> Result<Vec<(IdentifierType, String)>> {
     let rows = query(
         "SELECT id_type, id_value FROM acme_authzs WHERE account_id = $1 AND status = 'valid' AND expires_at > $2",
     )
@@ -528,24 +550,38 @@ pub async fn valid_authz_values(
     .fetch_all(conn)
     .await?;
     rows.iter()
-        .map(|r| Ok((r.try_get("id_type")?, r.try_get("id_value")?)))
+        .map(|r| {
+            Ok((
+                decode_spelled(r, "acme_authzs", "id_type")?,
+                r.try_get("id_value")?,
+            ))
+        })
         .collect()
 }
 
-/// Sets an authorization's status (from pending or valid).
-pub async fn set_authz_status(tx: &mut Tx, id: &str, status: &str) -> Result<bool> {
-    let res = query(
-        "UPDATE acme_authzs SET status = $1 WHERE id = $2 AND status IN ('pending', 'valid')",
-    )
-    .bind(status)
-    .bind(id)
-    .execute(tx)
-    .await?;
-    if res.rows_affected() != 1 {
+/// An authorization in one of `from` becomes `to`. False when it was in none of them.
+pub async fn transition_authz(
+    tx: &mut Tx,
+    id: &str,
+    from: &[AuthzStatus],
+    to: AuthzStatus,
+) -> Result<bool> {
+    let conn: &mut Conn = tx;
+    let sql = format!(
+        "UPDATE acme_authzs SET status = {} WHERE id = {} AND status IN ({})",
+        placeholder_list(conn, 1, 1),
+        placeholder_list(conn, 2, 1),
+        placeholder_list(conn, 3, from.len()),
+    );
+    let mut q = query(&sql).bind(to.as_str()).bind(id);
+    for f in from {
+        q = q.bind(f.as_str());
+    }
+    if q.execute(tx).await?.rows_affected() != 1 {
         return Ok(false);
     }
-    let (id, status) = (id.to_string(), status.to_string());
-    tx.on_commit(move |r| r.update_authzs([&id], |a| a.status = status.clone()));
+    let id = id.to_string();
+    tx.on_commit(move |r| r.update_authzs([&id], |a| a.status = to));
     Ok(true)
 }
 
@@ -570,11 +606,9 @@ pub async fn link(conn: &mut Conn, rows: &[(&str, &str, i64)]) -> Result<()> {
 pub struct Challenge {
     pub id: String,
     pub authz_id: String,
-    /// `http-01`, `dns-01`, `tls-alpn-01`.
-    pub kind: String,
+    pub kind: ChallengeType,
     pub token: String,
-    /// `pending`, `processing`, `valid`, `invalid`.
-    pub status: String,
+    pub status: ChallengeStatus,
     pub validated_at: Option<i64>,
     pub error_json: Option<String>,
 }
@@ -593,9 +627,9 @@ pub async fn insert_challenges(tx: &mut Tx, challenges: &[&Challenge]) -> Result
             q = q
                 .bind(&c.id)
                 .bind(&c.authz_id)
-                .bind(&c.kind)
+                .bind(c.kind.as_str())
                 .bind(&c.token)
-                .bind(&c.status);
+                .bind(c.status.as_str());
         }
         q.execute(&mut *conn).await?;
     }
@@ -615,9 +649,9 @@ fn challenge_as_c(r: &Row) -> Result<Option<Challenge>> {
     Ok(Some(Challenge {
         id,
         authz_id: r.try_get("c_authz_id")?,
-        kind: r.try_get("c_type")?,
+        kind: decode_spelled(r, "acme_challenges", "c_type")?,
         token: r.try_get("c_token")?,
-        status: r.try_get("c_status")?,
+        status: decode_spelled(r, "acme_challenges", "c_status")?,
         validated_at: r.try_get("c_validated_at")?,
         error_json: r.try_get("c_error_json")?,
     }))
@@ -659,19 +693,18 @@ pub async fn challenge_with_authz(conn: &mut Conn, id: &str) -> Result<Option<(C
     }
 }
 
-/// Records the outcome of a validation.
+/// Records the outcome of a validation: the challenge becomes `status` at `at`.
 pub async fn finish_challenge(
     tx: &mut Tx,
     id: &str,
-    valid: bool,
+    status: ChallengeStatus,
     at: i64,
     error_json: Option<&str>,
 ) -> Result<()> {
-    let status = if valid { "valid" } else { "invalid" };
     query(
         "UPDATE acme_challenges SET status = $1, validated_at = $2, error_json = $3 WHERE id = $4",
     )
-    .bind(status)
+    .bind(status.as_str())
     .bind(at)
     .bind(error_json)
     .bind(id)
@@ -680,7 +713,7 @@ pub async fn finish_challenge(
     let (id, error_json) = (id.to_string(), error_json.map(str::to_string));
     tx.on_commit(move |r| {
         r.update_challenges([&id], |c| {
-            c.status = status.into();
+            c.status = status;
             c.validated_at = Some(at);
             c.error_json = error_json.clone();
         })

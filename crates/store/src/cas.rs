@@ -4,19 +4,18 @@
 //! racing requests cannot both succeed; quota moves are guarded by `… >= count` conditions
 //! and `CHECK (… >= 0)` constraints, so quota never goes below zero on any backend.
 
-use super::{query, Conn, Row};
+use super::{decode_spelled, query, Conn, Row};
 use vellum_core::error::Result;
+use vellum_core::status::{CaKind, CaStatus};
 
 /// One CA as stored.
 #[derive(Debug, Clone, Default)]
 pub struct CaRow {
     pub id: String,
     pub tenant_id: String,
-    /// `root` or `intermediate`.
-    pub kind: String,
+    pub kind: CaKind,
     pub parent_id: Option<String>,
-    /// `pending`, `enabled`, `revoked`, `refunded`, `removed`.
-    pub status: String,
+    pub status: CaStatus,
     pub common_name: String,
     pub organization: Option<String>,
     pub organizational_unit: Option<String>,
@@ -59,7 +58,7 @@ pub struct CaRow {
 impl CaRow {
     /// True for root CAs.
     pub fn is_root(&self) -> bool {
-        self.kind == "root"
+        self.kind.is_root()
     }
 }
 
@@ -67,9 +66,9 @@ fn row_to_ca(r: &Row) -> Result<CaRow> {
     Ok(CaRow {
         id: r.try_get("id")?,
         tenant_id: r.try_get("tenant_id")?,
-        kind: r.try_get("kind")?,
+        kind: decode_spelled(r, "cas", "kind")?,
         parent_id: r.try_get("parent_id")?,
-        status: r.try_get("status")?,
+        status: decode_spelled(r, "cas", "status")?,
         common_name: r.try_get("common_name")?,
         organization: r.try_get("organization")?,
         organizational_unit: r.try_get("organizational_unit")?,
@@ -115,9 +114,9 @@ pub async fn insert(conn: &mut Conn, ca: &CaRow) -> Result<()> {
     )
     .bind(&ca.id)
     .bind(&ca.tenant_id)
-    .bind(&ca.kind)
+    .bind(ca.kind.as_str())
     .bind(&ca.parent_id)
-    .bind(&ca.status)
+    .bind(ca.status.as_str())
     .bind(&ca.common_name)
     .bind(&ca.organization)
     .bind(&ca.organizational_unit)
@@ -159,9 +158,9 @@ pub async fn get_any_tenant(conn: &mut Conn, id: &str) -> Result<Option<CaRow>> 
 /// Filters for [`list`].
 #[derive(Debug, Default, Clone)]
 pub struct CaFilter {
-    pub kind: Option<String>,
+    pub kind: Option<CaKind>,
     pub parent_id: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<CaStatus>,
     /// Return ids strictly greater than this (ids are time-ordered UUIDv7).
     pub after: Option<String>,
     pub limit: i64,
@@ -176,11 +175,11 @@ pub async fn list(conn: &mut Conn, tenant_id: &str, f: &CaFilter) -> Result<Vec<
         sql.push_str(&format!(" AND {clause} ${}", args.len()));
     };
     match &f.status {
-        Some(s) => push(&mut sql, "status =", s),
+        Some(s) => push(&mut sql, "status =", s.as_str()),
         None => sql.push_str(" AND status <> 'removed'"),
     }
     if let Some(k) = &f.kind {
-        push(&mut sql, "kind =", k);
+        push(&mut sql, "kind =", k.as_str());
     }
     if let Some(p) = &f.parent_id {
         push(&mut sql, "parent_id =", p);

@@ -3,6 +3,7 @@
 
 use super::{query, Conn, Row};
 use vellum_core::error::{Error, Result};
+use vellum_core::status::CertificateStatus;
 
 /// One certificate as stored.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +44,13 @@ pub struct CertRow {
     /// The EST account it was enrolled for (its holder then logs in to EST with it under
     /// that account's name rules); `None` for other doors.
     pub est_client: Option<String>,
+}
+
+impl CertRow {
+    /// Its status at `now` (revoked, expired, expiring or issued).
+    pub fn status(&self, now: i64) -> CertificateStatus {
+        CertificateStatus::at(self.revoked_at, self.not_after, now)
+    }
 }
 
 fn row_to_cert(r: &Row) -> Result<CertRow> {
@@ -168,8 +176,7 @@ pub async fn get(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Option<Ce
 #[derive(Debug, Default, Clone)]
 pub struct CertFilter {
     pub ca_id: Option<String>,
-    /// `issued`, `expiring`, `expired`, `revoked`.
-    pub status: Option<String>,
+    pub status: Option<CertificateStatus>,
     pub cert_type: Option<String>,
     /// Substring of the CN or of a SAN.
     pub q: Option<String>,
@@ -182,7 +189,7 @@ pub struct CertFilter {
 }
 
 /// Days before expiry from which a certificate counts as `expiring`.
-pub const EXPIRING_DAYS: i64 = 30;
+pub const EXPIRING_DAYS: i64 = vellum_core::status::EXPIRING_DAYS;
 
 fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -243,16 +250,16 @@ pub async fn list(
     }
     let soon = now + EXPIRING_DAYS * 86_400;
     let n = args.len();
-    match f.status.as_deref() {
-        Some("revoked") => sql.push_str(" AND revoked_at IS NOT NULL"),
-        Some("expired") => {
+    match f.status {
+        Some(CertificateStatus::Revoked) => sql.push_str(" AND revoked_at IS NOT NULL"),
+        Some(CertificateStatus::Expired) => {
             sql.push_str(&format!(
                 " AND revoked_at IS NULL AND not_after <= ${}",
                 n + 1
             ));
             ints.push(now);
         }
-        Some("expiring") => {
+        Some(CertificateStatus::Expiring) => {
             sql.push_str(&format!(
                 " AND revoked_at IS NULL AND not_after > ${} AND not_after <= ${}",
                 n + 1,
@@ -260,7 +267,7 @@ pub async fn list(
             ));
             ints.extend([now, soon]);
         }
-        Some(_) => {
+        Some(CertificateStatus::Issued) => {
             sql.push_str(&format!(
                 " AND revoked_at IS NULL AND not_after > ${}",
                 n + 1

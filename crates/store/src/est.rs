@@ -2,8 +2,9 @@
 //! look-ups client-certificate authentication needs.
 
 use super::certificates::CertRow;
-use super::{query, Conn, Row};
+use super::{decode_spelled, query, Conn, Row};
 use vellum_core::error::{Error, Result};
+use vellum_core::status::{CaKind, CaStatus};
 
 /// Authentication methods an EST service may accept.
 pub const AUTH_METHODS: &[&str] = &["basic", "client_cert"];
@@ -234,7 +235,7 @@ pub async fn certificate_by_der(
     tenant_id: &str,
     serial: &str,
     der: &[u8],
-) -> Result<Option<(CertRow, String)>> {
+) -> Result<Option<(CertRow, CaStatus)>> {
     let rows = query(
         "SELECT c.id AS id, a.status AS ca_status FROM certificates c JOIN cas a ON a.id = c.ca_id \
          WHERE c.serial = $1 AND c.tenant_id = $2",
@@ -245,7 +246,7 @@ pub async fn certificate_by_der(
     .await?;
     for r in rows {
         let id: String = r.try_get("id")?;
-        let ca_status: String = r.try_get("ca_status")?;
+        let ca_status: CaStatus = decode_spelled(&r, "cas", "ca_status")?;
         if let Some(c) = super::certificates::get_any_tenant(&mut *conn, &id).await? {
             if c.certificate_der == der {
                 return Ok(Some((c, ca_status)));
@@ -262,10 +263,10 @@ pub struct Service {
     pub settings: Settings,
     /// The CA's tenant.
     pub tenant_id: String,
-    /// `root` or `intermediate`.
-    pub kind: String,
-    /// `pending`, `enabled`, …
-    pub status: String,
+    /// The CA's kind.
+    pub kind: CaKind,
+    /// The CA's status.
+    pub status: CaStatus,
     /// Whether the CA has a label (false: it was addressed by id or as the default).
     pub by_label: bool,
     /// The Basic account asked for, if it exists.
@@ -313,8 +314,8 @@ pub async fn service(
     Ok(Some(Service {
         settings,
         tenant_id,
-        kind: r.try_get("kind")?,
-        status: r.try_get("status")?,
+        kind: decode_spelled(&r, "cas", "kind")?,
+        status: decode_spelled(&r, "cas", "status")?,
         by_label,
         client,
     }))

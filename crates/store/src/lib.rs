@@ -306,6 +306,21 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Decodes a text column holding one of `T`'s spellings (a status, a kind). Any other
+/// value is an internal error, never a default: like policy, state fails closed, and only
+/// a damaged or hand-edited database can hold one.
+pub(crate) fn decode_spelled<T: vellum_core::status::Spelled>(
+    r: &Row,
+    table: &str,
+    column: &str,
+) -> Result<T> {
+    r.with_str(column, |s| s.parse::<T>())?.map_err(|e| {
+        Error::internal(format!(
+            "{table}.{column} holds {e}; refusing the request rather than guessing the state"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -306,7 +306,10 @@ mod tests {
         }
         assert!(recent.order("dropped").is_none());
         assert!(recent.order("rolled-back").is_none());
-        assert_eq!(recent.order("committed").unwrap().status, "pending");
+        assert_eq!(
+            recent.order("committed").unwrap().status,
+            vellum_core::status::OrderStatus::Pending
+        );
         store.close().await;
     }
 }

@@ -163,7 +163,8 @@ impl Rows {
             self.challenge_authz
                 .insert(c.id.clone(), c.authz_id.clone());
             list.push(c);
-            list.sort_by(|a, b| a.kind.cmp(&b.kind));
+            // As the database sorts them (`ORDER BY c.type`).
+            list.sort_by(|a, b| a.kind.as_str().cmp(b.kind.as_str()));
         }
     }
 
@@ -205,6 +206,9 @@ impl Rows {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use vellum_core::status::{
+        AuthzStatus, ChallengeStatus, ChallengeType, IdentifierType, OrderStatus,
+    };
 
     /// A pending order with placeholder fields (also the pool's tests' fixture).
     pub(crate) fn order(id: &str) -> Order {
@@ -212,7 +216,7 @@ pub(crate) mod tests {
             id: id.into(),
             account_id: "acc".into(),
             ca_id: "ca".into(),
-            status: "pending".into(),
+            status: OrderStatus::Pending,
             identifiers_json: "[]".into(),
             profile: "tls-server".into(),
             not_before: None,
@@ -251,42 +255,50 @@ pub(crate) mod tests {
         let authz = Authz {
             id: "az".into(),
             account_id: "acc".into(),
-            id_type: "dns".into(),
+            id_type: IdentifierType::Dns,
             id_value: "a.example".into(),
             wildcard: false,
-            status: "pending".into(),
+            status: AuthzStatus::Pending,
             expires_at: 0,
             created_at: 0,
         };
-        let ch = |kind: &str| Challenge {
+        let ch = |kind: ChallengeType| Challenge {
             id: format!("ch-{kind}"),
             authz_id: "az".into(),
-            kind: kind.into(),
+            kind,
             token: "t".into(),
-            status: "pending".into(),
+            status: ChallengeStatus::Pending,
             validated_at: None,
             error_json: None,
         };
         recent.apply(vec![Box::new(move |r: &mut Rows| {
             r.insert_orders(vec![order("o1"), order("o2")]);
             r.insert_authzs(vec![authz]);
-            r.insert_challenges(vec![ch("tls-alpn-01"), ch("http-01")]);
+            r.insert_challenges(vec![
+                ch(ChallengeType::TlsAlpn01),
+                ch(ChallengeType::Http01),
+            ]);
         })]);
         recent.apply(vec![Box::new(|r: &mut Rows| {
-            r.update_orders(&["o2".to_string()], |o| o.status = "ready".into());
-            r.update_challenges(&["ch-http-01".to_string()], |c| c.status = "valid".into());
+            r.update_orders(&["o2".to_string()], |o| o.status = OrderStatus::Ready);
+            r.update_challenges(&["ch-http-01".to_string()], |c| {
+                c.status = ChallengeStatus::Valid
+            });
         })]);
-        assert_eq!(recent.order("o1").unwrap().status, "pending");
-        assert_eq!(recent.order("o2").unwrap().status, "ready");
+        assert_eq!(recent.order("o1").unwrap().status, OrderStatus::Pending);
+        assert_eq!(recent.order("o2").unwrap().status, OrderStatus::Ready);
         let (a, chs) = recent.authz("az").unwrap();
-        assert_eq!(a.status, "pending");
-        let kinds: Vec<_> = chs
-            .iter()
-            .map(|c| (c.kind.as_str(), c.status.as_str()))
-            .collect();
-        assert_eq!(kinds, [("http-01", "valid"), ("tls-alpn-01", "pending")]);
+        assert_eq!(a.status, AuthzStatus::Pending);
+        let kinds: Vec<_> = chs.iter().map(|c| (c.kind, c.status)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (ChallengeType::Http01, ChallengeStatus::Valid),
+                (ChallengeType::TlsAlpn01, ChallengeStatus::Pending)
+            ]
+        );
         let (c, a) = recent.challenge("ch-tls-alpn-01").unwrap();
-        assert_eq!((c.status.as_str(), a.id.as_str()), ("pending", "az"));
+        assert_eq!((c.status, a.id.as_str()), (ChallengeStatus::Pending, "az"));
         assert!(recent.order("unknown").is_none());
         recent.clear();
         assert!(recent.order("o1").is_none());

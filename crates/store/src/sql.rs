@@ -285,6 +285,7 @@ pub struct LiteRow {
 }
 
 /// A column, by name or position.
+#[derive(Debug, Clone, Copy)]
 pub enum Col<'a> {
     Name(&'a str),
     At(usize),
@@ -334,6 +335,36 @@ impl Row {
                     index: name,
                     source: e.into(),
                 })
+            }
+        }
+    }
+}
+
+impl Row {
+    /// The text of a column, lent to `f` without a copy (for values parsed on the spot).
+    pub fn with_str<'a, R, I: Into<Col<'a>>>(
+        &self,
+        col: I,
+        f: impl FnOnce(&str) -> R,
+    ) -> Result<R, sqlx::Error> {
+        use sqlx::Row as _;
+        let col = col.into();
+        match (self, col) {
+            (Row::Pg(r), Col::Name(n)) => r.try_get::<&str, _>(n).map(f),
+            (Row::Pg(r), Col::At(i)) => r.try_get::<&str, _>(i).map(f),
+            (Row::Lite(r), col) => {
+                let at = match col {
+                    Col::Name(n) => r.names.iter().position(|c| &**c == n),
+                    Col::At(i) => Some(i),
+                };
+                match at.and_then(|at| r.values.get(at)) {
+                    Some(Value::Text(s)) => Ok(f(s)),
+                    // Not text (or absent): decoded as `try_get` does, with its errors.
+                    _ => match col {
+                        Col::Name(n) => self.try_get::<String, _>(n).map(|s| f(&s)),
+                        Col::At(i) => self.try_get::<String, _>(i).map(|s| f(&s)),
+                    },
+                }
             }
         }
     }

@@ -5,13 +5,15 @@
 //! for one [`AcmeWriter`]: concurrent requests' changes share one transaction
 //! (`store::batch`), instead of each taking the single SQLite writer for a transaction of
 //! its own. A caller is answered only after the commit. A conditional change (a challenge
-//! starts only if pending) says whether it applied. Finalize's order change is the
+//! starts only if pending) says whether it applied. Which states each change moves rows
+//! from and to is the state machine's ([`super::state`]). Finalize's order change is the
 //! certificate recorder's (`ra::record`), in the transaction that records the certificate.
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 
+use super::state;
 use store::acme::{Authz, Challenge, Order};
 use store::batch::{Batcher, Outcomes, Work};
 use store::{self, Store};
@@ -161,13 +163,24 @@ async fn apply(tx: &mut store::Tx, jobs: &[&Change]) -> Result<Vec<bool>> {
     }
     if !starting.is_empty() {
         let ids: Vec<&str> = starting.iter().map(|(_, id)| *id).collect();
-        answer(sets::start_challenges(tx, &ids).await?, &starting);
+        let started = sets::transition_challenges(tx, &ids, state::CHALLENGE_START).await?;
+        answer(started, &starting);
     }
     for ((at, until), (challenge_ids, authz_ids)) in &validated {
-        sets::validated(tx, challenge_ids, authz_ids, *at, *until).await?;
+        sets::validated(tx, challenge_ids, authz_ids, *at, *until, state::VALIDATED).await?;
     }
     for (challenge_id, authz_id, at, challenge_error, order_error) in failed {
-        sets::failed(tx, challenge_id, authz_id, at, challenge_error, order_error).await?;
+        let f = state::VALIDATION_FAILED;
+        sets::failed(
+            tx,
+            challenge_id,
+            authz_id,
+            at,
+            challenge_error,
+            order_error,
+            f,
+        )
+        .await?;
     }
     Ok(applied)
 }

@@ -18,6 +18,7 @@ use crate::listener::RemoteAddr;
 use crate::App;
 use ra::ratelimit::{self, Rate};
 use store::{self, acme::Account};
+use vellum_core::status::AccountStatus;
 
 /// Orders per page of the orders list.
 const ORDERS_PAGE: i64 = 100;
@@ -252,7 +253,7 @@ pub(super) async fn new_account(
         tenant_id: ctx.ca.tenant_id.clone(),
         thumbprint: thumb,
         jwk_json: jwk.to_string(),
-        status: "valid".into(),
+        status: ra::acme::state::ACCOUNT_CREATED,
         contact,
         tos_agreed: tos,
         eab_kid: eab_kid.clone(),
@@ -309,7 +310,9 @@ pub(super) async fn account(
         }
         match payload.get("status").and_then(Value::as_str) {
             None => {}
-            Some("deactivated") => a.status = "deactivated".into(),
+            Some(s) if s.parse().is_ok_and(ra::acme::state::account_update_allowed) => {
+                a.status = AccountStatus::Deactivated
+            }
             Some(other) => {
                 return Err(AcmeError::malformed(format!(
                     "status may only be set to \"deactivated\", not {other:?}"
@@ -317,7 +320,7 @@ pub(super) async fn account(
             }
         }
         let mut tx = app.store.begin().await?;
-        store::acme::update_account(&mut tx, &a.id, &a.contact, &a.status).await?;
+        store::acme::update_account(&mut tx, &a.id, &a.contact, a.status).await?;
         tx.commit().await?;
         app.caches.invalidate();
     }

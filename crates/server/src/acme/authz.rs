@@ -15,10 +15,12 @@ use super::problem::{AcmeError, AcmeResult};
 use super::{authenticate, reply, with_retry_after, Ctx};
 use crate::App;
 use ra::acme::inflight::Running;
+use ra::acme::state::{self, Refused};
 use ra::acme::writes::Change;
 use ra::ratelimit::{self, Rate};
 use store::{self, acme::Authz, acme::Challenge};
 use va::{Identifier, VaError};
+use vellum_core::status::{AuthzStatus, ChallengeType, IdentifierType};
 use vellum_core::time::rfc3339;
 
 /// Attempts per validation (with a growing pause between them).
@@ -40,20 +42,16 @@ fn challenge_json(ctx: &Ctx, c: &Challenge) -> Value {
     v
 }
 
+/// The authorization object (`a` as it is now: `state::authz_effective` applied).
 fn authz_json(ctx: &Ctx, a: &Authz, challenges: &[Challenge]) -> Value {
-    let status = if a.status == "pending" && a.expires_at <= vellum_core::time::now() {
-        "expired"
-    } else {
-        a.status.as_str()
-    };
     let shown: Vec<Value> = challenges
         .iter()
-        .filter(|c| a.status != "valid" || c.status == "valid")
+        .filter(|c| state::challenge_shown(a.status, c.status))
         .map(|c| challenge_json(ctx, c))
         .collect();
     let mut v = json!({
         "identifier": {"type": a.id_type, "value": a.id_value},
-        "status": status,
+        "status": a.status,
         "expires": rfc3339(a.expires_at),
         "challenges": shown,
     });
@@ -93,7 +91,9 @@ pub(super) async fn authz(
         .read(
             || load_authz(&ctx, &account.id, &id),
             |(a, _)| {
-                if req.is_post_as_get() && a.status == "pending" {
+                let now = vellum_core::time::now();
+                let status = state::authz_effective(a.status, a.expires_at, now);
+                if req.is_post_as_get() && state::authz_in_progress(status) {
                     vec![id.clone()]
                 } else {
                     Vec::new()
@@ -103,20 +103,25 @@ pub(super) async fn authz(
         .await?;
     if !req.is_post_as_get() {
         let payload = req.json()?;
-        match payload.get("status").and_then(Value::as_str) {
-            Some("deactivated") => {
+        let requested = payload.get("status").and_then(Value::as_str);
+        match requested.map(str::parse::<AuthzStatus>) {
+            Some(Ok(to)) if state::authz_update_allowed(to) => {
+                // The stored status decides (the store's update is conditional on it):
+                // an expired pending authorization can still be deactivated.
+                let to = state::deactivate_authz(a.status).map_err(|r| refusal(&id, r))?;
                 let mut tx = app.store.begin().await?;
-                if !store::acme::set_authz_status(&mut tx, &id, "deactivated").await? {
-                    return Err(AcmeError::malformed(format!(
-                        "authorization {id} is {}; only pending or valid ones can be deactivated",
-                        a.status
-                    )));
+                let from = state::DEACTIVATABLE;
+                if !store::acme::transition_authz(&mut tx, &id, from, to).await? {
+                    // It changed since it was read.
+                    return Err(refusal(&id, Refused::AuthzNotDeactivatable(a.status)));
                 }
                 let err = AcmeError::unauthorized(format!("authorization {id} was deactivated"))
                     .to_json();
-                store::acme::fail_orders_of_authz(&mut tx, &id, &err.to_string()).await?;
+                let (orders, lost) = (state::UNFINISHED_ORDERS, state::ORDER_AUTHZ_LOST);
+                store::acme::fail_orders_of_authz(&mut tx, &id, &err.to_string(), orders, lost)
+                    .await?;
                 tx.commit().await?;
-                a.status = "deactivated".into();
+                a.status = to;
             }
             _ => {
                 return Err(AcmeError::malformed(
@@ -125,13 +130,14 @@ pub(super) async fn authz(
             }
         }
     }
+    a.status = state::authz_effective(a.status, a.expires_at, vellum_core::time::now());
     let resp = reply(
         StatusCode::OK,
         authz_json(&ctx, &a, &challenges),
         Some(&ctx.url(&format!("authz/{id}"))),
         &[],
     );
-    Ok(if a.status == "pending" {
+    Ok(if state::authz_in_progress(a.status) {
         with_retry_after(resp, 1)
     } else {
         resp
@@ -164,32 +170,24 @@ pub(super) async fn challenge(
     let (mut ch, a) = app
         .acme_inflight
         .read(load, |(ch, a)| {
-            if req.is_post_as_get() && ch.status == "processing" {
+            if req.is_post_as_get() && state::challenge_in_progress(ch.status) {
                 vec![a.id.clone()]
             } else {
                 Vec::new()
             }
         })
         .await?;
-    if !req.is_post_as_get() && ch.status == "pending" {
-        if a.status != "pending" {
-            return Err(AcmeError::malformed(format!(
-                "authorization {} is {}",
-                a.id, a.status
-            )));
-        }
-        if a.expires_at <= vellum_core::time::now() {
-            return Err(AcmeError::malformed(format!(
-                "authorization {} has expired",
-                a.id
-            )));
-        }
+    let now = vellum_core::time::now();
+    let start = !req.is_post_as_get()
+        && state::challenge_start(ch.status, a.status, a.expires_at, now)
+            .map_err(|r| refusal(&a.id, r))?;
+    if start {
         let started = app
             .acme_writer
             .apply(Change::StartChallenge { id: id.clone() })
             .await?;
         if started {
-            ch.status = "processing".into();
+            ch.status = state::CHALLENGE_START.to;
             let fail_rate = Rate::per_hour(
                 ratelimit::for_ca(&app, &ctx.ca.id)
                     .await?
@@ -209,11 +207,23 @@ pub(super) async fn challenge(
     }
     let up = format!("<{}>;rel=\"up\"", ctx.url(&format!("authz/{}", a.id)));
     let resp = reply(StatusCode::OK, challenge_json(&ctx, &ch), None, &[up]);
-    Ok(if ch.status == "processing" {
+    Ok(if state::challenge_in_progress(ch.status) {
         with_retry_after(resp, 1)
     } else {
         resp
     })
+}
+
+/// The ACME problem for a refusal of the state machine about authorization `id`.
+fn refusal(id: &str, r: Refused) -> AcmeError {
+    match r {
+        Refused::AuthzNotPending(s) => AcmeError::malformed(format!("authorization {id} is {s}")),
+        Refused::AuthzExpired => AcmeError::malformed(format!("authorization {id} has expired")),
+        Refused::AuthzNotDeactivatable(s) => AcmeError::malformed(format!(
+            "authorization {id} is {s}; only pending or valid ones can be deactivated"
+        )),
+        other => AcmeError::internal(format!("authorization {id}: unexpected refusal {other:?}")),
+    }
 }
 
 async fn attempt(
@@ -222,22 +232,21 @@ async fn attempt(
     a: &Authz,
     key_authorization: &str,
 ) -> Result<(), VaError> {
-    let ident = if a.id_type == "ip" {
-        match a.id_value.parse() {
+    let ident = match a.id_type {
+        IdentifierType::Ip => match a.id_value.parse() {
             Ok(ip) => Identifier::Ip(ip),
             Err(_) => Identifier::Dns(a.id_value.clone()),
-        }
-    } else {
-        Identifier::Dns(a.id_value.clone())
+        },
+        IdentifierType::Dns => Identifier::Dns(a.id_value.clone()),
     };
-    match ch.kind.as_str() {
-        "http-01" => {
+    match ch.kind {
+        ChallengeType::Http01 => {
             app.validator
                 .http01(&ident, &ch.token, key_authorization)
                 .await
         }
-        "dns-01" => app.validator.dns01(&a.id_value, key_authorization).await,
-        _ => app.validator.tls_alpn01(&ident, key_authorization).await,
+        ChallengeType::Dns01 => app.validator.dns01(&a.id_value, key_authorization).await,
+        ChallengeType::TlsAlpn01 => app.validator.tls_alpn01(&ident, key_authorization).await,
     }
 }
 

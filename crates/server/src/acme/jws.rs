@@ -330,7 +330,7 @@ pub async fn verify(
     verify_signature(&f, &alg, &jwk)?;
     super::nonce::redeem(&ctx.app, f.protected.get("nonce").and_then(Value::as_str)).await?;
     if let Some(a) = &account {
-        if a.status != "valid" {
+        if !ra::acme::state::account_usable(a.status) {
             return Err(AcmeError::unauthorized(format!(
                 "account {} is {}",
                 a.id, a.status

@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use crate::App;
 use problem::{AcmeError, AcmeResult};
 use store::{self, acme::Settings, cas::CaRow};
+use vellum_core::status::CaStatus;
 
 /// Per-request context: the CA behind the directory and its ACME settings.
 pub struct Ctx {
@@ -46,7 +47,7 @@ impl Ctx {
                 let mut conn = app.store.reader().acquire().await?;
                 let Some(ca) = store::cas::get_any_tenant(&mut conn, ca_id)
                     .await?
-                    .filter(|c| !c.is_root() && c.status == "enabled")
+                    .filter(|c| !c.is_root() && c.status == CaStatus::Enabled)
                 else {
                     return Ok(None);
                 };

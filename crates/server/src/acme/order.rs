@@ -19,12 +19,14 @@ use super::{authenticate, reply, with_retry_after, Ctx};
 use crate::App;
 use ca::cert_pem;
 use ca::profile::{LeafType, San, SubjectFields};
+use ra::acme::state::{self, LostClaim, Refused};
 use ra::acme::writes::Change;
 use ra::issue::{self, IssueRequest, KeySource};
 use ra::ratelimit::{self, Rate};
 use ra::record::Followup;
 use store::{self, acme::Authz, acme::Challenge, acme::Order};
 use vellum_core::error::Error;
+use vellum_core::status::{ChallengeType, IdentifierType};
 use vellum_core::time::rfc3339;
 
 /// How long a pending order or authorization lives.
@@ -32,11 +34,11 @@ pub(super) const PENDING_LIFETIME_SECS: i64 = 7 * 86_400;
 /// How long a valid authorization can be reused.
 pub(super) const AUTHZ_REUSE_SECS: i64 = 30 * 86_400;
 
-/// One identifier of an order.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// One identifier of an order (as stored in `identifiers_json`, too).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
 pub(super) struct Ident {
-    /// `dns` or `ip`.
-    pub kind: String,
+    #[serde(rename = "type")]
+    pub kind: IdentifierType,
     pub value: String,
 }
 
@@ -71,8 +73,8 @@ fn parse_identifiers(ctx: &Ctx, v: &Value) -> AcmeResult<Vec<Ident>> {
             .get("value")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        match kind {
-            "dns" => {
+        match kind.parse::<IdentifierType>() {
+            Ok(IdentifierType::Dns) => {
                 let name = value.trim_end_matches('.').to_ascii_lowercase();
                 let why = if name.parse::<std::net::IpAddr>().is_ok() {
                     Some(format!(
@@ -81,7 +83,7 @@ fn parse_identifiers(ctx: &Ctx, v: &Value) -> AcmeResult<Vec<Ident>> {
                 } else if let Some(problem) = ra::names::dns_name_problem(&name) {
                     Some(format!("{value:?} is not a valid DNS name: it {problem}"))
                 } else if name.starts_with("*.")
-                    && !ctx.settings.challenges.iter().any(|c| c == "dns-01")
+                    && !ctx.settings.challenges.contains(&ChallengeType::Dns01)
                 {
                     Some("wildcards need dns-01, which this directory does not offer".to_string())
                 } else if !domain_allowed(&ctx.settings.allowed_domains, &name) {
@@ -97,21 +99,21 @@ fn parse_identifiers(ctx: &Ctx, v: &Value) -> AcmeResult<Vec<Ident>> {
                         rejected = rejected.with_subproblem(
                             "rejectedIdentifier",
                             &w,
-                            json!({"type": "dns", "value": value}),
+                            json!({"type": IdentifierType::Dns, "value": value}),
                         )
                     }
                     None => {
                         out.insert(Ident {
-                            kind: "dns".into(),
+                            kind: IdentifierType::Dns,
                             value: name,
                         });
                     }
                 }
             }
-            "ip" => match value.parse::<std::net::IpAddr>() {
+            Ok(IdentifierType::Ip) => match value.parse::<std::net::IpAddr>() {
                 Ok(ip) if ctx.settings.allow_ip => {
                     out.insert(Ident {
-                        kind: "ip".into(),
+                        kind: IdentifierType::Ip,
                         value: ip.to_string(),
                     });
                 }
@@ -119,22 +121,22 @@ fn parse_identifiers(ctx: &Ctx, v: &Value) -> AcmeResult<Vec<Ident>> {
                     rejected = rejected.with_subproblem(
                         "rejectedIdentifier",
                         "this CA does not certify IP addresses",
-                        json!({"type": "ip", "value": value}),
+                        json!({"type": IdentifierType::Ip, "value": value}),
                     )
                 }
                 Err(_) => {
                     rejected = rejected.with_subproblem(
                         "malformed",
                         &format!("{value:?} is not an IP address"),
-                        json!({"type": "ip", "value": value}),
+                        json!({"type": IdentifierType::Ip, "value": value}),
                     )
                 }
             },
-            other => {
+            Err(_) => {
                 return Err(AcmeError::new(
                     "unsupportedIdentifier",
                     StatusCode::BAD_REQUEST,
-                    format!("identifier type {other:?} is not supported (dns, ip)"),
+                    format!("identifier type {kind:?} is not supported (dns, ip)"),
                 ))
             }
         }
@@ -184,11 +186,7 @@ pub(super) async fn order_json(ctx: &Ctx, o: &Order) -> AcmeResult<Value> {
         .authz_ids()
         .map_err(|_| AcmeError::internal("stored authorization list unreadable"))?;
     let identifiers: Value = serde_json::from_str(&o.identifiers_json).unwrap_or(json!([]));
-    let status = if o.status == "pending" && o.expires_at <= vellum_core::time::now() {
-        "invalid"
-    } else {
-        o.status.as_str()
-    };
+    let status = state::order_effective(o.status, o.expires_at, vellum_core::time::now());
     let mut v = json!({
         "status": status,
         "expires": rfc3339(o.expires_at),
@@ -286,7 +284,7 @@ pub(super) async fn new_order(
         let wildcard = id.value.starts_with("*.");
         let bare = id.value.trim_start_matches("*.").to_string();
         let reuse =
-            store::acme::reusable_authz(&mut conn, &account.id, &id.kind, &bare, wildcard, now)
+            store::acme::reusable_authz(&mut conn, &account.id, id.kind, &bare, wildcard, now)
                 .await?;
         if let Some(a) = reuse {
             authz_ids.push(a.id);
@@ -295,27 +293,29 @@ pub(super) async fn new_order(
         let authz = Authz {
             id: uuid::Uuid::now_v7().simple().to_string(),
             account_id: account.id.clone(),
-            id_type: id.kind.clone(),
+            id_type: id.kind,
             id_value: bare,
             wildcard,
-            status: "pending".into(),
+            status: state::AUTHZ_CREATED,
             expires_at: now + PENDING_LIFETIME_SECS,
             created_at: now,
         };
         for kind in &ctx.settings.challenges {
-            let fits = match (id.kind.as_str(), kind.as_str()) {
-                (_, "dns-01") => id.kind == "dns",
-                ("dns", _) => !wildcard,
-                ("ip", "http-01" | "tls-alpn-01") => true,
-                _ => false,
+            // RFC 8738 §7: no dns-01 for IP addresses; RFC 8555 §7.1.3: wildcards
+            // only through dns-01.
+            let fits = match (id.kind, kind) {
+                (IdentifierType::Dns, ChallengeType::Dns01) => true,
+                (IdentifierType::Dns, _) => !wildcard,
+                (IdentifierType::Ip, ChallengeType::Dns01) => false,
+                (IdentifierType::Ip, ChallengeType::Http01 | ChallengeType::TlsAlpn01) => true,
             };
             if fits {
                 new_challenges.push(Challenge {
                     id: uuid::Uuid::now_v7().simple().to_string(),
                     authz_id: authz.id.clone(),
-                    kind: kind.clone(),
+                    kind: *kind,
                     token: token(),
-                    status: "pending".into(),
+                    status: state::CHALLENGE_CREATED,
                     validated_at: None,
                     error_json: None,
                 });
@@ -329,11 +329,7 @@ pub(super) async fn new_order(
         account_id: account.id.clone(),
         ca_id: ctx.ca.id.clone(),
         // Every authorization reused and valid: the order is ready at once.
-        status: if new_authzs.is_empty() {
-            "ready".into()
-        } else {
-            "pending".into()
-        },
+        status: state::order_created(new_authzs.is_empty()),
         identifiers_json: Value::Array(idents.iter().map(Ident::json).collect()).to_string(),
         profile,
         not_before,
@@ -421,11 +417,14 @@ async fn check_rate_limits(ctx: &Ctx, account_id: &str, idents: &[Ident]) -> Acm
     Ok(())
 }
 
+/// An order of the account, as it is now (expiry applied: `state::order_effective`).
 async fn load_order(ctx: &Ctx, account_id: &str, id: &str) -> AcmeResult<Order> {
-    store::acme::find_order(&ctx.app.store, id)
+    let mut o = store::acme::find_order(&ctx.app.store, id)
         .await?
         .filter(|o| o.account_id == account_id && o.ca_id == ctx.ca.id)
-        .ok_or_else(|| AcmeError::not_found(format!("no order {id} for this account")))
+        .ok_or_else(|| AcmeError::not_found(format!("no order {id} for this account")))?;
+    o.status = state::order_effective(o.status, o.expires_at, vellum_core::time::now());
+    Ok(o)
 }
 
 /// `POST order/{id}` (POST-as-GET).
@@ -449,9 +448,12 @@ pub(super) async fn order(
         .acme_inflight
         .read(
             || load_order(&ctx, account_id, &id),
-            |o| match o.status.as_str() {
-                "pending" => o.authz_ids().unwrap_or_default(),
-                _ => Vec::new(),
+            |o| {
+                if state::order_awaits_validation(o.status) {
+                    o.authz_ids().unwrap_or_default()
+                } else {
+                    Vec::new()
+                }
             },
         )
         .await?;
@@ -461,7 +463,7 @@ pub(super) async fn order(
         Some(&ctx.url(&format!("order/{id}"))),
         &[],
     );
-    Ok(if matches!(o.status.as_str(), "pending" | "processing") {
+    Ok(if state::order_in_progress(o.status) {
         with_retry_after(resp, 1)
     } else {
         resp
@@ -473,6 +475,16 @@ fn describe(set: &BTreeSet<Ident>) -> String {
         .map(|i| format!("{}:{}", i.kind, i.value))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The ACME problem for a refusal of the state machine about order `id`.
+fn refusal(id: &str, r: Refused) -> AcmeError {
+    match r {
+        Refused::OrderNotReady(s) => AcmeError::order_not_ready(format!(
+            "order {id} is {s}; it can be finalized only when ready"
+        )),
+        other => AcmeError::internal(format!("order {id}: unexpected refusal {other:?}")),
+    }
 }
 
 /// `POST order/{id}/finalize`.
@@ -493,12 +505,7 @@ pub(super) async fn finalize(
     .await?;
     let account = req.account()?.clone();
     let o = load_order(&ctx, &account.id, &id).await?;
-    if o.status != "ready" {
-        return Err(AcmeError::order_not_ready(format!(
-            "order {id} is {}; it can be finalized only when ready",
-            o.status
-        )));
-    }
+    state::finalize_allowed(o.status).map_err(|r| refusal(&id, r))?;
     let payload = req.json()?;
     let csr_b64 = payload
         .get("csr")
@@ -520,28 +527,24 @@ pub(super) async fn finalize(
             )));
         }
     }
-    let wanted: BTreeSet<Ident> = store::decode_json::<Vec<Value>>(
+    let wanted: BTreeSet<Ident> = store::decode_json::<Vec<Ident>>(
         "acme_orders",
         "identifiers_json",
         &o.id,
         &o.identifiers_json,
     )?
-    .iter()
-    .map(|v| Ident {
-        kind: v["type"].as_str().unwrap_or_default().to_string(),
-        value: v["value"].as_str().unwrap_or_default().to_string(),
-    })
+    .into_iter()
     .collect();
     let mut got: BTreeSet<Ident> = csr
         .sans
         .iter()
         .filter_map(|s| match s {
             San::Dns(d) => Some(Ident {
-                kind: "dns".into(),
+                kind: IdentifierType::Dns,
                 value: d.to_ascii_lowercase(),
             }),
             San::Ip(ip) => Some(Ident {
-                kind: "ip".into(),
+                kind: IdentifierType::Ip,
                 value: ip.to_string(),
             }),
             _ => None,
@@ -559,11 +562,11 @@ pub(super) async fn finalize(
     if let Some(cn) = &csr.common_name {
         let cn_ident = match cn.parse::<std::net::IpAddr>() {
             Ok(ip) => Ident {
-                kind: "ip".into(),
+                kind: IdentifierType::Ip,
                 value: ip.to_string(),
             },
             Err(_) => Ident {
-                kind: "dns".into(),
+                kind: IdentifierType::Dns,
                 value: cn.to_ascii_lowercase(),
             },
         };
@@ -595,15 +598,15 @@ pub(super) async fn finalize(
         .or_else(|| {
             wanted
                 .iter()
-                .find(|i| i.kind == "dns")
+                .find(|i| i.kind == IdentifierType::Dns)
                 .map(|i| i.value.clone())
         })
         .unwrap_or_default();
     let sans: Vec<San> = wanted
         .iter()
-        .filter_map(|i| match i.kind.as_str() {
-            "ip" => i.value.parse().ok().map(San::Ip),
-            _ => Some(San::Dns(i.value.clone())),
+        .filter_map(|i| match i.kind {
+            IdentifierType::Ip => i.value.parse().ok().map(San::Ip),
+            IdentifierType::Dns => Some(San::Dns(i.value.clone())),
         })
         .collect();
     let mut tags = BTreeMap::new();
@@ -662,20 +665,18 @@ pub(super) async fn finalize(
         Err(Error::Conflict(detail)) => {
             // The recorder refused the order's claim: say what became of the order.
             let current = load_order(&ctx, &account.id, &id).await?;
-            return Err(match current.status.as_str() {
-                "ready" => Error::Conflict(detail).into(),
-                "valid" | "processing" => AcmeError::order_not_ready(format!(
+            return Err(match state::finalize_lost(current.status) {
+                LostClaim::StillReady => Error::Conflict(detail).into(),
+                LostClaim::FinalizedElsewhere => AcmeError::order_not_ready(format!(
                     "order {id} was finalized by another request"
                 )),
-                other => AcmeError::order_not_ready(format!(
-                    "order {id} is {other}; it can be finalized only when ready"
-                )),
+                LostClaim::NotReady(other) => refusal(&id, Refused::OrderNotReady(other)),
             });
         }
         Err(e) => return Err(e.into()),
     };
     let mut o = o;
-    o.status = "valid".into();
+    o.status = state::ORDER_ISSUED.to;
     o.certificate_id = Some(issued.record.id.clone());
     Ok(reply(
         StatusCode::OK,

@@ -15,6 +15,7 @@ use super::problem::{AcmeError, AcmeResult};
 use super::{authenticate, with_retry_after, Ctx};
 use crate::App;
 use store::{self, acme::Account, certificates::CertRow};
+use vellum_core::status::IdentifierType;
 use vellum_core::time::rfc3339;
 
 fn reason_name(code: i64) -> AcmeResult<&'static str> {
@@ -108,14 +109,14 @@ async fn account_may_revoke(
     if cert.requester.as_deref() == Some(account.id.as_str()) {
         return Ok(true);
     }
-    let names: Vec<(String, String)> = match x.subject_alternative_name() {
+    let names: Vec<(IdentifierType, String)> = match x.subject_alternative_name() {
         Ok(Some(san)) => san
             .value
             .general_names
             .iter()
             .filter_map(|g| match g {
                 x509_parser::extensions::GeneralName::DNSName(d) => Some((
-                    "dns".to_string(),
+                    IdentifierType::Dns,
                     d.trim_start_matches("*.").to_ascii_lowercase(),
                 )),
                 x509_parser::extensions::GeneralName::IPAddress(b) => {
@@ -124,7 +125,7 @@ async fn account_may_revoke(
                         16 => std::net::IpAddr::from(<[u8; 16]>::try_from(*b).ok()?),
                         _ => return None,
                     };
-                    Some(("ip".to_string(), ip.to_string()))
+                    Some((IdentifierType::Ip, ip.to_string()))
                 }
                 _ => None,
             })

@@ -18,8 +18,7 @@ use crate::App;
 use ra::hierarchy;
 use store::{self, acme::Settings};
 use vellum_core::error::{Error, Result};
-
-const CHALLENGES: &[&str] = &["http-01", "dns-01", "tls-alpn-01"];
+use vellum_core::status::ChallengeType;
 
 fn view(app: &App, s: &Settings) -> Value {
     json!({
@@ -105,17 +104,17 @@ pub async fn put_settings(
                     "at least one challenge type is needed",
                 ));
             }
-            for (i, c) in list.iter().enumerate() {
-                if !CHALLENGES.contains(&c.as_str()) {
-                    return Err(Error::invalid(
+            let parsed = list.iter().enumerate().map(|(i, c)| {
+                c.parse::<ChallengeType>().map_err(|_| {
+                    Error::invalid(
                         format!("challenges[{i}]"),
                         format!(
                             "{c:?} is not a challenge type; use http-01, dns-01 or tls-alpn-01"
                         ),
-                    ));
-                }
-            }
-            s.challenges = list.clone();
+                    )
+                })
+            });
+            s.challenges = parsed.collect::<Result<_>>()?;
         }
         if let Some(days) = body.default_validity_days {
             if !(1..=ra::issue::MAX_LEAF_VALIDITY_DAYS).contains(&days) {

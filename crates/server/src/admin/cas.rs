@@ -17,6 +17,7 @@ use ca::profile::SubjectFields;
 use ra::hierarchy::{self, EnableMode, Purchase};
 use store::{self, cas::CaFilter};
 use vellum_core::error::{Error, Result};
+use vellum_core::status::{parse_field, CaKind, CaStatus};
 
 type JsonResult = ApiResult<axum::Json<Value>>;
 
@@ -81,8 +82,8 @@ async fn purchase(app: &App, who: &Principal, body: &NewCa) -> Result<Value> {
         state: body.state.clone(),
         country: body.country.clone(),
     };
-    match body.kind.as_str() {
-        "root" => {
+    match body.kind.parse::<CaKind>() {
+        Ok(CaKind::Root) => {
             if body.parent_id.is_some() {
                 return Err(Error::invalid("parent_id", "a root CA has no parent"));
             }
@@ -99,7 +100,7 @@ async fn purchase(app: &App, who: &Principal, body: &NewCa) -> Result<Value> {
             v["intermediate_id"] = json!(inter.id);
             Ok(v)
         }
-        "intermediate" => {
+        Ok(CaKind::Intermediate) => {
             let parent = body
                 .parent_id
                 .as_deref()
@@ -130,9 +131,12 @@ async fn purchase(app: &App, who: &Principal, body: &NewCa) -> Result<Value> {
             let ca = hierarchy::purchase_intermediate(app, &who.tenant_id, parent, &p).await?;
             Ok(ca_view(app, &ca))
         }
-        other => Err(Error::invalid(
+        Err(e) => Err(Error::invalid(
             "kind",
-            format!("{other:?} is not a CA kind; use \"root\" or \"intermediate\""),
+            format!(
+                "{:?} is not a CA kind; use \"root\" or \"intermediate\"",
+                e.value
+            ),
         )),
     }
 }
@@ -159,27 +163,15 @@ pub async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(Error::invalid("limit", "must be between 1 and 1000").into());
     }
-    if let Some(k) = &q.kind {
-        if !matches!(k.as_str(), "root" | "intermediate") {
-            return Err(Error::invalid("kind", "must be root or intermediate").into());
-        }
-    }
-    if let Some(s) = &q.status {
-        if !matches!(
-            s.as_str(),
-            "pending" | "enabled" | "revoked" | "refunded" | "removed"
-        ) {
-            return Err(Error::invalid(
-                "status",
-                "must be pending, enabled, revoked, refunded or removed",
-            )
-            .into());
-        }
-    }
+    let kind = q.kind.as_deref().map(|k| parse_field::<CaKind>("kind", k));
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| parse_field::<CaStatus>("status", s));
     let filter = CaFilter {
-        kind: q.kind,
+        kind: kind.transpose()?,
         parent_id: q.parent_id,
-        status: q.status,
+        status: status.transpose()?,
         after: q.cursor,
         limit,
     };

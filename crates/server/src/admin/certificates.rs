@@ -21,6 +21,7 @@ use ra::issue::{self, IssueRequest, Issued, KeySource};
 use ra::spec::{CertSpec, Requester, SanInput};
 use store::{self, audit::AuditEvent, certificates::CertFilter, certificates::CertRow};
 use vellum_core::error::{Error, Result};
+use vellum_core::status::{parse_field, CertificateStatus};
 
 /// Body of `POST /cas/{id}/certificates`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,7 +156,10 @@ fn audit_event(who: &Principal, action: &str) -> AuditEvent {
     }
 }
 
-pub use ra::renew::status;
+/// Status of a certificate at `now`.
+pub fn status(c: &CertRow, now: i64) -> CertificateStatus {
+    c.status(now)
+}
 
 /// The JSON view of a certificate (a contract: see docs/API.md).
 pub fn view(c: &CertRow, chain_der: &[Vec<u8>]) -> Value {
@@ -271,19 +275,14 @@ pub async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(Error::invalid("limit", "must be between 1 and 1000").into());
     }
-    if let Some(s) = &q.status {
-        if !matches!(s.as_str(), "issued" | "expiring" | "expired" | "revoked") {
-            return Err(
-                Error::invalid("status", "must be issued, expiring, expired or revoked").into(),
-            );
-        }
-    }
+    let status = q.status.as_deref().map(|s| parse_field("status", s));
+    let status = status.transpose()?;
     if let Some(t) = &q.cert_type {
         ra::spec::leaf_type(t)?;
     }
     let filter = CertFilter {
         ca_id: q.ca_id,
-        status: q.status,
+        status,
         cert_type: q.cert_type,
         q: q.q.filter(|s| !s.is_empty()),
         tag: q.tag.filter(|s| !s.is_empty()),

@@ -16,6 +16,7 @@ use axum::Router;
 use crate::App;
 use ca::cert_pem;
 use vellum_core::error::Error;
+use vellum_core::status::CaStatus;
 
 /// Routes of the distribution listener.
 pub fn router() -> Router<Arc<App>> {
@@ -110,7 +111,7 @@ async fn ca_certificate(
     let mut conn = app.store.reader().acquire().await?;
     let ca = store::cas::get_any_tenant(&mut conn, &id)
         .await?
-        .filter(|ca| ca.status != "removed")
+        .filter(|ca| ca.status != CaStatus::Removed)
         .ok_or_else(|| Error::not_found(format!("no CA {id}")))?;
     let der = ca.certificate_der.ok_or_else(|| {
         Error::not_found(format!("CA {id} has no certificate (it is {})", ca.status))

@@ -509,7 +509,7 @@ async fn ours(
     tenant_id: &str,
     serial: &str,
     der: &[u8],
-) -> Result<Option<(CertRow, String)>, EstError> {
+) -> Result<Option<(CertRow, vellum_core::status::CaStatus)>, EstError> {
     let mut conn = app.store.reader().acquire().await?;
     Ok(store::est::certificate_by_der(&mut conn, tenant_id, serial, der).await?)
 }

@@ -199,12 +199,12 @@ impl Ctx {
             }));
         };
         let ca_id = svc.settings.ca_id.clone();
-        if svc.kind == "root" {
+        if svc.kind.is_root() {
             return Err(EstError::not_found(format!(
                 "CA {ca_id} is a root CA; EST is served by intermediate CAs"
             )));
         }
-        if svc.status != "enabled" {
+        if svc.status != vellum_core::status::CaStatus::Enabled {
             return Err(EstError::not_found(format!(
                 "no EST service for CA {ca_id}: it is {}",
                 svc.status

@@ -1,0 +1,432 @@
+//! The states and kinds the domain keeps as text in the database and on the wire, as
+//! types: a CA's kind and status, a certificate's status, an ACME account's, order's,
+//! authorization's and challenge's status, an identifier's type.
+//!
+//! The store decodes rows into these types where they leave it, and an unknown spelling
+//! there is an internal error (a damaged or hand-edited database), never a default: the
+//! rules above compare enums, never strings. Each type's spelling ([`Spelled::as_str`]) is
+//! the one the database holds and the wire shows; `Display` and serde use it too, so JSON
+//! renders exactly as the strings did. Request fields parse with [`parse_field`], whose
+//! 422 names the field and the values allowed.
+//!
+//! Which transitions between states are allowed is not this module's business: the CA
+//! lifecycle is `ra::hierarchy`'s (one conditional `UPDATE` each in `store::cas`), the
+//! ACME order flow's is `ra::acme::state`'s.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::Error;
+
+/// Text that is none of a type's spellings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownValue {
+    /// What was being read (`"CA status"`).
+    pub what: &'static str,
+    /// The text found.
+    pub value: String,
+    /// The spellings allowed.
+    pub allowed: &'static [&'static str],
+}
+
+impl fmt::Display for UnknownValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not a {} (one of {})",
+            self.value,
+            self.what,
+            one_of(self.allowed)
+        )
+    }
+}
+
+impl std::error::Error for UnknownValue {}
+
+/// `a`, `a or b`, `a, b or c`: the spellings as a sentence names them.
+pub fn one_of(allowed: &[&str]) -> String {
+    match allowed {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// A closed set of values with one spelling each (see the module documentation).
+pub trait Spelled: Copy + Eq + FromStr<Err = UnknownValue> + fmt::Display + 'static {
+    /// What a value is, for messages (`"order status"`).
+    const WHAT: &'static str;
+    /// Every value, in declaration order.
+    const ALL: &'static [Self];
+    /// Every spelling, in the same order.
+    const SPELLINGS: &'static [&'static str];
+    /// The stored and wire spelling.
+    fn as_str(self) -> &'static str;
+}
+
+/// Parses a request field (a query parameter, a body member) into `T`; anything else is a
+/// 422 naming `field`: "must be a, b or c".
+pub fn parse_field<T: Spelled>(field: &str, value: &str) -> Result<T, Error> {
+    value
+        .parse()
+        .map_err(|_| Error::invalid(field, format!("must be {}", one_of(T::SPELLINGS))))
+}
+
+/// Declares a [`Spelled`] enum: variants with their spellings, `as_str`, `FromStr`,
+/// `Display`, serde as the spelling.
+macro_rules! spelled {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($what:literal) {
+            $( $(#[$vmeta:meta])* $variant:ident = $spelling:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl Spelled for $name {
+            const WHAT: &'static str = $what;
+            const ALL: &'static [Self] = &[$($name::$variant),+];
+            const SPELLINGS: &'static [&'static str] = &[$($spelling),+];
+            fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $spelling,)+
+                }
+            }
+        }
+
+        impl $name {
+            /// The stored and wire spelling.
+            pub fn as_str(self) -> &'static str {
+                <Self as Spelled>::as_str(self)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(s: &str) -> Result<Self, UnknownValue> {
+                match s {
+                    $($spelling => Ok($name::$variant),)+
+                    _ => Err(UnknownValue {
+                        what: $what,
+                        value: s.to_string(),
+                        allowed: <Self as Spelled>::SPELLINGS,
+                    }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+spelled! {
+    /// Where a CA sits in the hierarchy (`cas.kind`).
+    #[derive(Default)]
+    pub enum CaKind ("CA kind") {
+        /// Self-signed; issues intermediates only.
+        Root = "root",
+        /// Issued by a root; issues end-entity certificates.
+        #[default]
+        Intermediate = "intermediate",
+    }
+}
+
+impl CaKind {
+    /// True for [`CaKind::Root`].
+    pub fn is_root(self) -> bool {
+        self == CaKind::Root
+    }
+}
+
+spelled! {
+    /// A CA's lifecycle state (`cas.status`).
+    #[derive(Default)]
+    pub enum CaStatus ("CA status") {
+        /// Bought, without key or certificate yet (also after a reset).
+        #[default]
+        Pending = "pending",
+        /// Holds its key and certificate; may issue.
+        Enabled = "enabled",
+        /// Its certificate was revoked.
+        Revoked = "revoked",
+        /// Refunded before it was enabled.
+        Refunded = "refunded",
+        /// Revoked or refunded, then hidden from lists (kept for audit).
+        Removed = "removed",
+    }
+}
+
+spelled! {
+    /// An end-entity certificate's status at a given time, derived from its revocation
+    /// and expiry (not stored: see [`CertificateStatus::at`]).
+    pub enum CertificateStatus ("certificate status") {
+        /// Valid, and not expiring within [`EXPIRING_DAYS`].
+        Issued = "issued",
+        /// Valid, expiring within [`EXPIRING_DAYS`].
+        Expiring = "expiring",
+        /// Past its `notAfter`.
+        Expired = "expired",
+        /// Revoked (whatever its expiry).
+        Revoked = "revoked",
+    }
+}
+
+/// Days before expiry from which a certificate counts as [`CertificateStatus::Expiring`].
+pub const EXPIRING_DAYS: i64 = 30;
+
+impl CertificateStatus {
+    /// The status at `now` of a certificate revoked at `revoked_at` (if ever) and valid
+    /// until `not_after`.
+    pub fn at(revoked_at: Option<i64>, not_after: i64, now: i64) -> CertificateStatus {
+        if revoked_at.is_some() {
+            CertificateStatus::Revoked
+        } else if not_after <= now {
+            CertificateStatus::Expired
+        } else if not_after <= now + EXPIRING_DAYS * 86_400 {
+            CertificateStatus::Expiring
+        } else {
+            CertificateStatus::Issued
+        }
+    }
+}
+
+spelled! {
+    /// An ACME account's status (RFC 8555 §7.1.6; `acme_accounts.status`).
+    pub enum AccountStatus ("ACME account status") {
+        /// In use.
+        Valid = "valid",
+        /// Deactivated by its holder.
+        Deactivated = "deactivated",
+        /// Revoked by the server.
+        Revoked = "revoked",
+    }
+}
+
+spelled! {
+    /// An ACME order's status (RFC 8555 §7.1.6; `acme_orders.status`).
+    pub enum OrderStatus ("order status") {
+        /// Waiting for its authorizations.
+        Pending = "pending",
+        /// Every authorization is valid; may be finalized.
+        Ready = "ready",
+        /// Being finalized.
+        Processing = "processing",
+        /// Finalized: the certificate is issued.
+        Valid = "valid",
+        /// Failed, or expired while pending.
+        Invalid = "invalid",
+    }
+}
+
+spelled! {
+    /// An ACME authorization's status (RFC 8555 §7.1.6; `acme_authzs.status`).
+    pub enum AuthzStatus ("authorization status") {
+        /// Waiting for a challenge to succeed.
+        Pending = "pending",
+        /// A challenge succeeded; reusable until it expires.
+        Valid = "valid",
+        /// Its validation failed.
+        Invalid = "invalid",
+        /// Deactivated by its account.
+        Deactivated = "deactivated",
+        /// Expired while pending.
+        Expired = "expired",
+        /// Revoked by the server.
+        Revoked = "revoked",
+    }
+}
+
+spelled! {
+    /// An ACME challenge's status (RFC 8555 §7.1.6; `acme_challenges.status`).
+    pub enum ChallengeStatus ("challenge status") {
+        /// Not started.
+        Pending = "pending",
+        /// Its validation is running.
+        Processing = "processing",
+        /// Its validation succeeded.
+        Valid = "valid",
+        /// Its validation failed.
+        Invalid = "invalid",
+    }
+}
+
+spelled! {
+    /// An ACME challenge's type (RFC 8555 §8, RFC 8737; `acme_challenges.type`, the
+    /// settings' `challenges`). Declared in the spellings' order, which is the order the
+    /// database sorts them in.
+    pub enum ChallengeType ("challenge type") {
+        /// A TXT record at `_acme-challenge.<name>` (RFC 8555 §8.4).
+        Dns01 = "dns-01",
+        /// A file at `http://<name>/.well-known/acme-challenge/<token>` (RFC 8555 §8.3).
+        Http01 = "http-01",
+        /// A TLS certificate for the `acme-tls/1` ALPN protocol (RFC 8737).
+        TlsAlpn01 = "tls-alpn-01",
+    }
+}
+
+spelled! {
+    /// The type of an ACME identifier (RFC 8555 §9.7.7, RFC 8738; `acme_authzs.id_type`).
+    pub enum IdentifierType ("identifier type") {
+        /// A DNS name (possibly a wildcard).
+        Dns = "dns",
+        /// An IP address.
+        Ip = "ip",
+    }
+}
+
+/// A conditional change of state: rows in `from` move to `to` (the store's conditional
+/// `UPDATE … SET status = to WHERE status = from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition<S> {
+    /// The state a row must be in.
+    pub from: S,
+    /// The state it moves to.
+    pub to: S,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trips<T: Spelled + fmt::Debug + serde::Serialize + serde::de::DeserializeOwned>() {
+        assert_eq!(T::ALL.len(), T::SPELLINGS.len());
+        for (v, s) in T::ALL.iter().zip(T::SPELLINGS) {
+            assert_eq!(v.as_str(), *s);
+            assert_eq!(s.parse::<T>().unwrap(), *v);
+            assert_eq!(v.to_string(), *s);
+            assert_eq!(serde_json::to_string(v).unwrap(), format!("\"{s}\""));
+            assert_eq!(serde_json::from_str::<T>(&format!("\"{s}\"")).unwrap(), *v);
+        }
+        let e = "Bogus".parse::<T>().unwrap_err();
+        assert_eq!(e.what, T::WHAT);
+        assert!(e.to_string().contains("\"Bogus\""), "{e}");
+        assert!(serde_json::from_str::<T>("\"Bogus\"").is_err());
+        // Spellings are exact: no case folding, no trimming.
+        let upper = T::SPELLINGS[0].to_ascii_uppercase();
+        assert!(upper.parse::<T>().is_err());
+        assert!(format!(" {}", T::SPELLINGS[0]).parse::<T>().is_err());
+    }
+
+    #[test]
+    fn every_type_round_trips_through_its_spelling() {
+        round_trips::<CaKind>();
+        round_trips::<CaStatus>();
+        round_trips::<CertificateStatus>();
+        round_trips::<AccountStatus>();
+        round_trips::<OrderStatus>();
+        round_trips::<AuthzStatus>();
+        round_trips::<ChallengeStatus>();
+        round_trips::<ChallengeType>();
+        round_trips::<IdentifierType>();
+    }
+
+    #[test]
+    fn the_stored_spellings_are_the_migrations_and_rfc_8555s() {
+        assert_eq!(
+            CaStatus::SPELLINGS,
+            ["pending", "enabled", "revoked", "refunded", "removed"]
+        );
+        assert_eq!(CaKind::SPELLINGS, ["root", "intermediate"]);
+        assert_eq!(
+            OrderStatus::SPELLINGS,
+            ["pending", "ready", "processing", "valid", "invalid"]
+        );
+        assert_eq!(
+            AuthzStatus::SPELLINGS,
+            [
+                "pending",
+                "valid",
+                "invalid",
+                "deactivated",
+                "expired",
+                "revoked"
+            ]
+        );
+        assert_eq!(
+            ChallengeStatus::SPELLINGS,
+            ["pending", "processing", "valid", "invalid"]
+        );
+        assert_eq!(
+            AccountStatus::SPELLINGS,
+            ["valid", "deactivated", "revoked"]
+        );
+        assert_eq!(IdentifierType::SPELLINGS, ["dns", "ip"]);
+        assert_eq!(
+            ChallengeType::SPELLINGS,
+            ["dns-01", "http-01", "tls-alpn-01"]
+        );
+        // The derived order is the spellings' (the database's ORDER BY type).
+        let mut sorted = ChallengeType::SPELLINGS.to_vec();
+        sorted.sort();
+        assert_eq!(sorted, ChallengeType::SPELLINGS);
+    }
+
+    #[test]
+    fn a_request_field_names_itself_and_the_values_allowed() {
+        let e = parse_field::<CaStatus>("status", "active").unwrap_err();
+        assert_eq!(e.field(), Some("status"));
+        assert_eq!(
+            e.to_string(),
+            "status: must be pending, enabled, revoked, refunded or removed"
+        );
+        assert_eq!(
+            parse_field::<CaKind>("kind", "x").unwrap_err().to_string(),
+            "kind: must be root or intermediate"
+        );
+        assert_eq!(
+            parse_field::<CertificateStatus>("status", "valid")
+                .unwrap_err()
+                .to_string(),
+            "status: must be issued, expiring, expired or revoked"
+        );
+        assert_eq!(
+            parse_field::<CaStatus>("status", "removed").unwrap(),
+            CaStatus::Removed
+        );
+        assert_eq!(one_of(&[]), "");
+        assert_eq!(one_of(&["a"]), "a");
+    }
+
+    #[test]
+    fn a_certificates_status_follows_revocation_then_expiry() {
+        let now = 1_000_000;
+        let day = 86_400;
+        use CertificateStatus::*;
+        assert_eq!(
+            CertificateStatus::at(Some(1), now + 400 * day, now),
+            Revoked
+        );
+        assert_eq!(CertificateStatus::at(Some(1), now - 1, now), Revoked);
+        assert_eq!(CertificateStatus::at(None, now, now), Expired);
+        assert_eq!(CertificateStatus::at(None, now + 1, now), Expiring);
+        assert_eq!(
+            CertificateStatus::at(None, now + EXPIRING_DAYS * day, now),
+            Expiring
+        );
+        assert_eq!(
+            CertificateStatus::at(None, now + EXPIRING_DAYS * day + 1, now),
+            Issued
+        );
+    }
+}
