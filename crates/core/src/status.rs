@@ -212,6 +212,42 @@ impl CertificateStatus {
 }
 
 spelled! {
+    /// The kind of end-entity certificate (`certificates.cert_type`, an EST service's
+    /// `certificate_type`).
+    #[derive(Default)]
+    pub enum LeafType ("certificate type") {
+        /// TLS server: serverAuth, DNS and IP names.
+        #[default]
+        Server = "server",
+        /// TLS client: clientAuth, e-mail and URI names.
+        Client = "client",
+    }
+}
+
+spelled! {
+    /// The certificate profile an ACME order asks for (the ACME profiles extension;
+    /// `acme_orders.profile`).
+    #[derive(Default)]
+    pub enum AcmeProfile ("ACME profile") {
+        /// A TLS server certificate (the default).
+        #[default]
+        TlsServer = "tls-server",
+        /// A TLS client certificate.
+        TlsClient = "tls-client",
+    }
+}
+
+impl AcmeProfile {
+    /// The kind of certificate the profile issues.
+    pub fn leaf_type(self) -> LeafType {
+        match self {
+            AcmeProfile::TlsServer => LeafType::Server,
+            AcmeProfile::TlsClient => LeafType::Client,
+        }
+    }
+}
+
+spelled! {
     /// An ACME account's status (RFC 8555 §7.1.6; `acme_accounts.status`).
     pub enum AccountStatus ("ACME account status") {
         /// In use.
@@ -333,6 +369,8 @@ mod tests {
         round_trips::<CaKind>();
         round_trips::<CaStatus>();
         round_trips::<CertificateStatus>();
+        round_trips::<LeafType>();
+        round_trips::<AcmeProfile>();
         round_trips::<AccountStatus>();
         round_trips::<OrderStatus>();
         round_trips::<AuthzStatus>();
@@ -372,6 +410,9 @@ mod tests {
             ["valid", "deactivated", "revoked"]
         );
         assert_eq!(IdentifierType::SPELLINGS, ["dns", "ip"]);
+        assert_eq!(AcmeProfile::SPELLINGS, ["tls-server", "tls-client"]);
+        assert_eq!(AcmeProfile::default().leaf_type(), LeafType::Server);
+        assert_eq!(AcmeProfile::TlsClient.leaf_type(), LeafType::Client);
         assert_eq!(
             ChallengeType::SPELLINGS,
             ["dns-01", "http-01", "tls-alpn-01"]

@@ -98,14 +98,12 @@ pub fn parse_sans(sans: &[SanInput]) -> Result<Vec<San>> {
 }
 
 fn leaf_type(s: &str) -> Result<LeafType> {
-    match s {
-        "server" => Ok(LeafType::Server),
-        "client" => Ok(LeafType::Client),
-        other => Err(Error::invalid(
+    s.parse().map_err(|_| {
+        Error::invalid(
             "type",
-            format!("{other:?} is not a certificate type; use server or client"),
-        )),
-    }
+            format!("{s:?} is not a certificate type; use server or client"),
+        )
+    })
 }
 
 fn check_subject(s: &SubjectFields) -> Result<()> {
@@ -383,13 +381,11 @@ pub async fn list(
     }
     let status = q.status.as_deref().map(|s| parse_field("status", s));
     let status = status.transpose()?;
-    if let Some(t) = &q.cert_type {
-        leaf_type(t)?;
-    }
+    let cert_type = q.cert_type.as_deref().map(leaf_type).transpose()?;
     let filter = CertFilter {
         ca_id: q.ca_id,
         status,
-        cert_type: q.cert_type,
+        cert_type,
         q: q.q.filter(|s| !s.is_empty()),
         tag: q.tag.filter(|s| !s.is_empty()),
         source: q.source,
