@@ -4,7 +4,7 @@
 //! - [`config`]: the configuration file and its `VELLUM_*` overrides;
 //! - [`status`]: the states and kinds kept as text (CA, certificate, ACME account, order,
 //!   authorization, challenge; CA, certificate, challenge and identifier types, ACME
-//!   profiles), as enums with one spelling each;
+//!   profiles, token roles), as enums with one spelling each;
 //! - [`time`]: Unix seconds, RFC 3339 rendering, and the clock the rules read;
 //! - [`fsutil`]: owner-only directories and files.
 //!

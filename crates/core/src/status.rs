@@ -141,6 +141,23 @@ macro_rules! spelled {
 }
 
 spelled! {
+    /// What an admin API token may do (`api_tokens.role`).
+    #[derive(Default)]
+    pub enum Role ("token role") {
+        /// Everything, in every tenant (tenants and tokens included); never granted
+        /// through the API.
+        Super = "super",
+        /// Everything in its tenant.
+        Admin = "admin",
+        /// Issue, revoke, download; no CA lifecycle.
+        Operator = "operator",
+        /// Read-only, plus the audit log (the least a token may do, hence the default).
+        #[default]
+        Auditor = "auditor",
+    }
+}
+
+spelled! {
     /// Where a CA sits in the hierarchy (`cas.kind`).
     #[derive(Default)]
     pub enum CaKind ("CA kind") {
@@ -366,6 +383,7 @@ mod tests {
 
     #[test]
     fn every_type_round_trips_through_its_spelling() {
+        round_trips::<Role>();
         round_trips::<CaKind>();
         round_trips::<CaStatus>();
         round_trips::<CertificateStatus>();
@@ -386,6 +404,8 @@ mod tests {
             ["pending", "enabled", "revoked", "refunded", "removed"]
         );
         assert_eq!(CaKind::SPELLINGS, ["root", "intermediate"]);
+        assert_eq!(Role::SPELLINGS, ["super", "admin", "operator", "auditor"]);
+        assert_eq!(Role::default(), Role::Auditor);
         assert_eq!(
             OrderStatus::SPELLINGS,
             ["pending", "ready", "processing", "valid", "invalid"]
