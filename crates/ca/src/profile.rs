@@ -196,24 +196,7 @@ pub fn intermediate(
     Ok((cert.der().to_vec(), serial))
 }
 
-/// The kind of end-entity certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeafType {
-    /// TLS server: serverAuth, DNS and IP names.
-    Server,
-    /// TLS client: clientAuth, e-mail and URI names.
-    Client,
-}
-
-impl LeafType {
-    /// API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LeafType::Server => "server",
-            LeafType::Client => "client",
-        }
-    }
-}
+pub use vellum_core::status::LeafType;
 
 /// A subject alternative name.
 #[derive(Debug, Clone, PartialEq, Eq)]

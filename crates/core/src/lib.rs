@@ -3,8 +3,8 @@
 //! - [`error`]: the domain error (no HTTP: each front end maps it to its own dialect);
 //! - [`config`]: the configuration file and its `VELLUM_*` overrides;
 //! - [`status`]: the states and kinds kept as text (CA, certificate, ACME account, order,
-//!   authorization, challenge; challenge and identifier types), as enums with one
-//!   spelling each;
+//!   authorization, challenge; CA, certificate, challenge and identifier types, ACME
+//!   profiles, token roles), as enums with one spelling each;
 //! - [`time`]: Unix seconds, RFC 3339 rendering, and the clock the rules read;
 //! - [`fsutil`]: owner-only directories and files.
 //!

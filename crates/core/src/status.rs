@@ -141,6 +141,23 @@ macro_rules! spelled {
 }
 
 spelled! {
+    /// What an admin API token may do (`api_tokens.role`).
+    #[derive(Default)]
+    pub enum Role ("token role") {
+        /// Everything, in every tenant (tenants and tokens included); never granted
+        /// through the API.
+        Super = "super",
+        /// Everything in its tenant.
+        Admin = "admin",
+        /// Issue, revoke, download; no CA lifecycle.
+        Operator = "operator",
+        /// Read-only, plus the audit log (the least a token may do, hence the default).
+        #[default]
+        Auditor = "auditor",
+    }
+}
+
+spelled! {
     /// Where a CA sits in the hierarchy (`cas.kind`).
     #[derive(Default)]
     pub enum CaKind ("CA kind") {
@@ -207,6 +224,42 @@ impl CertificateStatus {
             CertificateStatus::Expiring
         } else {
             CertificateStatus::Issued
+        }
+    }
+}
+
+spelled! {
+    /// The kind of end-entity certificate (`certificates.cert_type`, an EST service's
+    /// `certificate_type`).
+    #[derive(Default)]
+    pub enum LeafType ("certificate type") {
+        /// TLS server: serverAuth, DNS and IP names.
+        #[default]
+        Server = "server",
+        /// TLS client: clientAuth, e-mail and URI names.
+        Client = "client",
+    }
+}
+
+spelled! {
+    /// The certificate profile an ACME order asks for (the ACME profiles extension;
+    /// `acme_orders.profile`).
+    #[derive(Default)]
+    pub enum AcmeProfile ("ACME profile") {
+        /// A TLS server certificate (the default).
+        #[default]
+        TlsServer = "tls-server",
+        /// A TLS client certificate.
+        TlsClient = "tls-client",
+    }
+}
+
+impl AcmeProfile {
+    /// The kind of certificate the profile issues.
+    pub fn leaf_type(self) -> LeafType {
+        match self {
+            AcmeProfile::TlsServer => LeafType::Server,
+            AcmeProfile::TlsClient => LeafType::Client,
         }
     }
 }
@@ -330,9 +383,12 @@ mod tests {
 
     #[test]
     fn every_type_round_trips_through_its_spelling() {
+        round_trips::<Role>();
         round_trips::<CaKind>();
         round_trips::<CaStatus>();
         round_trips::<CertificateStatus>();
+        round_trips::<LeafType>();
+        round_trips::<AcmeProfile>();
         round_trips::<AccountStatus>();
         round_trips::<OrderStatus>();
         round_trips::<AuthzStatus>();
@@ -348,6 +404,8 @@ mod tests {
             ["pending", "enabled", "revoked", "refunded", "removed"]
         );
         assert_eq!(CaKind::SPELLINGS, ["root", "intermediate"]);
+        assert_eq!(Role::SPELLINGS, ["super", "admin", "operator", "auditor"]);
+        assert_eq!(Role::default(), Role::Auditor);
         assert_eq!(
             OrderStatus::SPELLINGS,
             ["pending", "ready", "processing", "valid", "invalid"]
@@ -372,6 +430,9 @@ mod tests {
             ["valid", "deactivated", "revoked"]
         );
         assert_eq!(IdentifierType::SPELLINGS, ["dns", "ip"]);
+        assert_eq!(AcmeProfile::SPELLINGS, ["tls-server", "tls-client"]);
+        assert_eq!(AcmeProfile::default().leaf_type(), LeafType::Server);
+        assert_eq!(AcmeProfile::TlsClient.leaf_type(), LeafType::Client);
         assert_eq!(
             ChallengeType::SPELLINGS,
             ["dns-01", "http-01", "tls-alpn-01"]

@@ -345,7 +345,7 @@ pub async fn issue(ra: &Authority, req: IssueRequest) -> Result<Issued> {
         id,
         tenant_id: req.tenant_id.clone(),
         ca_id: Some(ca.id.clone()),
-        cert_type: req.leaf_type.as_str().to_string(),
+        cert_type: req.leaf_type,
         common_name: req.subject.common_name.clone(),
         sans_json: sans_json(&req.sans).to_string(),
         not_before: validity.not_before,

@@ -151,7 +151,7 @@ async fn ensure_admin_token(app: &App, paths: &Paths) -> Result<()> {
     let token = tenants::Token {
         id: uuid::Uuid::now_v7().to_string(),
         tenant_id: app.defaults.tenant_id.clone(),
-        role: "super".into(),
+        role: vellum_core::status::Role::Super,
         name: format!("bootstrap super-admin ({})", paths.admin_token.display()),
         created_at: vellum_core::time::now(),
         revoked_at: None,

@@ -4,7 +4,8 @@ use super::recent::Rows;
 use super::{decode_spelled, placeholder_list, query, Conn, Row, Tx};
 use vellum_core::error::Result;
 use vellum_core::status::{
-    AccountStatus, AuthzStatus, ChallengeStatus, ChallengeType, IdentifierType, OrderStatus,
+    AccountStatus, AcmeProfile, AuthzStatus, ChallengeStatus, ChallengeType, IdentifierType,
+    OrderStatus,
 };
 
 /// Most rows one multi-row INSERT carries (the widest, orders, binds 12 values a row).
@@ -301,7 +302,7 @@ pub struct Order {
     pub ca_id: String,
     pub status: OrderStatus,
     pub identifiers_json: String,
-    pub profile: String,
+    pub profile: AcmeProfile,
     pub not_before: Option<i64>,
     pub not_after: Option<i64>,
     pub expires_at: i64,
@@ -327,7 +328,7 @@ fn order(r: &Row) -> Result<Order> {
         ca_id: r.try_get("ca_id")?,
         status: decode_spelled(r, "acme_orders", "status")?,
         identifiers_json: r.try_get("identifiers_json")?,
-        profile: r.try_get("profile")?,
+        profile: decode_spelled(r, "acme_orders", "profile")?,
         not_before: r.try_get("not_before")?,
         not_after: r.try_get("not_after")?,
         expires_at: r.try_get("expires_at")?,
@@ -359,7 +360,7 @@ pub async fn insert_orders(tx: &mut Tx, orders: &[&Order]) -> Result<()> {
                 .bind(&o.ca_id)
                 .bind(o.status.as_str())
                 .bind(&o.identifiers_json)
-                .bind(&o.profile)
+                .bind(o.profile.as_str())
                 .bind(o.not_before)
                 .bind(o.not_after)
                 .bind(o.expires_at)

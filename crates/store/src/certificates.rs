@@ -3,7 +3,7 @@
 
 use super::{query, Conn, Row};
 use vellum_core::error::{Error, Result};
-use vellum_core::status::CertificateStatus;
+use vellum_core::status::{CertificateStatus, LeafType};
 
 /// One certificate as stored.
 #[derive(Debug, Clone, Default)]
@@ -13,8 +13,7 @@ pub struct CertRow {
     pub ca_id: Option<String>,
     /// Lower-case hex.
     pub serial: String,
-    /// `server` or `client`.
-    pub cert_type: String,
+    pub cert_type: LeafType,
     pub common_name: String,
     /// JSON list of `{"type","value"}`.
     pub sans_json: String,
@@ -59,7 +58,7 @@ fn row_to_cert(r: &Row) -> Result<CertRow> {
         tenant_id: r.try_get("tenant_id")?,
         ca_id: r.try_get("ca_id")?,
         serial: r.try_get("serial")?,
-        cert_type: r.try_get("cert_type")?,
+        cert_type: super::decode_spelled(r, "certificates", "cert_type")?,
         common_name: r.try_get("common_name")?,
         sans_json: r.try_get("sans_json")?,
         not_before: r.try_get("not_before")?,
@@ -109,7 +108,7 @@ pub async fn insert_many(conn: &mut Conn, rows: &[&CertRow]) -> Result<()> {
                 .bind(&c.tenant_id)
                 .bind(&c.ca_id)
                 .bind(&c.serial)
-                .bind(&c.cert_type)
+                .bind(c.cert_type.as_str())
                 .bind(&c.common_name)
                 .bind(&c.sans_json)
                 .bind(c.not_before)
@@ -177,7 +176,7 @@ pub async fn get(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Option<Ce
 pub struct CertFilter {
     pub ca_id: Option<String>,
     pub status: Option<CertificateStatus>,
-    pub cert_type: Option<String>,
+    pub cert_type: Option<LeafType>,
     /// Substring of the CN or of a SAN.
     pub q: Option<String>,
     /// `key` or `key=value`.
@@ -216,7 +215,7 @@ pub async fn list(
         text(&mut sql, " AND ca_id = {}", ca.clone());
     }
     if let Some(t) = &f.cert_type {
-        text(&mut sql, " AND cert_type = {}", t.clone());
+        text(&mut sql, " AND cert_type = {}", t.as_str().to_string());
     }
     if let Some(s) = &f.source {
         text(&mut sql, " AND source = {}", s.clone());

@@ -4,7 +4,7 @@
 use super::certificates::CertRow;
 use super::{decode_spelled, query, Conn, Row};
 use vellum_core::error::{Error, Result};
-use vellum_core::status::{CaKind, CaStatus};
+use vellum_core::status::{CaKind, CaStatus, LeafType};
 
 /// Authentication methods an EST service may accept.
 pub const AUTH_METHODS: &[&str] = &["basic", "client_cert"];
@@ -22,8 +22,8 @@ pub struct Settings {
     pub auth: Vec<String>,
     /// Validity of enrolled certificates, days.
     pub default_validity_days: i64,
-    /// Profile of enrolled certificates: `client` or `server`.
-    pub certificate_type: String,
+    /// Profile of enrolled certificates.
+    pub certificate_type: LeafType,
     /// Trust anchors for client-certificate login (PEM bundle of CA certificates, e.g. a
     /// device maker's CA); `None`: only certificates this service issued to an EST account
     /// log in.
@@ -41,7 +41,7 @@ impl Settings {
             label: None,
             auth: AUTH_METHODS.iter().map(|s| s.to_string()).collect(),
             default_validity_days: 365,
-            certificate_type: "client".into(),
+            certificate_type: LeafType::Client,
             client_cert_trust_pem: None,
             client_cert_name_patterns: Vec::new(),
         }
@@ -65,7 +65,7 @@ fn settings_row(r: &Row) -> Result<Settings> {
             &r.try_get::<String, _>("auth_json")?,
         )?,
         default_validity_days: r.try_get("default_validity_days")?,
-        certificate_type: r.try_get("certificate_type")?,
+        certificate_type: decode_spelled(r, "est_settings", "certificate_type")?,
         client_cert_trust_pem: r.try_get("client_cert_trust_pem")?,
         client_cert_name_patterns: super::decode_json(
             "est_settings",
@@ -115,7 +115,7 @@ pub async fn put_settings(conn: &mut Conn, s: &Settings) -> Result<()> {
     .bind(&s.label)
     .bind(serde_json::to_string(&s.auth).map_err(Error::internal)?)
     .bind(s.default_validity_days)
-    .bind(&s.certificate_type)
+    .bind(s.certificate_type.as_str())
     .bind(&s.client_cert_trust_pem)
     .bind(serde_json::to_string(&s.client_cert_name_patterns).map_err(Error::internal)?)
     .execute(conn)

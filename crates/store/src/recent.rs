@@ -218,7 +218,7 @@ pub(crate) mod tests {
             ca_id: "ca".into(),
             status: OrderStatus::Pending,
             identifiers_json: "[]".into(),
-            profile: "tls-server".into(),
+            profile: vellum_core::status::AcmeProfile::TlsServer,
             not_before: None,
             not_after: None,
             expires_at: 0,

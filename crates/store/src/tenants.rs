@@ -23,8 +23,7 @@ pub struct Token {
     pub id: String,
     /// Tenant the token acts in.
     pub tenant_id: String,
-    /// `super`, `admin`, `operator` or `auditor`.
-    pub role: String,
+    pub role: vellum_core::status::Role,
     /// Human label.
     pub name: String,
     /// Unix seconds.
@@ -46,7 +45,7 @@ fn token(row: &Row) -> Result<Token> {
     Ok(Token {
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,
-        role: row.try_get("role")?,
+        role: super::decode_spelled(row, "api_tokens", "role")?,
         name: row.try_get("name")?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
@@ -111,7 +110,7 @@ pub async fn insert_token(
     )
     .bind(&t.id)
     .bind(&t.tenant_id)
-    .bind(&t.role)
+    .bind(t.role.as_str())
     .bind(&t.name)
     .bind(token_hash)
     .bind(t.created_at)

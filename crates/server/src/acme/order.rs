@@ -18,7 +18,7 @@ use super::problem::{AcmeError, AcmeResult};
 use super::{authenticate, reply, with_retry_after, Ctx};
 use crate::App;
 use ca::cert_pem;
-use ca::profile::{LeafType, San, SubjectFields};
+use ca::profile::{San, SubjectFields};
 use ra::acme::state::{self, LostClaim, Refused};
 use ra::acme::writes::Change;
 use ra::issue::{self, IssueRequest, KeySource};
@@ -26,7 +26,7 @@ use ra::ratelimit::{self, Rate};
 use ra::record::Followup;
 use store::{self, acme::Authz, acme::Challenge, acme::Order};
 use vellum_core::error::Error;
-use vellum_core::status::{ChallengeType, IdentifierType};
+use vellum_core::status::{AcmeProfile, ChallengeType, IdentifierType};
 use vellum_core::time::rfc3339;
 
 /// How long a pending order or authorization lives.
@@ -235,18 +235,16 @@ pub(super) async fn new_order(
     let account = req.account()?.clone();
     let payload = req.json()?;
     let idents = parse_identifiers(&ctx, &payload)?;
-    let profile = payload
-        .get("profile")
-        .and_then(Value::as_str)
-        .unwrap_or("tls-server")
-        .to_string();
-    if !matches!(profile.as_str(), "tls-server" | "tls-client") {
-        return Err(AcmeError::new(
-            "invalidProfile",
-            StatusCode::BAD_REQUEST,
-            format!("profile {profile:?} is not offered; use tls-server or tls-client"),
-        ));
-    }
+    let profile = match payload.get("profile").and_then(Value::as_str) {
+        None => AcmeProfile::default(),
+        Some(p) => p.parse().map_err(|_| {
+            AcmeError::new(
+                "invalidProfile",
+                StatusCode::BAD_REQUEST,
+                format!("profile {p:?} is not offered; use tls-server or tls-client"),
+            )
+        })?,
+    };
     let now = vellum_core::time::now();
     let not_before = parse_time(&payload, "notBefore")?;
     let not_after = parse_time(&payload, "notAfter")?;
@@ -614,11 +612,7 @@ pub(super) async fn finalize(
     let request = IssueRequest {
         tenant_id: ctx.ca.tenant_id.clone(),
         ca_id: ctx.ca.id.clone(),
-        leaf_type: if o.profile == "tls-client" {
-            LeafType::Client
-        } else {
-            LeafType::Server
-        },
+        leaf_type: o.profile.leaf_type(),
         subject: SubjectFields {
             common_name: cn,
             ..Default::default()

@@ -14,40 +14,7 @@ use ra::tokens::token_hash;
 use store::tenants;
 use vellum_core::error::{Error, Result};
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Everything, in every tenant (tenants and tokens included).
-    Super,
-    /// Everything in its tenant.
-    Admin,
-    /// Issue, revoke, download; no CA lifecycle.
-    Operator,
-    /// Read-only, plus the audit log.
-    Auditor,
-}
-
-impl Role {
-    /// Parses an API role name (`super` is never granted through the API).
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "super" => Some(Role::Super),
-            "admin" => Some(Role::Admin),
-            "operator" => Some(Role::Operator),
-            "auditor" => Some(Role::Auditor),
-            _ => None,
-        }
-    }
-    /// API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Super => "super",
-            Role::Admin => "admin",
-            Role::Operator => "operator",
-            Role::Auditor => "auditor",
-        }
-    }
-}
+pub use vellum_core::status::Role;
 
 /// A kind of action, checked against the caller's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,12 +96,8 @@ impl FromRequestParts<Arc<App>> for Principal {
             })?;
         let remote_ip = parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip());
         let token = authenticate_token(app, secret, remote_ip).await?;
-        let role = Role::parse(&token.role).ok_or_else(|| {
-            Error::internal(format!(
-                "token {} has unknown role {}",
-                token.id, token.role
-            ))
-        })?;
+        // Decoded by the store: an unknown role there is an internal error already.
+        let role = token.role;
         let mut tenant_id = token.tenant_id.clone();
         if let Some(h) = parts.headers.get("x-vellum-tenant") {
             let wanted = h

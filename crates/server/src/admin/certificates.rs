@@ -277,13 +277,15 @@ pub async fn list(
     }
     let status = q.status.as_deref().map(|s| parse_field("status", s));
     let status = status.transpose()?;
-    if let Some(t) = &q.cert_type {
-        ra::spec::leaf_type(t)?;
-    }
+    let cert_type = q
+        .cert_type
+        .as_deref()
+        .map(ra::spec::leaf_type)
+        .transpose()?;
     let filter = CertFilter {
         ca_id: q.ca_id,
         status,
-        cert_type: q.cert_type,
+        cert_type,
         q: q.q.filter(|s| !s.is_empty()),
         tag: q.tag.filter(|s| !s.is_empty()),
         source: q.source,

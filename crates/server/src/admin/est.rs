@@ -238,13 +238,12 @@ pub async fn put_settings(
             s.auth = list;
         }
         if let Some(t) = &body.certificate_type {
-            if t != "client" && t != "server" {
-                return Err(Error::invalid(
+            s.certificate_type = t.parse().map_err(|_| {
+                Error::invalid(
                     "certificate_type",
                     format!("{t:?} is not a certificate type; use client or server"),
-                ));
-            }
-            s.certificate_type = t.clone();
+                )
+            })?;
         }
         if let Some(trust) = &body.client_cert_trust_pem {
             s.client_cert_trust_pem = match trust {

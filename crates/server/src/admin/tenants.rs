@@ -120,7 +120,7 @@ pub async fn create_token(
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     who.require(Permission::ManageTokens)?;
     let res = async {
-        let role = match Role::parse(&body.role) {
+        let role = match body.role.parse().ok() {
             Some(Role::Super) | None => {
                 return Err(Error::invalid(
                     "role",
@@ -156,7 +156,7 @@ pub async fn create_token(
         let token = tenants::Token {
             id: uuid::Uuid::now_v7().to_string(),
             tenant_id: tenant.id.clone(),
-            role: role.as_str().to_string(),
+            role,
             name: body.name.trim().to_string(),
             created_at: vellum_core::time::now(),
             revoked_at: None,
@@ -208,7 +208,7 @@ pub async fn revoke_token(
             .filter(|t| who.role == Role::Super || t.tenant_id == who.tenant_id)
             .ok_or_else(|| Error::not_found(format!("no token with id {id} in this tenant")))?;
         drop(conn);
-        if token.role == "super" && who.role != Role::Super {
+        if token.role == Role::Super && who.role != Role::Super {
             return Err(Error::forbidden(
                 "only the super-admin may revoke a super-admin token",
             ));

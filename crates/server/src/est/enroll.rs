@@ -174,11 +174,7 @@ pub async fn issue(
     renewing: Option<&CertRow>,
     source_ip: Option<String>,
 ) -> Result<Issued, Error> {
-    let leaf_type = if ctx.settings.certificate_type == "server" {
-        LeafType::Server
-    } else {
-        LeafType::Client
-    };
+    let leaf_type: LeafType = ctx.settings.certificate_type;
     let key = match op {
         Operation::ServerKeygen => KeySource::Generate(
             req.csr
