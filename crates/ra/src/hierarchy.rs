@@ -239,7 +239,6 @@ pub async fn purchase_root_with_ids(
     store::cas::insert(&mut tx, &root).await?;
     store::cas::insert(&mut tx, &inter).await?;
     tx.commit().await?;
-    ra.caches.invalidate();
     Ok((root, inter))
 }
 
@@ -281,7 +280,6 @@ pub async fn purchase_intermediate(
     let mut tx = ra.store.begin().await?;
     store::cas::insert(&mut tx, &row).await?;
     tx.commit().await?;
-    ra.caches.invalidate();
     Ok(row)
 }
 
@@ -357,7 +355,6 @@ pub async fn enable(ra: &Authority, tenant_id: &str, id: &str, mode: EnableMode)
         )));
     }
     tx.commit().await?;
-    ra.caches.invalidate();
     load(ra, tenant_id, id).await
 }
 
@@ -446,7 +443,6 @@ pub async fn purchase_quota(
         )));
     }
     tx.commit().await?;
-    ra.caches.invalidate();
     load(ra, tenant_id, id).await
 }
 
@@ -509,7 +505,6 @@ pub async fn assign_quota(
         )));
     }
     tx.commit().await?;
-    ra.caches.invalidate();
     load(ra, tenant_id, root_id).await
 }
 
@@ -589,7 +584,6 @@ pub async fn revoke(
         store::cas::return_unspent_quota(&mut tx, id).await?;
     }
     tx.commit().await?;
-    ra.caches.invalidate();
     load(ra, tenant_id, id).await
 }
 
@@ -641,7 +635,6 @@ pub async fn reset(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
         store::cas::return_unspent_quota(&mut tx, id).await?;
     }
     tx.commit().await?;
-    ra.caches.invalidate();
     load(ra, tenant_id, id).await
 }
 
@@ -668,7 +661,6 @@ pub async fn refund(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> 
         }
     }
     tx.commit().await?;
-    ra.caches.invalidate();
     load(ra, tenant_id, id).await
 }
 
@@ -698,7 +690,6 @@ pub async fn remove(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> 
         }
     }
     tx.commit().await?;
-    ra.caches.invalidate();
     load(ra, tenant_id, id).await
 }
 

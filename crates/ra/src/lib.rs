@@ -24,7 +24,6 @@ use std::sync::Arc;
 use ca::keys::MasterKey;
 use ca::Signer;
 use ca::SignerCache;
-use store::cache::Caches;
 use store::Store;
 use store::{self, cas::CaRow};
 use vellum_core::config::Config;
@@ -46,8 +45,6 @@ pub struct Authority {
     pub crl_locks: crl::CrlLocks,
     /// Group-commits the ACME order flow's state changes.
     pub acme_writer: acme::writes::AcmeWriter,
-    /// Short-lived read caches of the hot paths.
-    pub caches: Caches,
     /// Records issued certificates, many per transaction.
     pub recorder: record::Recorder,
     /// Rate-limit counters of the public doors (per replica).
@@ -65,7 +62,6 @@ impl Authority {
             acme_writer: acme::writes::AcmeWriter::start(store.clone())?,
             signers: SignerCache::default(),
             crl_locks: Default::default(),
-            caches: Default::default(),
             limits,
             config,
             store,
@@ -83,11 +79,16 @@ impl Authority {
 /// A CA of the tenant as read at most [`store::cache::TTL`] ago (or since the last change
 /// made by this process): for the issuance path, whose recorder re-checks at commit.
 pub async fn cached_ca(ra: &Authority, tenant_id: &str, id: &str) -> Result<Arc<CaRow>> {
-    ra.caches
-        .read_through(&ra.caches.cas, &format!("{tenant_id}/{id}"), || async {
-            let mut conn = ra.store.reader().acquire().await?;
-            store::cas::get(&mut conn, tenant_id, id).await
-        })
+    ra.store
+        .caches()
+        .read_through(
+            &ra.store.caches().cas,
+            &format!("{tenant_id}/{id}"),
+            || async {
+                let mut conn = ra.store.reader().acquire().await?;
+                store::cas::get(&mut conn, tenant_id, id).await
+            },
+        )
         .await?
         .ok_or_else(|| Error::not_found(format!("no CA with id {id} in this tenant")))
 }

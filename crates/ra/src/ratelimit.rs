@@ -393,8 +393,9 @@ impl Limits {
 /// most a second ago, `store::cache`).
 pub async fn for_ca(ra: &crate::Authority, ca_id: &str) -> vellum_core::error::Result<RateLimits> {
     let overrides = ra
-        .caches
-        .read_through(&ra.caches.rate_limits, ca_id, || async {
+        .store
+        .caches()
+        .read_through(&ra.store.caches().rate_limits, ca_id, || async {
             let mut conn = ra.store.reader().acquire().await?;
             store::rate_limits::get(&mut conn, ca_id).await.map(Some)
         })

@@ -75,7 +75,8 @@ pub async fn settings(conn: &mut Conn, ca_id: &str) -> Result<Settings> {
 }
 
 /// Stores the settings of a CA.
-pub async fn put_settings(conn: &mut Conn, s: &Settings) -> Result<()> {
+pub async fn put_settings(conn: &mut Tx, s: &Settings) -> Result<()> {
+    conn.retire_caches();
     query(
         "INSERT INTO acme_settings (ca_id, enabled, require_eab, allowed_domains_json, allow_ip, \
          challenges_json, default_validity_days) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -140,7 +141,8 @@ pub struct EabKey {
 }
 
 /// Stores a new EAB key.
-pub async fn insert_eab(conn: &mut Conn, k: &EabKey, now: i64) -> Result<()> {
+pub async fn insert_eab(conn: &mut Tx, k: &EabKey, now: i64) -> Result<()> {
+    conn.retire_caches();
     query(
         "INSERT INTO acme_eab_keys (kid, ca_id, tenant_id, key_sealed, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -260,11 +262,12 @@ pub async fn account_by_thumbprint(conn: &mut Conn, thumbprint: &str) -> Result<
 
 /// Updates contact and status.
 pub async fn update_account(
-    conn: &mut Conn,
+    conn: &mut Tx,
     id: &str,
     contact: &[String],
     status: AccountStatus,
 ) -> Result<()> {
+    conn.retire_caches();
     query("UPDATE acme_accounts SET contact_json = $1, status = $2 WHERE id = $3")
         .bind(serde_json::to_string(contact).unwrap_or_default())
         .bind(status.as_str())
@@ -275,12 +278,8 @@ pub async fn update_account(
 }
 
 /// Replaces an account's key (keyChange). False when the new key is already in use.
-pub async fn change_key(
-    conn: &mut Conn,
-    id: &str,
-    thumbprint: &str,
-    jwk_json: &str,
-) -> Result<bool> {
+pub async fn change_key(conn: &mut Tx, id: &str, thumbprint: &str, jwk_json: &str) -> Result<bool> {
+    conn.retire_caches();
     let res = query("UPDATE acme_accounts SET thumbprint = $1, jwk_json = $2 WHERE id = $3")
         .bind(thumbprint)
         .bind(jwk_json)

@@ -5,8 +5,9 @@
 //! Rules that keep them safe:
 //! - an entry lives at most [`TTL`]; a change made by *another* replica (PostgreSQL) is
 //!   seen within that time;
-//! - a change made by *this* process calls [`Caches::invalidate`], which bumps a
-//!   generation number and so retires every entry at once;
+//! - a change made by *this* process retires them when its transaction commits: the
+//!   store's write functions of cached tables mark the transaction, and its commit calls
+//!   [`Caches::invalidate`], which bumps a generation number and so retires every entry;
 //! - nothing a cache returns is trusted for a decision the database can make at commit:
 //!   the recorder's quota update re-checks that the CA is still enabled, in service and
 //!   signing with the same certificate (`store::cas::spend`).

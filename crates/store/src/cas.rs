@@ -5,6 +5,7 @@
 //! and `CHECK (… >= 0)` constraints, so quota never goes below zero on any backend.
 
 use super::{decode_spelled, query, Conn, Row};
+use crate::pool::Tx;
 use vellum_core::error::Result;
 use vellum_core::status::{CaKind, CaStatus};
 
@@ -105,7 +106,8 @@ fn row_to_ca(r: &Row) -> Result<CaRow> {
 }
 
 /// Inserts a newly purchased (pending) CA.
-pub async fn insert(conn: &mut Conn, ca: &CaRow) -> Result<()> {
+pub async fn insert(conn: &mut Tx, ca: &CaRow) -> Result<()> {
+    conn.retire_caches();
     query(
         "INSERT INTO cas (id, tenant_id, kind, parent_id, status, common_name, organization, \
          organizational_unit, country, state, locality, subject, key_algorithm, validity_days, \
@@ -219,7 +221,8 @@ pub struct Enablement {
 }
 
 /// pending → enabled. False when the CA was not pending any more.
-pub async fn enable(conn: &mut Conn, id: &str, e: &Enablement, at: i64) -> Result<bool> {
+pub async fn enable(conn: &mut Tx, id: &str, e: &Enablement, at: i64) -> Result<bool> {
+    conn.retire_caches();
     let res = query(
         "UPDATE cas SET status = 'enabled', enabled_at = $1, subject = $2, key_algorithm = $3, \
          key_source = $4, not_before = $5, not_after = $6, serial = $7, certificate_der = $8, \
@@ -242,7 +245,8 @@ pub async fn enable(conn: &mut Conn, id: &str, e: &Enablement, at: i64) -> Resul
 }
 
 /// Adds purchased quota to a root that is pending or enabled.
-pub async fn purchase_quota(conn: &mut Conn, root_id: &str, count: i64) -> Result<bool> {
+pub async fn purchase_quota(conn: &mut Tx, root_id: &str, count: i64) -> Result<bool> {
+    conn.retire_caches();
     let res = query(
         "UPDATE cas SET quota_total = quota_total + $1, quota_available = quota_available + $1 \
          WHERE id = $2 AND kind = 'root' AND status IN ('pending', 'enabled')",
@@ -255,7 +259,8 @@ pub async fn purchase_quota(conn: &mut Conn, root_id: &str, count: i64) -> Resul
 }
 
 /// Takes `count` from an enabled root's available quota. False when it has less.
-pub async fn take_available(conn: &mut Conn, root_id: &str, count: i64) -> Result<bool> {
+pub async fn take_available(conn: &mut Tx, root_id: &str, count: i64) -> Result<bool> {
+    conn.retire_caches();
     let res = query(
         "UPDATE cas SET quota_available = quota_available - $1 \
          WHERE id = $2 AND kind = 'root' AND status = 'enabled' AND quota_available >= $1",
@@ -269,11 +274,12 @@ pub async fn take_available(conn: &mut Conn, root_id: &str, count: i64) -> Resul
 
 /// Credits `count` to an enabled intermediate of `root_id`. False when it is not one.
 pub async fn credit_intermediate(
-    conn: &mut Conn,
+    conn: &mut Tx,
     root_id: &str,
     intermediate_id: &str,
     count: i64,
 ) -> Result<bool> {
+    conn.retire_caches();
     let res = query(
         "UPDATE cas SET quota_assigned = quota_assigned + $1, quota_remaining = quota_remaining + $1 \
          WHERE id = $2 AND parent_id = $3 AND kind = 'intermediate' AND status = 'enabled'",
@@ -312,7 +318,8 @@ pub async fn spend(
 }
 
 /// Gives an intermediate's unspent quota back to its root (reset, refund).
-pub async fn return_unspent_quota(conn: &mut Conn, intermediate_id: &str) -> Result<i64> {
+pub async fn return_unspent_quota(conn: &mut Tx, intermediate_id: &str) -> Result<i64> {
+    conn.retire_caches();
     let row = query("SELECT parent_id, quota_remaining FROM cas WHERE id = $1")
         .bind(intermediate_id)
         .fetch_optional(&mut *conn)
@@ -341,7 +348,8 @@ pub async fn return_unspent_quota(conn: &mut Conn, intermediate_id: &str) -> Res
 }
 
 /// enabled → revoked. False when the CA was not enabled any more.
-pub async fn revoke(conn: &mut Conn, id: &str, at: i64, reason: &str) -> Result<bool> {
+pub async fn revoke(conn: &mut Tx, id: &str, at: i64, reason: &str) -> Result<bool> {
+    conn.retire_caches();
     let res = query(
         "UPDATE cas SET status = 'revoked', revoked_at = $1, revocation_reason = $2 \
          WHERE id = $3 AND status = 'enabled'",
@@ -408,7 +416,8 @@ pub async fn ca_revocations(conn: &mut Conn, issuer_id: &str) -> Result<Vec<CaRe
 }
 
 /// enabled → pending, discarding key and certificate. False when not enabled any more.
-pub async fn reset(conn: &mut Conn, id: &str) -> Result<bool> {
+pub async fn reset(conn: &mut Tx, id: &str) -> Result<bool> {
+    conn.retire_caches();
     let res = query(
         "UPDATE cas SET status = 'pending', enabled_at = NULL, key_source = NULL, \
          not_before = NULL, not_after = NULL, serial = NULL, certificate_der = NULL, \
@@ -421,7 +430,8 @@ pub async fn reset(conn: &mut Conn, id: &str) -> Result<bool> {
 }
 
 /// pending → refunded; a root's quota is cancelled. False when not pending any more.
-pub async fn refund(conn: &mut Conn, id: &str, at: i64) -> Result<bool> {
+pub async fn refund(conn: &mut Tx, id: &str, at: i64) -> Result<bool> {
+    conn.retire_caches();
     let res = query(
         "UPDATE cas SET status = 'refunded', refunded_at = $1, quota_total = 0, quota_available = 0 \
          WHERE id = $2 AND status = 'pending'",
@@ -434,7 +444,8 @@ pub async fn refund(conn: &mut Conn, id: &str, at: i64) -> Result<bool> {
 }
 
 /// revoked|refunded → removed. False when in another state.
-pub async fn remove(conn: &mut Conn, id: &str, at: i64) -> Result<bool> {
+pub async fn remove(conn: &mut Tx, id: &str, at: i64) -> Result<bool> {
+    conn.retire_caches();
     let res = query(
         "UPDATE cas SET status = 'removed', removed_at = $1 \
          WHERE id = $2 AND status IN ('revoked', 'refunded')",

@@ -1,6 +1,7 @@
 //! Signed CRLs, the revision counters that tell when one is stale, and job leases.
 
 use super::{query, Conn};
+use crate::pool::Tx;
 use vellum_core::error::Result;
 
 /// The latest CRL of a CA.
@@ -93,7 +94,8 @@ pub async fn revision(conn: &mut Conn, ca_id: &str) -> Result<i64> {
 }
 
 /// Changes CRL settings of a CA.
-pub async fn set_settings(conn: &mut Conn, ca_id: &str, enabled: bool, hours: i64) -> Result<()> {
+pub async fn set_settings(conn: &mut Tx, ca_id: &str, enabled: bool, hours: i64) -> Result<()> {
+    conn.retire_caches();
     query(
         "UPDATE cas SET crl_enabled = $1, crl_next_update_hours = $2, \
          revocation_revision = revocation_revision + 1 WHERE id = $3",

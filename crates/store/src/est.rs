@@ -3,6 +3,7 @@
 
 use super::certificates::CertRow;
 use super::{decode_spelled, query, Conn, Row};
+use crate::pool::Tx;
 use vellum_core::error::{Error, Result};
 use vellum_core::status::{CaKind, CaStatus, LeafType};
 
@@ -99,7 +100,8 @@ pub async fn settings_by_label(conn: &mut Conn, label: &str) -> Result<Option<Se
 }
 
 /// Stores the settings of a CA. A label already used by another CA is refused with a 409.
-pub async fn put_settings(conn: &mut Conn, s: &Settings) -> Result<()> {
+pub async fn put_settings(conn: &mut Tx, s: &Settings) -> Result<()> {
+    conn.retire_caches();
     let res = query(
         "INSERT INTO est_settings (ca_id, enabled, label, auth_json, default_validity_days, \
          certificate_type, client_cert_trust_pem, client_cert_name_patterns_json) \
@@ -169,7 +171,8 @@ fn client_row(r: &Row) -> Result<Client> {
 }
 
 /// Creates a client account. False when the user name is taken for this CA.
-pub async fn insert_client(conn: &mut Conn, c: &Client) -> Result<bool> {
+pub async fn insert_client(conn: &mut Tx, c: &Client) -> Result<bool> {
+    conn.retire_caches();
     let res = query(
         "INSERT INTO est_clients (ca_id, username, tenant_id, password_hash, name_patterns_json, \
          created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -218,7 +221,8 @@ pub async fn clients(
 }
 
 /// Deletes a client account. False when there was none.
-pub async fn delete_client(conn: &mut Conn, ca_id: &str, username: &str) -> Result<bool> {
+pub async fn delete_client(conn: &mut Tx, ca_id: &str, username: &str) -> Result<bool> {
+    conn.retire_caches();
     let res = query("DELETE FROM est_clients WHERE ca_id = $1 AND username = $2")
         .bind(ca_id)
         .bind(username)

@@ -54,6 +54,9 @@ pub struct Store {
     backend: Backend,
     /// Recent ACME rows in memory (SQLite only: `store::recent`).
     recent: Option<std::sync::Arc<recent::Recent>>,
+    /// The read caches of the hot paths; every write function of a cached table retires
+    /// them when its transaction commits.
+    caches: std::sync::Arc<cache::Caches>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -94,6 +97,7 @@ impl Store {
                     write,
                     backend,
                     recent: Some(Default::default()),
+                    caches: Default::default(),
                 }
             }
             Backend::Postgres => {
@@ -114,6 +118,7 @@ impl Store {
                     write: Pool::Sqlx(pool),
                     backend,
                     recent: None,
+                    caches: Default::default(),
                 }
             }
         };
@@ -132,7 +137,18 @@ impl Store {
 
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(self.write.begin().await?.with_recent(self.recent.clone()))
+        Ok(self
+            .write
+            .begin()
+            .await?
+            .with_recent(self.recent.clone())
+            .with_caches(self.caches.clone()))
+    }
+
+    /// The read caches (`store::cache`): read through them; the store's write functions
+    /// retire them at commit, so callers never invalidate by hand.
+    pub fn caches(&self) -> &cache::Caches {
+        &self.caches
     }
 
     /// The in-memory copy of recent ACME rows (SQLite only; see `store::recent`).
@@ -323,6 +339,30 @@ pub(crate) fn decode_spelled<T: vellum_core::status::Spelled>(
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn writes_of_cached_tables_retire_the_caches_at_commit_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/v.db", dir.path().display());
+        let store = super::Store::connect(&url, 2).await.unwrap();
+        let g0 = store.caches().generation();
+        // A cached table changed, then rolled back: the caches stay.
+        let mut tx = store.begin().await.unwrap();
+        super::cas::refund(&mut tx, "no-such-ca", 1).await.unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(store.caches().generation(), g0);
+        // Another table changed and committed: the caches stay.
+        let mut tx = store.begin().await.unwrap();
+        super::settings::put(&mut tx, "k", "v").await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.caches().generation(), g0);
+        // A cached table changed and committed: retired, without the caller asking.
+        let mut tx = store.begin().await.unwrap();
+        super::cas::refund(&mut tx, "no-such-ca", 1).await.unwrap();
+        assert_eq!(store.caches().generation(), g0, "not before the commit");
+        tx.commit().await.unwrap();
+        assert_eq!(store.caches().generation(), g0 + 1);
+    }
+
     #[test]
     fn unreadable_policy_is_an_error_not_an_empty_list() {
         let e = super::decode_json::<Vec<String>>("t", "c", "k", "not json").unwrap_err();

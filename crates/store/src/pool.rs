@@ -107,6 +107,8 @@ impl Pool {
             open: true,
             recent: None,
             edits: Vec::new(),
+            caches: None,
+            retire_caches: false,
         })
     }
 
@@ -153,6 +155,9 @@ pub struct Tx {
     /// The in-memory copy of recent rows the commit updates (SQLite), and its edits.
     recent: Option<Arc<Recent>>,
     edits: Vec<Edit>,
+    /// The read caches, retired at commit when a statement changed a cached table.
+    caches: Option<Arc<crate::cache::Caches>>,
+    retire_caches: bool,
 }
 
 impl Tx {
@@ -160,6 +165,18 @@ impl Tx {
     pub(crate) fn with_recent(mut self, recent: Option<Arc<Recent>>) -> Tx {
         self.recent = recent;
         self
+    }
+
+    /// Retires `caches` when this transaction commits.
+    pub(crate) fn with_caches(mut self, caches: Arc<crate::cache::Caches>) -> Tx {
+        self.caches = Some(caches);
+        self
+    }
+
+    /// Marks this transaction as changing a table the read caches copy (CAs, their
+    /// settings, tokens, EST accounts, ACME accounts): they are retired at commit.
+    pub(crate) fn retire_caches(&mut self) {
+        self.retire_caches = true;
     }
 
     /// Records a change of the in-memory copy of recent rows, applied if and when this
@@ -193,6 +210,11 @@ impl Tx {
         self.finish(true).await?;
         if let Some(recent) = &self.recent {
             recent.apply(std::mem::take(&mut self.edits));
+        }
+        if self.retire_caches {
+            if let Some(caches) = &self.caches {
+                caches.invalidate();
+            }
         }
         Ok(())
     }

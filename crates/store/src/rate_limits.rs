@@ -1,5 +1,6 @@
 //! Per-CA overrides of the configured rate limits (`ca_rate_limits`).
 
+use crate::pool::Tx;
 use serde::{Deserialize, Serialize};
 
 use super::{query, Conn};
@@ -42,7 +43,8 @@ pub async fn get(conn: &mut Conn, ca_id: &str) -> Result<Overrides> {
 }
 
 /// Stores the overrides of `ca_id`.
-pub async fn put(conn: &mut Conn, ca_id: &str, o: &Overrides, now: i64) -> Result<()> {
+pub async fn put(conn: &mut Tx, ca_id: &str, o: &Overrides, now: i64) -> Result<()> {
+    conn.retire_caches();
     query(
         "INSERT INTO ca_rate_limits (ca_id, limits_json, updated_at) VALUES ($1, $2, $3) \
          ON CONFLICT (ca_id) DO UPDATE SET limits_json = excluded.limits_json, \

@@ -1,6 +1,7 @@
 //! Tenants and API tokens.
 
 use super::{query, Conn, Row};
+use crate::pool::Tx;
 use vellum_core::error::{Error, Result};
 
 /// A tenant: one customer of the CA service, isolated from the others.
@@ -160,7 +161,8 @@ pub async fn list_tokens(
 }
 
 /// Marks a token revoked; false when it was already revoked.
-pub async fn revoke_token(conn: &mut Conn, id: &str, at: i64) -> Result<bool> {
+pub async fn revoke_token(conn: &mut Tx, id: &str, at: i64) -> Result<bool> {
+    conn.retire_caches();
     let res = query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
         .bind(at)
         .bind(id)

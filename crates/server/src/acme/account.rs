@@ -322,7 +322,6 @@ pub(super) async fn account(
         let mut tx = app.store.begin().await?;
         store::acme::update_account(&mut tx, &a.id, &a.contact, a.status).await?;
         tx.commit().await?;
-        app.caches.invalidate();
     }
     let loc = ctx.url(&format!("acct/{}", a.id));
     Ok(reply(
@@ -446,7 +445,6 @@ pub(super) async fn key_change(
         return Err(e);
     }
     tx.commit().await?;
-    app.caches.invalidate();
     let mut conn = app.store.reader().acquire().await?;
     let updated = store::acme::account_by_id(&mut conn, &a.id)
         .await?

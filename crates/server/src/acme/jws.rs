@@ -360,8 +360,9 @@ pub async fn verify(
 async fn cached_account(ctx: &Ctx, id: &str) -> AcmeResult<Option<store::acme::Account>> {
     let app = &ctx.app;
     let account = app
-        .caches
-        .read_through(&app.caches.acme_accounts, id, || async {
+        .store
+        .caches()
+        .read_through(&app.store.caches().acme_accounts, id, || async {
             let mut conn = app.store.reader().acquire().await?;
             store::acme::account_by_id(&mut conn, id).await
         })

@@ -42,8 +42,9 @@ impl Ctx {
     /// second ago (`store::cache`): issuance re-checks the CA when it commits.
     pub async fn load(app: &Arc<App>, ca_id: &str) -> AcmeResult<Ctx> {
         let cached = app
-            .caches
-            .read_through(&app.caches.acme, ca_id, || async {
+            .store
+            .caches()
+            .read_through(&app.store.caches().acme, ca_id, || async {
                 let mut conn = app.store.reader().acquire().await?;
                 let Some(ca) = store::cas::get_any_tenant(&mut conn, ca_id)
                     .await?

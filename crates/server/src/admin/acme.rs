@@ -128,7 +128,6 @@ pub async fn put_settings(
         let mut tx = app.store.begin().await?;
         store::acme::put_settings(&mut tx, &s).await?;
         tx.commit().await?;
-        app.caches.invalidate();
         Ok(s)
     }
     .await;
@@ -163,7 +162,6 @@ pub async fn new_eab(
         )
         .await?;
         tx.commit().await?;
-        app.caches.invalidate();
         Ok((kid, URL_SAFE_NO_PAD.encode(key.as_ref())))
     }
     .await;

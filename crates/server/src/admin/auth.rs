@@ -167,8 +167,9 @@ async fn authenticate_token(
 /// The live token with this hash, from the cache when it was read less than a second ago
 /// (a revocation on this replica empties the cache; see `store::cache`).
 async fn live_token(app: &App, hash: &str) -> Result<Arc<tenants::Token>> {
-    app.caches
-        .read_through(&app.caches.tokens, hash, || async {
+    app.store
+        .caches()
+        .read_through(&app.store.caches().tokens, hash, || async {
             let mut conn = app.store.reader().acquire().await?;
             tenants::token_by_hash(&mut conn, hash).await
         })

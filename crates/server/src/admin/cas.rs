@@ -433,7 +433,6 @@ pub async fn crl_settings(
         let mut tx = app.store.begin().await?;
         store::crls::set_settings(&mut tx, &id, body.enabled, hours).await?;
         tx.commit().await?;
-        app.caches.invalidate();
         Ok(())
     }
     .await;

@@ -270,7 +270,6 @@ pub async fn put_settings(
         let mut tx = app.store.begin().await?;
         store::est::put_settings(&mut tx, &s).await?;
         tx.commit().await?;
-        app.caches.invalidate();
         Ok(s)
     }
     .await;
@@ -360,7 +359,6 @@ pub async fn create_client(
             )));
         }
         tx.commit().await?;
-        app.caches.invalidate();
         Ok(client)
     }
     .await;
@@ -407,7 +405,6 @@ pub async fn delete_client(
             })?;
         store::est::delete_client(&mut tx, &id, &username).await?;
         tx.commit().await?;
-        app.caches.invalidate();
         Ok(client)
     }
     .await;

@@ -109,7 +109,6 @@ pub async fn put_limits(
         let mut tx = app.store.begin().await?;
         store::rate_limits::put(&mut tx, &id, &o, vellum_core::time::now()).await?;
         tx.commit().await?;
-        app.caches.invalidate();
         Ok(o)
     }
     .await;

@@ -218,7 +218,6 @@ pub async fn revoke_token(
             return Err(Error::conflict(format!("token {id} is already revoked")));
         }
         tx.commit().await?;
-        app.caches.invalidate();
         let mut conn = app.store.reader().acquire().await?;
         tenants::token_by_id(&mut conn, &id)
             .await?

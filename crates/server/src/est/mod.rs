@@ -186,8 +186,9 @@ impl Ctx {
             .unwrap_or_else(|| app.est_default_ca());
         let cache_key = format!("{key}\0{}", username.unwrap_or_default());
         let service = app
-            .caches
-            .read_through(&app.caches.est, &cache_key, || async {
+            .store
+            .caches()
+            .read_through(&app.store.caches().est, &cache_key, || async {
                 let mut conn = app.store.reader().acquire().await?;
                 store::est::service(&mut conn, &key, username).await
             })
