@@ -49,8 +49,11 @@ pub const MAX_CA_VALIDITY_DAYS: i64 = 36_500;
 /// What a purchase of a root or an intermediate names.
 #[derive(Debug, Clone)]
 pub struct Purchase {
+    /// The CA certificate's subject.
     pub subject: SubjectFields,
+    /// The CA key's algorithm.
     pub key_algorithm: KeyAlgorithm,
+    /// Validity of the CA certificate, days.
     pub validity_days: i64,
     /// Roots only: service period in months.
     pub service_months: i64,
@@ -66,7 +69,9 @@ pub enum EnableMode {
     Generate,
     /// Use an uploaded certificate and its private key.
     Upload {
+        /// The CA certificate (PEM).
         certificate_pem: String,
+        /// Its private key (PEM).
         private_key_pem: String,
     },
 }

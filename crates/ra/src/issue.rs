@@ -44,17 +44,27 @@ pub enum KeySource {
 
 /// A request for one end-entity certificate.
 pub struct IssueRequest {
+    /// The tenant the certificate belongs to.
     pub tenant_id: String,
+    /// The issuing intermediate.
     pub ca_id: String,
+    /// Server or client certificate.
     pub leaf_type: LeafType,
+    /// Subject fields.
     pub subject: SubjectFields,
+    /// Subject alternative names.
     pub sans: Vec<San>,
+    /// Validity, days.
     pub validity_days: i64,
+    /// Whether the certificate names the CA's CRL distribution point.
     pub include_crl: bool,
+    /// Where the key comes from.
     pub key: KeySource,
     /// `private_ca`, `acme`, `est`, `system`.
     pub source: String,
+    /// Name in the inventory.
     pub name: Option<String>,
+    /// Inventory tags.
     pub tags: BTreeMap<String, String>,
     /// Who asked (token id, ACME account, EST client).
     pub requester: Option<String>,
@@ -76,6 +86,7 @@ pub struct IssueRequest {
 
 /// A certificate that has been recorded and may leave the server.
 pub struct Issued {
+    /// The certificate as recorded.
     pub record: CertRow,
     /// The private key (PKCS#8 PEM) when the server generated it.
     pub private_key_pem: Option<Zeroizing<String>>,

@@ -5,6 +5,8 @@
 //! master key and the opened signers, the read caches, the group-commit writers, the rate
 //! limits, the clock), not the whole server.
 
+#![warn(missing_docs)]
+
 pub mod acme;
 pub mod crl;
 pub mod csr;

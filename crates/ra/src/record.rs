@@ -35,7 +35,10 @@ use vellum_core::time::Clock;
 #[derive(Debug, Clone)]
 pub enum Followup {
     /// The ACME order, which must still be `ready`, becomes `valid` with this certificate.
-    AcmeOrderValid { order_id: String },
+    AcmeOrderValid {
+        /// The order.
+        order_id: String,
+    },
 }
 
 /// One certificate to record.
@@ -44,8 +47,11 @@ pub struct Job {
     pub ca_id: String,
     /// Serial of the CA certificate the leaf was signed under: the CA must still hold it.
     pub ca_serial: String,
+    /// The certificate row to insert.
     pub record: CertRow,
+    /// The audit event written with it.
     pub audit: Option<AuditEvent>,
+    /// Another change of the same transaction.
     pub followup: Option<Followup>,
 }
 

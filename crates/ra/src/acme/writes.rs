@@ -25,28 +25,44 @@ pub enum Change {
     /// An order, its new authorizations and their challenges, and the order's links to
     /// all its authorizations (new and reused), in identifier order.
     NewOrder {
+        /// The new order.
         order: Box<Order>,
+        /// Its new authorizations.
         authzs: Vec<Authz>,
+        /// Their challenges.
         challenges: Vec<Challenge>,
+        /// Every authorization of the order (new and reused), in identifier order.
         authz_ids: Vec<String>,
     },
     /// A challenge goes from pending to processing.
-    StartChallenge { id: String },
+    StartChallenge {
+        /// The challenge.
+        id: String,
+    },
     /// A validation succeeded: the challenge and its authorization become valid, and the
     /// orders waiting only for it become ready.
     Validated {
+        /// The challenge that succeeded.
         challenge_id: String,
+        /// Its authorization.
         authz_id: String,
+        /// When (Unix seconds).
         at: i64,
+        /// Until when the authorization may be reused for new orders.
         reusable_until: i64,
     },
     /// A validation failed: the challenge and its authorization become invalid, and so do
     /// the orders that needed it.
     Failed {
+        /// The challenge that failed.
         challenge_id: String,
+        /// Its authorization.
         authz_id: String,
+        /// When (Unix seconds).
         at: i64,
+        /// The challenge's error object (JSON).
         challenge_error: String,
+        /// The error object of the orders that fail with it (JSON).
         order_error: String,
     },
 }
