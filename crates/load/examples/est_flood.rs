@@ -38,18 +38,31 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() {
-    let args = Args::parse();
-    let pem = std::fs::read(&args.ca_file).expect("read --ca-file");
+async fn main() -> std::process::ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("est_flood: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let pem = std::fs::read(&args.ca_file)
+        .map_err(|e| format!("reading --ca-file {}: {e}", args.ca_file.display()))?;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(&pem) {
-        roots.add(c.expect("a PEM root")).expect("a usable root");
+        let c = c.map_err(|e| format!("--ca-file: not a PEM certificate: {e}"))?;
+        roots
+            .add(c)
+            .map_err(|e| format!("--ca-file: unusable root certificate: {e}"))?;
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .expect("TLS versions")
+    .map_err(|e| format!("TLS configuration: {e}"))?
     .with_root_certificates(roots)
     .with_no_client_auth();
     let http = reqwest::Client::builder()
@@ -57,7 +70,7 @@ async fn main() {
         .pool_max_idle_per_host(args.concurrency as usize)
         .timeout(Duration::from_secs(30))
         .build()
-        .expect("client");
+        .map_err(|e| format!("HTTP client: {e}"))?;
     let url = format!("{}/.well-known/est/simpleenroll", args.url);
     let tally: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let until = Instant::now() + Duration::from_secs(args.seconds);
@@ -90,7 +103,11 @@ async fn main() {
                     }
                     Err(e) => format!("error: {}", e.without_url()),
                 };
-                *tally.lock().unwrap().entry(status).or_default() += 1;
+                *tally
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(status)
+                    .or_default() += 1;
                 n += args.concurrency;
             }
         }));
@@ -98,11 +115,12 @@ async fn main() {
     for t in tasks {
         let _ = t.await;
     }
-    let t = tally.lock().unwrap();
+    let t = tally.lock().unwrap_or_else(|p| p.into_inner());
     let total: u64 = t.values().sum();
     println!(
         "{total} requests in {} s ({:.0}/s): {t:?}",
         args.seconds,
         total as f64 / args.seconds as f64
     );
+    Ok(())
 }

@@ -16,9 +16,17 @@ use vellum_core::status::{CaKind, CaStatus};
 /// Days a purchase stays refundable.
 pub const REFUND_WINDOW_DAYS: i64 = 7;
 
+/// Whether `ca` may be refunded at `now` (no message built: for views and lists).
+pub fn refundable(ca: &CaRow, now: i64) -> bool {
+    ca.status == CaStatus::Pending && within_refund_window(ca, now)
+}
+
+fn within_refund_window(ca: &CaRow, now: i64) -> bool {
+    now <= ca.purchased_at + REFUND_WINDOW_DAYS * 86_400
+}
+
 /// Whether `ca` may be refunded at `now`: pending, and purchased at most
-/// [`REFUND_WINDOW_DAYS`] days ago. The one statement of the rule (the CA view's
-/// `refundable` asks it too).
+/// [`REFUND_WINDOW_DAYS`] days ago; the refusal names which rule failed.
 pub fn check_refundable(ca: &CaRow, now: i64) -> Result<()> {
     let id = &ca.id;
     if ca.status != CaStatus::Pending {
@@ -32,7 +40,7 @@ pub fn check_refundable(ca: &CaRow, now: i64) -> Result<()> {
             ca.status
         )));
     }
-    if now > ca.purchased_at + REFUND_WINDOW_DAYS * 86_400 {
+    if !within_refund_window(ca, now) {
         return Err(Error::conflict(format!(
             "CA {id} was purchased at {}, more than {REFUND_WINDOW_DAYS} days ago; it is no longer refundable",
             vellum_core::time::rfc3339(ca.purchased_at)

@@ -530,21 +530,15 @@ pub async fn renew(
     OptJson(body): OptJson<RenewBody>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     who.require(Permission::Issue)?;
-    let res = renew_inner(&app, &who, &id, body.force.unwrap_or(false)).await;
-    match res {
-        Ok(issued) => Ok((StatusCode::CREATED, axum::Json(issued_view(&issued)))),
-        Err(e) => {
-            let failed: Result<()> = Err(e);
-            record(&app, &who, "certificate.renew", Some(&id), &failed).await;
-            Err(failed
-                .err()
-                .unwrap_or_else(|| Error::internal("unreachable"))
-                .into())
-        }
+    let res = async {
+        let old = load(&app, &who, &id).await?;
+        let force = body.force.unwrap_or(false);
+        ra::renew::renew(&app, &old, force, requester(&who, "certificate.renew")).await
     }
-}
-
-async fn renew_inner(app: &App, who: &Principal, id: &str, force: bool) -> Result<Issued> {
-    let old = load(app, who, id).await?;
-    ra::renew::renew(app, &old, force, requester(who, "certificate.renew")).await
+    .await;
+    // A success is audited in the issuing transaction; a refusal here.
+    if res.is_err() {
+        record(&app, &who, "certificate.renew", Some(&id), &res).await;
+    }
+    Ok((StatusCode::CREATED, axum::Json(issued_view(&res?))))
 }

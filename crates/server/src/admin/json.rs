@@ -260,7 +260,7 @@ pub fn ca(ca: &CaRow, http_base: &str) -> Value {
         "revocation_reason": ca.revocation_reason,
         "refunded_at": ts(ca.refunded_at),
         "removed_at": ts(ca.removed_at),
-        "refundable": ra::hierarchy::check_refundable(ca, now).is_ok(),
+        "refundable": ra::hierarchy::refundable(ca, now),
         "crl_url": urls.crl,
         "certificate_url": urls.certificate,
     });
