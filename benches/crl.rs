@@ -46,7 +46,7 @@ fn entries(n: usize) -> Vec<Entry> {
             Entry {
                 serial_hex: hex::encode(serial),
                 revoked_at: NOW - (i as i64 % 86_400),
-                reason: "keyCompromise".into(),
+                reason: vellum_core::status::RevocationReason::KeyCompromise,
             }
         })
         .collect()

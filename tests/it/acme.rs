@@ -102,6 +102,19 @@ async fn full_flow(backend: Backend) {
     let (_, list) = s.get("/certificates?source=acme").await;
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
+    let (st, e) = s.get("/certificates?source=ACME").await;
+    assert_eq!(
+        (st.as_u16(), e["field"].as_str()),
+        (422, Some("source")),
+        "{e}"
+    );
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("private_ca, acme, est or system"),
+        "{e}"
+    );
     assert!(items[0]["requester"].as_str().unwrap().len() > 10);
     assert_eq!(
         items[0]["sans"][0],
@@ -1194,7 +1207,7 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
             .await
             .unwrap()
             .into_iter()
-            .map(|r| r.is_ok())
+            .map(|r| r == store::batch::Outcome::Committed)
             .collect::<Vec<bool>>()
     };
     assert_eq!(
@@ -1283,7 +1296,7 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
             cert_type: vellum_core::status::LeafType::Server,
             common_name: "a.example".into(),
             sans_json: "[]".into(),
-            source: "acme".into(),
+            source: vellum_core::status::CertificateSource::Acme,
             tags_json: "{}".into(),
             spec_json: "{}".into(),
             subject_json: "{}".into(),
@@ -1303,16 +1316,26 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
         .commit(&app.store, &[&first, &second, &not_ready])
         .await
         .unwrap();
-    assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
-    assert!(
-        matches!(&outcomes[1], Err(vellum_core::error::Error::Conflict(_))),
-        "two finalizes of one order: one certificate ({:?})",
-        outcomes[1]
+    use ra::record::Refusal;
+    use store::batch::Outcome;
+    assert_eq!(outcomes[0], Outcome::Committed);
+    // The refusals carry the order's status in the transaction, so finalize answers
+    // without reading the order again.
+    assert_eq!(
+        outcomes[1],
+        Outcome::Refused(Refusal::OrderNotReady {
+            order: "ord-a".into(),
+            status: Some(OrderStatus::Processing)
+        }),
+        "two finalizes of one order: one certificate, the other sees it claimed"
     );
-    assert!(
-        matches!(&outcomes[2], Err(vellum_core::error::Error::Conflict(_))),
-        "an order that is not ready gets no certificate ({:?})",
-        outcomes[2]
+    assert_eq!(
+        outcomes[2],
+        Outcome::Refused(Refusal::OrderNotReady {
+            order: "ord-b".into(),
+            status: Some(OrderStatus::Invalid)
+        }),
+        "an order that is not ready gets no certificate"
     );
     let mut conn = app.store.reader().acquire().await.unwrap();
     let a = sa::order_by_id(&mut conn, "ord-a").await.unwrap().unwrap();

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use super::Signer;
 use vellum_core::error::{Error, Result};
+use vellum_core::status::RevocationReason as Reason;
 
 /// One CRL entry.
 #[derive(Debug, Clone)]
@@ -15,22 +16,21 @@ pub struct Entry {
     pub serial_hex: String,
     /// Unix seconds.
     pub revoked_at: i64,
-    /// RFC 5280 reason name (`unspecified` is written as no reason code, as RFC 5280
-    /// recommends).
-    pub reason: String,
+    /// Why (`unspecified` is written as no reason code, as RFC 5280 recommends).
+    pub reason: Reason,
 }
 
-/// The reason code of an RFC 5280 reason name.
-pub fn reason_code(name: &str) -> Option<RevocationReason> {
-    Some(match name {
-        "keyCompromise" => RevocationReason::KeyCompromise,
-        "cACompromise" => RevocationReason::CaCompromise,
-        "affiliationChanged" => RevocationReason::AffiliationChanged,
-        "superseded" => RevocationReason::Superseded,
-        "cessationOfOperation" => RevocationReason::CessationOfOperation,
-        "privilegeWithdrawn" => RevocationReason::PrivilegeWithdrawn,
-        "aACompromise" => RevocationReason::AaCompromise,
-        _ => return None,
+/// The reason code rcgen writes (none for `unspecified`, as RFC 5280 recommends).
+pub fn reason_code(reason: Reason) -> Option<RevocationReason> {
+    Some(match reason {
+        Reason::Unspecified => return None,
+        Reason::KeyCompromise => RevocationReason::KeyCompromise,
+        Reason::CaCompromise => RevocationReason::CaCompromise,
+        Reason::AffiliationChanged => RevocationReason::AffiliationChanged,
+        Reason::Superseded => RevocationReason::Superseded,
+        Reason::CessationOfOperation => RevocationReason::CessationOfOperation,
+        Reason::PrivilegeWithdrawn => RevocationReason::PrivilegeWithdrawn,
+        Reason::AaCompromise => RevocationReason::AaCompromise,
     })
 }
 
@@ -55,7 +55,7 @@ pub fn sign(
             Ok(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&serial),
                 revocation_time: at(e.revoked_at)?,
-                reason_code: reason_code(&e.reason),
+                reason_code: reason_code(e.reason),
                 invalidity_date: None,
             })
         })

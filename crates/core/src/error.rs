@@ -28,10 +28,34 @@ pub enum Error {
     /// The current state forbids the transition; the message names the state. 409.
     #[error("{0}")]
     Conflict(String),
-    /// The issuing CA has no certificate quota left; the message names the CA and how to
-    /// get more. 409 on the admin API; each front end maps it to its own protocol.
-    #[error("{0}")]
-    QuotaExhausted(String),
+    /// The issuing CA has no certificate quota left. 409 on the admin API; each front end
+    /// maps it to its own protocol (ACME `unauthorized`, EST 503 with `Retry-After`).
+    #[error("{detail}")]
+    QuotaExhausted {
+        /// The CA whose quota is spent.
+        ca: String,
+        /// Names the CA and how to get more quota.
+        detail: String,
+    },
+    /// The CA changed (revoked, reset, renewed, out of service, removed) between the checks
+    /// and the recording of a certificate; nothing was issued and a retry sees the new
+    /// state. 409.
+    #[error("{detail}")]
+    CaChanged {
+        /// The CA.
+        ca: String,
+        /// What it is now.
+        detail: String,
+    },
+    /// An ACME order cannot be finalized in its current state (another request finalized
+    /// it, or it became invalid); nothing was issued. ACME `orderNotReady`; 409 elsewhere.
+    #[error("ACME order {order} is {status}, not ready; nothing was issued")]
+    OrderNotReady {
+        /// The order.
+        order: String,
+        /// Its status when the certificate was to be recorded.
+        status: crate::status::OrderStatus,
+    },
     /// The body parses but breaks a rule; names the field and the rule. 422.
     #[error("{field}: {detail}")]
     Invalid {

@@ -11,7 +11,7 @@ use ca::profile::{self, PublicationUrls, SubjectFields, Validity};
 use ca::{cert_facts, upload, Signer};
 use store::{self, cas::CaRow, cas::Enablement};
 use vellum_core::error::{Error, Result};
-use vellum_core::status::{CaKind, CaStatus};
+use vellum_core::status::{CaKind, CaStatus, KeySource, RevocationReason};
 
 /// Days a purchase stays refundable.
 pub const REFUND_WINDOW_DAYS: i64 = 7;
@@ -352,7 +352,7 @@ pub async fn enable(ra: &Authority, tenant_id: &str, id: &str, mode: EnableMode)
             Enablement {
                 subject: facts.subject,
                 key_algorithm: v.key_algorithm.to_string(),
-                key_source: "uploaded".into(),
+                key_source: KeySource::Uploaded,
                 not_before: facts.not_before,
                 not_after: facts.not_after,
                 serial: facts.serial,
@@ -419,7 +419,7 @@ async fn generate(
     Ok(Enablement {
         subject: facts.subject,
         key_algorithm: alg.to_string(),
-        key_source: "generated".into(),
+        key_source: KeySource::Generated,
         not_before,
         not_after,
         serial,
@@ -521,54 +521,14 @@ pub async fn assign_quota(
     load(ra, tenant_id, root_id).await
 }
 
-/// The RFC 5280 CRL reason names accepted for revocations (certificateHold is not: it is
-/// not irreversible).
-pub const REVOCATION_REASONS: &[&str] = &[
-    "unspecified",
-    "keyCompromise",
-    "cACompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "privilegeWithdrawn",
-    "aACompromise",
-];
-
-/// Canonical RFC 5280 name of a reason given in any case, with `_`/`-` ignored.
-pub fn parse_reason(input: Option<&str>) -> Result<String> {
-    let Some(raw) = input else {
-        return Ok("unspecified".into());
-    };
-    let norm = |s: &str| {
-        s.chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect::<String>()
-            .to_ascii_lowercase()
-    };
-    REVOCATION_REASONS
-        .iter()
-        .find(|r| norm(r) == norm(raw))
-        .map(|r| r.to_string())
-        .ok_or_else(|| {
-            Error::invalid(
-                "reason",
-                format!(
-                    "{raw:?} is not an RFC 5280 reason; use one of: {}",
-                    REVOCATION_REASONS.join(", ")
-                ),
-            )
-        })
-}
-
 /// enabled → revoked. An intermediate's certificate goes on its root's CRL and its unspent
 /// quota returns to the root.
 pub async fn revoke(
     ra: &Authority,
     tenant_id: &str,
     id: &str,
-    reason: Option<&str>,
+    reason: RevocationReason,
 ) -> Result<CaRow> {
-    let reason = parse_reason(reason)?;
     let ca = load(ra, tenant_id, id).await?;
     if ca.status != CaStatus::Enabled {
         return Err(Error::conflict(format!(
@@ -587,13 +547,13 @@ pub async fn revoke(
     }
     let now = ra.now();
     let mut tx = ra.store.begin().await?;
-    if !store::cas::revoke(&mut tx, id, now, &reason).await? {
+    if !store::cas::revoke(&mut tx, id, now, reason).await? {
         return Err(Error::conflict(format!(
             "CA {id} changed state; fetch it and retry"
         )));
     }
     if let (Some(parent), Some(serial)) = (&ca.parent_id, &ca.serial) {
-        store::cas::record_ca_revocation(&mut tx, parent, id, serial, now, &reason).await?;
+        store::cas::record_ca_revocation(&mut tx, parent, id, serial, now, reason).await?;
         store::cas::return_unspent_quota(&mut tx, id).await?;
     }
     tx.commit().await?;
@@ -644,7 +604,15 @@ pub async fn reset(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
         )));
     }
     if let (Some(parent), Some(serial)) = (&ca.parent_id, &ca.serial) {
-        store::cas::record_ca_revocation(&mut tx, parent, id, serial, now, "superseded").await?;
+        store::cas::record_ca_revocation(
+            &mut tx,
+            parent,
+            id,
+            serial,
+            now,
+            RevocationReason::Superseded,
+        )
+        .await?;
         store::cas::return_unspent_quota(&mut tx, id).await?;
     }
     tx.commit().await?;
@@ -725,22 +693,5 @@ mod tests {
                 .date(),
             time::macros::date!(2027 - 01 - 31)
         );
-    }
-
-    #[test]
-    fn reasons_are_canonicalised_and_unknown_ones_listed() {
-        assert_eq!(
-            parse_reason(Some("key_compromise")).unwrap(),
-            "keyCompromise"
-        );
-        assert_eq!(
-            parse_reason(Some("CessationOfOperation")).unwrap(),
-            "cessationOfOperation"
-        );
-        assert_eq!(parse_reason(None).unwrap(), "unspecified");
-        let e = parse_reason(Some("certificateHold"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("reason") && e.contains("keyCompromise"), "{e}");
     }
 }

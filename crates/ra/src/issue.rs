@@ -17,7 +17,7 @@ use ca::keys::KeyAlgorithm;
 use ca::profile::{self, LeafSpec, LeafType, PublicationUrls, San, SubjectFields, Validity};
 use store::{self, audit::AuditEvent, cas::CaRow, certificates::CertRow};
 use vellum_core::error::{Error, Result};
-use vellum_core::status::CaStatus;
+use vellum_core::status::{CaStatus, CertificateSource};
 
 /// Most subject alternative names one certificate may carry.
 pub const MAX_SANS: usize = 10;
@@ -61,7 +61,7 @@ pub struct IssueRequest {
     /// Where the key comes from.
     pub key: KeySource,
     /// `private_ca`, `acme`, `est`, `system`.
-    pub source: String,
+    pub source: CertificateSource,
     /// Name in the inventory.
     pub name: Option<String>,
     /// Inventory tags.
@@ -361,7 +361,7 @@ pub async fn issue(ra: &Authority, req: IssueRequest) -> Result<Issued> {
         sans_json: sans_json(&req.sans).to_string(),
         not_before: validity.not_before,
         not_after: validity.not_after,
-        source: req.source.clone(),
+        source: req.source,
         name: req.name.clone(),
         tags_json: serde_json::to_string(&req.tags).map_err(Error::internal)?,
         spec_json: req.spec_json.to_string(),

@@ -7,14 +7,21 @@
 //! audit events. Each caller gets its own answer only after that commit, so a certificate
 //! never leaves the server unrecorded, and quota never goes below zero:
 //! - a group that does not fit the CA's remaining quota is spent one job at a time, in
-//!   arrival order, and the jobs left over get [`Error::QuotaExhausted`];
+//!   arrival order, and the jobs left over are refused ([`Refusal::QuotaExhausted`], or
+//!   [`Refusal::CaChanged`] / [`Refusal::CaGone`] when the CA is no longer what the
+//!   certificate was signed under);
 //! - any other failure rolls the transaction back and the jobs are retried one per
 //!   transaction, so the error reaches only the job that caused it.
 //!
 //! - a job for an ACME order ([`Followup::AcmeOrderValid`]) is recorded only if the order
 //!   is still `ready` when the transaction runs, and the order becomes `valid` in that
 //!   transaction: of two finalizes of one order, one certificate is recorded and the other
-//!   gets [`Error::Conflict`]; a refused job leaves the order `ready`.
+//!   is refused with the status the order has ([`Refusal::OrderNotReady`]), so the caller
+//!   needs not read it again; a job refused for quota leaves the order `ready`.
+//!
+//! A refusal is the batch's answer for that job, not a failure: the other jobs commit. The
+//! recorder turns it into the domain error ([`Error::QuotaExhausted`],
+//! [`Error::OrderNotReady`], [`Error::CaChanged`], [`Error::NotFound`]).
 //!
 //! The queueing, the committer thread and the one-by-one retry are `store::batch`'s. CA
 //! rows are always updated in id order so concurrent batches (PostgreSQL runs several
@@ -25,10 +32,10 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::acme::state;
-use store::batch::{Batcher, Outcomes, Work};
+use store::batch::{Batcher, Outcome, Outcomes, Work};
 use store::{self, audit::AuditEvent, certificates::CertRow, Store};
 use vellum_core::error::{Error, Result};
-use vellum_core::status::CaStatus;
+use vellum_core::status::{CaStatus, OrderStatus};
 use vellum_core::time::Clock;
 
 /// Something else that must change in the same transaction as the certificate's record.
@@ -69,9 +76,92 @@ impl Recorder {
         )?))
     }
 
-    /// Records the job; returns its record once committed (or the refusal).
+    /// Records the job; returns its record once committed, or the refusal as the domain
+    /// error.
     pub async fn record(&self, job: Job) -> Result<CertRow> {
-        Ok(self.0.submit(job).await?.record)
+        match self.0.submit(job).await? {
+            Ok(job) => Ok(job.record),
+            Err(refusal) => Err(refusal.into()),
+        }
+    }
+}
+
+/// Why a job was not recorded (its condition did not hold when its batch ran).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The CA is as the certificate was signed under, but its quota is spent.
+    QuotaExhausted {
+        /// The intermediate.
+        ca: String,
+        /// Its common name.
+        common_name: String,
+        /// Its root, which can assign more.
+        root: Option<String>,
+    },
+    /// The CA changed since the checks: revoked, reset, renewed or out of service.
+    CaChanged {
+        /// The CA.
+        ca: String,
+        /// Its status now.
+        status: CaStatus,
+        /// Whether its service period ended.
+        out_of_service: bool,
+    },
+    /// The CA was removed.
+    CaGone {
+        /// The CA.
+        ca: String,
+    },
+    /// The ACME order was not `ready` (another finalize claimed it, or it became invalid).
+    OrderNotReady {
+        /// The order.
+        order: String,
+        /// Its status in the transaction (`None`: it no longer exists).
+        status: Option<OrderStatus>,
+    },
+}
+
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Error {
+        match r {
+            Refusal::QuotaExhausted {
+                ca,
+                common_name,
+                root,
+            } => Error::QuotaExhausted {
+                detail: format!(
+                    "intermediate CA {ca} ({common_name}) has no certificate quota left; \
+                     assign quota to it from its root CA {}",
+                    root.as_deref().unwrap_or("?")
+                ),
+                ca,
+            },
+            Refusal::CaChanged {
+                ca,
+                status,
+                out_of_service,
+            } => Error::CaChanged {
+                detail: format!(
+                    "CA {ca} changed while the certificate was being issued (now {status}{}); \
+                     nothing was issued, try again",
+                    if out_of_service {
+                        ", out of service"
+                    } else {
+                        ""
+                    }
+                ),
+                ca,
+            },
+            Refusal::CaGone { ca } => Error::not_found(format!("CA {ca} no longer exists")),
+            Refusal::OrderNotReady {
+                order,
+                status: Some(status),
+            } => Error::OrderNotReady { order, status },
+            Refusal::OrderNotReady {
+                order,
+                status: None,
+            } => Error::not_found(format!("ACME order {order} no longer exists")),
+        }
     }
 }
 
@@ -89,19 +179,20 @@ impl Records {
 
 impl Work for Records {
     type Job = Job;
+    type Refusal = Refusal;
     fn commit<'a>(
         &'a self,
         store: &'a Store,
         jobs: &'a [&'a Job],
-    ) -> Pin<Box<dyn Future<Output = Outcomes> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = Outcomes<Refusal>> + Send + 'a>> {
         Box::pin(record_batch(store, jobs, self.clock.now()))
     }
 }
 
-/// One transaction for `jobs`. `Ok` holds each job's outcome (success or quota
-/// exhausted); `Err` means nothing was committed.
-async fn record_batch(store: &Store, jobs: &[&Job], now: i64) -> Outcomes {
-    let mut refusals: Vec<Option<Error>> = jobs.iter().map(|_| None).collect();
+/// One transaction for `jobs`. `Ok` holds each job's outcome (recorded or refused);
+/// `Err` means nothing was committed.
+async fn record_batch(store: &Store, jobs: &[&Job], now: i64) -> Outcomes<Refusal> {
+    let mut refusals: Vec<Option<Refusal>> = jobs.iter().map(|_| None).collect();
     let mut tx = store.begin().await?;
     // ACME orders first: each must still be ready (one finalize wins). Claimed orders are
     // `processing` inside this transaction only.
@@ -122,10 +213,13 @@ async fn record_batch(store: &Store, jobs: &[&Job], now: i64) -> Outcomes {
             if ready.remove(id) {
                 claimed.push((i, id));
             } else {
-                refusals[i] = Some(Error::conflict(format!(
-                    "ACME order {id} is no longer ready (finalized by another request, or \
-                     invalidated); nothing was issued"
-                )));
+                let status = store::acme::order_by_id(&mut tx, id)
+                    .await?
+                    .map(|o| o.status);
+                refusals[i] = Some(Refusal::OrderNotReady {
+                    order: id.to_string(),
+                    status,
+                });
             }
         }
     }
@@ -183,14 +277,14 @@ async fn record_batch(store: &Store, jobs: &[&Job], now: i64) -> Outcomes {
     Ok(refusals
         .into_iter()
         .map(|r| match r {
-            None => Ok(()),
-            Some(e) => Err(e),
+            None => Outcome::Committed,
+            Some(why) => Outcome::Refused(why),
         })
         .collect())
 }
 
 /// Why the quota of a job's CA could not be spent.
-async fn refusal(tx: &mut store::Tx, job: &Job, now: i64) -> Result<Error> {
+async fn refusal(tx: &mut store::Tx, job: &Job, now: i64) -> Result<Refusal> {
     let ca = store::cas::get_any_tenant(tx, &job.ca_id).await?;
     Ok(match ca {
         Some(ca)
@@ -198,23 +292,19 @@ async fn refusal(tx: &mut store::Tx, job: &Job, now: i64) -> Result<Error> {
                 && ca.serial.as_deref() == Some(job.ca_serial.as_str())
                 && ca.service_until > now =>
         {
-            Error::QuotaExhausted(format!(
-                "intermediate CA {} ({}) has no certificate quota left; assign quota to it from its root CA {}",
-                ca.id,
-                ca.common_name,
-                ca.parent_id.as_deref().unwrap_or("?")
-            ))
-        }
-        Some(ca) => Error::conflict(format!(
-            "CA {} changed while the certificate was being issued (now {}{}); nothing was issued, try again",
-            ca.id,
-            ca.status,
-            if ca.service_until <= now {
-                ", out of service"
-            } else {
-                ""
+            Refusal::QuotaExhausted {
+                ca: ca.id,
+                common_name: ca.common_name,
+                root: ca.parent_id,
             }
-        )),
-        None => Error::not_found(format!("CA {} no longer exists", job.ca_id)),
+        }
+        Some(ca) => Refusal::CaChanged {
+            ca: ca.id,
+            status: ca.status,
+            out_of_service: ca.service_until <= now,
+        },
+        None => Refusal::CaGone {
+            ca: job.ca_id.clone(),
+        },
     })
 }

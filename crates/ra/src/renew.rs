@@ -63,7 +63,7 @@ pub async fn renew(ra: &Authority, old: &CertRow, force: bool, who: Requester) -
         }
     };
     let mut req = spec.request(&ca_id, key, who)?;
-    req.source = old.source.clone();
+    req.source = old.source;
     req.est_client = old.est_client.clone();
     req.renewed_from = Some(old.id.clone());
     issue::issue(ra, req).await
@@ -80,7 +80,7 @@ mod tests {
             id: "c1".into(),
             ca_id: Some("ca".into()),
             not_after,
-            source: "private_ca".into(),
+            source: vellum_core::status::CertificateSource::PrivateCa,
             spec_json: r#"{"type":"server","common_name":"a.example","validity_days":30}"#.into(),
             ..CertRow::default()
         }

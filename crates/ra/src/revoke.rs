@@ -2,19 +2,18 @@
 //! revokeCert). The revocation and the CRL's staleness mark commit together, so the next
 //! CRL fetch shows it.
 
-use crate::hierarchy;
 use crate::Authority;
 use store::{self, certificates::CertRow};
 use vellum_core::error::{Error, Result};
+use vellum_core::status::RevocationReason;
 
 /// Revokes a certificate of the tenant (shared by every front end).
 pub async fn revoke_certificate(
     ra: &Authority,
     tenant_id: &str,
     id: &str,
-    reason: Option<&str>,
+    reason: RevocationReason,
 ) -> Result<CertRow> {
-    let reason = hierarchy::parse_reason(reason)?;
     let c = {
         let mut conn = ra.store.reader().acquire().await?;
         store::certificates::get(&mut conn, tenant_id, id)
@@ -25,7 +24,7 @@ pub async fn revoke_certificate(
     };
     let now = ra.now();
     let mut tx = ra.store.begin().await?;
-    if !store::certificates::revoke(&mut tx, id, now, &reason).await? {
+    if !store::certificates::revoke(&mut tx, id, now, reason).await? {
         return Err(Error::conflict(format!(
             "certificate {id} is already revoked"
         )));

@@ -10,6 +10,7 @@ use ca::profile::{LeafType, San, SubjectFields};
 use serde::{Deserialize, Serialize};
 use store::audit::AuditEvent;
 use vellum_core::error::{Error, Result};
+use vellum_core::status::CertificateSource;
 
 use crate::issue::{IssueRequest, KeySource};
 
@@ -208,7 +209,7 @@ impl CertSpec {
             validity_days: self.validity_days,
             include_crl: self.include_crl,
             key,
-            source: "private_ca".into(),
+            source: CertificateSource::PrivateCa,
             name: self.name.clone(),
             tags: self.tags.clone(),
             requester: who.id,

@@ -162,3 +162,71 @@ async fn renewal_opens_thirty_days_before_expiry() {
     assert_eq!(new.not_before, T0 + 61 * DAY - 60);
     assert_ne!(new.serial, old.serial);
 }
+
+#[tokio::test]
+async fn spent_quota_refuses_with_the_ca_and_spends_nothing_more() {
+    let f = authority().await;
+    let ca = hierarchy(&f.ra, 12).await;
+    for _ in 0..5 {
+        issue(&f.ra, &ca, 30).await.unwrap();
+    }
+    let e = issue(&f.ra, &ca, 30).await.map(|_| ()).unwrap_err();
+    match &e {
+        Error::QuotaExhausted { ca: which, detail } => {
+            assert_eq!(which, &ca);
+            assert!(detail.contains("assign quota"), "{detail}");
+        }
+        other => panic!("expected QuotaExhausted, got {other:?}"),
+    }
+    let inter = hierarchy::load(&f.ra, TENANT, &ca).await.unwrap();
+    assert_eq!(inter.quota_remaining, 0, "never below zero");
+}
+
+#[tokio::test]
+async fn the_recorder_refuses_a_certificate_signed_under_a_former_ca_certificate() {
+    use crate::record::{Job, Records, Refusal};
+    use store::batch::{Outcome, Work};
+    let f = authority().await;
+    let ca = hierarchy(&f.ra, 12).await;
+    let record = issue(&f.ra, &ca, 30).await.unwrap().record;
+    let job = |serial: &str, id: &str| Job {
+        ca_id: ca.clone(),
+        ca_serial: serial.into(),
+        record: store::certificates::CertRow {
+            id: id.into(),
+            serial: format!("{id:0>40}"),
+            ..record.clone()
+        },
+        audit: None,
+        followup: None,
+    };
+    let inter = hierarchy::load(&f.ra, TENANT, &ca).await.unwrap();
+    let current = inter.serial.clone().unwrap();
+    let (stale, fresh) = (job("00ff", "c1"), job(&current, "c2"));
+    let outcomes = Records::new(f.ra.clock.clone())
+        .commit(&f.ra.store, &[&stale, &fresh])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            Outcome::Refused(Refusal::CaChanged {
+                ca: ca.clone(),
+                status: vellum_core::status::CaStatus::Enabled,
+                out_of_service: false,
+            }),
+            Outcome::Committed,
+        ],
+        "one job refused, the other of the same batch recorded"
+    );
+    let e: Error = Refusal::CaChanged {
+        ca: ca.clone(),
+        status: vellum_core::status::CaStatus::Revoked,
+        out_of_service: false,
+    }
+    .into();
+    assert!(matches!(e, Error::CaChanged { .. }), "{e:?}");
+    assert!(e.to_string().contains("nothing was issued"), "{e}");
+    let inter = hierarchy::load(&f.ra, TENANT, &ca).await.unwrap();
+    assert_eq!(inter.quota_remaining, 3, "the refused job spent nothing");
+}

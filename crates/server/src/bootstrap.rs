@@ -19,7 +19,7 @@ use ra::Authority;
 use store::{self, settings, tenants, Store};
 use vellum_core::config::Config;
 use vellum_core::error::{Error, Result};
-use vellum_core::status::CaStatus;
+use vellum_core::status::{CaStatus, CertificateSource};
 use vellum_core::time::Clock;
 
 const KEY_ROOT: &str = "bootstrap.root_id";
@@ -343,7 +343,7 @@ pub async fn server_tls_material(app: &App, paths: &Paths) -> Result<(String, St
             validity_days: 365,
             include_crl: true,
             key: KeySource::Generate(KeyAlgorithm::EcP256),
-            source: "system".into(),
+            source: CertificateSource::System,
             name: Some("vellum server TLS".into()),
             tags: BTreeMap::new(),
             requester: Some("system".into()),

@@ -34,7 +34,10 @@ pub fn status(e: &Error) -> StatusCode {
         Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::Conflict(_) | Error::QuotaExhausted(_) => StatusCode::CONFLICT,
+        Error::Conflict(_)
+        | Error::QuotaExhausted { .. }
+        | Error::CaChanged { .. }
+        | Error::OrderNotReady { .. } => StatusCode::CONFLICT,
         Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -51,7 +54,10 @@ pub fn slug(e: &Error) -> &'static str {
         Error::Unauthorized(_) => "unauthorized",
         Error::Forbidden(_) => "forbidden",
         Error::NotFound(_) => "not-found",
-        Error::Conflict(_) | Error::QuotaExhausted(_) => "conflict",
+        Error::Conflict(_) => "conflict",
+        Error::QuotaExhausted { .. } => "quota-exhausted",
+        Error::CaChanged { .. } => "ca-changed",
+        Error::OrderNotReady { .. } => "order-not-ready",
         Error::Invalid { .. } => "invalid",
         Error::TooLarge(_) => "too-large",
         Error::UnsupportedMediaType(_) => "unsupported-media-type",

@@ -2,6 +2,7 @@
 
 use super::{query, Conn};
 use vellum_core::error::Result;
+use vellum_core::status::AuditOutcome;
 
 /// One audit event.
 #[derive(Debug, Clone, Default)]
@@ -18,8 +19,8 @@ pub struct AuditEvent {
     /// Id of the object acted upon.
     pub target: Option<String>,
     pub source_ip: Option<String>,
-    /// `success` or `failure`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: AuditOutcome,
     /// Failure reason or a short summary.
     pub detail: Option<String>,
 }
@@ -45,7 +46,7 @@ pub async fn insert_many(conn: &mut Conn, events: &[&AuditEvent]) -> Result<()> 
                 .bind(&e.action)
                 .bind(&e.target)
                 .bind(&e.source_ip)
-                .bind(&e.outcome)
+                .bind(e.outcome.as_str())
                 .bind(&e.detail);
         }
         q.execute(&mut *conn).await?;
@@ -112,7 +113,7 @@ pub async fn list(conn: &mut Conn, tenant_id: &str, f: &AuditFilter) -> Result<V
                 action: r.try_get("action")?,
                 target: r.try_get("target")?,
                 source_ip: r.try_get("source_ip")?,
-                outcome: r.try_get("outcome")?,
+                outcome: super::decode_spelled(r, "audit_events", "outcome")?,
                 detail: r.try_get("detail")?,
             })
         })

@@ -4,9 +4,12 @@
 //! many short waits for the database are not queued behind the CPU work of the request
 //! runtime). A committer takes whatever jobs queued up while the previous transaction ran
 //! and hands them all to [`Work::commit`], which writes them in ONE transaction and says,
-//! job by job, whether it was accepted. Each caller gets its answer only after that commit.
-//! When the transaction fails as a whole, the jobs are retried one per transaction, so an
-//! error reaches only the job that caused it.
+//! job by job, what became of it: [`Outcome::Committed`], or [`Outcome::Refused`] with the
+//! work's own reason when the job's condition did not hold (a replayed nonce, an order no
+//! longer ready, a CA without quota). A refusal is an answer, not an error: the transaction
+//! commits the other jobs. Each caller gets its answer only after that commit. When the
+//! transaction fails as a whole (an error), the jobs are retried one per transaction, so
+//! the error reaches only the job that caused it.
 //!
 //! On SQLite (one writer connection) this turns a few statements per request into a few
 //! per batch; on PostgreSQL several committers run side by side.
@@ -27,26 +30,52 @@ const QUEUE: usize = 4096;
 /// Concurrent committer tasks with PostgreSQL (SQLite has one writer, hence one).
 const COMMITTERS_POSTGRES: usize = 4;
 
-/// The outcome of a batch: one per job, or an error meaning nothing was committed.
-pub type Outcomes = Result<Vec<Result<()>>>;
+/// What became of one job of a committed batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome<R> {
+    /// Written.
+    Committed,
+    /// Not written: its condition did not hold, for this reason.
+    Refused(R),
+}
+
+impl Outcome<()> {
+    /// Committed when `held` (the job's condition held), refused otherwise.
+    pub fn held(held: bool) -> Outcome<()> {
+        if held {
+            Outcome::Committed
+        } else {
+            Outcome::Refused(())
+        }
+    }
+}
+
+/// The outcome of a batch: one per job, in order, or an error meaning nothing was
+/// committed.
+pub type Outcomes<R> = Result<Vec<Outcome<R>>>;
 
 /// What a batcher writes.
 pub trait Work: Send + Sync + 'static {
     /// One request's write.
     type Job: Send + Sync + 'static;
+    /// Why a job's condition did not hold (`()` when there is only one reason).
+    type Refusal: Send + 'static;
     /// Writes `jobs` in one transaction (see the module documentation).
     fn commit<'a>(
         &'a self,
         store: &'a Store,
         jobs: &'a [&'a Self::Job],
-    ) -> Pin<Box<dyn Future<Output = Outcomes> + Send + 'a>>;
+    ) -> Pin<Box<dyn Future<Output = Outcomes<Self::Refusal>> + Send + 'a>>;
 }
 
-type Queued<J> = (J, oneshot::Sender<Result<J>>);
+/// A job's answer: the job back once committed, or its refusal.
+pub type Answer<W> = std::result::Result<<W as Work>::Job, <W as Work>::Refusal>;
+
+type Queued<W> = (<W as Work>::Job, oneshot::Sender<Result<Answer<W>>>);
 
 /// Handle to a batcher; cheap to clone. Its committers stop when every handle is dropped.
 pub struct Batcher<W: Work> {
-    queue: mpsc::Sender<Queued<W::Job>>,
+    queue: mpsc::Sender<Queued<W>>,
 }
 
 impl<W: Work> Clone for Batcher<W> {
@@ -94,19 +123,15 @@ impl<W: Work> Batcher<W> {
         Ok(Batcher { queue })
     }
 
-    /// Queues a conditional `job`: true once committed, false when the work answered
-    /// `Error::Conflict` for it (its condition did not hold: a replayed nonce, a challenge
-    /// no longer pending…).
+    /// Queues a conditional `job`: true once committed, false when it was refused (its
+    /// condition did not hold: a replayed nonce, a challenge no longer pending…).
     pub async fn submit_if(&self, job: W::Job) -> Result<bool> {
-        match self.submit(job).await {
-            Ok(_) => Ok(true),
-            Err(Error::Conflict(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(self.submit(job).await?.is_ok())
     }
 
-    /// Queues `job`; returns it once committed, or why it was refused.
-    pub async fn submit(&self, job: W::Job) -> Result<W::Job> {
+    /// Queues `job`; once its batch is committed, answers the job back or its refusal.
+    /// `Err` is a failure: nothing of the job was written.
+    pub async fn submit(&self, job: W::Job) -> Result<Answer<W>> {
         let (done, answer) = oneshot::channel();
         self.queue
             .send((job, done))
@@ -118,11 +143,7 @@ impl<W: Work> Batcher<W> {
     }
 }
 
-async fn committer<W: Work>(
-    store: Store,
-    work: Arc<W>,
-    rx: Arc<Mutex<mpsc::Receiver<Queued<W::Job>>>>,
-) {
+async fn committer<W: Work>(store: Store, work: Arc<W>, rx: Arc<Mutex<mpsc::Receiver<Queued<W>>>>) {
     loop {
         let mut batch = Vec::new();
         {
@@ -143,7 +164,7 @@ async fn committer<W: Work>(
 }
 
 /// Commits a batch and answers every job in it.
-async fn commit<W: Work>(store: &Store, work: &W, batch: Vec<Queued<W::Job>>) {
+async fn commit<W: Work>(store: &Store, work: &W, batch: Vec<Queued<W>>) {
     let outcome = {
         let jobs: Vec<&W::Job> = batch.iter().map(|(j, _)| j).collect();
         work.commit(store, &jobs).await
@@ -151,7 +172,7 @@ async fn commit<W: Work>(store: &Store, work: &W, batch: Vec<Queued<W::Job>>) {
     match outcome {
         Ok(outcomes) => {
             for ((job, done), outcome) in batch.into_iter().zip(outcomes) {
-                let _ = done.send(outcome.map(|()| job));
+                let _ = done.send(Ok(answer::<W>(job, outcome)));
             }
         }
         Err(e) if batch.len() == 1 => {
@@ -163,11 +184,18 @@ async fn commit<W: Work>(store: &Store, work: &W, batch: Vec<Queued<W::Job>>) {
             tracing::warn!(error = %e, jobs = batch.len(), "group commit failed; committing one by one");
             for (job, done) in batch {
                 let outcome = match work.commit(store, &[&job]).await {
-                    Ok(mut o) => o.pop().unwrap_or(Err(Error::internal("no outcome"))),
+                    Ok(mut o) => o.pop().ok_or_else(|| Error::internal("no outcome")),
                     Err(e) => Err(e),
                 };
-                let _ = done.send(outcome.map(|()| job));
+                let _ = done.send(outcome.map(|o| answer::<W>(job, o)));
             }
         }
+    }
+}
+
+fn answer<W: Work>(job: W::Job, outcome: Outcome<W::Refusal>) -> Answer<W> {
+    match outcome {
+        Outcome::Committed => Ok(job),
+        Outcome::Refused(why) => Err(why),
     }
 }

@@ -7,7 +7,7 @@
 use super::{decode_spelled, query, Conn, Row};
 use crate::pool::Tx;
 use vellum_core::error::Result;
-use vellum_core::status::{CaKind, CaStatus};
+use vellum_core::status::{CaKind, CaStatus, KeySource, RevocationReason};
 
 /// One CA as stored.
 #[derive(Debug, Clone, Default)]
@@ -31,7 +31,7 @@ pub struct CaRow {
     pub service_until: i64,
     pub enabled_at: Option<i64>,
     /// `generated` or `uploaded`, once enabled.
-    pub key_source: Option<String>,
+    pub key_source: Option<KeySource>,
     pub not_before: Option<i64>,
     pub not_after: Option<i64>,
     /// Hex serial of the CA certificate.
@@ -45,7 +45,7 @@ pub struct CaRow {
     pub quota_remaining: i64,
     pub issued_count: i64,
     pub revoked_at: Option<i64>,
-    pub revocation_reason: Option<String>,
+    pub revocation_reason: Option<RevocationReason>,
     pub refunded_at: Option<i64>,
     pub removed_at: Option<i64>,
     pub crl_enabled: bool,
@@ -82,7 +82,7 @@ fn row_to_ca(r: &Row) -> Result<CaRow> {
         purchased_at: r.try_get("purchased_at")?,
         service_until: r.try_get("service_until")?,
         enabled_at: r.try_get("enabled_at")?,
-        key_source: r.try_get("key_source")?,
+        key_source: super::decode_spelled_opt(r, "cas", "key_source")?,
         not_before: r.try_get("not_before")?,
         not_after: r.try_get("not_after")?,
         serial: r.try_get("serial")?,
@@ -94,7 +94,7 @@ fn row_to_ca(r: &Row) -> Result<CaRow> {
         quota_remaining: r.try_get("quota_remaining")?,
         issued_count: r.try_get("issued_count")?,
         revoked_at: r.try_get("revoked_at")?,
-        revocation_reason: r.try_get("revocation_reason")?,
+        revocation_reason: super::decode_spelled_opt(r, "cas", "revocation_reason")?,
         refunded_at: r.try_get("refunded_at")?,
         removed_at: r.try_get("removed_at")?,
         crl_enabled: r.try_get::<i64, _>("crl_enabled")? != 0,
@@ -212,7 +212,7 @@ pub async fn children(conn: &mut Conn, parent_id: &str) -> Result<Vec<CaRow>> {
 pub struct Enablement {
     pub subject: String,
     pub key_algorithm: String,
-    pub key_source: String,
+    pub key_source: KeySource,
     pub not_before: i64,
     pub not_after: i64,
     pub serial: String,
@@ -232,7 +232,7 @@ pub async fn enable(conn: &mut Tx, id: &str, e: &Enablement, at: i64) -> Result<
     .bind(at)
     .bind(&e.subject)
     .bind(&e.key_algorithm)
-    .bind(&e.key_source)
+    .bind(e.key_source.as_str())
     .bind(e.not_before)
     .bind(e.not_after)
     .bind(&e.serial)
@@ -348,14 +348,14 @@ pub async fn return_unspent_quota(conn: &mut Tx, intermediate_id: &str) -> Resul
 }
 
 /// enabled → revoked. False when the CA was not enabled any more.
-pub async fn revoke(conn: &mut Tx, id: &str, at: i64, reason: &str) -> Result<bool> {
+pub async fn revoke(conn: &mut Tx, id: &str, at: i64, reason: RevocationReason) -> Result<bool> {
     conn.retire_caches();
     let res = query(
         "UPDATE cas SET status = 'revoked', revoked_at = $1, revocation_reason = $2 \
          WHERE id = $3 AND status = 'enabled'",
     )
     .bind(at)
-    .bind(reason)
+    .bind(reason.as_str())
     .bind(id)
     .execute(conn)
     .await?;
@@ -369,7 +369,7 @@ pub async fn record_ca_revocation(
     subject_ca_id: &str,
     serial: &str,
     at: i64,
-    reason: &str,
+    reason: RevocationReason,
 ) -> Result<()> {
     query(
         "INSERT INTO ca_cert_revocations (issuer_id, subject_ca_id, serial, revoked_at, reason) \
@@ -379,7 +379,7 @@ pub async fn record_ca_revocation(
     .bind(subject_ca_id)
     .bind(serial)
     .bind(at)
-    .bind(reason)
+    .bind(reason.as_str())
     .execute(&mut *conn)
     .await?;
     super::crls::bump_revision(conn, issuer_id).await
@@ -391,7 +391,7 @@ pub struct CaRevocation {
     pub subject_ca_id: String,
     pub serial: String,
     pub revoked_at: i64,
-    pub reason: String,
+    pub reason: RevocationReason,
 }
 
 /// CA certificates revoked by `issuer_id`.
@@ -409,7 +409,7 @@ pub async fn ca_revocations(conn: &mut Conn, issuer_id: &str) -> Result<Vec<CaRe
                 subject_ca_id: r.try_get("subject_ca_id")?,
                 serial: r.try_get("serial")?,
                 revoked_at: r.try_get("revoked_at")?,
-                reason: r.try_get("reason")?,
+                reason: super::decode_spelled(r, "ca_cert_revocations", "reason")?,
             })
         })
         .collect()

@@ -3,7 +3,7 @@
 
 use super::{query, Conn, Row};
 use vellum_core::error::{Error, Result};
-use vellum_core::status::{CertificateStatus, LeafType};
+use vellum_core::status::{CertificateSource, CertificateStatus, LeafType, RevocationReason};
 
 /// One certificate as stored.
 #[derive(Debug, Clone, Default)]
@@ -20,9 +20,9 @@ pub struct CertRow {
     pub not_before: i64,
     pub not_after: i64,
     pub revoked_at: Option<i64>,
-    pub revocation_reason: Option<String>,
+    pub revocation_reason: Option<RevocationReason>,
     /// `private_ca`, `acme`, `est`, `uploaded`, `system`.
-    pub source: String,
+    pub source: CertificateSource,
     pub name: Option<String>,
     pub tags_json: String,
     /// The request that produced it (for renewal).
@@ -64,8 +64,8 @@ fn row_to_cert(r: &Row) -> Result<CertRow> {
         not_before: r.try_get("not_before")?,
         not_after: r.try_get("not_after")?,
         revoked_at: r.try_get("revoked_at")?,
-        revocation_reason: r.try_get("revocation_reason")?,
-        source: r.try_get("source")?,
+        revocation_reason: super::decode_spelled_opt(r, "certificates", "revocation_reason")?,
+        source: super::decode_spelled(r, "certificates", "source")?,
         name: r.try_get("name")?,
         tags_json: r.try_get("tags_json")?,
         spec_json: r.try_get("spec_json")?,
@@ -113,7 +113,7 @@ pub async fn insert_many(conn: &mut Conn, rows: &[&CertRow]) -> Result<()> {
                 .bind(&c.sans_json)
                 .bind(c.not_before)
                 .bind(c.not_after)
-                .bind(&c.source)
+                .bind(c.source.as_str())
                 .bind(&c.name)
                 .bind(&c.tags_json)
                 .bind(&c.spec_json)
@@ -181,7 +181,7 @@ pub struct CertFilter {
     pub q: Option<String>,
     /// `key` or `key=value`.
     pub tag: Option<String>,
-    pub source: Option<String>,
+    pub source: Option<CertificateSource>,
     /// Ids strictly greater than this (UUIDv7: creation order).
     pub after: Option<String>,
     pub limit: i64,
@@ -217,8 +217,8 @@ pub async fn list(
     if let Some(t) = &f.cert_type {
         text(&mut sql, " AND cert_type = {}", t.as_str().to_string());
     }
-    if let Some(s) = &f.source {
-        text(&mut sql, " AND source = {}", s.clone());
+    if let Some(s) = f.source {
+        text(&mut sql, " AND source = {}", s.as_str().to_string());
     }
     if let Some(q) = &f.q {
         let pattern = format!("%{}%", like_escape(&q.to_ascii_lowercase()));
@@ -288,13 +288,13 @@ pub async fn list(
 }
 
 /// Marks a certificate revoked. False when it was already revoked (or is gone).
-pub async fn revoke(conn: &mut Conn, id: &str, at: i64, reason: &str) -> Result<bool> {
+pub async fn revoke(conn: &mut Conn, id: &str, at: i64, reason: RevocationReason) -> Result<bool> {
     let res = query(
         "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
          WHERE id = $3 AND revoked_at IS NULL AND deleted_at IS NULL",
     )
     .bind(at)
-    .bind(reason)
+    .bind(reason.as_str())
     .bind(id)
     .execute(conn)
     .await?;
@@ -330,7 +330,7 @@ pub async fn set_renewed_from(conn: &mut Conn, id: &str, from: &str) -> Result<(
 pub struct Revoked {
     pub serial: String,
     pub revoked_at: i64,
-    pub reason: String,
+    pub reason: RevocationReason,
 }
 
 /// Unexpired revoked certificates of a CA (its CRL entries), by revocation time.
@@ -348,9 +348,8 @@ pub async fn revoked_for_crl(conn: &mut Conn, ca_id: &str, now: i64) -> Result<V
             Ok(Revoked {
                 serial: r.try_get("serial")?,
                 revoked_at: r.try_get("revoked_at")?,
-                reason: r
-                    .try_get::<Option<String>, _>("revocation_reason")?
-                    .unwrap_or_else(|| "unspecified".into()),
+                reason: super::decode_spelled_opt(r, "certificates", "revocation_reason")?
+                    .unwrap_or(RevocationReason::Unspecified),
             })
         })
         .collect()

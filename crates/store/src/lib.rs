@@ -337,6 +337,22 @@ pub(crate) fn decode_spelled<T: vellum_core::status::Spelled>(
     })
 }
 
+/// [`decode_spelled`] of a nullable column.
+pub(crate) fn decode_spelled_opt<T: vellum_core::status::Spelled>(
+    r: &Row,
+    table: &str,
+    column: &str,
+) -> Result<Option<T>> {
+    let Some(text) = r.try_get::<Option<String>, _>(column)? else {
+        return Ok(None);
+    };
+    text.parse::<T>().map(Some).map_err(|e| {
+        Error::internal(format!(
+            "{table}.{column} holds {e}; refusing the request rather than guessing"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[tokio::test]

@@ -15,9 +15,9 @@ use std::pin::Pin;
 
 use super::state;
 use store::acme::{Authz, Challenge, Order};
-use store::batch::{Batcher, Outcomes, Work};
+use store::batch::{Batcher, Outcome, Outcomes, Work};
 use store::{self, Store};
-use vellum_core::error::{Error, Result};
+use vellum_core::error::Result;
 
 /// One change of ACME state.
 #[derive(Debug)]
@@ -83,31 +83,23 @@ impl AcmeWriter {
     }
 }
 
-/// The writer's work; a change whose condition did not hold is answered `Conflict`.
+/// The writer's work; a change whose condition did not hold is refused.
 #[derive(Debug)]
 pub struct Changes;
 
 impl Work for Changes {
     type Job = Change;
+    type Refusal = ();
     fn commit<'a>(
         &'a self,
         store: &'a Store,
         jobs: &'a [&'a Change],
-    ) -> Pin<Box<dyn Future<Output = Outcomes> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = Outcomes<()>> + Send + 'a>> {
         Box::pin(async move {
             let mut tx = store.begin().await?;
             let applied = apply(&mut tx, jobs).await?;
             tx.commit().await?;
-            Ok(applied
-                .into_iter()
-                .map(|ok| {
-                    if ok {
-                        Ok(())
-                    } else {
-                        Err(Error::conflict("the change's condition did not hold"))
-                    }
-                })
-                .collect())
+            Ok(applied.into_iter().map(Outcome::held).collect())
         })
     }
 }

@@ -28,9 +28,9 @@ use std::sync::Mutex;
 
 use super::problem::{AcmeError, AcmeResult};
 use crate::App;
-use store::batch::{Batcher, Outcomes, Work};
+use store::batch::{Batcher, Outcome, Outcomes, Work};
 use store::{self, Store};
-use vellum_core::error::{Error, Result};
+use vellum_core::error::Result;
 
 /// How long a nonce may be redeemed after it was handed out.
 pub const NONCE_LIFETIME_SECS: i64 = 900;
@@ -279,17 +279,17 @@ impl Redeemer {
     }
 }
 
-/// The nonce redeemer's work: `(nonce, expires_at)` per job; a replay is refused with
-/// `Error::Conflict`.
+/// The nonce redeemer's work: `(nonce, expires_at)` per job; a replay is refused.
 pub struct Redemptions;
 
 impl Work for Redemptions {
     type Job = (String, i64);
+    type Refusal = ();
     fn commit<'a>(
         &'a self,
         store: &'a Store,
         jobs: &'a [&'a (String, i64)],
-    ) -> Pin<Box<dyn Future<Output = Outcomes> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = Outcomes<()>> + Send + 'a>> {
         Box::pin(async move {
             // The same nonce twice in one batch: the first one counts, the others replay.
             let mut seen = HashSet::new();
@@ -303,13 +303,7 @@ impl Work for Redemptions {
             tx.commit().await?;
             Ok(jobs
                 .iter()
-                .map(|(n, _)| {
-                    if fresh.remove(n) {
-                        Ok(())
-                    } else {
-                        Err(Error::conflict("nonce already used"))
-                    }
-                })
+                .map(|(n, _)| Outcome::held(fresh.remove(n)))
                 .collect())
         })
     }

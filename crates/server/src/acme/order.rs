@@ -19,14 +19,16 @@ use super::{authenticate, reply, with_retry_after, Ctx};
 use crate::App;
 use ca::cert_pem;
 use ca::profile::{San, SubjectFields};
-use ra::acme::state::{self, LostClaim, Refused};
+use ra::acme::state::{self, Refused};
 use ra::acme::writes::Change;
 use ra::issue::{self, IssueRequest, KeySource};
 use ra::ratelimit::{self, Rate};
 use ra::record::Followup;
 use store::{self, acme::Authz, acme::Challenge, acme::Order};
 use vellum_core::error::Error;
-use vellum_core::status::{AcmeProfile, ChallengeType, IdentifierType};
+use vellum_core::status::{
+    AcmeProfile, AuditOutcome, CertificateSource, ChallengeType, IdentifierType,
+};
 use vellum_core::time::rfc3339;
 
 /// How long a pending order or authorization lives.
@@ -478,9 +480,11 @@ fn describe(set: &BTreeSet<Ident>) -> String {
 /// The ACME problem for a refusal of the state machine about order `id`.
 fn refusal(id: &str, r: Refused) -> AcmeError {
     match r {
-        Refused::OrderNotReady(s) => AcmeError::order_not_ready(format!(
-            "order {id} is {s}; it can be finalized only when ready"
-        )),
+        Refused::OrderNotReady(status) => Error::OrderNotReady {
+            order: id.to_string(),
+            status,
+        }
+        .into(),
         other => AcmeError::internal(format!("order {id}: unexpected refusal {other:?}")),
     }
 }
@@ -625,7 +629,7 @@ pub(super) async fn finalize(
             key_algorithm: csr.key_algorithm.clone(),
             is_rsa: csr.is_rsa,
         },
-        source: "acme".into(),
+        source: CertificateSource::Acme,
         name: None,
         tags,
         requester: Some(account.id.clone()),
@@ -636,7 +640,7 @@ pub(super) async fn finalize(
             tenant_id: Some(ctx.ca.tenant_id.clone()),
             actor: Some(format!("acme:{}", account.id)),
             action: "certificate.issue.acme".into(),
-            outcome: "success".into(),
+            outcome: AuditOutcome::Success,
             ..Default::default()
         }),
         acme_names: true,
@@ -649,26 +653,9 @@ pub(super) async fn finalize(
     // still ready then (of concurrent finalizes, one wins; the others' certificates are
     // never recorded nor sent), so the answer can be written from what was committed,
     // without reading the order again.
-    let issued = match issue::issue(&app, request).await {
-        Ok(issued) => issued,
-        Err(Error::QuotaExhausted(detail)) => {
-            return Err(AcmeError::unauthorized(format!(
-                "{detail}. The order stays ready: finalize again once quota is assigned"
-            )))
-        }
-        Err(Error::Conflict(detail)) => {
-            // The recorder refused the order's claim: say what became of the order.
-            let current = load_order(&ctx, &account.id, &id).await?;
-            return Err(match state::finalize_lost(current.status) {
-                LostClaim::StillReady => Error::Conflict(detail).into(),
-                LostClaim::FinalizedElsewhere => AcmeError::order_not_ready(format!(
-                    "order {id} was finalized by another request"
-                )),
-                LostClaim::NotReady(other) => refusal(&id, Refused::OrderNotReady(other)),
-            });
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // A refusal of the recorder (no quota, the order claimed by another finalize, the CA
+    // changed) is the domain error `acme::problem` maps: the order's status comes with it.
+    let issued = issue::issue(&app, request).await?;
     let mut o = o;
     o.status = state::ORDER_ISSUED.to;
     o.certificate_id = Some(issued.record.id.clone());

@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use ra::acme::state::{self, LostClaim};
 use vellum_core::error::Error;
 
 /// Signature algorithms accepted on ACME requests.
@@ -125,9 +126,23 @@ impl From<Error> for AcmeError {
             Error::BadRequest { .. } | Error::Invalid { .. } => AcmeError::malformed(detail),
             Error::Unauthorized(_) | Error::Forbidden(_) => AcmeError::unauthorized(detail),
             Error::NotFound(_) => AcmeError::not_found(detail),
-            Error::Conflict(_) | Error::QuotaExhausted(_) => {
+            Error::Conflict(_) | Error::CaChanged { .. } => {
                 AcmeError::new("malformed", StatusCode::CONFLICT, detail)
             }
+            // The account may not have a certificate from this CA until quota is assigned;
+            // the order stays ready.
+            Error::QuotaExhausted { .. } => AcmeError::unauthorized(format!(
+                "{detail}. The order stays ready: finalize again once quota is assigned"
+            )),
+            Error::OrderNotReady { order, status } => match state::finalize_lost(status) {
+                LostClaim::FinalizedElsewhere => AcmeError::order_not_ready(format!(
+                    "order {order} was finalized by another request"
+                )),
+                LostClaim::NotReady(s) => AcmeError::order_not_ready(format!(
+                    "order {order} is {s}; it can be finalized only when ready"
+                )),
+                LostClaim::StillReady => AcmeError::new("malformed", StatusCode::CONFLICT, detail),
+            },
             Error::TooLarge(_) => {
                 AcmeError::new("malformed", StatusCode::PAYLOAD_TOO_LARGE, detail)
             }

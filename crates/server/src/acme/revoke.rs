@@ -15,26 +15,19 @@ use super::problem::{AcmeError, AcmeResult};
 use super::{authenticate, with_retry_after, Ctx};
 use crate::App;
 use store::{self, acme::Account, certificates::CertRow};
-use vellum_core::status::IdentifierType;
+use vellum_core::status::{IdentifierType, RevocationReason};
 use vellum_core::time::rfc3339;
 
-fn reason_name(code: i64) -> AcmeResult<&'static str> {
-    Ok(match code {
-        0 => "unspecified",
-        1 => "keyCompromise",
-        2 => "cACompromise",
-        3 => "affiliationChanged",
-        4 => "superseded",
-        5 => "cessationOfOperation",
-        9 => "privilegeWithdrawn",
-        10 => "aACompromise",
-        other => {
-            return Err(AcmeError::new(
-                "badRevocationReason",
-                StatusCode::BAD_REQUEST,
-                format!("reason code {other} is not accepted (0-5, 9, 10; certificateHold and removeFromCRL are not)"),
-            ))
-        }
+fn reason(code: i64) -> AcmeResult<RevocationReason> {
+    RevocationReason::from_code(code).ok_or_else(|| {
+        AcmeError::new(
+            "badRevocationReason",
+            StatusCode::BAD_REQUEST,
+            format!(
+                "reason code {code} is not accepted (0-5, 9, 10; certificateHold and \
+                 removeFromCRL are not)"
+            ),
+        )
     })
 }
 
@@ -58,7 +51,7 @@ pub(super) async fn revoke_cert(
         .and_then(Value::as_str)
         .and_then(|s| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok())
         .ok_or_else(|| AcmeError::malformed("revokeCert needs \"certificate\" (base64url DER)"))?;
-    let reason = reason_name(payload.get("reason").and_then(Value::as_i64).unwrap_or(0))?;
+    let reason = reason(payload.get("reason").and_then(Value::as_i64).unwrap_or(0))?;
     let (_, x) = x509_parser::parse_x509_certificate(&der)
         .map_err(|_| AcmeError::malformed("certificate is not a DER X.509 certificate"))?;
     let serial = ca::serial_hex(x.raw_serial());
@@ -89,7 +82,7 @@ pub(super) async fn revoke_cert(
             format!("certificate {serial} is already revoked"),
         ));
     }
-    match ra::revoke::revoke_certificate(&app, &cert.tenant_id, &cert.id, Some(reason)).await {
+    match ra::revoke::revoke_certificate(&app, &cert.tenant_id, &cert.id, reason).await {
         Ok(_) => Ok(StatusCode::OK.into_response()),
         Err(vellum_core::error::Error::Conflict(_)) => Err(AcmeError::new(
             "alreadyRevoked",

@@ -12,6 +12,7 @@ use super::json::{list, parse_rfc3339, rfc3339, Query};
 use crate::App;
 use store::{self, audit::AuditEvent, audit::AuditFilter};
 use vellum_core::error::{Error, Result};
+use vellum_core::status::AuditOutcome;
 
 /// Records the outcome of a state-changing call. A failure to write the event is logged,
 /// not returned: the change it describes has already happened.
@@ -23,8 +24,8 @@ pub async fn record<T>(
     result: &Result<T>,
 ) {
     let (outcome, detail) = match result {
-        Ok(_) => ("success", None),
-        Err(e) => ("failure", Some(e.client_detail())),
+        Ok(_) => (AuditOutcome::Success, None),
+        Err(e) => (AuditOutcome::Failure, Some(e.client_detail())),
     };
     let event = AuditEvent {
         at: vellum_core::time::now(),
@@ -33,7 +34,7 @@ pub async fn record<T>(
         action: action.to_string(),
         target: target.map(str::to_string),
         source_ip: who.source_ip.clone(),
-        outcome: outcome.to_string(),
+        outcome,
         detail,
         ..AuditEvent::default()
     };

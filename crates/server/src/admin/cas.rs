@@ -17,7 +17,7 @@ use ca::profile::SubjectFields;
 use ra::hierarchy::{self, EnableMode, Purchase};
 use store::{self, cas::CaFilter};
 use vellum_core::error::{Error, Result};
-use vellum_core::status::{parse_field, CaKind, CaStatus};
+use vellum_core::status::{parse_field, CaKind, CaStatus, RevocationReason};
 
 type JsonResult = ApiResult<axum::Json<Value>>;
 
@@ -318,7 +318,11 @@ pub async fn revoke(
     OptJson(body): OptJson<RevokeBody>,
 ) -> JsonResult {
     who.require(Permission::CaLifecycle)?;
-    let res = hierarchy::revoke(&app, &who.tenant_id, &id, body.reason.as_deref()).await;
+    let res = async {
+        let reason = RevocationReason::parse_loose("reason", body.reason.as_deref())?;
+        hierarchy::revoke(&app, &who.tenant_id, &id, reason).await
+    }
+    .await;
     record(&app, &who, "ca.revoke", Some(&id), &res).await;
     Ok(axum::Json(ca_view(&app, &res?)))
 }
@@ -393,7 +397,10 @@ pub async fn crl_info(
                 json!({
                     "serial": ca::serial_hex(r.raw_serial()),
                     "revoked_at": json::rfc3339(r.revocation_date.timestamp()),
-                    "reason": r.reason_code().map(|(_, rc)| reason_name(rc.0)).unwrap_or("unspecified"),
+                    "reason": r
+                        .reason_code()
+                        .and_then(|(_, rc)| RevocationReason::from_code(rc.0.into()))
+                        .unwrap_or(RevocationReason::Unspecified),
                 })
             })
             .collect();
@@ -439,20 +446,4 @@ pub async fn crl_settings(
     record(&app, &who, "ca.crl.settings", Some(&id), &res).await;
     res?;
     crl_info(State(app), who, Path(id)).await
-}
-
-/// RFC 5280 name of a CRL reason code.
-fn reason_name(code: u8) -> &'static str {
-    match code {
-        1 => "keyCompromise",
-        2 => "cACompromise",
-        3 => "affiliationChanged",
-        4 => "superseded",
-        5 => "cessationOfOperation",
-        6 => "certificateHold",
-        8 => "removeFromCRL",
-        9 => "privilegeWithdrawn",
-        10 => "aACompromise",
-        _ => "unspecified",
-    }
 }

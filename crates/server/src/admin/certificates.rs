@@ -21,7 +21,7 @@ use ra::issue::{self, IssueRequest, Issued, KeySource};
 use ra::spec::{CertSpec, Requester, SanInput};
 use store::{self, audit::AuditEvent, certificates::CertFilter, certificates::CertRow};
 use vellum_core::error::{Error, Result};
-use vellum_core::status::{parse_field, CertificateStatus};
+use vellum_core::status::{parse_field, AuditOutcome, CertificateStatus, RevocationReason};
 
 /// Body of `POST /cas/{id}/certificates`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,7 +151,7 @@ fn audit_event(who: &Principal, action: &str) -> AuditEvent {
         actor: Some(who.token_id.clone()),
         action: action.into(),
         source_ip: who.source_ip.clone(),
-        outcome: "success".into(),
+        outcome: AuditOutcome::Success,
         ..AuditEvent::default()
     }
 }
@@ -288,7 +288,12 @@ pub async fn list(
         cert_type,
         q: q.q.filter(|s| !s.is_empty()),
         tag: q.tag.filter(|s| !s.is_empty()),
-        source: q.source,
+        source: q
+            .source
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| parse_field("source", s))
+            .transpose()?,
         after: q.cursor,
         limit,
     };
@@ -478,8 +483,11 @@ pub async fn revoke(
     OptJson(body): OptJson<RevokeBody>,
 ) -> ApiResult<axum::Json<Value>> {
     who.require(Permission::Issue)?;
-    let res =
-        ra::revoke::revoke_certificate(&app, &who.tenant_id, &id, body.reason.as_deref()).await;
+    let res = async {
+        let reason = RevocationReason::parse_loose("reason", body.reason.as_deref())?;
+        ra::revoke::revoke_certificate(&app, &who.tenant_id, &id, reason).await
+    }
+    .await;
     record(&app, &who, "certificate.revoke", Some(&id), &res).await;
     let c = res?;
     let chain = chain_for(&app, c.ca_id.as_deref()).await?;

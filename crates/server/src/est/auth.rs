@@ -612,13 +612,7 @@ pub async fn check_enroll_cert(
 
 /// `was issued through ACME by CA …`: where a certificate of this installation came from.
 fn issued_how(cert: &CertRow) -> String {
-    let door = match cert.source.as_str() {
-        "acme" => "through ACME",
-        "est" => "through EST",
-        "private_ca" => "through the admin API",
-        "system" => "for the server itself",
-        _ => "here",
-    };
+    let door = cert.source.door();
     format!(
         "was issued {door} by CA {}",
         cert.ca_id.as_deref().unwrap_or("?")

@@ -16,6 +16,7 @@ use ra::issue::{self, IssueRequest, Issued, KeySource};
 use ra::spec::{CertSpec, SanInput};
 use store::{self, audit::AuditEvent, certificates::CertRow};
 use vellum_core::error::Error;
+use vellum_core::status::{AuditOutcome, CertificateSource};
 
 /// A request that passed the CSR rules.
 pub struct Request {
@@ -239,7 +240,7 @@ pub async fn issue(
         validity_days: ctx.settings.default_validity_days,
         include_crl: true,
         key,
-        source: "est".into(),
+        source: CertificateSource::Est,
         name: None,
         tags: BTreeMap::new(),
         requester: Some(requester.clone()),
@@ -251,7 +252,7 @@ pub async fn issue(
             actor: Some(requester),
             action: action.into(),
             source_ip,
-            outcome: "success".into(),
+            outcome: AuditOutcome::Success,
             detail: Some(detail),
             ..AuditEvent::default()
         }),
@@ -283,7 +284,7 @@ pub async fn audit_failure(
         },
         target: Some(ctx.ca_id.clone()),
         source_ip,
-        outcome: "failure".into(),
+        outcome: AuditOutcome::Failure,
         detail: Some(format!("{}: {detail}", op.name())),
         ..AuditEvent::default()
     };

@@ -98,12 +98,22 @@ impl From<Error> for EstError {
             Error::Unauthorized(m) => EstError::unauthorized(m),
             Error::Forbidden(m) => EstError::forbidden(m),
             Error::NotFound(m) => EstError::not_found(m),
-            // The issuing CA cannot issue now (no quota left, service period over, …).
+            // The issuing CA cannot issue now (service period over, not enabled, …).
             Error::Conflict(m) => EstError::new(StatusCode::SERVICE_UNAVAILABLE, m),
-            Error::QuotaExhausted(m) => {
-                let mut e = EstError::new(StatusCode::SERVICE_UNAVAILABLE, m);
+            // It changed under the request: a retry sees the new state.
+            Error::CaChanged { detail, .. } => {
+                let mut e = EstError::new(StatusCode::SERVICE_UNAVAILABLE, detail);
+                e.retry_after = Some(1);
+                e
+            }
+            Error::QuotaExhausted { detail, .. } => {
+                let mut e = EstError::new(StatusCode::SERVICE_UNAVAILABLE, detail);
                 e.retry_after = Some(3600);
                 e
+            }
+            // No EST request carries an ACME order; should one arrive here, it is a conflict.
+            e @ Error::OrderNotReady { .. } => {
+                EstError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             Error::TooLarge(n) => EstError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
