@@ -11,6 +11,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 conformance_init cli
 start_server
+bootstrap_ids || true   # before the CLI makes a second hierarchy
 
 # =================================================================================
 section "CLI (vellum admin)"
@@ -179,5 +180,98 @@ check_cli() {
   fi
 }
 check_cli || true
+
+# The doors' settings from the CLI, judged by the doors themselves: an EST
+# label and client account made with `vellum admin est …` let curl enroll at
+# /.well-known/est/LABEL (openssl reads the certificate), and removing the
+# client stops it; an EAB key from `vellum admin acme eab` and require-eab set
+# with `vellum admin acme set` show in the ACME directory's meta.
+check_cli_doors() {
+  local d="$WORK/cli-doors" label="cli-$RANDOM" pw
+  mkdir -p "$d"
+  [[ -n $BOOT_INT_ID ]] || return 0
+  local iid=$BOOT_INT_ID
+  cli_check "vellum admin est set INT --label L --auth basic" est set "$iid" --label "$label" --auth basic
+  pw="cli-pass-$RANDOM$RANDOM"
+  printf '%s\n' "$pw" >"$d/pw"
+  chmod 600 "$d/pw"
+  cli_check "vellum admin est client add INT --username U --password-file F --name-pattern '*.cli.test'" \
+    est client add "$iid" --username cli-device --password-file "$d/pw" --name-pattern '*.cli.test'
+  cli --json est client list "$iid"
+  if ((CLI_RC == 0)) && jq -e '.items[] | select(.username == "cli-device")' <<<"$CLI_OUT" >/dev/null 2>&1; then
+    pass "vellum admin est client list INT shows the account"
+  else
+    fail "vellum admin est client list INT shows the account" "exit $CLI_RC" "$CLI_OUT"
+  fi
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/dev.key" 2>/dev/null
+  openssl req -new -key "$d/dev.key" -subj "/CN=a.cli.test" -outform DER 2>/dev/null | openssl base64 >"$d/csr.b64"
+  local url="https://localhost:$HTTPS_PORT/.well-known/est/$label/simpleenroll" st
+  st=$(curl_https -o "$d/enrolled.b64" -w '%{http_code}' -u "cli-device:$pw" \
+    -H 'Content-Type: application/pkcs10' --data-binary @"$d/csr.b64" "$url" 2>&1) || st="000 $st"
+  if [[ $st == 200 ]] && tr -d '\r\n' <"$d/enrolled.b64" | openssl base64 -d -A |
+    openssl pkcs7 -inform DER -print_certs 2>/dev/null | grep -q 'subject=.*CN *= *a.cli.test'; then
+    pass "curl enrolls at /.well-known/est/LABEL with the CLI-made account; openssl reads CN=a.cli.test"
+  else
+    fail "curl enrolls at /.well-known/est/LABEL with the CLI-made account; openssl reads CN=a.cli.test" \
+      "HTTP $st" "$(head -c 600 "$d/enrolled.b64" 2>/dev/null)"
+  fi
+  cli_check "vellum admin est client remove INT cli-device" est client remove "$iid" cli-device
+  st=$(curl_https -o /dev/null -w '%{http_code}' -u "cli-device:$pw" \
+    -H 'Content-Type: application/pkcs10' --data-binary @"$d/csr.b64" "$url" 2>&1) || true
+  if [[ $st == 401 ]]; then
+    pass "after vellum admin est client remove, the account is refused (401)"
+  else
+    fail "after vellum admin est client remove, the account is refused (401)" "HTTP $st"
+  fi
+  cli_check "vellum admin est set INT --no-label" est set "$iid" --no-label
+  cli est set "$iid"
+  if ((CLI_RC != 0)) && grep -q 'nothing to change' <<<"$CLI_OUT"; then
+    pass "vellum admin est set INT without flags exits non-zero, saying there is nothing to change"
+  else
+    fail "vellum admin est set INT without flags exits non-zero, saying there is nothing to change" "exit $CLI_RC" "$CLI_OUT"
+  fi
+
+  cli --json acme eab "$iid"
+  if ((CLI_RC == 0)) && [[ -n $(jq -r '.kid // empty' <<<"$CLI_OUT") && -n $(jq -r '.hmac_key // empty' <<<"$CLI_OUT") ]]; then
+    pass "vellum admin --json acme eab INT prints a kid and its HMAC key"
+  else
+    fail "vellum admin --json acme eab INT prints a kid and its HMAC key" "exit $CLI_RC" "$CLI_OUT"
+  fi
+  cli_check "vellum admin acme set INT --require-eab true" acme set "$iid" --require-eab true
+  local dir
+  dir=$(curl_https "https://localhost:$HTTPS_PORT/acme/$iid/directory" 2>&1) || true
+  if [[ $(jq -r '.meta.externalAccountRequired // empty' <<<"$dir" 2>/dev/null) == true ]]; then
+    pass "after acme set --require-eab true, the ACME directory says externalAccountRequired"
+  else
+    fail "after acme set --require-eab true, the ACME directory says externalAccountRequired" "$dir"
+  fi
+  cli_check "vellum admin acme set INT --require-eab false" acme set "$iid" --require-eab false
+  cli acme set "$iid" --challenge bogus-01
+  if ((CLI_RC != 0)) && grep -qi 'challenge' <<<"$CLI_OUT"; then
+    pass "vellum admin acme set --challenge bogus-01 exits non-zero naming the field"
+  else
+    fail "vellum admin acme set --challenge bogus-01 exits non-zero naming the field" "exit $CLI_RC" "$CLI_OUT"
+  fi
+  cli_check "vellum admin rate-limits set INT --acme-orders-per-account-per-hour 7" \
+    rate-limits set "$iid" --acme-orders-per-account-per-hour 7
+  cli --json rate-limits show "$iid"
+  if ((CLI_RC == 0)) && [[ $(jq -r '.effective.acme_orders_per_account_per_hour' <<<"$CLI_OUT") == 7 ]]; then
+    pass "vellum admin --json rate-limits show INT: the override is effective"
+  else
+    fail "vellum admin --json rate-limits show INT: the override is effective" "exit $CLI_RC" "$CLI_OUT"
+  fi
+  cli_check "vellum admin rate-limits set INT --acme-orders-per-account-per-hour default" \
+    rate-limits set "$iid" --acme-orders-per-account-per-hour default
+
+  # Where the URL comes from, when nothing answers there.
+  local out rc=0
+  out=$(VELLUM_URL="https://127.0.0.1:9" "$BIN" admin --data-dir "$DATA" ca list 2>&1 </dev/null) || rc=$?
+  if ((rc != 0)) && grep -q 'VELLUM_URL' <<<"$out" && grep -q 'cannot reach' <<<"$out"; then
+    pass "with VELLUM_URL pointing nowhere, the CLI says it cannot reach the server and names VELLUM_URL"
+  else
+    fail "with VELLUM_URL pointing nowhere, the CLI says it cannot reach the server and names VELLUM_URL" "exit $rc" "$out"
+  fi
+}
+check_cli_doors || true
 
 finish

@@ -35,14 +35,19 @@ pub(crate) enum CertCmd {
         /// PKCS#10 request (PEM file) holding your own public key.
         #[arg(long)]
         csr: Option<PathBuf>,
+        /// Organization (O).
         #[arg(long)]
         org: Option<String>,
+        /// Organizational unit (OU).
         #[arg(long)]
         ou: Option<String>,
+        /// Two-letter country code (C).
         #[arg(long)]
         country: Option<String>,
+        /// State or province (ST).
         #[arg(long)]
         state: Option<String>,
+        /// Locality (L).
         #[arg(long)]
         locality: Option<String>,
         /// Label in the inventory.
@@ -57,6 +62,7 @@ pub(crate) enum CertCmd {
     },
     /// List certificates.
     List {
+        /// Only certificates of this intermediate CA.
         #[arg(long)]
         ca: Option<String>,
         /// issued, expiring, expired or revoked.
@@ -71,13 +77,19 @@ pub(crate) enum CertCmd {
         /// KEY or KEY=VALUE.
         #[arg(long)]
         tag: Option<String>,
+        /// The door that issued them: private_ca, acme, est or system.
+        #[arg(long)]
+        source: Option<String>,
+        /// Most certificates to show (1–1000, default 100).
         #[arg(long)]
         limit: Option<u32>,
+        /// Continue after this certificate (the previous page's `next_cursor`).
         #[arg(long)]
         cursor: Option<String>,
     },
     /// Show one certificate.
     Show {
+        /// The certificate's id.
         id: String,
         /// Print only the certificate (PEM).
         #[arg(long)]
@@ -85,6 +97,7 @@ pub(crate) enum CertCmd {
     },
     /// Download a certificate (and its key, when the server holds it) into a file.
     Export {
+        /// The certificate's id.
         id: String,
         /// pem, der, pkcs12, jks or pkcs8.
         #[arg(long, default_value = "pem")]
@@ -104,15 +117,20 @@ pub(crate) enum CertCmd {
     },
     /// Revoke a certificate (irreversible).
     Revoke {
+        /// The certificate's id.
         id: String,
         /// RFC 5280 reason, e.g. keyCompromise.
         #[arg(long)]
         reason: Option<String>,
     },
     /// Delete a revoked or expired certificate from the inventory.
-    Delete { id: String },
+    Delete {
+        /// The certificate's id.
+        id: String,
+    },
     /// Renew: a new certificate with the same specification.
     Renew {
+        /// The certificate's id.
         id: String,
         /// Renew even if it is not about to expire.
         #[arg(long)]
@@ -224,6 +242,7 @@ pub(crate) async fn run(
             cert_type,
             q,
             tag,
+            source,
             limit,
             cursor,
         } => (
@@ -236,6 +255,7 @@ pub(crate) async fn run(
                     ("type", cert_type.clone()),
                     ("q", q.clone()),
                     ("tag", tag.clone()),
+                    ("source", source.clone()),
                     ("limit", limit.map(|l| l.to_string())),
                     ("cursor", cursor.clone()),
                 ])

@@ -129,7 +129,7 @@ impl AdminClient {
         }
         req.send()
             .await
-            .map_err(|e| CliError(format!("cannot reach {}: {e}", self.base)))
+            .map_err(|e| CliError(unreachable(&self.base, &e)))
     }
 
     /// Calls the API; a non-2xx answer becomes the problem's detail.
@@ -266,4 +266,23 @@ mod tests {
         let e = read_pem_file(&der, "--csr").unwrap_err().to_string();
         assert!(e.contains("must be PEM") && !e.contains("UTF-8"), "{e}");
     }
+}
+
+/// Why the server at `base` could not be reached, and where its URL came from.
+fn unreachable(base: &str, e: &reqwest::Error) -> String {
+    let mut cause = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = format!("{cause}: {s}");
+        source = s.source();
+    }
+    let from = if std::env::var_os("VELLUM_URL").is_some() {
+        "VELLUM_URL"
+    } else {
+        "--url (or VELLUM_URL; default https://localhost:8443)"
+    };
+    format!(
+        "cannot reach the Vellum server at {base} ({cause}). The URL comes from {from}: \
+         is `vellum serve` running there, and is that its HTTPS listener?"
+    )
 }

@@ -3,6 +3,7 @@
 pub(crate) mod certs;
 pub(crate) mod client;
 pub(crate) mod output;
+pub(crate) mod protocols;
 
 use std::path::PathBuf;
 
@@ -60,17 +61,30 @@ pub(crate) enum AdminCommand {
     /// Certificates issued by intermediate CAs.
     #[command(subcommand)]
     Cert(certs::CertCmd),
+    /// ACME settings and External Account Binding keys of an intermediate CA.
+    #[command(subcommand)]
+    Acme(protocols::AcmeCmd),
+    /// EST settings and client accounts of an intermediate CA.
+    #[command(subcommand)]
+    Est(protocols::EstCmd),
+    /// Per-CA overrides of the ACME and EST rate limits.
+    #[command(subcommand)]
+    RateLimits(protocols::RateLimitCmd),
     /// The audit log, newest first.
     Audit {
+        /// Only events of this action, e.g. ca.enable or certificate.revoke.
         #[arg(long)]
         action: Option<String>,
+        /// Only events acting on this object id.
         #[arg(long)]
         target: Option<String>,
-        /// RFC 3339 time, e.g. 2026-01-31T00:00:00Z.
+        /// Only events at or after this RFC 3339 time, e.g. 2026-01-31T00:00:00Z.
         #[arg(long)]
         since: Option<String>,
+        /// Most events to show (1–1000, default 100).
         #[arg(long)]
         limit: Option<u32>,
+        /// Continue after this event (the previous page's `next_cursor`).
         #[arg(long)]
         cursor: Option<String>,
     },
@@ -81,6 +95,7 @@ pub(crate) enum AdminCommand {
 pub(crate) enum TenantCmd {
     /// Create a tenant.
     Create {
+        /// The tenant's name (unique).
         #[arg(long)]
         name: String,
         /// The verified legal entity the tenant belongs to.
@@ -89,8 +104,10 @@ pub(crate) enum TenantCmd {
     },
     /// List tenants.
     List {
+        /// Most items to show (1–1000, default 100).
         #[arg(long)]
         limit: Option<u32>,
+        /// Continue after this item (the previous page's `next_cursor`).
         #[arg(long)]
         cursor: Option<String>,
     },
@@ -104,6 +121,7 @@ pub(crate) enum TokenCmd {
         /// admin, operator or auditor.
         #[arg(long)]
         role: String,
+        /// What the token is for (shown in lists and the audit log).
         #[arg(long)]
         name: String,
         /// Tenant the token belongs to (default: the caller's).
@@ -112,13 +130,18 @@ pub(crate) enum TokenCmd {
     },
     /// List tokens.
     List {
+        /// Most items to show (1–1000, default 100).
         #[arg(long)]
         limit: Option<u32>,
+        /// Continue after this item (the previous page's `next_cursor`).
         #[arg(long)]
         cursor: Option<String>,
     },
     /// Revoke a token.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id.
+        id: String,
+    },
 }
 
 /// Subject and key options of a CA purchase.
@@ -127,20 +150,25 @@ pub(crate) struct CaSubject {
     /// Common name.
     #[arg(long)]
     pub cn: String,
+    /// Organization (O).
     #[arg(long)]
     pub org: Option<String>,
+    /// Organizational unit (OU).
     #[arg(long)]
     pub ou: Option<String>,
     /// Two-letter country code.
     #[arg(long)]
     pub country: Option<String>,
+    /// State or province (ST).
     #[arg(long)]
     pub state: Option<String>,
+    /// Locality (L).
     #[arg(long)]
     pub locality: Option<String>,
     /// rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384, ed25519.
     #[arg(long)]
     pub key_algorithm: Option<String>,
+    /// Validity of the CA certificate, in days.
     #[arg(long)]
     pub validity_days: Option<i64>,
 }
@@ -150,19 +178,25 @@ pub(crate) struct CaSubject {
 pub(crate) enum CaCmd {
     /// List CAs.
     List {
+        /// root or intermediate.
         #[arg(long)]
         kind: Option<String>,
+        /// pending, enabled, revoked, refunded or removed.
         #[arg(long)]
         status: Option<String>,
+        /// Only intermediates of this root.
         #[arg(long)]
         parent: Option<String>,
+        /// Most items to show (1–1000, default 100).
         #[arg(long)]
         limit: Option<u32>,
+        /// Continue after this item (the previous page's `next_cursor`).
         #[arg(long)]
         cursor: Option<String>,
     },
     /// Show one CA.
     Show {
+        /// The CA's id.
         id: String,
         /// Print only its certificate (PEM).
         #[arg(long)]
@@ -172,8 +206,10 @@ pub(crate) enum CaCmd {
     CreateRoot {
         #[command(flatten)]
         subject: CaSubject,
+        /// Months of service bought with the root.
         #[arg(long)]
         service_months: Option<i64>,
+        /// Certificates of quota bought with the root.
         #[arg(long)]
         quota: Option<i64>,
         /// Common name of the intermediate bought with the root.
@@ -182,6 +218,7 @@ pub(crate) enum CaCmd {
     },
     /// Purchase an intermediate CA under a root.
     CreateIntermediate {
+        /// The root CA's id.
         #[arg(long)]
         parent: String,
         #[command(flatten)]
@@ -189,6 +226,7 @@ pub(crate) enum CaCmd {
     },
     /// Enable a pending CA: generate its key, or upload a certificate and key.
     Enable {
+        /// The pending CA's id.
         id: String,
         /// CA certificate (PEM) to upload.
         #[arg(long, requires = "key")]
@@ -199,35 +237,54 @@ pub(crate) enum CaCmd {
     },
     /// Add purchased quota to a root.
     PurchaseQuota {
+        /// The root CA's id.
         id: String,
+        /// Certificates of quota to add.
         #[arg(long)]
         count: i64,
     },
     /// Move quota from a root to one of its intermediates.
     AssignQuota {
+        /// The root CA's id.
         root: String,
+        /// The intermediate CA's id.
         #[arg(long)]
         intermediate: String,
+        /// Certificates of quota to move from the root.
         #[arg(long)]
         count: i64,
     },
     /// Revoke an enabled CA.
     Revoke {
+        /// The CA's id.
         id: String,
         /// RFC 5280 reason, e.g. keyCompromise.
         #[arg(long)]
         reason: Option<String>,
     },
     /// Reset an enabled CA to pending (key and certificate discarded).
-    Reset { id: String },
+    Reset {
+        /// The CA's id.
+        id: String,
+    },
     /// Refund a pending CA within 7 days of purchase.
-    Refund { id: String },
+    Refund {
+        /// The CA's id.
+        id: String,
+    },
     /// Remove a revoked or refunded CA.
-    Remove { id: String },
+    Remove {
+        /// The CA's id.
+        id: String,
+    },
     /// Show a CA's CRL settings and current entries.
-    Crl { id: String },
+    Crl {
+        /// The CA's id.
+        id: String,
+    },
     /// Change a CA's CRL settings.
     CrlSet {
+        /// The CA's id.
         id: String,
         /// Publish a CRL (true) or not (false).
         #[arg(long, action = clap::ArgAction::Set)]
@@ -281,7 +338,7 @@ pub(crate) fn query(pairs: &[(&str, Option<String>)]) -> String {
     }
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -366,6 +423,11 @@ pub(crate) async fn run(opts: AdminOpts) -> Result<String, CliError> {
         }
         AdminCommand::Ca(cmd) => ca_request(cmd)?,
         AdminCommand::Cert(cmd) => return certs::run(&client, cmd, opts.json).await,
+        AdminCommand::Acme(cmd) => return protocols::acme(&client, cmd, opts.json).await,
+        AdminCommand::Est(cmd) => return protocols::est(&client, cmd, opts.json).await,
+        AdminCommand::RateLimits(cmd) => {
+            return protocols::rate_limits(&client, cmd, opts.json).await
+        }
         AdminCommand::Audit {
             action,
             target,
