@@ -230,6 +230,25 @@ pub(crate) fn read_pem_file(path: &Path, flag: &str) -> Result<String, CliError>
     }
 }
 
+/// Why the server at `base` could not be reached, and where its URL came from.
+fn unreachable(base: &str, e: &reqwest::Error) -> String {
+    let mut cause = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = format!("{cause}: {s}");
+        source = s.source();
+    }
+    let from = if std::env::var_os("VELLUM_URL").is_some() {
+        "VELLUM_URL"
+    } else {
+        "--url (or VELLUM_URL; default https://localhost:8443)"
+    };
+    format!(
+        "cannot reach the Vellum server at {base} ({cause}). The URL comes from {from}: \
+         is `vellum serve` running there, and is that its HTTPS listener?"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,23 +285,4 @@ mod tests {
         let e = read_pem_file(&der, "--csr").unwrap_err().to_string();
         assert!(e.contains("must be PEM") && !e.contains("UTF-8"), "{e}");
     }
-}
-
-/// Why the server at `base` could not be reached, and where its URL came from.
-fn unreachable(base: &str, e: &reqwest::Error) -> String {
-    let mut cause = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = format!("{cause}: {s}");
-        source = s.source();
-    }
-    let from = if std::env::var_os("VELLUM_URL").is_some() {
-        "VELLUM_URL"
-    } else {
-        "--url (or VELLUM_URL; default https://localhost:8443)"
-    };
-    format!(
-        "cannot reach the Vellum server at {base} ({cause}). The URL comes from {from}: \
-         is `vellum serve` running there, and is that its HTTPS listener?"
-    )
 }
