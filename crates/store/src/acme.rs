@@ -14,13 +14,20 @@ pub const ROWS_PER_INSERT: usize = 500;
 /// Per-CA ACME settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The intermediate CA whose ACME directory these settings govern.
     pub ca_id: String,
+    /// False: every ACME endpoint of the CA answers 404.
     pub enabled: bool,
+    /// True: new accounts must carry an external account binding (an EAB key of this CA).
     pub require_eab: bool,
     /// Suffixes (`example.com` allows it and its subdomains) or exact names; empty = any.
     pub allowed_domains: Vec<String>,
+    /// Whether orders may name IP addresses.
     pub allow_ip: bool,
+    /// Challenge types offered; a new authorization gets one challenge of each type that
+    /// suits its identifier.
     pub challenges: Vec<ChallengeType>,
+    /// Validity of issued certificates, in days, when an order asks for no `notAfter`.
     pub default_validity_days: i64,
 }
 
@@ -74,7 +81,7 @@ pub async fn settings(conn: &mut Conn, ca_id: &str) -> Result<Settings> {
     })
 }
 
-/// Stores the settings of a CA.
+/// Stores the settings of a CA (insert or overwrite).
 pub async fn put_settings(conn: &mut Tx, s: &Settings) -> Result<()> {
     conn.retire_caches();
     query(
@@ -121,7 +128,8 @@ pub async fn redeem_nonces(
     Ok(fresh)
 }
 
-/// Forgets redeemed nonces that expired (they can no longer be replayed anyway).
+/// Forgets redeemed nonces that expired before `now` (they can no longer be replayed
+/// anyway). Returns how many were forgotten.
 pub async fn purge_nonces(conn: &mut Conn, now: i64) -> Result<u64> {
     let res = query("DELETE FROM acme_used_nonces WHERE expires_at < $1")
         .bind(now)
@@ -133,14 +141,20 @@ pub async fn purge_nonces(conn: &mut Conn, now: i64) -> Result<u64> {
 /// An EAB key.
 #[derive(Debug, Clone)]
 pub struct EabKey {
+    /// Key identifier the client presents (`eab_` + 32 lower-case hex digits).
     pub kid: String,
+    /// The CA whose ACME directory accepts it.
     pub ca_id: String,
+    /// The CA's tenant.
     pub tenant_id: String,
+    /// The 32-byte HMAC key, sealed with the master key bound to `kid` (the plain key is
+    /// shown once, when created).
     pub key_sealed: Vec<u8>,
+    /// The account it was bound to; `None` until used (a key binds one account only).
     pub account_id: Option<String>,
 }
 
-/// Stores a new EAB key.
+/// Stores a new, unbound EAB key created at `now`.
 pub async fn insert_eab(conn: &mut Tx, k: &EabKey, now: i64) -> Result<()> {
     conn.retire_caches();
     query(
@@ -156,7 +170,7 @@ pub async fn insert_eab(conn: &mut Tx, k: &EabKey, now: i64) -> Result<()> {
     Ok(())
 }
 
-/// An EAB key by kid.
+/// An EAB key by kid, bound or not.
 pub async fn eab(conn: &mut Conn, kid: &str) -> Result<Option<EabKey>> {
     let row = query("SELECT * FROM acme_eab_keys WHERE kid = $1")
         .bind(kid)
@@ -174,7 +188,7 @@ pub async fn eab(conn: &mut Conn, kid: &str) -> Result<Option<EabKey>> {
     .transpose()
 }
 
-/// Binds an EAB key to an account. False when it is bound already.
+/// Binds an EAB key to an account. False when it is bound already or does not exist.
 pub async fn bind_eab(conn: &mut Conn, kid: &str, account_id: &str) -> Result<bool> {
     let res =
         query("UPDATE acme_eab_keys SET account_id = $1 WHERE kid = $2 AND account_id IS NULL")
@@ -188,15 +202,26 @@ pub async fn bind_eab(conn: &mut Conn, kid: &str, account_id: &str) -> Result<bo
 /// An ACME account.
 #[derive(Debug, Clone)]
 pub struct Account {
+    /// Stable identifier (UUIDv7, simple form), the last segment of the account URL.
     pub id: String,
+    /// The CA whose ACME directory it was created at.
     pub ca_id: String,
+    /// The CA's tenant.
     pub tenant_id: String,
+    /// RFC 7638 thumbprint of the account key (base64url SHA-256, no padding); unique
+    /// across accounts.
     pub thumbprint: String,
+    /// The account's public key, a JWK as JSON text.
     pub jwk_json: String,
+    /// Account status as stored.
     pub status: AccountStatus,
+    /// Contact URLs (`mailto:`), as the client gave them.
     pub contact: Vec<String>,
+    /// Whether the client agreed to the terms of service (`termsOfServiceAgreed`).
     pub tos_agreed: bool,
+    /// The EAB key it was created with; `None` without external account binding.
     pub eab_kid: Option<String>,
+    /// When it was created, Unix seconds.
     pub created_at: i64,
 }
 
@@ -221,7 +246,7 @@ fn account(r: &Row) -> Result<Account> {
     })
 }
 
-/// Inserts an account.
+/// Inserts an account. A thumbprint already in use is an error (unique constraint).
 pub async fn insert_account(conn: &mut Conn, a: &Account) -> Result<()> {
     query(
         "INSERT INTO acme_accounts (id, ca_id, tenant_id, thumbprint, jwk_json, status, contact_json, \
@@ -242,7 +267,7 @@ pub async fn insert_account(conn: &mut Conn, a: &Account) -> Result<()> {
     Ok(())
 }
 
-/// An account by id.
+/// An account by id, whatever its status.
 pub async fn account_by_id(conn: &mut Conn, id: &str) -> Result<Option<Account>> {
     let row = query("SELECT * FROM acme_accounts WHERE id = $1")
         .bind(id)
@@ -260,7 +285,7 @@ pub async fn account_by_thumbprint(conn: &mut Conn, thumbprint: &str) -> Result<
     row.as_ref().map(account).transpose()
 }
 
-/// Updates contact and status.
+/// Sets an account's contact list and status (unconditionally).
 pub async fn update_account(
     conn: &mut Tx,
     id: &str,
@@ -277,7 +302,8 @@ pub async fn update_account(
     Ok(())
 }
 
-/// Replaces an account's key (keyChange). False when the new key is already in use.
+/// Replaces an account's key (keyChange): its thumbprint and JWK. False when the new key
+/// is already in use by an account, or there is no account `id`.
 pub async fn change_key(conn: &mut Tx, id: &str, thumbprint: &str, jwk_json: &str) -> Result<bool> {
     conn.retire_caches();
     let res = query("UPDATE acme_accounts SET thumbprint = $1, jwk_json = $2 WHERE id = $3")
@@ -296,18 +322,37 @@ pub async fn change_key(conn: &mut Tx, id: &str, thumbprint: &str, jwk_json: &st
 /// An ACME order.
 #[derive(Debug, Clone)]
 pub struct Order {
+    /// Stable identifier (UUIDv7, simple form), the last segment of the order URL.
     pub id: String,
+    /// The account that placed it.
     pub account_id: String,
+    /// The CA whose ACME directory it was placed at.
     pub ca_id: String,
+    /// As stored: a pending order past `expires_at` is still `pending` here
+    /// (`ra::acme::state::order_effective` says what it is).
     pub status: OrderStatus,
+    /// The identifiers asked for: JSON array of `{"type": "dns"|"ip", "value": …}`, a
+    /// wildcard name with its `*.`.
     pub identifiers_json: String,
+    /// The certificate profile asked for (`tls-server` unless the order named another).
     pub profile: AcmeProfile,
+    /// The `notBefore` the client asked for, Unix seconds; `None` when it asked for none.
     pub not_before: Option<i64>,
+    /// The `notAfter` the client asked for, Unix seconds (finalization derives the
+    /// certificate's validity from it); `None` when it asked for none.
     pub not_after: Option<i64>,
+    /// Unix seconds after which a still pending order reads as invalid (a ready one can
+    /// still be finalized).
     pub expires_at: i64,
+    /// Why the order became invalid: an RFC 8555 problem document as JSON text; `None`
+    /// unless it failed.
     pub error_json: Option<String>,
+    /// The issued certificate's id (`certificates.id`); `None` until the order is valid.
     pub certificate_id: Option<String>,
+    /// The ARI certificate identifier (RFC 9773) of the certificate this order replaces,
+    /// as the client sent it; `None` when it replaces none.
     pub replaces: Option<String>,
+    /// When it was placed, Unix seconds.
     pub created_at: i64,
     /// Its authorizations' ids in identifier order (JSON array).
     pub authz_ids_json: String,
@@ -341,7 +386,8 @@ fn order(r: &Row) -> Result<Order> {
     })
 }
 
-/// Inserts orders, [`ROWS_PER_INSERT`] per statement.
+/// Inserts orders, [`ROWS_PER_INSERT`] per statement (and into the in-memory copy of recent
+/// rows at commit).
 pub async fn insert_orders(tx: &mut Tx, orders: &[&Order]) -> Result<()> {
     tx.on_commit_copy(orders, Rows::insert_orders);
     let conn: &mut Conn = tx;
@@ -381,7 +427,7 @@ pub async fn order_by_id(conn: &mut Conn, id: &str) -> Result<Option<Order>> {
     row.as_ref().map(order).transpose()
 }
 
-/// Order ids of an account after `after`, oldest first.
+/// Order ids of an account greater than `after`, oldest first, at most `limit`.
 pub async fn order_ids(
     conn: &mut Conn,
     account_id: &str,
@@ -398,7 +444,8 @@ pub async fn order_ids(
     rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
 }
 
-/// An order (claimed for finalization) becomes `status` (valid) with its certificate.
+/// An order (claimed for finalization) becomes `status` (valid) with its certificate
+/// (unconditionally: the caller holds the finalization claim).
 pub async fn order_issued(
     tx: &mut Tx,
     id: &str,
@@ -461,15 +508,23 @@ pub async fn fail_orders_of_authz(
 /// An authorization.
 #[derive(Debug, Clone)]
 pub struct Authz {
+    /// Stable identifier (UUIDv7, simple form), the last segment of the authorization URL.
     pub id: String,
+    /// The account it belongs to (reused only by that account's orders).
     pub account_id: String,
+    /// DNS name or IP address.
     pub id_type: IdentifierType,
+    /// The identifier without any `*.` prefix (an IP address in its canonical text form).
     pub id_value: String,
+    /// True when the order asked for `*.` + `id_value`.
     pub wildcard: bool,
     /// As stored: a pending authorization past `expires_at` is still `pending` here
     /// (`ra::acme::state::authz_effective` says what it is).
     pub status: AuthzStatus,
+    /// Unix seconds: when a pending authorization expires; once valid, until when it may
+    /// be reused.
     pub expires_at: i64,
+    /// When it was created, Unix seconds.
     pub created_at: i64,
 }
 
@@ -486,7 +541,8 @@ fn authz(r: &Row) -> Result<Authz> {
     })
 }
 
-/// Inserts authorizations, [`ROWS_PER_INSERT`] per statement.
+/// Inserts authorizations, [`ROWS_PER_INSERT`] per statement (and into the in-memory copy
+/// of recent rows at commit).
 pub async fn insert_authzs(tx: &mut Tx, authzs: &[&Authz]) -> Result<()> {
     tx.on_commit_copy(authzs, Rows::insert_authzs);
     let conn: &mut Conn = tx;
@@ -513,7 +569,8 @@ pub async fn insert_authzs(tx: &mut Tx, authzs: &[&Authz]) -> Result<()> {
     Ok(())
 }
 
-/// A valid, unexpired authorization of the account for the identifier (reuse).
+/// A valid authorization of the account for the identifier, unexpired at `now`, for reuse
+/// by a new order: the one that lasts longest; `None` when there is none.
 pub async fn reusable_authz(
     conn: &mut Conn,
     account_id: &str,
@@ -536,7 +593,8 @@ pub async fn reusable_authz(
     row.as_ref().map(authz).transpose()
 }
 
-/// Valid authorizations of the account for any of the identifier values.
+/// The identifiers (type, value without `*.`) of the account's valid authorizations
+/// unexpired at `now`.
 pub async fn valid_authz_values(
     conn: &mut Conn,
     account_id: &str,
@@ -585,7 +643,8 @@ pub async fn transition_authz(
     Ok(true)
 }
 
-/// Links orders to their authorizations: `(order_id, authz_id, position)` rows.
+/// Links orders to their authorizations: `(order_id, authz_id, position)` rows, position
+/// being the identifier's index in the order.
 pub async fn link(conn: &mut Conn, rows: &[(&str, &str, i64)]) -> Result<()> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = format!(
@@ -604,16 +663,26 @@ pub async fn link(conn: &mut Conn, rows: &[(&str, &str, i64)]) -> Result<()> {
 /// A challenge.
 #[derive(Debug, Clone)]
 pub struct Challenge {
+    /// Stable identifier (UUIDv7, simple form), the last segment of the challenge URL.
     pub id: String,
+    /// The authorization it proves.
     pub authz_id: String,
+    /// `http-01`, `dns-01` or `tls-alpn-01`.
     pub kind: ChallengeType,
+    /// The challenge token: 32 random bytes, base64url without padding.
     pub token: String,
+    /// Challenge status as stored.
     pub status: ChallengeStatus,
+    /// When the last validation attempt finished, successful or not, Unix seconds;
+    /// `None` until one has.
     pub validated_at: Option<i64>,
+    /// Why validation failed: an RFC 8555 problem document as JSON text; `None` unless it
+    /// failed.
     pub error_json: Option<String>,
 }
 
-/// Inserts challenges, [`ROWS_PER_INSERT`] per statement.
+/// Inserts challenges, [`ROWS_PER_INSERT`] per statement (and into the in-memory copy of
+/// recent rows at commit).
 pub async fn insert_challenges(tx: &mut Tx, challenges: &[&Challenge]) -> Result<()> {
     tx.on_commit_copy(challenges, Rows::insert_challenges);
     let conn: &mut Conn = tx;
@@ -657,7 +726,8 @@ fn challenge_as_c(r: &Row) -> Result<Option<Challenge>> {
     }))
 }
 
-/// An authorization with its challenges (by type), in one query.
+/// An authorization with its challenges (by type), in one query; `None` when there is no
+/// such authorization.
 pub async fn authz_with_challenges(
     conn: &mut Conn,
     id: &str,
@@ -679,7 +749,8 @@ pub async fn authz_with_challenges(
     Ok(Some((authz(first)?, challenges)))
 }
 
-/// A challenge with its authorization, in one query.
+/// A challenge with its authorization, in one query; `None` when there is no such
+/// challenge.
 pub async fn challenge_with_authz(conn: &mut Conn, id: &str) -> Result<Option<(Challenge, Authz)>> {
     let sql = format!(
         "SELECT a.*, {CHALLENGE_COLUMNS_AS_C} FROM acme_challenges c \
@@ -693,7 +764,8 @@ pub async fn challenge_with_authz(conn: &mut Conn, id: &str) -> Result<Option<(C
     }
 }
 
-/// Records the outcome of a validation: the challenge becomes `status` at `at`.
+/// Records the outcome of a validation: the challenge becomes `status` at `at`, with
+/// `error_json` (a problem document) or none (unconditionally).
 pub async fn finish_challenge(
     tx: &mut Tx,
     id: &str,

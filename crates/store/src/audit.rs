@@ -11,13 +11,16 @@ pub struct AuditEvent {
     pub id: i64,
     /// Unix seconds.
     pub at: i64,
+    /// The tenant it happened in (the events of a tenant are listed by it).
     pub tenant_id: Option<String>,
-    /// Token id of the caller (`system` for the server itself).
+    /// Who acted: the API token id (admin API), `acme:{account id}` (ACME issuance), or
+    /// the EST requester (`est:basic:{user}`, `est:cert:{serial}`, `est:trusted:{serial}`).
     pub actor: Option<String>,
     /// e.g. `ca.enable`, `quota.assign`, `token.create`.
     pub action: String,
     /// Id of the object acted upon.
     pub target: Option<String>,
+    /// The client's IP address as text, when known.
     pub source_ip: Option<String>,
     /// How it ended.
     pub outcome: AuditOutcome,
@@ -25,7 +28,7 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
-/// Appends an event.
+/// Appends an event (its `id` is ignored: the database assigns one).
 pub async fn insert(conn: &mut Conn, e: &AuditEvent) -> Result<()> {
     insert_many(conn, &[e]).await
 }
@@ -57,15 +60,19 @@ pub async fn insert_many(conn: &mut Conn, events: &[&AuditEvent]) -> Result<()> 
 /// Filters for [`list`].
 #[derive(Debug, Default, Clone)]
 pub struct AuditFilter {
+    /// Only events with exactly this action.
     pub action: Option<String>,
+    /// Only events acting on exactly this object id.
     pub target: Option<String>,
+    /// Only events at or after this time, Unix seconds.
     pub since: Option<i64>,
     /// Return events with a smaller id than this (newest first paging).
     pub before_id: Option<i64>,
+    /// Most events returned (clamped to 1–1000).
     pub limit: i64,
 }
 
-/// Events of a tenant, newest first.
+/// Events of a tenant matching `f`, newest first (by id); at most `f.limit` (1–1000).
 pub async fn list(conn: &mut Conn, tenant_id: &str, f: &AuditFilter) -> Result<Vec<AuditEvent>> {
     let mut sql = String::from("SELECT * FROM audit_events WHERE tenant_id = $1");
     let mut n = 1;

@@ -12,47 +12,91 @@ use vellum_core::status::{CaKind, CaStatus, KeySource, RevocationReason};
 /// One CA as stored.
 #[derive(Debug, Clone, Default)]
 pub struct CaRow {
+    /// Stable identifier (UUIDv7, so ids sort in creation order).
     pub id: String,
+    /// The tenant that bought the CA; every admin query is scoped by it.
     pub tenant_id: String,
+    /// Root or intermediate.
     pub kind: CaKind,
+    /// The issuing root of an intermediate; `None` for a root.
     pub parent_id: Option<String>,
+    /// Lifecycle state (pending → enabled → revoked, pending → refunded, revoked or
+    /// refunded → removed); changed only by the conditional updates of this module.
     pub status: CaStatus,
+    /// Subject commonName as purchased (trimmed).
     pub common_name: String,
+    /// Subject organizationName (O), if purchased with one.
     pub organization: Option<String>,
+    /// Subject organizationalUnitName (OU), if purchased with one.
     pub organizational_unit: Option<String>,
+    /// Subject countryName (C), if purchased with one.
     pub country: Option<String>,
+    /// Subject stateOrProvinceName (ST), if purchased with one.
     pub state: Option<String>,
+    /// Subject localityName (L), if purchased with one.
     pub locality: Option<String>,
     /// RFC 4514 rendering of the subject (of the certificate once enabled).
     pub subject: String,
+    /// Key algorithm by its API name (`ec-p256`, `rsa-3072`, `ed25519`…): the one asked
+    /// for at purchase, then the one of the key actually installed when enabled.
     pub key_algorithm: String,
+    /// Validity asked for the CA certificate, in days: a certificate generated at
+    /// enablement runs that long from then (an intermediate's is cut to end no later than
+    /// its root's certificate); an uploaded one keeps its own validity.
     pub validity_days: i64,
+    /// When the CA was bought, Unix seconds (starts the refund window).
     pub purchased_at: i64,
+    /// End of the paid service period, Unix seconds (an intermediate inherits its root's):
+    /// from then on the CA can be neither enabled nor spend quota.
     pub service_until: i64,
+    /// When it was last enabled, Unix seconds; `None` while pending (cleared by a reset).
     pub enabled_at: Option<i64>,
     /// `generated` or `uploaded`, once enabled.
     pub key_source: Option<KeySource>,
+    /// Start of the CA certificate's validity, Unix seconds; `None` while pending.
     pub not_before: Option<i64>,
+    /// End of the CA certificate's validity, Unix seconds; `None` while pending.
     pub not_after: Option<i64>,
-    /// Hex serial of the CA certificate.
+    /// Serial of the CA certificate, lower-case hex without leading zero bytes; `None`
+    /// while pending. The issuance recorder spends quota only while it still matches the
+    /// serial the leaves were signed under.
     pub serial: Option<String>,
+    /// The CA certificate, DER; `None` while pending.
     pub certificate_der: Option<Vec<u8>>,
-    /// AES-256-GCM sealed PKCS#8 private key.
+    /// The CA's private key as PKCS#8 PEM, sealed with the master key (AES-256-GCM: a
+    /// 12-byte nonce, then ciphertext and tag) bound to the CA's id; `None` while pending.
     pub key_sealed: Option<Vec<u8>>,
+    /// Roots: certificate units purchased in all (zeroed by a refund); 0 for
+    /// intermediates.
     pub quota_total: i64,
+    /// Roots: purchased units not yet assigned to an intermediate; 0 for intermediates.
+    /// `quota_total = quota_available + Σ quota_assigned` of its intermediates.
     pub quota_available: i64,
+    /// Intermediates: units their root assigned them, less those given back (reset,
+    /// refund); 0 for roots.
     pub quota_assigned: i64,
+    /// Intermediates: units left to issue certificates with (one per certificate); 0 for
+    /// roots.
     pub quota_remaining: i64,
+    /// Intermediates: end-entity certificates recorded so far (units spent).
     pub issued_count: i64,
+    /// When the CA was revoked, Unix seconds; `None` unless revoked.
     pub revoked_at: Option<i64>,
+    /// Why it was revoked; `None` unless revoked.
     pub revocation_reason: Option<RevocationReason>,
+    /// When it was refunded, Unix seconds; `None` unless refunded.
     pub refunded_at: Option<i64>,
+    /// When it was removed, Unix seconds; `None` unless removed.
     pub removed_at: Option<i64>,
+    /// Whether the CA publishes a CRL (and its leaves name the distribution point).
     pub crl_enabled: bool,
+    /// A new CRL's nextUpdate is its thisUpdate plus this many hours (at least 1).
     pub crl_next_update_hours: i64,
+    /// The last CRL number taken (0: no CRL signed yet); see [`crate::crls::next_number`].
     pub crl_number: i64,
     /// Bumped whenever the CA's CRL content or settings change.
     pub revocation_revision: i64,
+    /// When the row was inserted, Unix seconds (the purchase time).
     pub created_at: i64,
 }
 
@@ -160,15 +204,20 @@ pub async fn get_any_tenant(conn: &mut Conn, id: &str) -> Result<Option<CaRow>> 
 /// Filters for [`list`].
 #[derive(Debug, Default, Clone)]
 pub struct CaFilter {
+    /// Only roots or only intermediates; `None`: both.
     pub kind: Option<CaKind>,
+    /// Only the intermediates of this root.
     pub parent_id: Option<String>,
+    /// Only CAs in this state; `None`: every state but `removed`.
     pub status: Option<CaStatus>,
     /// Return ids strictly greater than this (ids are time-ordered UUIDv7).
     pub after: Option<String>,
+    /// Most rows returned (clamped to 1–1000).
     pub limit: i64,
 }
 
-/// CAs of a tenant, oldest first, removed ones hidden unless asked for by status.
+/// CAs of a tenant matching `f`, oldest first (by id), removed ones hidden unless asked
+/// for by status; at most `f.limit` (1–1000).
 pub async fn list(conn: &mut Conn, tenant_id: &str, f: &CaFilter) -> Result<Vec<CaRow>> {
     let mut sql = String::from("SELECT * FROM cas WHERE tenant_id = $1");
     let mut args: Vec<String> = vec![tenant_id.to_string()];
@@ -198,7 +247,7 @@ pub async fn list(conn: &mut Conn, tenant_id: &str, f: &CaFilter) -> Result<Vec<
     rows.iter().map(row_to_ca).collect()
 }
 
-/// Direct children of a root (every status but removed).
+/// Direct children of a root (every status but removed), oldest first.
 pub async fn children(conn: &mut Conn, parent_id: &str) -> Result<Vec<CaRow>> {
     let rows = query("SELECT * FROM cas WHERE parent_id = $1 AND status <> 'removed' ORDER BY id")
         .bind(parent_id)
@@ -210,17 +259,26 @@ pub async fn children(conn: &mut Conn, parent_id: &str) -> Result<Vec<CaRow>> {
 /// What enabling writes.
 #[derive(Debug, Clone)]
 pub struct Enablement {
+    /// RFC 4514 rendering of the certificate's subject (replaces the purchased one).
     pub subject: String,
+    /// API name of the installed key's algorithm (`ec-p256`…).
     pub key_algorithm: String,
+    /// Whether the key was generated here or uploaded.
     pub key_source: KeySource,
+    /// Start of the certificate's validity, Unix seconds.
     pub not_before: i64,
+    /// End of the certificate's validity, Unix seconds.
     pub not_after: i64,
+    /// The certificate's serial, lower-case hex without leading zero bytes.
     pub serial: String,
+    /// The CA certificate, DER.
     pub certificate_der: Vec<u8>,
+    /// The private key as PKCS#8 PEM sealed with the master key, bound to the CA's id.
     pub key_sealed: Vec<u8>,
 }
 
-/// pending → enabled. False when the CA was not pending any more.
+/// pending → enabled: installs the key and certificate of `e`, sets `enabled_at` to `at`
+/// and clears any earlier revocation fields. False when the CA was not pending any more.
 pub async fn enable(conn: &mut Tx, id: &str, e: &Enablement, at: i64) -> Result<bool> {
     conn.retire_caches();
     let res = query(
@@ -244,7 +302,8 @@ pub async fn enable(conn: &mut Tx, id: &str, e: &Enablement, at: i64) -> Result<
     Ok(res.rows_affected() == 1)
 }
 
-/// Adds purchased quota to a root that is pending or enabled.
+/// Adds `count` purchased units to a root's `quota_total` and `quota_available`. False
+/// when `root_id` is not a pending or enabled root.
 pub async fn purchase_quota(conn: &mut Tx, root_id: &str, count: i64) -> Result<bool> {
     conn.retire_caches();
     let res = query(
@@ -258,7 +317,8 @@ pub async fn purchase_quota(conn: &mut Tx, root_id: &str, count: i64) -> Result<
     Ok(res.rows_affected() == 1)
 }
 
-/// Takes `count` from an enabled root's available quota. False when it has less.
+/// Takes `count` from an enabled root's available quota. False when it has less, or
+/// `root_id` is not an enabled root.
 pub async fn take_available(conn: &mut Tx, root_id: &str, count: i64) -> Result<bool> {
     conn.retire_caches();
     let res = query(
@@ -272,7 +332,8 @@ pub async fn take_available(conn: &mut Tx, root_id: &str, count: i64) -> Result<
     Ok(res.rows_affected() == 1)
 }
 
-/// Credits `count` to an enabled intermediate of `root_id`. False when it is not one.
+/// Credits `count` to the `quota_assigned` and `quota_remaining` of an enabled
+/// intermediate of `root_id`. False when `intermediate_id` is not one.
 pub async fn credit_intermediate(
     conn: &mut Tx,
     root_id: &str,
@@ -317,7 +378,9 @@ pub async fn spend(
     Ok(res.rows_affected() == 1)
 }
 
-/// Gives an intermediate's unspent quota back to its root (reset, refund).
+/// Gives an intermediate's unspent quota (`quota_remaining`) back to its root's
+/// `quota_available` (reset, refund). Returns the units moved: 0 when there were none, or
+/// the CA does not exist or has no parent.
 pub async fn return_unspent_quota(conn: &mut Tx, intermediate_id: &str) -> Result<i64> {
     conn.retire_caches();
     let row = query("SELECT parent_id, quota_remaining FROM cas WHERE id = $1")
@@ -347,7 +410,8 @@ pub async fn return_unspent_quota(conn: &mut Tx, intermediate_id: &str) -> Resul
     Ok(remaining)
 }
 
-/// enabled → revoked. False when the CA was not enabled any more.
+/// enabled → revoked, recording `at` and `reason`. False when the CA was not enabled any
+/// more.
 pub async fn revoke(conn: &mut Tx, id: &str, at: i64, reason: RevocationReason) -> Result<bool> {
     conn.retire_caches();
     let res = query(
@@ -362,7 +426,9 @@ pub async fn revoke(conn: &mut Tx, id: &str, at: i64, reason: RevocationReason) 
     Ok(res.rows_affected() == 1)
 }
 
-/// Records a revoked (or superseded) CA certificate for its issuer's CRL.
+/// Records a revoked (or superseded) CA certificate for its issuer's CRL and bumps the
+/// issuer's revocation revision (its CRL is then stale). A second entry for the same
+/// issuer and serial is an error (primary key).
 pub async fn record_ca_revocation(
     conn: &mut Conn,
     issuer_id: &str,
@@ -388,13 +454,17 @@ pub async fn record_ca_revocation(
 /// A revoked CA certificate, as listed on its issuer's CRL.
 #[derive(Debug, Clone)]
 pub struct CaRevocation {
+    /// The CA whose certificate it was.
     pub subject_ca_id: String,
+    /// The certificate's serial, lower-case hex without leading zero bytes.
     pub serial: String,
+    /// When it was revoked or superseded, Unix seconds (the CRL entry's revocationDate).
     pub revoked_at: i64,
+    /// The CRL entry's reason code (`superseded` for a reset).
     pub reason: RevocationReason,
 }
 
-/// CA certificates revoked by `issuer_id`.
+/// CA certificates revoked by `issuer_id`, by revocation time then serial.
 pub async fn ca_revocations(conn: &mut Conn, issuer_id: &str) -> Result<Vec<CaRevocation>> {
     let rows = query(
         "SELECT subject_ca_id, serial, revoked_at, reason FROM ca_cert_revocations \
@@ -415,7 +485,8 @@ pub async fn ca_revocations(conn: &mut Conn, issuer_id: &str) -> Result<Vec<CaRe
         .collect()
 }
 
-/// enabled → pending, discarding key and certificate. False when not enabled any more.
+/// enabled → pending, discarding key, certificate, serial, validity, key source and
+/// `enabled_at` (quota is untouched). False when not enabled any more.
 pub async fn reset(conn: &mut Tx, id: &str) -> Result<bool> {
     conn.retire_caches();
     let res = query(
@@ -429,7 +500,8 @@ pub async fn reset(conn: &mut Tx, id: &str) -> Result<bool> {
     Ok(res.rows_affected() == 1)
 }
 
-/// pending → refunded; a root's quota is cancelled. False when not pending any more.
+/// pending → refunded at `at`; a root's `quota_total` and `quota_available` are zeroed.
+/// False when not pending any more.
 pub async fn refund(conn: &mut Tx, id: &str, at: i64) -> Result<bool> {
     conn.retire_caches();
     let res = query(
@@ -443,7 +515,7 @@ pub async fn refund(conn: &mut Tx, id: &str, at: i64) -> Result<bool> {
     Ok(res.rows_affected() == 1)
 }
 
-/// revoked|refunded → removed. False when in another state.
+/// revoked|refunded → removed at `at`. False when in another state.
 pub async fn remove(conn: &mut Tx, id: &str, at: i64) -> Result<bool> {
     conn.retire_caches();
     let res = query(
@@ -457,7 +529,8 @@ pub async fn remove(conn: &mut Tx, id: &str, at: i64) -> Result<bool> {
     Ok(res.rows_affected() == 1)
 }
 
-/// Certificates issued by `ca_id` that are neither revoked nor expired at `now`.
+/// How many certificates issued by `ca_id` are neither revoked, deleted nor expired at
+/// `now`.
 pub async fn count_live_certificates(conn: &mut Conn, ca_id: &str, now: i64) -> Result<i64> {
     let row = query(
         "SELECT COUNT(*) AS n FROM certificates WHERE ca_id = $1 AND revoked_at IS NULL \

@@ -8,37 +8,64 @@ use vellum_core::status::{CertificateSource, CertificateStatus, LeafType, Revoca
 /// One certificate as stored.
 #[derive(Debug, Clone, Default)]
 pub struct CertRow {
+    /// Stable identifier (UUIDv7, so ids sort in creation order).
     pub id: String,
+    /// The tenant the certificate belongs to.
     pub tenant_id: String,
+    /// The issuing intermediate CA. Every certificate issued here has one; the column
+    /// allows NULL, which nothing writes today.
     pub ca_id: Option<String>,
-    /// Lower-case hex.
+    /// Serial, lower-case hex without leading zero bytes; unique per CA.
     pub serial: String,
+    /// TLS server or TLS client profile.
     pub cert_type: LeafType,
+    /// Subject commonName.
     pub common_name: String,
-    /// JSON list of `{"type","value"}`.
+    /// Subject alternative names: JSON array of `{"type": "dns"|"ip"|"email"|"uri",
+    /// "value": …}`.
     pub sans_json: String,
+    /// Start of validity, Unix seconds.
     pub not_before: i64,
+    /// End of validity, Unix seconds.
     pub not_after: i64,
+    /// When it was revoked, Unix seconds; `None` until revoked.
     pub revoked_at: Option<i64>,
+    /// Why it was revoked; `None` until revoked.
     pub revocation_reason: Option<RevocationReason>,
-    /// `private_ca`, `acme`, `est`, `uploaded`, `system`.
+    /// The door it was issued through: `private_ca`, `acme`, `est`, `system`.
     pub source: CertificateSource,
+    /// Optional name in the inventory (at most 128 characters on the admin API).
     pub name: Option<String>,
+    /// Inventory tags: JSON object of tag → value (both strings); `{}` without tags.
     pub tags_json: String,
-    /// The request that produced it (for renewal).
+    /// The request that produced it, as JSON: the certificate specification
+    /// (`ra::spec::CertSpec`, which renewals decode and repeat) for the admin API and EST;
+    /// `{"acme_order", "profile"}` for ACME; `{"purpose": "server-tls"}` for the server's
+    /// own TLS certificate.
     pub spec_json: String,
+    /// API name of the subject key's algorithm (`ec-p256`, `rsa-2048`…).
     pub key_algorithm: String,
+    /// True when it was issued for more than 365 days (`ra::issue::LEAKAGE_RISK_DAYS`).
     pub leakage_risk: bool,
+    /// The certificate, DER.
     pub certificate_der: Vec<u8>,
-    /// Sealed PKCS#8 key when the server generated it.
+    /// The subject's private key as PKCS#8 PEM sealed with the master key (bound to the
+    /// certificate's id) when the server generated it; `None` when the requester holds
+    /// the key (CSR).
     pub key_sealed: Option<Vec<u8>>,
-    /// Who asked: token id, ACME account, EST client.
+    /// Who asked: the API token id (admin), the ACME account id, `est:basic:{user}`,
+    /// `est:cert:{serial}` or `est:trusted:{serial}` (EST), `system` (the server's own
+    /// TLS certificate).
     pub requester: Option<String>,
+    /// When it was deleted from the inventory, Unix seconds; `None` unless deleted (only a
+    /// revoked or expired certificate can be).
     pub deleted_at: Option<i64>,
+    /// When it was recorded, Unix seconds.
     pub created_at: i64,
-    /// The certificate this one renewed.
+    /// The id of the certificate this one renewed; `None` for a first issuance.
     pub renewed_from: Option<String>,
-    /// Optional subject fields (O, OU, L, ST, C) as JSON.
+    /// Optional subject fields as a JSON object with the keys `organization`,
+    /// `organizational_unit`, `locality`, `state`, `country` (null when absent).
     pub subject_json: String,
     /// The EST account it was enrolled for (its holder then logs in to EST with it under
     /// that account's name rules); `None` for other doors.
@@ -86,13 +113,15 @@ const CERT_COLUMNS: usize = 22;
 /// Rows per multi-row INSERT (22 × 100 values: far below both engines' limits).
 const CERT_ROWS_PER_STATEMENT: usize = 100;
 
-/// Records a certificate. A duplicate serial for the same CA is refused by the database.
+/// Records a certificate. A serial its CA already used is an internal error (the
+/// database refuses the row).
 pub async fn insert(conn: &mut Conn, c: &CertRow) -> Result<()> {
     insert_many(conn, &[c]).await
 }
 
 /// Records certificates with one multi-row INSERT per 100 rows (the group commit of
-/// `ra::record`). A duplicate serial fails the whole statement.
+/// `ra::record`). A serial its CA already used fails the whole statement with an internal
+/// error.
 pub async fn insert_many(conn: &mut Conn, rows: &[&CertRow]) -> Result<()> {
     for chunk in rows.chunks(CERT_ROWS_PER_STATEMENT) {
         let sql = format!(
@@ -141,7 +170,7 @@ pub async fn insert_many(conn: &mut Conn, rows: &[&CertRow]) -> Result<()> {
     Ok(())
 }
 
-/// A certificate by id, whatever its tenant.
+/// A certificate by id, whatever its tenant (deleted ones included).
 pub async fn get_any_tenant(conn: &mut Conn, id: &str) -> Result<Option<CertRow>> {
     let row = query("SELECT * FROM certificates WHERE id = $1")
         .bind(id)
@@ -150,7 +179,8 @@ pub async fn get_any_tenant(conn: &mut Conn, id: &str) -> Result<Option<CertRow>
     row.as_ref().map(row_to_cert).transpose()
 }
 
-/// The certificate a CA issued with `serial` (hex), whatever its tenant.
+/// The certificate a CA issued with `serial` (lower-case hex), whatever its tenant
+/// (deleted ones included).
 pub async fn by_serial(conn: &mut Conn, ca_id: &str, serial: &str) -> Result<Option<CertRow>> {
     let row = query("SELECT * FROM certificates WHERE ca_id = $1 AND serial = $2")
         .bind(ca_id)
@@ -174,16 +204,22 @@ pub async fn get(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Option<Ce
 /// Filters of the inventory.
 #[derive(Debug, Default, Clone)]
 pub struct CertFilter {
+    /// Only certificates of this issuing CA.
     pub ca_id: Option<String>,
+    /// Only certificates in this status at the `now` of [`list`] (`issued` excludes
+    /// `expiring` ones).
     pub status: Option<CertificateStatus>,
+    /// Only this profile.
     pub cert_type: Option<LeafType>,
-    /// Substring of the CN or of a SAN.
+    /// Substring of the CN or of a SAN, case-insensitive.
     pub q: Option<String>,
-    /// `key` or `key=value`.
+    /// `key` (the tag is set) or `key=value` (set to that value).
     pub tag: Option<String>,
+    /// Only certificates from this door.
     pub source: Option<CertificateSource>,
     /// Ids strictly greater than this (UUIDv7: creation order).
     pub after: Option<String>,
+    /// Most rows returned (clamped to 1–1000).
     pub limit: i64,
 }
 
@@ -196,7 +232,8 @@ fn like_escape(s: &str) -> String {
         .replace('_', "\\_")
 }
 
-/// The tenant's certificates matching `f`, oldest first.
+/// The tenant's certificates matching `f` at `now`, oldest first, deleted ones hidden; at
+/// most `f.limit` (1–1000).
 pub async fn list(
     conn: &mut Conn,
     tenant_id: &str,
@@ -287,7 +324,9 @@ pub async fn list(
     rows.iter().map(row_to_cert).collect()
 }
 
-/// Marks a certificate revoked. False when it was already revoked (or is gone).
+/// Marks a certificate revoked at `at` for `reason`. False when it was already revoked,
+/// is deleted or does not exist. The caller bumps the CA's revocation revision
+/// ([`crate::crls::bump_revision`]) in the same transaction so its CRL is re-signed.
 pub async fn revoke(conn: &mut Conn, id: &str, at: i64, reason: RevocationReason) -> Result<bool> {
     let res = query(
         "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
@@ -315,7 +354,7 @@ pub async fn delete(conn: &mut Conn, id: &str, now: i64) -> Result<bool> {
     Ok(res.rows_affected() == 1)
 }
 
-/// Records which certificate a renewal replaced.
+/// Records that certificate `id` renewed certificate `from`.
 pub async fn set_renewed_from(conn: &mut Conn, id: &str, from: &str) -> Result<()> {
     query("UPDATE certificates SET renewed_from = $1 WHERE id = $2")
         .bind(from)
@@ -328,12 +367,16 @@ pub async fn set_renewed_from(conn: &mut Conn, id: &str, from: &str) -> Result<(
 /// A revoked certificate, as listed on its CA's CRL.
 #[derive(Debug, Clone)]
 pub struct Revoked {
+    /// Serial, lower-case hex without leading zero bytes.
     pub serial: String,
+    /// When it was revoked, Unix seconds (the entry's revocationDate).
     pub revoked_at: i64,
+    /// The entry's reason code (`unspecified` when none was stored).
     pub reason: RevocationReason,
 }
 
-/// Unexpired revoked certificates of a CA (its CRL entries), by revocation time.
+/// Unexpired revoked certificates of a CA at `now` (its CRL entries; deleted ones
+/// included), by revocation time then serial.
 pub async fn revoked_for_crl(conn: &mut Conn, ca_id: &str, now: i64) -> Result<Vec<Revoked>> {
     let rows = query(
         "SELECT serial, revoked_at, revocation_reason FROM certificates \

@@ -7,13 +7,19 @@ use vellum_core::error::Result;
 /// The latest CRL of a CA.
 #[derive(Debug, Clone)]
 pub struct CrlRow {
+    /// The CA that signed it (one stored CRL per CA).
     pub ca_id: String,
+    /// Its cRLNumber, taken from [`next_number`]: strictly increasing per CA.
     pub crl_number: i64,
     /// The CA's `revocation_revision` this CRL reflects.
     pub revision: i64,
+    /// Its thisUpdate (when it was signed), Unix seconds.
     pub this_update: i64,
+    /// Its nextUpdate, Unix seconds.
     pub next_update: i64,
+    /// How many revoked certificates it lists.
     pub entries: i64,
+    /// The signed CRL, DER.
     pub der: Vec<u8>,
 }
 
@@ -37,7 +43,8 @@ pub async fn get(conn: &mut Conn, ca_id: &str) -> Result<Option<CrlRow>> {
     .transpose()
 }
 
-/// Stores a CRL unless a newer one (higher number) is already stored.
+/// Stores a CRL as its CA's latest, unless one with a higher or equal number is already
+/// stored (then nothing changes).
 pub async fn put(conn: &mut Conn, c: &CrlRow) -> Result<()> {
     query(
         "INSERT INTO crls (ca_id, crl_number, revision, this_update, next_update, entries, der) \
@@ -60,7 +67,8 @@ pub async fn put(conn: &mut Conn, c: &CrlRow) -> Result<()> {
 }
 
 /// Takes the next CRL number of a CA (strictly increasing, persisted, shared by replicas)
-/// and returns it with the CA's current revocation revision.
+/// and returns it with the CA's current revocation revision. An error when there is no
+/// such CA.
 pub async fn next_number(conn: &mut Conn, ca_id: &str) -> Result<(i64, i64)> {
     let row = query(
         "UPDATE cas SET crl_number = crl_number + 1 WHERE id = $1 \
@@ -75,7 +83,8 @@ pub async fn next_number(conn: &mut Conn, ca_id: &str) -> Result<(i64, i64)> {
     ))
 }
 
-/// Marks a CA's CRL stale (a certificate it issued was revoked, or its settings changed).
+/// Marks a CA's CRL stale (a certificate it issued was revoked, or its settings changed)
+/// by bumping its revocation revision. No error when there is no such CA.
 pub async fn bump_revision(conn: &mut Conn, ca_id: &str) -> Result<()> {
     query("UPDATE cas SET revocation_revision = revocation_revision + 1 WHERE id = $1")
         .bind(ca_id)
@@ -84,7 +93,7 @@ pub async fn bump_revision(conn: &mut Conn, ca_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The CA's current revocation revision.
+/// The CA's current revocation revision. An error when there is no such CA.
 pub async fn revision(conn: &mut Conn, ca_id: &str) -> Result<i64> {
     let row = query("SELECT revocation_revision FROM cas WHERE id = $1")
         .bind(ca_id)
@@ -93,7 +102,8 @@ pub async fn revision(conn: &mut Conn, ca_id: &str) -> Result<i64> {
     Ok(row.try_get("revocation_revision")?)
 }
 
-/// Changes CRL settings of a CA.
+/// Sets whether a CA publishes a CRL and its nextUpdate interval in `hours`, and bumps its
+/// revocation revision so that the next CRL is signed afresh.
 pub async fn set_settings(conn: &mut Tx, ca_id: &str, enabled: bool, hours: i64) -> Result<()> {
     conn.retire_caches();
     query(
@@ -108,7 +118,7 @@ pub async fn set_settings(conn: &mut Tx, ca_id: &str, enabled: bool, hours: i64)
     Ok(())
 }
 
-/// Ids of enabled or revoked CAs with CRLs on (candidates for background regeneration).
+/// Ids of enabled CAs with CRLs on, by id (candidates for background regeneration).
 pub async fn ca_ids_with_crl(conn: &mut Conn) -> Result<Vec<String>> {
     let rows = query("SELECT id FROM cas WHERE crl_enabled = 1 AND status = 'enabled' ORDER BY id")
         .fetch_all(conn)
@@ -116,7 +126,9 @@ pub async fn ca_ids_with_crl(conn: &mut Conn) -> Result<Vec<String>> {
     rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
 }
 
-/// Takes or renews the lease `name` for `holder` until `until`. True when held.
+/// Takes or renews the lease `name` for `holder` until `until` (Unix seconds). True when
+/// `holder` now holds it: the lease was free, had expired before `now`, or was its own;
+/// false while another holder's lease runs.
 pub async fn take_lease(
     conn: &mut Conn,
     name: &str,

@@ -11,6 +11,8 @@
 //! queue in the pool instead of failing with `SQLITE_BUSY`, readers never wait for
 //! writers. PostgreSQL uses one pool for both.
 
+#![warn(missing_docs)]
+
 pub mod acme;
 pub mod acme_sets;
 pub mod audit;

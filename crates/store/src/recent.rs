@@ -10,7 +10,7 @@
 //! ([`super::Tx::on_commit`]), using the ids the statement itself reported changed, so the
 //! copy never decides anything the database did not. A read that misses goes to the
 //! database and does not fill the copy (a fill could race a commit and bring back an old
-//! row). The copy is bounded: two generations of [`GENERATION`] rows each; the older is
+//! row). The copy is bounded: two generations of `GENERATION` rows each; the older is
 //! dropped when the newer fills up, long after an order's flow has ended. PostgreSQL
 //! replicas share the database with other processes and use none of this.
 

@@ -51,17 +51,24 @@ impl Conn {
 /// The type of a NULL (PostgreSQL wants typed parameters).
 #[derive(Debug, Clone, Copy)]
 pub enum NullOf {
+    /// A NULL integer (`BIGINT`).
     Int,
+    /// A NULL text.
     Text,
+    /// A NULL byte string (`BLOB` / `BYTEA`).
     Blob,
 }
 
 /// A bound value.
 #[derive(Debug, Clone)]
 pub enum Arg<'q> {
+    /// SQL NULL of the given type (what `None` binds as).
     Null(NullOf),
+    /// An integer (times in Unix seconds, 0/1 flags, counters).
     Int(i64),
+    /// Text, borrowed or owned.
     Text(Cow<'q, str>),
+    /// Bytes, borrowed or owned.
     Blob(Cow<'q, [u8]>),
 }
 
@@ -274,7 +281,9 @@ fn lite_rows(
 
 /// A result row.
 pub enum Row {
+    /// A row from PostgreSQL, through sqlx.
     Pg(AnyRow),
+    /// A row from SQLite, its values copied out of the statement.
     Lite(LiteRow),
 }
 
@@ -287,7 +296,9 @@ pub struct LiteRow {
 /// A column, by name or position.
 #[derive(Debug, Clone, Copy)]
 pub enum Col<'a> {
+    /// By column name (as the statement names it, e.g. after `AS`).
     Name(&'a str),
+    /// By 0-based position in the result.
     At(usize),
 }
 

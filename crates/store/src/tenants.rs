@@ -24,12 +24,13 @@ pub struct Token {
     pub id: String,
     /// Tenant the token acts in.
     pub tenant_id: String,
+    /// What the token may do (`super`, `admin`, `operator`, `auditor`).
     pub role: vellum_core::status::Role,
     /// Human label.
     pub name: String,
     /// Unix seconds.
     pub created_at: i64,
-    /// Unix seconds, once revoked.
+    /// When it was revoked, Unix seconds; `None` until revoked.
     pub revoked_at: Option<i64>,
 }
 
@@ -98,7 +99,8 @@ pub async fn list_tenants(
     rows.iter().map(tenant).collect()
 }
 
-/// Inserts a token with the hash of its secret.
+/// Inserts a token with the hash of its secret (`token_hash`: lower-case hex SHA-256) and
+/// the id of the token that created it (`None` for the bootstrap token).
 pub async fn insert_token(
     conn: &mut Conn,
     t: &Token,
@@ -130,7 +132,7 @@ pub async fn token_by_hash(conn: &mut Conn, token_hash: &str) -> Result<Option<T
     row.as_ref().map(token).transpose()
 }
 
-/// A token by id.
+/// A token by id, revoked or not.
 pub async fn token_by_id(conn: &mut Conn, id: &str) -> Result<Option<Token>> {
     let row = query("SELECT * FROM api_tokens WHERE id = $1")
         .bind(id)
