@@ -3,6 +3,7 @@
 //! Keys live sealed in the database (see [`keys::MasterKey`]); a [`Signer`] is a CA's key
 //! opened in memory together with the issuer name and key identifier of its certificate.
 
+pub mod chain;
 pub mod crl;
 pub mod formats;
 pub mod keys;

@@ -54,6 +54,8 @@ pub const KEYS: &[&str] = &[
     "rate_limits.max_keys",
     "rate_limits.argon2_workers",
     "rate_limits.argon2_queue",
+    "tools.installation_check_networks",
+    "tools.installation_check_timeout_secs",
 ];
 
 /// The whole server configuration, after file and environment were merged.
@@ -105,6 +107,9 @@ pub struct Config {
     /// Rate limits of the public doors (ACME, EST, admin authentication).
     #[serde(default)]
     pub rate_limits: RateLimits,
+    /// The admin tools' settings.
+    #[serde(default)]
+    pub tools: ToolsConfig,
 }
 
 /// Rate limits of the public doors, counted per replica (see `ra::ratelimit`). A limit
@@ -210,6 +215,38 @@ impl Default for VaSettings {
             tls_port: 443,
             dns_resolver: None,
         }
+    }
+}
+
+/// The admin tools' settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolsConfig {
+    /// Networks (CIDR, e.g. `10.0.0.0/8`) that `POST /tools/check-installation` may
+    /// connect to; every address a host resolves to must be in one. Default: loopback
+    /// only, so the tool is no way into the networks around the server until the operator
+    /// lists them.
+    pub installation_check_networks: Vec<String>,
+    /// Seconds one installation check may take (connect and handshake), 1–30.
+    pub installation_check_timeout_secs: u64,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        ToolsConfig {
+            installation_check_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            installation_check_timeout_secs: 5,
+        }
+    }
+}
+
+impl ToolsConfig {
+    /// The networks installation checks may reach (validated at load).
+    pub fn allowed_networks(&self) -> Vec<ipnet::IpNet> {
+        self.installation_check_networks
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect()
     }
 }
 
@@ -382,6 +419,19 @@ impl Config {
             return Err(Error::config(
                 "rate_limits.argon2_queue must be above 0 and rate_limits.argon2_workers at most 64"
                     .to_string(),
+            ));
+        }
+        for n in &self.tools.installation_check_networks {
+            if n.parse::<ipnet::IpNet>().is_err() {
+                return Err(Error::config(format!(
+                    "tools.installation_check_networks: {n:?} is not a network in CIDR \
+                     notation (e.g. 10.0.0.0/8 or fd00::/8)"
+                )));
+            }
+        }
+        if !(1..=30).contains(&self.tools.installation_check_timeout_secs) {
+            return Err(Error::config(
+                "tools.installation_check_timeout_secs must be between 1 and 30".to_string(),
             ));
         }
         if !(1..=self.bootstrap.root_quota).contains(&self.bootstrap.intermediate_quota) {

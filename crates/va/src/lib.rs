@@ -19,6 +19,7 @@
 mod dns01;
 mod http01;
 mod net;
+pub mod probe;
 pub mod testdns;
 mod tlsalpn;
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cas;
 pub mod certificates;
 pub mod est;
+pub mod installation;
 pub mod json;
 pub mod rate_limits;
 pub mod tenants;
@@ -69,4 +70,5 @@ pub fn router() -> Router<Arc<App>> {
         .route("/certificates/{id}/revoke", post(certificates::revoke))
         .route("/certificates/{id}/renew", post(certificates::renew))
         .route("/audit", get(audit::list_events))
+        .route("/tools/check-installation", post(installation::check))
 }
