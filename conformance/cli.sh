@@ -263,6 +263,20 @@ check_cli_doors() {
   cli_check "vellum admin rate-limits set INT --acme-orders-per-account-per-hour default" \
     rate-limits set "$iid" --acme-orders-per-account-per-hour default
 
+  # Check an installation: the server's own HTTPS listener, judged by the report.
+  cli --json check-installation localhost --port "$HTTPS_PORT"
+  if ((CLI_RC == 0)) && [[ $(jq -r '.name_matches and .chain_complete and .in_inventory' <<<"$CLI_OUT") == true ]]; then
+    pass "vellum admin check-installation localhost --port PORT: name matches, chain complete, in the inventory"
+  else
+    fail "vellum admin check-installation localhost --port PORT: name matches, chain complete, in the inventory" "exit $CLI_RC" "$CLI_OUT"
+  fi
+  cli check-installation 10.9.8.7
+  if ((CLI_RC != 0)) && grep -q 'outside the networks' <<<"$CLI_OUT"; then
+    pass "vellum admin check-installation 10.9.8.7 is refused: outside the allowed networks"
+  else
+    fail "vellum admin check-installation 10.9.8.7 is refused: outside the allowed networks" "exit $CLI_RC" "$CLI_OUT"
+  fi
+
   # Where the URL comes from, when nothing answers there.
   local out rc=0
   out=$(VELLUM_URL="https://127.0.0.1:9" "$BIN" admin --data-dir "$DATA" ca list 2>&1 </dev/null) || rc=$?

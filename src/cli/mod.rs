@@ -70,6 +70,19 @@ pub(crate) enum AdminCommand {
     /// Per-CA overrides of the ACME and EST rate limits.
     #[command(subcommand)]
     RateLimits(protocols::RateLimitCmd),
+    /// Connect to a TLS server and report the chain it presents, whether the name matches,
+    /// whether the chain is complete, days to expiry and whether the certificate is in
+    /// this tenant's inventory (only hosts in the server's allowed networks).
+    CheckInstallation {
+        /// Host name or IP address of the server to check.
+        host: String,
+        /// Its TLS port.
+        #[arg(long, default_value_t = 443)]
+        port: u16,
+        /// Name to send as SNI and to match (default: the host).
+        #[arg(long)]
+        server_name: Option<String>,
+    },
     /// The audit log, newest first.
     Audit {
         /// Only events of this action, e.g. ca.enable or certificate.revoke.
@@ -427,6 +440,22 @@ pub(crate) async fn run(opts: AdminOpts) -> Result<String, CliError> {
         AdminCommand::Est(cmd) => return protocols::est(&client, cmd, opts.json).await,
         AdminCommand::RateLimits(cmd) => {
             return protocols::rate_limits(&client, cmd, opts.json).await
+        }
+        AdminCommand::CheckInstallation {
+            host,
+            port,
+            server_name,
+        } => {
+            let mut b = json!({"host": host, "port": port});
+            if let Some(n) = server_name {
+                b["server_name"] = json!(n);
+            }
+            (
+                Method::POST,
+                "/tools/check-installation".into(),
+                Some(b),
+                Shape::Object,
+            )
         }
         AdminCommand::Audit {
             action,
