@@ -14,6 +14,7 @@ mod ca_admin;
 mod caches;
 mod certificates;
 mod crl;
+mod csrs;
 mod edge;
 mod est;
 mod hierarchy;

@@ -244,6 +244,15 @@ impl San {
     }
 }
 
+/// A PKCS#10 certificate signing request (DER) for `subject` and `sans`, signed with
+/// `key`, to take to another CA.
+pub fn csr(subject: &SubjectFields, sans: &[San], key: &KeyPair) -> Result<Vec<u8>> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = subject.distinguished_name();
+    p.subject_alt_names = sans.iter().map(San::to_rcgen).collect::<Result<_>>()?;
+    Ok(p.serialize_request(key)?.der().to_vec())
+}
+
 /// Everything that goes into an end-entity certificate besides its public key.
 #[derive(Debug, Clone)]
 pub struct LeafSpec {

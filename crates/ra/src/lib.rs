@@ -10,6 +10,7 @@
 pub mod acme;
 pub mod crl;
 pub mod csr;
+pub mod csrs;
 pub mod est;
 pub mod hierarchy;
 pub mod installation;

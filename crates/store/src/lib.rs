@@ -21,6 +21,7 @@ pub mod cache;
 pub mod cas;
 pub mod certificates;
 pub mod crls;
+pub mod csrs;
 pub mod est;
 pub mod pool;
 pub mod rate_limits;

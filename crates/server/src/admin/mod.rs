@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod cas;
 pub mod certificates;
+pub mod csrs;
 pub mod est;
 pub mod installation;
 pub mod json;
@@ -71,4 +72,6 @@ pub fn router() -> Router<Arc<App>> {
         .route("/certificates/{id}/renew", post(certificates::renew))
         .route("/audit", get(audit::list_events))
         .route("/tools/check-installation", post(installation::check))
+        .route("/csrs", post(csrs::create).get(csrs::list_csrs))
+        .route("/csrs/{id}", get(csrs::show).delete(csrs::delete))
 }
