@@ -5,6 +5,7 @@
 
 pub mod crl;
 pub mod formats;
+pub mod inspect;
 pub mod keys;
 pub mod profile;
 pub mod upload;
