@@ -13,6 +13,7 @@ pub mod csr;
 pub mod est;
 pub mod hierarchy;
 pub mod issue;
+pub mod managed;
 pub mod names;
 pub mod ratelimit;
 pub mod record;

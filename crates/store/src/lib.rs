@@ -20,6 +20,7 @@ pub mod cas;
 pub mod certificates;
 pub mod crls;
 pub mod est;
+pub mod managed;
 pub mod pool;
 pub mod rate_limits;
 pub mod recent;

@@ -6,7 +6,9 @@ pub mod auth;
 pub mod cas;
 pub mod certificates;
 pub mod est;
+pub mod export;
 pub mod json;
+pub mod managed;
 pub mod rate_limits;
 pub mod tenants;
 
@@ -68,5 +70,14 @@ pub fn router() -> Router<Arc<App>> {
         .route("/certificates/{id}/export", post(certificates::export))
         .route("/certificates/{id}/revoke", post(certificates::revoke))
         .route("/certificates/{id}/renew", post(certificates::renew))
+        .route("/managed", post(managed::upload).get(managed::list))
+        .route(
+            "/managed/{id}",
+            get(managed::show)
+                .patch(managed::patch)
+                .delete(managed::delete),
+        )
+        .route("/managed/{id}/export", post(managed::export))
+        .route("/tools/convert", post(managed::convert))
         .route("/audit", get(audit::list_events))
 }
