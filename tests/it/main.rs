@@ -18,6 +18,7 @@ mod edge;
 mod est;
 mod hierarchy;
 mod inventory_lifecycle;
+mod managed;
 mod quota;
 mod ratelimit;
 mod server;
