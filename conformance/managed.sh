@@ -223,4 +223,44 @@ if expect_download "encrypted pkcs8 → pkcs8 with a new password" "$F/reenc.key
   fi
 fi
 
+# =================================================================================
+section "the CLI: vellum admin managed / convert"
+# =================================================================================
+cli() { "$BIN" admin --url "https://localhost:$HTTPS_PORT" --data-dir "$DATA" "$@" 2>&1 </dev/null; }
+if out=$(cli --json managed upload --name cli-ec --cert "$F/ec.pem" --key "$F/ec-enc.key" \
+  --key-passphrase "$PW" --chain "$F/chain.pem" --tag team=ops) && CLI_ID=$(jq -r .id <<<"$out") && [[ $CLI_ID != null ]]; then
+  pass "vellum admin managed upload (encrypted key, --key-passphrase, --tag)"
+  if out=$(cli managed list --tag team=ops) && grep -q "$CLI_ID" <<<"$out"; then
+    pass "vellum admin managed list --tag team=ops shows it"
+  else
+    fail "vellum admin managed list --tag team=ops shows it" "$out"
+  fi
+  if cli managed export "$CLI_ID" --format pkcs12 --password "$PW" --out "$F/cli.p12" >/dev/null &&
+    openssl pkcs12 -in "$F/cli.p12" -passin "pass:$PW" -noenc -info >/dev/null 2>&1; then
+    pass "vellum admin managed export --format pkcs12: openssl pkcs12 opens it"
+  else
+    fail "vellum admin managed export --format pkcs12: openssl pkcs12 opens it"
+  fi
+  if cli managed delete "$CLI_ID" >/dev/null && ! cli managed show "$CLI_ID" >/dev/null; then
+    pass "vellum admin managed delete: the entry is gone"
+  else
+    fail "vellum admin managed delete: the entry is gone"
+  fi
+else
+  fail "vellum admin managed upload (encrypted key, --key-passphrase, --tag)" "$out"
+fi
+if out=$(cli managed upload --name cli-der --cert "$F/rsa.der" --key "$F/rsa.key"); then
+  fail "vellum admin managed upload of a DER file is refused" "$out"
+elif grep -q "PEM is required" <<<"$out"; then
+  pass "vellum admin managed upload of a DER file is refused: PEM is required"
+else
+  fail "vellum admin managed upload of a DER file is refused: PEM is required" "$out"
+fi
+if cli convert --from pkcs12 --to pem --in "$F/rsa.pfx" --out "$F/cli-pfx.pem" --password "$PW" >/dev/null &&
+  [[ $(pubkey_of_key "$F/cli-pfx.pem") == "$(pubkey_of_cert "$F/rsa.pem")" ]]; then
+  pass "vellum admin convert --from pkcs12 --to pem: openssl reads the key"
+else
+  fail "vellum admin convert --from pkcs12 --to pem: openssl reads the key"
+fi
+
 finish
