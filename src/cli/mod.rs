@@ -2,6 +2,7 @@
 
 pub(crate) mod certs;
 pub(crate) mod client;
+pub(crate) mod managed;
 pub(crate) mod output;
 pub(crate) mod protocols;
 
@@ -82,6 +83,34 @@ pub(crate) enum AdminCommand {
         /// Name to send as SNI and to match (default: the host).
         #[arg(long)]
         server_name: Option<String>,
+    },
+    /// Certificates from any CA kept with their key (uploaded; later synced and shared).
+    #[command(subcommand)]
+    Managed(managed::ManagedCmd),
+    /// Convert a certificate or key file between formats (through the server; nothing is
+    /// stored).
+    Convert {
+        /// Format of --in: pem, der, pkcs12, jks or pkcs8.
+        #[arg(long)]
+        from: String,
+        /// Format to write: pem, der, pkcs12, jks or pkcs8.
+        #[arg(long)]
+        to: String,
+        /// Input file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Password of the input (PKCS#12, JKS, encrypted key).
+        #[arg(long)]
+        password: Option<String>,
+        /// Password of the output (pkcs12 and jks need one; encrypts pkcs8); default: --password.
+        #[arg(long)]
+        new_password: Option<String>,
+        /// PKCS#12 output with 3DES/SHA-1 for old Windows and Java 8.
+        #[arg(long)]
+        legacy: bool,
     },
     /// The audit log, newest first.
     Audit {
@@ -456,6 +485,28 @@ pub(crate) async fn run(opts: AdminOpts) -> Result<String, CliError> {
                 Some(b),
                 Shape::Object,
             )
+        }
+        AdminCommand::Managed(cmd) => return managed::run(&client, cmd, opts.json).await,
+        AdminCommand::Convert {
+            from,
+            to,
+            input,
+            out,
+            password,
+            new_password,
+            legacy,
+        } => {
+            return managed::convert(
+                &client,
+                from,
+                to,
+                input,
+                out,
+                password.as_deref(),
+                new_password.as_deref(),
+                *legacy,
+            )
+            .await
         }
         AdminCommand::Audit {
             action,

@@ -20,6 +20,7 @@ mod est;
 mod hierarchy;
 mod installation;
 mod inventory_lifecycle;
+mod managed;
 mod quota;
 mod ratelimit;
 mod server;

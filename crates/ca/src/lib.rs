@@ -6,6 +6,7 @@
 pub mod chain;
 pub mod crl;
 pub mod formats;
+pub mod inspect;
 pub mod keys;
 pub mod profile;
 pub mod upload;

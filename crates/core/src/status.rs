@@ -317,6 +317,34 @@ impl CertificateSource {
 }
 
 spelled! {
+    /// How a managed certificate entered the inventory (`managed_certificates.source`).
+    pub enum ManagedSource ("managed certificate source") {
+        /// Uploaded with its key (`POST /managed`).
+        Uploaded = "uploaded",
+        /// Copied from a certificate one of the tenant's private CAs issued.
+        Synced = "synced",
+        /// Shared with this tenant by another tenant of the same entity.
+        Shared = "shared",
+    }
+}
+
+spelled! {
+    /// A certificate or key file format (`POST /tools/convert`'s `from` and `to`).
+    pub enum FileFormat ("file format") {
+        /// PEM blocks (certificates, then the private key).
+        Pem = "pem",
+        /// One DER certificate.
+        Der = "der",
+        /// PKCS#12 (`.p12` / `.pfx`), password-protected.
+        Pkcs12 = "pkcs12",
+        /// Java KeyStore, password-protected.
+        Jks = "jks",
+        /// A PKCS#8 private key (PEM, or DER on input), optionally encrypted.
+        Pkcs8 = "pkcs8",
+    }
+}
+
+spelled! {
     /// How an audited request ended (`audit_events.outcome`).
     pub enum AuditOutcome ("audit outcome") {
         /// It did what was asked.

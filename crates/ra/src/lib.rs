@@ -15,6 +15,7 @@ pub mod est;
 pub mod hierarchy;
 pub mod installation;
 pub mod issue;
+pub mod managed;
 pub mod names;
 pub mod ratelimit;
 pub mod record;

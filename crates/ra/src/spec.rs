@@ -33,6 +33,21 @@ impl From<&San> for SanInput {
         }
     }
 }
+/// The tag rule of every inventory (issued and managed certificates): at most 32 tags;
+/// keys 1-64 characters, values up to 256. A 422 naming `tags` otherwise.
+pub fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
+    if tags.len() > 32
+        || tags
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
+    {
+        return Err(Error::invalid(
+            "tags",
+            "at most 32 tags; keys 1-64 characters, values up to 256",
+        ));
+    }
+    Ok(())
+}
 
 /// Serde default of `include_crl`.
 pub fn default_true() -> bool {
@@ -183,17 +198,7 @@ impl CertSpec {
     /// against the specification's own rules (the issuance path checks the rest).
     pub fn request(&self, ca_id: &str, key: KeySource, who: Requester) -> Result<IssueRequest> {
         let leaf_type = leaf_type(&self.cert_type)?;
-        if self.tags.len() > 32
-            || self
-                .tags
-                .iter()
-                .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
-        {
-            return Err(Error::invalid(
-                "tags",
-                "at most 32 tags; keys 1-64 characters, values up to 256",
-            ));
-        }
+        check_tags(&self.tags)?;
         if self.name.as_deref().is_some_and(|n| n.len() > 128) {
             return Err(Error::invalid("name", "must be at most 128 characters"));
         }

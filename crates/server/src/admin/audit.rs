@@ -23,9 +23,26 @@ pub async fn record<T>(
     target: Option<&str>,
     result: &Result<T>,
 ) {
-    let (outcome, detail) = match result {
-        Ok(_) => (AuditOutcome::Success, None),
-        Err(e) => (AuditOutcome::Failure, Some(e.client_detail())),
+    record_detail(app, who, action, target, result, None).await
+}
+
+/// [`record`] with a detail of the caller's on success too (e.g. `from=pem to=pkcs12`);
+/// a failure's detail is `detail` followed by the error. Never pass key material.
+pub async fn record_detail<T>(
+    app: &App,
+    who: &Principal,
+    action: &str,
+    target: Option<&str>,
+    result: &Result<T>,
+    extra: Option<&str>,
+) {
+    let (outcome, detail) = match (result, extra) {
+        (Ok(_), extra) => (AuditOutcome::Success, extra.map(str::to_string)),
+        (Err(e), None) => (AuditOutcome::Failure, Some(e.client_detail())),
+        (Err(e), Some(x)) => (
+            AuditOutcome::Failure,
+            Some(format!("{x}: {}", e.client_detail())),
+        ),
     };
     let event = AuditEvent {
         at: vellum_core::time::now(),

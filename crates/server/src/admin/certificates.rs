@@ -5,17 +5,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::audit::record;
 use super::auth::{Permission, Principal};
+use super::export::ExportBody;
 use super::json::{self, Json, OptJson, Query};
 use crate::App;
 use ca::cert_pem;
-use ca::formats::{self, ExportInput, FormatError};
+use ca::formats::ExportInput;
 use ra::csr;
 use ra::issue::{self, IssueRequest, Issued, KeySource};
 use ra::spec::{CertSpec, Requester, SanInput};
@@ -336,26 +337,6 @@ pub async fn show(
     Ok(axum::Json(view(&c, &chain)))
 }
 
-/// Body of `POST /certificates/{id}/export`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExportBody {
-    format: String,
-    password: Option<String>,
-    include_chain: Option<bool>,
-    legacy: Option<bool>,
-}
-
-fn format_error(e: FormatError) -> Error {
-    match e {
-        FormatError::KeyNotHeld => Error::conflict(
-            "this format needs the private key, and the server does not hold it (the certificate was issued from a CSR)",
-        ),
-        FormatError::Password(m) => Error::invalid("password", m),
-        other => Error::internal(other),
-    }
-}
-
 /// `POST /certificates/{id}/export`: PEM bundle, DER, PKCS#12, JKS or PKCS#8.
 pub async fn export(
     State(app): State<Arc<App>>,
@@ -402,70 +383,12 @@ async fn export_inner(app: &App, who: &Principal, id: &str, body: &ExportBody) -
         key_pkcs8_der: key_der.as_ref().map(|k| k.as_slice()),
         alias: &alias,
     };
-    let needs_password = |fmt: &str| {
-        body.password
-            .as_deref()
-            .ok_or_else(|| Error::invalid("password", format!("is required for the {fmt} format")))
-    };
-    let file_stem: String = alias
-        .chars()
-        .map(|ch| {
-            if ch.is_ascii_alphanumeric() || ch == '-' || ch == '.' {
-                ch
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let (bytes, content_type, ext): (Vec<u8>, &str, &str) = match body.format.as_str() {
-        "pem" => (
-            formats::pem_bundle(&input).into_bytes(),
-            "application/x-pem-file",
-            "pem",
-        ),
-        "der" => (formats::der(&input), "application/pkix-cert", "cer"),
-        "pkcs12" | "pfx" => (
-            formats::pkcs12(
-                &input,
-                needs_password("pkcs12")?,
-                body.legacy.unwrap_or(false),
-            )
-            .map_err(format_error)?,
-            "application/x-pkcs12",
-            "p12",
-        ),
-        "jks" => (
-            formats::jks(&input, needs_password("jks")?).map_err(format_error)?,
-            "application/x-java-keystore",
-            "jks",
-        ),
-        "pkcs8" => {
-            let key = input
-                .key_pkcs8_der
-                .ok_or_else(|| format_error(FormatError::KeyNotHeld))?;
-            (
-                formats::pkcs8_pem(key, body.password.as_deref())
-                    .map_err(format_error)?
-                    .into_bytes(),
-                "application/x-pem-file",
-                "key",
-            )
-        }
-        other => {
-            return Err(Error::invalid(
-                "format",
-                format!("{other:?} is not an export format; use pem, der, pkcs12, jks or pkcs8"),
-            ))
-        }
-    };
-    let mut resp = bytes.into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_stem}.{ext}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    super::export::render(
+        &input,
+        &body.format,
+        body.password.as_deref(),
+        body.legacy.unwrap_or(false),
+    )
 }
 
 /// Body of `POST /certificates/{id}/revoke`.

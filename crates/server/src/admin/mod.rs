@@ -7,8 +7,10 @@ pub mod cas;
 pub mod certificates;
 pub mod csrs;
 pub mod est;
+pub mod export;
 pub mod installation;
 pub mod json;
+pub mod managed;
 pub mod rate_limits;
 pub mod tenants;
 
@@ -70,6 +72,15 @@ pub fn router() -> Router<Arc<App>> {
         .route("/certificates/{id}/export", post(certificates::export))
         .route("/certificates/{id}/revoke", post(certificates::revoke))
         .route("/certificates/{id}/renew", post(certificates::renew))
+        .route("/managed", post(managed::upload).get(managed::list))
+        .route(
+            "/managed/{id}",
+            get(managed::show)
+                .patch(managed::patch)
+                .delete(managed::delete),
+        )
+        .route("/managed/{id}/export", post(managed::export))
+        .route("/tools/convert", post(managed::convert))
         .route("/audit", get(audit::list_events))
         .route("/tools/check-installation", post(installation::check))
         .route("/csrs", post(csrs::create).get(csrs::list_csrs))

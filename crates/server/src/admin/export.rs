@@ -1,0 +1,104 @@
+//! The one export path: issued certificates (`POST /certificates/{id}/export`), managed
+//! certificates (`POST /managed/{id}/export`) and conversions (`POST /tools/convert`) all
+//! render their file here, through `ca::formats`.
+
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use ca::formats::{self, ExportInput, FormatError};
+use vellum_core::error::{Error, Result};
+
+/// Body of `POST /certificates/{id}/export` and `POST /managed/{id}/export`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportBody {
+    /// pem, der, pkcs12 (pfx), jks or pkcs8.
+    pub format: String,
+    /// Required for pkcs12 and jks; encrypts pkcs8.
+    pub password: Option<String>,
+    /// Default true.
+    pub include_chain: Option<bool>,
+    /// PKCS#12 with 3DES/SHA-1 for old consumers.
+    pub legacy: Option<bool>,
+}
+
+/// The domain error of a format error.
+pub fn format_error(e: FormatError) -> Error {
+    match e {
+        FormatError::KeyNotHeld => Error::conflict(
+            "this format needs the private key, and the server does not hold it (the certificate was issued from a CSR)",
+        ),
+        FormatError::Password(m) => Error::invalid("password", m),
+        other => Error::internal(other),
+    }
+}
+
+/// The file of `input` in `format` as an attachment named after the alias (`no-store`).
+/// `password` protects pkcs12 and jks (required) and pkcs8 (optional).
+pub fn render(
+    input: &ExportInput,
+    format: &str,
+    password: Option<&str>,
+    legacy: bool,
+) -> Result<Response> {
+    let needs_password = |fmt: &str| {
+        password
+            .ok_or_else(|| Error::invalid("password", format!("is required for the {fmt} format")))
+    };
+    let file_stem: String = input
+        .alias
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ch == '-' || ch == '.' {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let (bytes, content_type, ext): (Vec<u8>, &str, &str) = match format {
+        "pem" => (
+            formats::pem_bundle(input).into_bytes(),
+            "application/x-pem-file",
+            "pem",
+        ),
+        "der" => (formats::der(input), "application/pkix-cert", "cer"),
+        "pkcs12" | "pfx" => (
+            formats::pkcs12(input, needs_password("pkcs12")?, legacy).map_err(format_error)?,
+            "application/x-pkcs12",
+            "p12",
+        ),
+        "jks" => (
+            formats::jks(input, needs_password("jks")?).map_err(format_error)?,
+            "application/x-java-keystore",
+            "jks",
+        ),
+        "pkcs8" => {
+            let key = input
+                .key_pkcs8_der
+                .ok_or_else(|| format_error(FormatError::KeyNotHeld))?;
+            (
+                formats::pkcs8_pem(key, password)
+                    .map_err(format_error)?
+                    .into_bytes(),
+                "application/x-pem-file",
+                "key",
+            )
+        }
+        other => {
+            return Err(Error::invalid(
+                "format",
+                format!("{other:?} is not an export format; use pem, der, pkcs12, jks or pkcs8"),
+            ))
+        }
+    };
+    let mut resp = bytes.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_stem}.{ext}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}

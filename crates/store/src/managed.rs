@@ -1,0 +1,267 @@
+//! Managed certificates: the inventory of certificates from any CA (uploaded, synced from a
+//! private CA, shared by another tenant). Never on a CRL, never counted against quota.
+//! Every query is scoped by tenant; deleted rows are gone for the tenant.
+
+use super::{query, Conn, Row};
+use vellum_core::error::Result;
+use vellum_core::status::{CertificateStatus, ManagedSource, EXPIRING_DAYS};
+
+/// One managed certificate as stored.
+#[derive(Debug, Clone)]
+pub struct ManagedRow {
+    /// UUIDv7 (creation order).
+    pub id: String,
+    pub tenant_id: String,
+    /// The label the tenant gave it.
+    pub name: String,
+    pub source: ManagedSource,
+    /// JSON object of tags.
+    pub tags_json: String,
+    /// Expiry reminders on (the default) or off.
+    pub notifications: bool,
+    /// RFC 4514-style subject.
+    pub subject: String,
+    pub common_name: String,
+    /// JSON list of `{"type","value"}`.
+    pub sans_json: String,
+    /// RFC 4514-style issuer.
+    pub issuer: String,
+    /// Lower-case hex.
+    pub serial: String,
+    pub key_algorithm: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// Valid for longer than the leakage-risk limit.
+    pub leakage_risk: bool,
+    pub certificate_der: Vec<u8>,
+    /// The chain after the leaf, issuer first, as concatenated DER certificates.
+    pub chain_der: Vec<u8>,
+    /// The private key (PKCS#8 PEM) sealed under the master key with the id as context.
+    pub key_sealed: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub deleted_at: Option<i64>,
+}
+
+impl ManagedRow {
+    /// Its status at `now`: issued, expiring or expired (managed certificates are not
+    /// revoked here).
+    pub fn status(&self, now: i64) -> CertificateStatus {
+        CertificateStatus::at(None, self.not_after, now)
+    }
+}
+
+fn row_to_managed(r: &Row) -> Result<ManagedRow> {
+    Ok(ManagedRow {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        name: r.try_get("name")?,
+        source: super::decode_spelled(r, "managed_certificates", "source")?,
+        tags_json: r.try_get("tags_json")?,
+        notifications: r.try_get::<i64, _>("notifications")? != 0,
+        subject: r.try_get("subject")?,
+        common_name: r.try_get("common_name")?,
+        sans_json: r.try_get("sans_json")?,
+        issuer: r.try_get("issuer")?,
+        serial: r.try_get("serial")?,
+        key_algorithm: r.try_get("key_algorithm")?,
+        not_before: r.try_get("not_before")?,
+        not_after: r.try_get("not_after")?,
+        leakage_risk: r.try_get::<i64, _>("leakage_risk")? != 0,
+        certificate_der: r.try_get("certificate_der")?,
+        chain_der: r.try_get("chain_der")?,
+        key_sealed: r.try_get("key_sealed")?,
+        created_at: r.try_get("created_at")?,
+        deleted_at: r.try_get("deleted_at")?,
+    })
+}
+
+/// Records a managed certificate.
+pub async fn insert(conn: &mut Conn, m: &ManagedRow) -> Result<()> {
+    query(
+        "INSERT INTO managed_certificates (id, tenant_id, name, source, tags_json, notifications, \
+         subject, common_name, sans_json, issuer, serial, key_algorithm, not_before, not_after, \
+         leakage_risk, certificate_der, chain_der, key_sealed, created_at) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+    )
+    .bind(&m.id)
+    .bind(&m.tenant_id)
+    .bind(&m.name)
+    .bind(m.source.as_str())
+    .bind(&m.tags_json)
+    .bind(m.notifications as i64)
+    .bind(&m.subject)
+    .bind(&m.common_name)
+    .bind(&m.sans_json)
+    .bind(&m.issuer)
+    .bind(&m.serial)
+    .bind(&m.key_algorithm)
+    .bind(m.not_before)
+    .bind(m.not_after)
+    .bind(m.leakage_risk as i64)
+    .bind(&m.certificate_der)
+    .bind(&m.chain_der)
+    .bind(&m.key_sealed)
+    .bind(m.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A managed certificate of `tenant_id` by id (deleted ones are gone).
+pub async fn get(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Option<ManagedRow>> {
+    let row = query(
+        "SELECT * FROM managed_certificates WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(row_to_managed).transpose()
+}
+
+/// Filters of the managed list.
+#[derive(Debug, Default, Clone)]
+pub struct ManagedFilter {
+    /// Issued, expiring or expired at `now`.
+    pub status: Option<CertificateStatus>,
+    /// Substring of the CN or of a SAN (case-insensitive).
+    pub q: Option<String>,
+    /// `key` or `key=value`.
+    pub tag: Option<String>,
+    pub source: Option<ManagedSource>,
+    /// Only those with the leakage-risk flag.
+    pub leakage_risk: bool,
+    /// Ids strictly greater than this (UUIDv7: creation order).
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// The tenant's managed certificates matching `f`, oldest first.
+pub async fn list(
+    conn: &mut Conn,
+    tenant_id: &str,
+    f: &ManagedFilter,
+    now: i64,
+) -> Result<Vec<ManagedRow>> {
+    let mut sql = String::from(
+        "SELECT * FROM managed_certificates WHERE tenant_id = $1 AND deleted_at IS NULL",
+    );
+    let mut args: Vec<String> = vec![tenant_id.to_string()];
+    let mut text = |sql: &mut String, clause: &str, v: String| {
+        args.push(v);
+        sql.push_str(&clause.replace("{}", &format!("${}", args.len())));
+    };
+    if let Some(s) = f.source {
+        text(&mut sql, " AND source = {}", s.as_str().to_string());
+    }
+    if let Some(q) = &f.q {
+        let pattern = format!("%{}%", like_escape(&q.to_ascii_lowercase()));
+        text(
+            &mut sql,
+            " AND (LOWER(common_name) LIKE {} ESCAPE '\\'",
+            pattern.clone(),
+        );
+        text(
+            &mut sql,
+            " OR LOWER(sans_json) LIKE {} ESCAPE '\\')",
+            pattern,
+        );
+    }
+    if let Some(tag) = &f.tag {
+        let needle = match tag.split_once('=') {
+            Some((k, v)) => format!("{}:{}", serde_json::json!(k), serde_json::json!(v)),
+            None => format!("{}:", serde_json::json!(tag)),
+        };
+        text(
+            &mut sql,
+            " AND tags_json LIKE {} ESCAPE '\\'",
+            format!("%{}%", like_escape(&needle)),
+        );
+    }
+    if let Some(a) = &f.after {
+        text(&mut sql, " AND id > {}", a.clone());
+    }
+    if f.leakage_risk {
+        sql.push_str(" AND leakage_risk = 1");
+    }
+    let soon = now + EXPIRING_DAYS * 86_400;
+    let n = args.len();
+    let mut ints: Vec<i64> = Vec::new();
+    match f.status {
+        Some(CertificateStatus::Expired) => {
+            sql.push_str(&format!(" AND not_after <= ${}", n + 1));
+            ints.push(now);
+        }
+        Some(CertificateStatus::Expiring) => {
+            sql.push_str(&format!(
+                " AND not_after > ${} AND not_after <= ${}",
+                n + 1,
+                n + 2
+            ));
+            ints.extend([now, soon]);
+        }
+        Some(CertificateStatus::Issued) => {
+            sql.push_str(&format!(" AND not_after > ${}", n + 1));
+            ints.push(soon);
+        }
+        // Managed certificates are never revoked here.
+        Some(CertificateStatus::Revoked) => sql.push_str(" AND 1 = 0"),
+        None => {}
+    }
+    sql.push_str(&format!(" ORDER BY id LIMIT {}", f.limit.clamp(1, 1000)));
+    let mut q = query(&sql);
+    for a in &args {
+        q = q.bind(a);
+    }
+    for i in &ints {
+        q = q.bind(*i);
+    }
+    let rows = q.fetch_all(conn).await?;
+    rows.iter().map(row_to_managed).collect()
+}
+
+/// Changes name, tags and notifications (each when given). False when the certificate
+/// is not the tenant's (or is deleted).
+pub async fn update(
+    conn: &mut Conn,
+    tenant_id: &str,
+    id: &str,
+    name: Option<&str>,
+    tags_json: Option<&str>,
+    notifications: Option<bool>,
+) -> Result<bool> {
+    let res = query(
+        "UPDATE managed_certificates SET name = COALESCE($1, name), \
+         tags_json = COALESCE($2, tags_json), notifications = COALESCE($3, notifications) \
+         WHERE id = $4 AND tenant_id = $5 AND deleted_at IS NULL",
+    )
+    .bind(name)
+    .bind(tags_json)
+    .bind(notifications.map(i64::from))
+    .bind(id)
+    .bind(tenant_id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Deletes a managed certificate for good: the sealed key is destroyed and the row hidden
+/// (its facts stay for the audit trail). False when it is not the tenant's or already gone.
+pub async fn delete(conn: &mut Conn, tenant_id: &str, id: &str, now: i64) -> Result<bool> {
+    let res = query(
+        "UPDATE managed_certificates SET deleted_at = $1, key_sealed = NULL \
+         WHERE id = $2 AND tenant_id = $3 AND deleted_at IS NULL",
+    )
+    .bind(now)
+    .bind(id)
+    .bind(tenant_id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
