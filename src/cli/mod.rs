@@ -2,6 +2,7 @@
 
 pub(crate) mod certs;
 pub(crate) mod client;
+pub(crate) mod inventory;
 pub(crate) mod output;
 
 use std::path::PathBuf;
@@ -60,15 +61,24 @@ pub(crate) enum AdminCommand {
     /// Certificates issued by intermediate CAs.
     #[command(subcommand)]
     Cert(certs::CertCmd),
+    /// Inventory: quota set, tags, tag and risk filters, CA service renewal.
+    #[command(subcommand)]
+    Inventory(inventory::InventoryCmd),
     /// The audit log, newest first.
     Audit {
         #[arg(long)]
         action: Option<String>,
         #[arg(long)]
         target: Option<String>,
+        /// Token id or token name of the actor.
+        #[arg(long)]
+        actor: Option<String>,
         /// RFC 3339 time, e.g. 2026-01-31T00:00:00Z.
         #[arg(long)]
         since: Option<String>,
+        /// Events at or before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
         #[arg(long)]
         limit: Option<u32>,
         #[arg(long)]
@@ -366,10 +376,13 @@ pub(crate) async fn run(opts: AdminOpts) -> Result<String, CliError> {
         }
         AdminCommand::Ca(cmd) => ca_request(cmd)?,
         AdminCommand::Cert(cmd) => return certs::run(&client, cmd, opts.json).await,
+        AdminCommand::Inventory(cmd) => return inventory::run(&client, cmd, opts.json).await,
         AdminCommand::Audit {
             action,
             target,
+            actor,
             since,
+            until,
             limit,
             cursor,
         } => (
@@ -379,7 +392,9 @@ pub(crate) async fn run(opts: AdminOpts) -> Result<String, CliError> {
                 query(&[
                     ("action", action.clone()),
                     ("target", target.clone()),
+                    ("actor", actor.clone()),
                     ("since", since.clone()),
+                    ("until", until.clone()),
                     ("limit", limit.map(|l| l.to_string())),
                     ("cursor", cursor.clone()),
                 ])
@@ -391,6 +406,7 @@ pub(crate) async fn run(opts: AdminOpts) -> Result<String, CliError> {
                 ("TARGET", "target"),
                 ("OUTCOME", "outcome"),
                 ("ACTOR", "actor"),
+                ("ACTOR NAME", "actor_name"),
                 ("FROM", "source_ip"),
                 ("DETAIL", "detail"),
             ]),

@@ -17,6 +17,7 @@ mod crl;
 mod edge;
 mod est;
 mod hierarchy;
+mod inventory;
 mod inventory_lifecycle;
 mod quota;
 mod ratelimit;

@@ -12,6 +12,7 @@ pub mod crl;
 pub mod csr;
 pub mod est;
 pub mod hierarchy;
+pub mod inventory;
 pub mod issue;
 pub mod names;
 pub mod ratelimit;

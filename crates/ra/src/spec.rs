@@ -131,6 +131,26 @@ pub fn leaf_type(s: &str) -> Result<LeafType> {
     }
 }
 
+/// Most tags on one certificate or CA.
+pub const MAX_TAGS: usize = 32;
+
+/// The inventory's tag rules, at issuance and whenever tags are replaced (certificates,
+/// CAs): at most [`MAX_TAGS`] tags; keys 1–64 characters without `=` (the list filter
+/// `tag=key=value` splits at the first one), values up to 256.
+pub fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
+    if tags.len() > MAX_TAGS
+        || tags
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 64 || k.contains('=') || v.len() > 256)
+    {
+        return Err(Error::invalid(
+            "tags",
+            "at most 32 tags; keys 1-64 characters without \"=\", values up to 256",
+        ));
+    }
+    Ok(())
+}
+
 /// The subject fields' own rules (C is two upper-case letters; O, OU, ST, L 1–128
 /// characters).
 pub fn check_subject(s: &SubjectFields) -> Result<()> {
@@ -183,17 +203,7 @@ impl CertSpec {
     /// against the specification's own rules (the issuance path checks the rest).
     pub fn request(&self, ca_id: &str, key: KeySource, who: Requester) -> Result<IssueRequest> {
         let leaf_type = leaf_type(&self.cert_type)?;
-        if self.tags.len() > 32
-            || self
-                .tags
-                .iter()
-                .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
-        {
-            return Err(Error::invalid(
-                "tags",
-                "at most 32 tags; keys 1-64 characters, values up to 256",
-            ));
-        }
+        check_tags(&self.tags)?;
         if self.name.as_deref().is_some_and(|n| n.len() > 128) {
             return Err(Error::invalid("name", "must be at most 128 characters"));
         }

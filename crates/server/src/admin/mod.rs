@@ -30,7 +30,11 @@ pub fn router() -> Router<Arc<App>> {
         )
         .route("/tokens/{id}", delete(tenants::revoke_token))
         .route("/cas", post(cas::create).get(cas::list))
-        .route("/cas/{id}", get(cas::show).delete(cas::remove))
+        .route(
+            "/cas/{id}",
+            get(cas::show).delete(cas::remove).patch(cas::update),
+        )
+        .route("/cas/{id}/service/renew", post(cas::renew_service))
         .route("/cas/{id}/enable", post(cas::enable))
         .route("/cas/{id}/quota/purchase", post(cas::purchase_quota))
         .route("/cas/{id}/quota/assign", post(cas::assign_quota))
@@ -63,10 +67,13 @@ pub fn router() -> Router<Arc<App>> {
         .route("/certificates", get(certificates::list))
         .route(
             "/certificates/{id}",
-            get(certificates::show).delete(certificates::delete),
+            get(certificates::show)
+                .delete(certificates::delete)
+                .patch(certificates::update),
         )
         .route("/certificates/{id}/export", post(certificates::export))
         .route("/certificates/{id}/revoke", post(certificates::revoke))
         .route("/certificates/{id}/renew", post(certificates::renew))
         .route("/audit", get(audit::list_events))
+        .route_layer(axum::middleware::from_fn(audit::audit_refusals))
 }
