@@ -192,6 +192,43 @@ async fn concurrent_quota_sets(s: &TestServer) {
         n(&a, "issued_count"),
         "every issued certificate spent exactly one unit"
     );
+    // Sets alone: each computes its difference from what is really left, so the quota ends
+    // at one of the values asked for (a stale read would add two differences up, e.g. 0 →
+    // 5 and 0 → 7 giving 12).
+    let targets = [3_i64, 5, 7, 11, 13];
+    let (st, v) = s
+        .post(
+            &format!("/cas/{root}/quota/purchase"),
+            json!({"count": 100}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let client = s.client.clone();
+        let token = s.token.clone();
+        let url = format!("{}/admin/v1/cas/{root}/quota/assign", s.base);
+        let body = json!({"intermediate_id": inter_b, "remaining": targets[i % targets.len()]});
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for t in tasks {
+        let st = t.await.unwrap();
+        assert_eq!(st, StatusCode::OK, "the root can cover every target");
+    }
+    let (_, b) = s.get(&format!("/cas/{inter_b}")).await;
+    assert!(
+        targets.contains(&n(&b, "quota_remaining")),
+        "ends at a value asked for: {b}"
+    );
 }
 both_backends!(
     concurrent_quota_sets_keep_the_invariant,
