@@ -2,6 +2,7 @@
 
 pub(crate) mod certs;
 pub(crate) mod client;
+pub(crate) mod inventory;
 pub(crate) mod managed;
 pub(crate) mod output;
 pub(crate) mod protocols;
@@ -112,6 +113,9 @@ pub(crate) enum AdminCommand {
         #[arg(long)]
         legacy: bool,
     },
+    /// Inventory: quota set, tags, tag and risk filters, CA service renewal.
+    #[command(subcommand)]
+    Inventory(inventory::InventoryCmd),
     /// The audit log, newest first.
     Audit {
         /// Only events of this action, e.g. ca.enable or certificate.revoke.
@@ -120,9 +124,15 @@ pub(crate) enum AdminCommand {
         /// Only events acting on this object id.
         #[arg(long)]
         target: Option<String>,
+        /// Only events of this token (its id or its name).
+        #[arg(long)]
+        actor: Option<String>,
         /// Only events at or after this RFC 3339 time, e.g. 2026-01-31T00:00:00Z.
         #[arg(long)]
         since: Option<String>,
+        /// Only events at or before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
         /// Most events to show (1–1000, default 100).
         #[arg(long)]
         limit: Option<u32>,
@@ -508,10 +518,13 @@ pub(crate) async fn run(opts: AdminOpts) -> Result<String, CliError> {
             )
             .await
         }
+        AdminCommand::Inventory(cmd) => return inventory::run(&client, cmd, opts.json).await,
         AdminCommand::Audit {
             action,
             target,
+            actor,
             since,
+            until,
             limit,
             cursor,
         } => (
@@ -521,7 +534,9 @@ pub(crate) async fn run(opts: AdminOpts) -> Result<String, CliError> {
                 query(&[
                     ("action", action.clone()),
                     ("target", target.clone()),
+                    ("actor", actor.clone()),
                     ("since", since.clone()),
+                    ("until", until.clone()),
                     ("limit", limit.map(|l| l.to_string())),
                     ("cursor", cursor.clone()),
                 ])
@@ -533,6 +548,7 @@ pub(crate) async fn run(opts: AdminOpts) -> Result<String, CliError> {
                 ("TARGET", "target"),
                 ("OUTCOME", "outcome"),
                 ("ACTOR", "actor"),
+                ("ACTOR NAME", "actor_name"),
                 ("FROM", "source_ip"),
                 ("DETAIL", "detail"),
             ]),

@@ -19,6 +19,7 @@ mod edge;
 mod est;
 mod hierarchy;
 mod installation;
+mod inventory;
 mod inventory_lifecycle;
 mod managed;
 mod quota;

@@ -345,6 +345,14 @@ spelled! {
 }
 
 spelled! {
+    /// A risk the inventory flags on a certificate (the lists' `risk=` filter).
+    pub enum Risk ("risk") {
+        /// Valid for more than a year: a compromised key stays useful for long.
+        Leakage = "leakage",
+    }
+}
+
+spelled! {
     /// How an audited request ended (`audit_events.outcome`).
     pub enum AuditOutcome ("audit outcome") {
         /// It did what was asked.

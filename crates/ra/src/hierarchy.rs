@@ -9,7 +9,7 @@ use crate::Authority;
 use ca::keys::KeyAlgorithm;
 use ca::profile::{self, PublicationUrls, SubjectFields, Validity};
 use ca::{cert_facts, upload, Signer};
-use store::{self, cas::CaRow, cas::Enablement};
+use store::{self, cas::CaRow, cas::Enablement, cas::QuotaPair, cas::ServicePeriod};
 use vellum_core::error::{Error, Result};
 use vellum_core::status::{CaKind, CaStatus, KeySource, RevocationReason};
 
@@ -176,7 +176,7 @@ fn pending_row(
     parent: Option<&str>,
     p: &Purchase,
     now: i64,
-    service_until: i64,
+    service: ServicePeriod,
 ) -> CaRow {
     CaRow {
         id: new_id(),
@@ -194,7 +194,9 @@ fn pending_row(
         key_algorithm: p.key_algorithm.to_string(),
         validity_days: p.validity_days,
         purchased_at: now,
-        service_until,
+        service_until: service.until,
+        service_months: service.months,
+        service_started_at: service.started_at,
         quota_total: if kind.is_root() { p.quota } else { 0 },
         quota_available: if kind.is_root() { p.quota } else { 0 },
         crl_enabled: true,
@@ -225,8 +227,12 @@ pub async fn purchase_root_with_ids(
 ) -> Result<(CaRow, CaRow)> {
     validate_purchase(p, true)?;
     let now = ra.now();
-    let service_until = add_months(now, p.service_months)?;
-    let mut root = pending_row(tenant_id, CaKind::Root, None, p, now, service_until);
+    let service = ServicePeriod {
+        started_at: now,
+        months: p.service_months,
+        until: add_months(now, p.service_months)?,
+    };
+    let mut root = pending_row(tenant_id, CaKind::Root, None, p, now, service);
     root.id = root_id;
     let mut ip = p.clone();
     ip.subject.common_name = p
@@ -245,7 +251,7 @@ pub async fn purchase_root_with_ids(
         Some(&root.id),
         &ip,
         now,
-        service_until,
+        service,
     );
     inter.id = intermediate_id;
     let mut tx = ra.store.begin().await?;
@@ -288,7 +294,7 @@ pub async fn purchase_intermediate(
         Some(parent_id),
         p,
         now,
-        parent.service_until,
+        service_period(&parent),
     );
     let mut tx = ra.store.begin().await?;
     store::cas::insert(&mut tx, &row).await?;
@@ -319,7 +325,7 @@ pub async fn enable(ra: &Authority, tenant_id: &str, id: &str, mode: EnableMode)
     let now = ra.now();
     if ca.service_until <= now {
         return Err(Error::conflict(format!(
-            "the service period of CA {id} ended at {}; purchase a new CA",
+            "the service period of CA {id} ended at {}; renew its root's service or purchase a new CA",
             vellum_core::time::rfc3339(ca.service_until)
         )));
     }
@@ -473,6 +479,33 @@ pub async fn assign_quota(
             format!("must be between 1 and {MAX_QUOTA_PURCHASE}"),
         ));
     }
+    check_quota_parties(ra, tenant_id, root_id, intermediate_id).await?;
+    let mut tx = ra.store.begin().await?;
+    if !store::cas::take_available(&mut tx, root_id, count).await? {
+        drop(tx);
+        let now_root = load(ra, tenant_id, root_id).await?;
+        return Err(Error::conflict(format!(
+            "root CA {root_id} has {} certificates of quota available, fewer than the {count} requested; purchase more first",
+            now_root.quota_available
+        )));
+    }
+    if !store::cas::credit_intermediate(&mut tx, root_id, intermediate_id, count).await? {
+        return Err(Error::conflict(format!(
+            "intermediate CA {intermediate_id} changed state; it must be enabled to receive quota"
+        )));
+    }
+    tx.commit().await?;
+    load(ra, tenant_id, root_id).await
+}
+
+/// The rules both quota moves check first: `root_id` is an enabled root of the tenant and
+/// `intermediate_id` one of its enabled intermediates.
+async fn check_quota_parties(
+    ra: &Authority,
+    tenant_id: &str,
+    root_id: &str,
+    intermediate_id: &str,
+) -> Result<()> {
     let root = load(ra, tenant_id, root_id).await?;
     if !root.is_root() {
         return Err(Error::conflict(format!(
@@ -503,22 +536,166 @@ pub async fn assign_quota(
             inter.status
         )));
     }
-    let mut tx = ra.store.begin().await?;
-    if !store::cas::take_available(&mut tx, root_id, count).await? {
-        drop(tx);
-        let now_root = load(ra, tenant_id, root_id).await?;
+    Ok(())
+}
+
+/// How much quota setting an intermediate's remaining quota to `target` moves, given the
+/// quota `now` holds: positive from the root to the intermediate, negative back to the
+/// root. Refuses a target below zero or above [`MAX_QUOTA_PURCHASE`] (422), and a raise
+/// the root's available quota cannot cover (409 naming the numbers).
+pub fn quota_to_move(
+    root_id: &str,
+    intermediate_id: &str,
+    now: QuotaPair,
+    target: i64,
+) -> Result<i64> {
+    if !(0..=MAX_QUOTA_PURCHASE).contains(&target) {
+        return Err(Error::invalid(
+            "remaining",
+            format!("must be between 0 and {MAX_QUOTA_PURCHASE}"),
+        ));
+    }
+    let delta = target - now.remaining;
+    if delta > now.root_available {
         return Err(Error::conflict(format!(
-            "root CA {root_id} has {} certificates of quota available, fewer than the {count} requested; purchase more first",
-            now_root.quota_available
+            "setting intermediate CA {intermediate_id} from {} to {target} remaining takes {delta} from root CA {root_id}, which has {} available; set at most {} or purchase more first",
+            now.remaining,
+            now.root_available,
+            now.remaining + now.root_available
         )));
     }
-    if !store::cas::credit_intermediate(&mut tx, root_id, intermediate_id, count).await? {
+    Ok(delta)
+}
+
+/// Sets an enabled intermediate's remaining quota to `remaining`: a raise takes the
+/// difference from its enabled root's available quota, a cut gives it back. Both rows are
+/// locked (root first) before they are read, so the move is exact whatever runs
+/// concurrently (issuance, assigns, other sets). Answers with the root.
+pub async fn set_quota(
+    ra: &Authority,
+    tenant_id: &str,
+    root_id: &str,
+    intermediate_id: &str,
+    remaining: i64,
+) -> Result<CaRow> {
+    if !(0..=MAX_QUOTA_PURCHASE).contains(&remaining) {
+        return Err(Error::invalid(
+            "remaining",
+            format!("must be between 0 and {MAX_QUOTA_PURCHASE}"),
+        ));
+    }
+    check_quota_parties(ra, tenant_id, root_id, intermediate_id).await?;
+    let mut tx = ra.store.begin().await?;
+    let Some(pair) = store::cas::lock_quota_pair(&mut tx, root_id, intermediate_id).await? else {
         return Err(Error::conflict(format!(
-            "intermediate CA {intermediate_id} changed state; it must be enabled to receive quota"
+            "root CA {root_id} or intermediate CA {intermediate_id} changed state; both must be enabled to move quota"
+        )));
+    };
+    let delta = quota_to_move(root_id, intermediate_id, pair, remaining)?;
+    let moved = match delta {
+        0 => true,
+        d if d > 0 => {
+            store::cas::take_available(&mut tx, root_id, d).await?
+                && store::cas::credit_intermediate(&mut tx, root_id, intermediate_id, d).await?
+        }
+        d => store::cas::withdraw_to_root(&mut tx, root_id, intermediate_id, -d).await?,
+    };
+    if !moved {
+        // Unreachable while the rows are locked; refused rather than half-applied.
+        return Err(Error::internal(format!(
+            "quota move of {delta} between {root_id} and {intermediate_id} did not apply"
         )));
     }
     tx.commit().await?;
     load(ra, tenant_id, root_id).await
+}
+
+/// A CA's service period as stored.
+pub fn service_period(ca: &CaRow) -> ServicePeriod {
+    ServicePeriod {
+        started_at: ca.service_started_at,
+        months: ca.service_months,
+        until: ca.service_until,
+    }
+}
+
+/// Whether `ca`'s service period is over at `now` (it issues and enables nothing then).
+pub fn service_expired(ca: &CaRow, now: i64) -> bool {
+    ca.service_until <= now
+}
+
+/// Longest service a root may hold, counted from where its months start: months.
+pub const MAX_SERVICE_MONTHS: i64 = 1200;
+
+/// The service period after buying `months` more at `now`. A running service is
+/// extended: its months still count from the same start in calendar months (bought on
+/// 2026-01-31, 1 month ends on 2026-02-28, 2 months on 2026-03-31). A lapsed one restarts
+/// at `now` for `months`. At most [`MAX_SERVICE_MONTHS`] months from the start.
+pub fn renewed_period(cur: ServicePeriod, months: i64, now: i64) -> Result<ServicePeriod> {
+    if !(1..=MAX_SERVICE_MONTHS).contains(&months) {
+        return Err(Error::invalid(
+            "months",
+            format!("must be between 1 and {MAX_SERVICE_MONTHS}"),
+        ));
+    }
+    if cur.until <= now {
+        return Ok(ServicePeriod {
+            started_at: now,
+            months,
+            until: add_months(now, months)?,
+        });
+    }
+    let total = cur.months + months;
+    if total > MAX_SERVICE_MONTHS {
+        return Err(Error::invalid(
+            "months",
+            format!(
+                "{months} more months would make the service {total} months from {}; at most {MAX_SERVICE_MONTHS} (buy at most {} more)",
+                vellum_core::time::rfc3339(cur.started_at),
+                (MAX_SERVICE_MONTHS - cur.months).max(0)
+            ),
+        ));
+    }
+    Ok(ServicePeriod {
+        started_at: cur.started_at,
+        months: total,
+        until: add_months(cur.started_at, total)?,
+    })
+}
+
+/// Buys `months` more service for a pending or enabled root; its intermediates follow
+/// it in the same transaction. See [`renewed_period`] for the arithmetic.
+pub async fn renew_service(
+    ra: &Authority,
+    tenant_id: &str,
+    id: &str,
+    months: i64,
+) -> Result<CaRow> {
+    // A concurrent renewal changes the period under us: read again (each one counts).
+    for _ in 0..5 {
+        let ca = load(ra, tenant_id, id).await?;
+        if let Some(root) = &ca.parent_id {
+            return Err(Error::conflict(format!(
+                "CA {id} is an intermediate; its service follows its root: renew root CA {root}"
+            )));
+        }
+        if !matches!(ca.status, CaStatus::Pending | CaStatus::Enabled) {
+            return Err(Error::conflict(format!(
+                "root CA {id} is {}; only a pending or enabled root's service can be renewed",
+                ca.status
+            )));
+        }
+        let from = service_period(&ca);
+        let to = renewed_period(from, months, ra.now())?;
+        let mut tx = ra.store.begin().await?;
+        if store::cas::renew_service(&mut tx, id, &from, &to).await? {
+            tx.commit().await?;
+            return load(ra, tenant_id, id).await;
+        }
+    }
+    Err(Error::conflict(format!(
+        "the service period of CA {id} kept changing while being renewed; fetch it and retry"
+    )))
 }
 
 /// enabled → revoked. An intermediate's certificate goes on its root's CRL and its unspent

@@ -125,6 +125,11 @@ pub fn check_issuer(ca: &CaRow, now: i64) -> Result<()> {
 }
 
 /// The validity window a request gets, or a 422 giving the maximum allowed.
+///
+/// A CA whose service period is under a year (fewer than 12 months bought) issues
+/// certificates no longer than that period: a 1-month service bought on January 1st
+/// allows 31 days (calendar months, counted from where the service months start), on
+/// February 1st 28. Every certificate also ends by the issuing CA's own notAfter.
 pub fn check_validity(ca: &CaRow, validity_days: i64, now: i64) -> Result<Validity> {
     if !(1..=MAX_LEAF_VALIDITY_DAYS).contains(&validity_days) {
         return Err(Error::invalid(
@@ -133,25 +138,29 @@ pub fn check_validity(ca: &CaRow, validity_days: i64, now: i64) -> Result<Validi
         ));
     }
     let not_after = now + validity_days * 86_400;
+    if ca.service_months < 12 {
+        let service_days = (ca.service_until - ca.service_started_at).div_euclid(86_400);
+        if validity_days > service_days {
+            let months = ca.service_months;
+            return Err(Error::invalid(
+                "validity_days",
+                format!(
+                    "{validity_days} days would exceed the CA's service period (under a year: {months} month{} from {} to {}, {service_days} days); the maximum is {service_days} days",
+                    if months == 1 { "" } else { "s" },
+                    vellum_core::time::rfc3339(ca.service_started_at),
+                    vellum_core::time::rfc3339(ca.service_until),
+                ),
+            ));
+        }
+    }
     let issuer_end = ca.not_after.unwrap_or(i64::MAX);
-    let short_service = ca.service_until - ca.purchased_at < 365 * 86_400;
-    let limit = if short_service {
-        issuer_end.min(ca.service_until)
-    } else {
-        issuer_end
-    };
-    if not_after > limit {
-        let max_days = ((limit - now) / 86_400).max(0);
-        let what = if short_service && ca.service_until <= issuer_end {
-            "the CA's service period (under a year), which ends"
-        } else {
-            "the issuing CA's certificate, which expires"
-        };
+    if not_after > issuer_end {
+        let max_days = ((issuer_end - now) / 86_400).max(0);
         return Err(Error::invalid(
             "validity_days",
             format!(
-                "{validity_days} days would outlast {what} at {}; the maximum is {max_days} days",
-                vellum_core::time::rfc3339(limit)
+                "{validity_days} days would outlast the issuing CA's certificate, which expires at {}; the maximum is {max_days} days",
+                vellum_core::time::rfc3339(issuer_end)
             ),
         ));
     }
@@ -431,6 +440,8 @@ mod tests {
             kind: vellum_core::status::CaKind::Intermediate,
             status: CaStatus::Enabled,
             purchased_at: purchased,
+            service_started_at: purchased,
+            service_months: ((service_until - purchased) / (30 * 86_400)).min(12),
             service_until,
             not_after: Some(not_after),
             ..CaRow::default()

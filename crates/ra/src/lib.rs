@@ -14,6 +14,7 @@ pub mod csrs;
 pub mod est;
 pub mod hierarchy;
 pub mod installation;
+pub mod inventory;
 pub mod issue;
 pub mod managed;
 pub mod names;

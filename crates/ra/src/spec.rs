@@ -33,22 +33,6 @@ impl From<&San> for SanInput {
         }
     }
 }
-/// The tag rule of every inventory (issued and managed certificates): at most 32 tags;
-/// keys 1-64 characters, values up to 256. A 422 naming `tags` otherwise.
-pub fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
-    if tags.len() > 32
-        || tags
-            .iter()
-            .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
-    {
-        return Err(Error::invalid(
-            "tags",
-            "at most 32 tags; keys 1-64 characters, values up to 256",
-        ));
-    }
-    Ok(())
-}
-
 /// Serde default of `include_crl`.
 pub fn default_true() -> bool {
     true
@@ -144,6 +128,26 @@ pub fn leaf_type(s: &str) -> Result<LeafType> {
             format!("{other:?} is not a certificate type; use server or client"),
         )),
     }
+}
+
+/// Most tags on one certificate or CA.
+pub const MAX_TAGS: usize = 32;
+
+/// The inventory's tag rules, at issuance and whenever tags are replaced (issued and
+/// managed certificates, CAs): at most [`MAX_TAGS`] tags; keys 1–64 characters without `=` (the list filter
+/// `tag=key=value` splits at the first one), values up to 256.
+pub fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
+    if tags.len() > MAX_TAGS
+        || tags
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 64 || k.contains('=') || v.len() > 256)
+    {
+        return Err(Error::invalid(
+            "tags",
+            "at most 32 tags; keys 1-64 characters without \"=\", values up to 256",
+        ));
+    }
+    Ok(())
 }
 
 /// The subject fields' own rules (C is two upper-case letters; O, OU, ST, L 1–128

@@ -230,3 +230,218 @@ async fn the_recorder_refuses_a_certificate_signed_under_a_former_ca_certificate
     let inter = hierarchy::load(&f.ra, TENANT, &ca).await.unwrap();
     assert_eq!(inter.quota_remaining, 3, "the refused job spent nothing");
 }
+
+/// Unix seconds of a UTC date at noon.
+fn noon(y: i32, m: u8, d: u8) -> i64 {
+    let date = time::Date::from_calendar_date(y, time::Month::try_from(m).unwrap(), d).unwrap();
+    date.with_hms(12, 0, 0)
+        .unwrap()
+        .assume_utc()
+        .unix_timestamp()
+}
+
+/// A hierarchy bought at `at` with `months` of service: (root id, intermediate id).
+async fn hierarchy_at(ra: &Authority, at: i64, months: i64) -> (String, String) {
+    ra.clock.set(at);
+    let inter = hierarchy(ra, months).await;
+    let row = hierarchy::load(ra, TENANT, &inter).await.unwrap();
+    (row.parent_id.unwrap(), inter)
+}
+
+#[tokio::test]
+async fn a_one_month_service_allows_the_calendar_month_of_the_purchase() {
+    let f = authority().await;
+    // Bought on January 1st: one month is 31 days, all through the month.
+    let (_, jan) = hierarchy_at(&f.ra, noon(2026, 1, 1), 1).await;
+    f.ra.clock.advance(10 * DAY);
+    issue(&f.ra, &jan, 31)
+        .await
+        .expect("31 days on a 1-month service bought on January 1st");
+    let e = issue(&f.ra, &jan, 32).await.map(|_| ()).unwrap_err();
+    assert!(e.to_string().contains("the maximum is 31 days"), "{e}");
+    // Bought on January 31st: one month ends on February 28th (28 days).
+    let (_, end_of_jan) = hierarchy_at(&f.ra, noon(2026, 1, 31), 1).await;
+    let row = hierarchy::load(&f.ra, TENANT, &end_of_jan).await.unwrap();
+    assert_eq!(row.service_until, noon(2026, 2, 28));
+    issue(&f.ra, &end_of_jan, 28).await.unwrap();
+    let e = issue(&f.ra, &end_of_jan, 29).await.map(|_| ()).unwrap_err();
+    assert!(
+        matches!(e, Error::Invalid { ref field, .. } if field == "validity_days"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("the maximum is 28 days"), "{e}");
+}
+
+#[tokio::test]
+async fn renewing_a_service_counts_calendar_months_from_the_purchase_and_moves_intermediates() {
+    let f = authority().await;
+    let (root, inter) = hierarchy_at(&f.ra, noon(2026, 1, 31), 1).await;
+    let renewed = hierarchy::renew_service(&f.ra, TENANT, &root, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        renewed.service_until,
+        noon(2026, 3, 31),
+        "two months from January 31st, not one month from February 28th"
+    );
+    assert_eq!(renewed.service_months, 2);
+    assert_eq!(renewed.service_started_at, noon(2026, 1, 31));
+    let i = hierarchy::load(&f.ra, TENANT, &inter).await.unwrap();
+    assert_eq!(
+        (i.service_until, i.service_months, i.service_started_at),
+        (noon(2026, 3, 31), 2, noon(2026, 1, 31)),
+        "the intermediate follows its root"
+    );
+    // Two months from January 31st: 59 days allowed, not 60.
+    issue(&f.ra, &inter, 59).await.unwrap();
+    assert!(issue(&f.ra, &inter, 60).await.is_err());
+    // Twelve months or more: no longer a short service.
+    hierarchy::renew_service(&f.ra, TENANT, &root, 10)
+        .await
+        .unwrap();
+    issue(&f.ra, &inter, 400).await.unwrap();
+    // Only roots; months 1..=1200 and at most 1200 in all.
+    let e = hierarchy::renew_service(&f.ra, TENANT, &inter, 1)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e, Error::Conflict(_)), "{e}");
+    assert!(e.to_string().contains(&root), "names the root: {e}");
+    for months in [0, 1201] {
+        let e = hierarchy::renew_service(&f.ra, TENANT, &root, months)
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Invalid { ref field, .. } if field == "months"),
+            "{e}"
+        );
+    }
+    let e = hierarchy::renew_service(&f.ra, TENANT, &root, 1190)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.to_string().contains("buy at most 1188 more"), "{e}");
+}
+
+#[tokio::test]
+async fn a_lapsed_service_restarts_at_its_renewal() {
+    let f = authority().await;
+    let (root, inter) = hierarchy_at(&f.ra, noon(2026, 1, 1), 1).await;
+    f.ra.clock.set(noon(2026, 3, 15));
+    let row = hierarchy::load(&f.ra, TENANT, &inter).await.unwrap();
+    assert!(hierarchy::service_expired(&row, f.ra.now()));
+    let e = issue(&f.ra, &inter, 1).await.map(|_| ()).unwrap_err();
+    assert!(e.to_string().contains("service period"), "{e}");
+    let r = hierarchy::renew_service(&f.ra, TENANT, &root, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.service_started_at, r.service_until, r.service_months),
+        (noon(2026, 3, 15), noon(2026, 4, 15), 1)
+    );
+    let row = hierarchy::load(&f.ra, TENANT, &inter).await.unwrap();
+    assert!(!hierarchy::service_expired(&row, f.ra.now()));
+    issue(&f.ra, &inter, 31).await.expect("in service again");
+}
+
+#[test]
+fn renewed_period_arithmetic() {
+    use store::cas::ServicePeriod;
+    let start = noon(2026, 1, 31);
+    let cur = ServicePeriod {
+        started_at: start,
+        months: 1,
+        until: noon(2026, 2, 28),
+    };
+    let next = hierarchy::renewed_period(cur, 1, start + DAY).unwrap();
+    assert_eq!(next.until, noon(2026, 3, 31));
+    assert_eq!(next.started_at, start);
+    let lapsed = hierarchy::renewed_period(cur, 1, noon(2026, 2, 28)).unwrap();
+    assert_eq!(
+        (lapsed.started_at, lapsed.until),
+        (noon(2026, 2, 28), noon(2026, 3, 28)),
+        "a service that ended restarts at the renewal"
+    );
+}
+
+#[test]
+fn setting_quota_moves_the_difference() {
+    use store::cas::QuotaPair;
+    let pair = |root_available, remaining| QuotaPair {
+        root_available,
+        remaining,
+        assigned: remaining,
+    };
+    assert_eq!(
+        hierarchy::quota_to_move("r", "i", pair(5, 5), 8).unwrap(),
+        3
+    );
+    assert_eq!(
+        hierarchy::quota_to_move("r", "i", pair(5, 5), 1).unwrap(),
+        -4
+    );
+    assert_eq!(
+        hierarchy::quota_to_move("r", "i", pair(0, 5), 5).unwrap(),
+        0
+    );
+    assert_eq!(
+        hierarchy::quota_to_move("r", "i", pair(5, 5), 10).unwrap(),
+        5
+    );
+    let e = hierarchy::quota_to_move("r", "i", pair(5, 5), 11).unwrap_err();
+    assert!(matches!(e, Error::Conflict(_)), "{e}");
+    let m = e.to_string();
+    assert!(
+        m.contains("from 5 to 11")
+            && m.contains("takes 6")
+            && m.contains("has 5 available")
+            && m.contains("at most 10"),
+        "{m}"
+    );
+    let e = hierarchy::quota_to_move("r", "i", pair(5, 5), -1).unwrap_err();
+    assert!(matches!(e, Error::Invalid { ref field, .. } if field == "remaining"));
+}
+
+#[tokio::test]
+async fn setting_quota_keeps_what_was_spent_and_the_root_total() {
+    let f = authority().await;
+    let (root, inter) = hierarchy_at(&f.ra, T0, 12).await;
+    // Root: 10 bought, 5 assigned. Spend 2 of the intermediate's 5.
+    issue(&f.ra, &inter, 30).await.unwrap();
+    issue(&f.ra, &inter, 30).await.unwrap();
+    let check = |remaining, available| {
+        let ra = &f.ra;
+        let (root, inter) = (root.clone(), inter.clone());
+        async move {
+            let r = hierarchy::load(ra, TENANT, &root).await.unwrap();
+            let i = hierarchy::load(ra, TENANT, &inter).await.unwrap();
+            assert_eq!(
+                (i.quota_remaining, r.quota_available),
+                (remaining, available)
+            );
+            assert_eq!(i.quota_assigned - i.quota_remaining, 2, "spent stays spent");
+            assert_eq!(r.quota_total, r.quota_available + i.quota_assigned);
+        }
+    };
+    check(3, 5).await;
+    hierarchy::set_quota(&f.ra, TENANT, &root, &inter, 8)
+        .await
+        .unwrap();
+    check(8, 0).await;
+    hierarchy::set_quota(&f.ra, TENANT, &root, &inter, 0)
+        .await
+        .unwrap();
+    check(0, 8).await;
+    let e = hierarchy::set_quota(&f.ra, TENANT, &root, &inter, 9)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.to_string().contains("has 8 available"), "{e}");
+    check(0, 8).await;
+    let e = hierarchy::set_quota(&f.ra, TENANT, &inter, &inter, 1)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e, Error::Conflict(_)), "only from a root: {e}");
+}

@@ -16,6 +16,9 @@ pub struct AuditEvent {
     /// Who acted: the API token id (admin API), `acme:{account id}` (ACME issuance), or
     /// the EST requester (`est:basic:{user}`, `est:cert:{serial}`, `est:trusted:{serial}`).
     pub actor: Option<String>,
+    /// The token's name when the event was written (copied, not joined: the event keeps
+    /// the name the token acted under, and listing needs no join).
+    pub actor_name: Option<String>,
     /// e.g. `ca.enable`, `quota.assign`, `token.create`.
     pub action: String,
     /// Id of the object acted upon.
@@ -37,8 +40,9 @@ pub async fn insert(conn: &mut Conn, e: &AuditEvent) -> Result<()> {
 pub async fn insert_many(conn: &mut Conn, events: &[&AuditEvent]) -> Result<()> {
     for chunk in events.chunks(100) {
         let sql = format!(
-            "INSERT INTO audit_events (at, tenant_id, actor, action, target, source_ip, outcome, detail) VALUES {}",
-            super::values_placeholders(conn, chunk.len(), 8)
+            "INSERT INTO audit_events (at, tenant_id, actor, action, target, source_ip, outcome, detail, \
+             actor_name) VALUES {}",
+            super::values_placeholders(conn, chunk.len(), 9)
         );
         let mut q = query(&sql);
         for e in chunk {
@@ -50,7 +54,8 @@ pub async fn insert_many(conn: &mut Conn, events: &[&AuditEvent]) -> Result<()> 
                 .bind(&e.target)
                 .bind(&e.source_ip)
                 .bind(e.outcome.as_str())
-                .bind(&e.detail);
+                .bind(&e.detail)
+                .bind(&e.actor_name);
         }
         q.execute(&mut *conn).await?;
     }
@@ -64,8 +69,12 @@ pub struct AuditFilter {
     pub action: Option<String>,
     /// Only events acting on exactly this object id.
     pub target: Option<String>,
+    /// Token id or token name of the actor.
+    pub actor: Option<String>,
     /// Only events at or after this time, Unix seconds.
     pub since: Option<i64>,
+    /// Events at or before this time.
+    pub until: Option<i64>,
     /// Return events with a smaller id than this (newest first paging).
     pub before_id: Option<i64>,
     /// Most events returned (clamped to 1–1000).
@@ -86,8 +95,19 @@ pub async fn list(conn: &mut Conn, tenant_id: &str, f: &AuditFilter) -> Result<V
     if f.target.is_some() {
         clause(&mut sql, "target =");
     }
+    if f.actor.is_some() {
+        let mut actor_clause = String::new();
+        // Bound twice (token id or name), each placeholder once.
+        clause(&mut actor_clause, "(actor =");
+        clause(&mut actor_clause, "actor_name =");
+        sql.push_str(&actor_clause.replacen(" AND actor_name", " OR actor_name", 1));
+        sql.push(')');
+    }
     if f.since.is_some() {
         clause(&mut sql, "at >=");
+    }
+    if f.until.is_some() {
+        clause(&mut sql, "at <=");
     }
     if f.before_id.is_some() {
         clause(&mut sql, "id <");
@@ -103,8 +123,14 @@ pub async fn list(conn: &mut Conn, tenant_id: &str, f: &AuditFilter) -> Result<V
     if let Some(t) = &f.target {
         q = q.bind(t);
     }
+    if let Some(a) = &f.actor {
+        q = q.bind(a).bind(a);
+    }
     if let Some(s) = f.since {
         q = q.bind(s);
+    }
+    if let Some(u) = f.until {
+        q = q.bind(u);
     }
     if let Some(b) = f.before_id {
         q = q.bind(b);
@@ -117,6 +143,7 @@ pub async fn list(conn: &mut Conn, tenant_id: &str, f: &AuditFilter) -> Result<V
                 at: r.try_get("at")?,
                 tenant_id: r.try_get("tenant_id")?,
                 actor: r.try_get("actor")?,
+                actor_name: r.try_get("actor_name")?,
                 action: r.try_get("action")?,
                 target: r.try_get("target")?,
                 source_ip: r.try_get("source_ip")?,

@@ -49,6 +49,14 @@ pub struct CaRow {
     /// End of the paid service period, Unix seconds (an intermediate inherits its root's):
     /// from then on the CA can be neither enabled nor spend quota.
     pub service_until: i64,
+    /// Calendar months of service bought, counted from `service_started_at` (a root's;
+    /// an intermediate carries its root's).
+    pub service_months: i64,
+    /// Where the service months count from: the purchase, or the renewal that restarted
+    /// a lapsed service.
+    pub service_started_at: i64,
+    /// Inventory tags, a JSON object of strings.
+    pub tags_json: String,
     /// When it was last enabled, Unix seconds; `None` while pending (cleared by a reset).
     pub enabled_at: Option<i64>,
     /// `generated` or `uploaded`, once enabled.
@@ -125,6 +133,9 @@ fn row_to_ca(r: &Row) -> Result<CaRow> {
         validity_days: r.try_get("validity_days")?,
         purchased_at: r.try_get("purchased_at")?,
         service_until: r.try_get("service_until")?,
+        service_months: r.try_get("service_months")?,
+        service_started_at: r.try_get("service_started_at")?,
+        tags_json: r.try_get("tags_json")?,
         enabled_at: r.try_get("enabled_at")?,
         key_source: super::decode_spelled_opt(r, "cas", "key_source")?,
         not_before: r.try_get("not_before")?,
@@ -155,8 +166,10 @@ pub async fn insert(conn: &mut Tx, ca: &CaRow) -> Result<()> {
     query(
         "INSERT INTO cas (id, tenant_id, kind, parent_id, status, common_name, organization, \
          organizational_unit, country, state, locality, subject, key_algorithm, validity_days, \
-         purchased_at, service_until, quota_total, quota_available, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+         purchased_at, service_until, quota_total, quota_available, created_at, service_months, \
+         service_started_at, tags_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+         $20, $21, $22)",
     )
     .bind(&ca.id)
     .bind(&ca.tenant_id)
@@ -177,6 +190,9 @@ pub async fn insert(conn: &mut Tx, ca: &CaRow) -> Result<()> {
     .bind(ca.quota_total)
     .bind(ca.quota_available)
     .bind(ca.created_at)
+    .bind(ca.service_months)
+    .bind(ca.service_started_at)
+    .bind(if ca.tags_json.is_empty() { "{}" } else { &ca.tags_json })
     .execute(conn)
     .await?;
     Ok(())
@@ -210,6 +226,8 @@ pub struct CaFilter {
     pub parent_id: Option<String>,
     /// Only CAs in this state; `None`: every state but `removed`.
     pub status: Option<CaStatus>,
+    /// `key` or `key=value`.
+    pub tag: Option<String>,
     /// Return ids strictly greater than this (ids are time-ordered UUIDv7).
     pub after: Option<String>,
     /// Most rows returned (clamped to 1–1000).
@@ -234,6 +252,11 @@ pub async fn list(conn: &mut Conn, tenant_id: &str, f: &CaFilter) -> Result<Vec<
     }
     if let Some(p) = &f.parent_id {
         push(&mut sql, "parent_id =", p);
+    }
+    if let Some(tag) = &f.tag {
+        let pattern = super::tag_like_pattern(tag);
+        push(&mut sql, "tags_json LIKE", &pattern);
+        sql.push_str(" ESCAPE '\\'");
     }
     if let Some(a) = &f.after {
         push(&mut sql, "id >", a);
@@ -541,4 +564,148 @@ pub async fn count_live_certificates(conn: &mut Conn, ca_id: &str, now: i64) -> 
     .fetch_one(conn)
     .await?;
     Ok(row.try_get::<i64, _>("n")?)
+}
+
+/// Replaces the tags of a CA of `tenant_id` (any status but removed). False when there is
+/// no such CA.
+pub async fn set_tags(conn: &mut Tx, tenant_id: &str, id: &str, tags_json: &str) -> Result<bool> {
+    conn.retire_caches();
+    let res = query(
+        "UPDATE cas SET tags_json = $1 WHERE id = $2 AND tenant_id = $3 AND status <> 'removed'",
+    )
+    .bind(tags_json)
+    .bind(id)
+    .bind(tenant_id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// The quota of an enabled root and of one of its enabled intermediates, read after
+/// locking both rows in that order (root first, like [`take_available`] then
+/// [`credit_intermediate`], so concurrent moves queue instead of deadlocking): no
+/// issuance or other quota move changes them until the transaction ends. `None` when
+/// either is not (or no longer) enabled, or the intermediate is not the root's.
+pub async fn lock_quota_pair(
+    conn: &mut Tx,
+    root_id: &str,
+    intermediate_id: &str,
+) -> Result<Option<QuotaPair>> {
+    conn.retire_caches();
+    let root = query(
+        "UPDATE cas SET quota_available = quota_available \
+         WHERE id = $1 AND kind = 'root' AND status = 'enabled' RETURNING quota_available",
+    )
+    .bind(root_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(root) = root else { return Ok(None) };
+    let inter = query(
+        "UPDATE cas SET quota_remaining = quota_remaining \
+         WHERE id = $1 AND parent_id = $2 AND kind = 'intermediate' AND status = 'enabled' \
+         RETURNING quota_remaining, quota_assigned",
+    )
+    .bind(intermediate_id)
+    .bind(root_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(inter) = inter else { return Ok(None) };
+    Ok(Some(QuotaPair {
+        root_available: root.try_get("quota_available")?,
+        remaining: inter.try_get("quota_remaining")?,
+        assigned: inter.try_get("quota_assigned")?,
+    }))
+}
+
+/// The quota of a root and one intermediate, as [`lock_quota_pair`] read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaPair {
+    /// The root's unassigned quota.
+    pub root_available: i64,
+    /// The intermediate's unspent quota.
+    pub remaining: i64,
+    /// Everything the intermediate was ever assigned (minus what went back).
+    pub assigned: i64,
+}
+
+/// Gives `count` of an intermediate's unspent quota back to its root: false (and nothing
+/// changed) when it has fewer than `count` left.
+pub async fn withdraw_to_root(
+    conn: &mut Tx,
+    root_id: &str,
+    intermediate_id: &str,
+    count: i64,
+) -> Result<bool> {
+    conn.retire_caches();
+    let res = query(
+        "UPDATE cas SET quota_remaining = quota_remaining - $1, quota_assigned = quota_assigned - $1 \
+         WHERE id = $2 AND parent_id = $3 AND quota_remaining >= $1 AND quota_assigned >= $1",
+    )
+    .bind(count)
+    .bind(intermediate_id)
+    .bind(root_id)
+    .execute(&mut *conn)
+    .await?;
+    if res.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let res = query(
+        "UPDATE cas SET quota_available = quota_available + $1 WHERE id = $2 AND kind = 'root'",
+    )
+    .bind(count)
+    .bind(root_id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// A root's service period as it stands, for [`renew_service`]'s condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServicePeriod {
+    /// Where the months count from.
+    pub started_at: i64,
+    /// Months bought from there.
+    pub months: i64,
+    /// `started_at` + `months` calendar months.
+    pub until: i64,
+}
+
+/// Moves a root (pending or enabled) from service period `from` to `to`, and every one of
+/// its intermediates with it. False, changing nothing, when the root is in another state
+/// or its period is no longer `from` (a concurrent renewal won: read again).
+pub async fn renew_service(
+    conn: &mut Tx,
+    root_id: &str,
+    from: &ServicePeriod,
+    to: &ServicePeriod,
+) -> Result<bool> {
+    conn.retire_caches();
+    let res = query(
+        "UPDATE cas SET service_started_at = $1, service_months = $2, service_until = $3 \
+         WHERE id = $4 AND kind = 'root' AND status IN ('pending', 'enabled') \
+         AND service_started_at = $5 AND service_months = $6 AND service_until = $7",
+    )
+    .bind(to.started_at)
+    .bind(to.months)
+    .bind(to.until)
+    .bind(root_id)
+    .bind(from.started_at)
+    .bind(from.months)
+    .bind(from.until)
+    .execute(&mut *conn)
+    .await?;
+    if res.rows_affected() != 1 {
+        return Ok(false);
+    }
+    query(
+        "UPDATE cas SET service_started_at = $1, service_months = $2, service_until = $3 \
+         WHERE parent_id = $4",
+    )
+    .bind(to.started_at)
+    .bind(to.months)
+    .bind(to.until)
+    .bind(root_id)
+    .execute(conn)
+    .await?;
+    Ok(true)
 }

@@ -217,6 +217,8 @@ pub struct CertFilter {
     pub tag: Option<String>,
     /// Only certificates from this door.
     pub source: Option<CertificateSource>,
+    /// Only certificates carrying the leakage-risk flag.
+    pub leakage_risk: bool,
     /// Ids strictly greater than this (UUIDv7: creation order).
     pub after: Option<String>,
     /// Most rows returned (clamped to 1–1000).
@@ -226,11 +228,7 @@ pub struct CertFilter {
 /// Days before expiry from which a certificate counts as `expiring`.
 pub const EXPIRING_DAYS: i64 = vellum_core::status::EXPIRING_DAYS;
 
-fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
-}
+use super::like_escape;
 
 /// The tenant's certificates matching `f` at `now`, oldest first, deleted ones hidden; at
 /// most `f.limit` (1–1000).
@@ -271,15 +269,14 @@ pub async fn list(
         );
     }
     if let Some(tag) = &f.tag {
-        let needle = match tag.split_once('=') {
-            Some((k, v)) => format!("{}:{}", serde_json::json!(k), serde_json::json!(v)),
-            None => format!("{}:", serde_json::json!(tag)),
-        };
         text(
             &mut sql,
             " AND tags_json LIKE {} ESCAPE '\\'",
-            format!("%{}%", like_escape(&needle)),
+            super::tag_like_pattern(tag),
         );
+    }
+    if f.leakage_risk {
+        sql.push_str(" AND leakage_risk = 1");
     }
     if let Some(a) = &f.after {
         text(&mut sql, " AND id > {}", a.clone());
@@ -396,4 +393,26 @@ pub async fn revoked_for_crl(conn: &mut Conn, ca_id: &str, now: i64) -> Result<V
             })
         })
         .collect()
+}
+
+/// Replaces a certificate's tags (and the tags of its stored specification, so that a
+/// renewal carries them). False when the tenant has no such certificate.
+pub async fn set_tags(
+    conn: &mut Conn,
+    tenant_id: &str,
+    id: &str,
+    tags_json: &str,
+    spec_json: &str,
+) -> Result<bool> {
+    let res = query(
+        "UPDATE certificates SET tags_json = $1, spec_json = $2 \
+         WHERE id = $3 AND tenant_id = $4 AND deleted_at IS NULL",
+    )
+    .bind(tags_json)
+    .bind(spec_json)
+    .bind(id)
+    .bind(tenant_id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
 }

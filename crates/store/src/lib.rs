@@ -252,14 +252,43 @@ fn sqlite_connection(path: &str) -> Result<rusqlite::Connection> {
     // No mmap: the file grows with every insert, each connection then remaps it, and the
     // remaps' TLB shootdowns cost more than the reads they save (measured: −8 % CPU per
     // ACME order without mmap, docs/PERFORMANCE.md).
+    // LIKE is case-sensitive, as on PostgreSQL (tag filters match exactly on both; the
+    // certificate search lower-cases both sides itself).
     conn.execute_batch(
         "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY; PRAGMA case_sensitive_like = ON;",
     )
     .map_err(|e| Error::config(format!("configuring the SQLite database {path}: {e}")))?;
     // Statements are cached by their text; the set-oriented ones vary with their lists.
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
+}
+
+/// `s` with LIKE's wildcards and the escape character escaped (for `ESCAPE '\'`).
+pub(crate) fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// The LIKE pattern (`ESCAPE '\'`) a `tags_json` column matches when its object holds the
+/// tag `key` (`key`) or the tag `key` with value `value` (`key=value`): the key's JSON
+/// string followed by `:` (and the value's JSON string). Tags are
+/// written by `serde_json` from a map of strings, so the spelling is canonical.
+pub(crate) fn tag_like_pattern(tag: &str) -> String {
+    match tag.split_once('=') {
+        // The value's closing quote is part of the pattern: "env=prod" does not match
+        // "production".
+        Some((k, v)) => format!(
+            "%{}%",
+            like_escape(&format!(
+                "{}:{}",
+                serde_json::json!(k),
+                serde_json::json!(v)
+            ))
+        ),
+        None => format!("%{}:%", like_escape(&serde_json::json!(tag).to_string())),
+    }
 }
 
 /// `($1, $2, …), ($n+1, …)…` for a multi-row INSERT of `rows` rows of `columns` values;

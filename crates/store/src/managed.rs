@@ -11,9 +11,11 @@ use vellum_core::status::{CertificateStatus, ManagedSource, EXPIRING_DAYS};
 pub struct ManagedRow {
     /// UUIDv7 (creation order).
     pub id: String,
+    /// The owning tenant.
     pub tenant_id: String,
     /// The label the tenant gave it.
     pub name: String,
+    /// How it entered the inventory.
     pub source: ManagedSource,
     /// JSON object of tags.
     pub tags_json: String,
@@ -21,6 +23,7 @@ pub struct ManagedRow {
     pub notifications: bool,
     /// RFC 4514-style subject.
     pub subject: String,
+    /// The subject's CN (empty when it has none).
     pub common_name: String,
     /// JSON list of `{"type","value"}`.
     pub sans_json: String,
@@ -28,17 +31,23 @@ pub struct ManagedRow {
     pub issuer: String,
     /// Lower-case hex.
     pub serial: String,
+    /// API name of the key algorithm (`ec-p256`, `rsa-2048`…).
     pub key_algorithm: String,
+    /// Start of validity, Unix seconds.
     pub not_before: i64,
+    /// End of validity, Unix seconds.
     pub not_after: i64,
     /// Valid for longer than the leakage-risk limit.
     pub leakage_risk: bool,
+    /// The leaf (DER).
     pub certificate_der: Vec<u8>,
     /// The chain after the leaf, issuer first, as concatenated DER certificates.
     pub chain_der: Vec<u8>,
     /// The private key (PKCS#8 PEM) sealed under the master key with the id as context.
     pub key_sealed: Option<Vec<u8>>,
+    /// Unix seconds.
     pub created_at: i64,
+    /// When it was deleted, Unix seconds (`None` while it is in the inventory).
     pub deleted_at: Option<i64>,
 }
 
@@ -128,18 +137,14 @@ pub struct ManagedFilter {
     pub q: Option<String>,
     /// `key` or `key=value`.
     pub tag: Option<String>,
+    /// Only those that entered this way.
     pub source: Option<ManagedSource>,
     /// Only those with the leakage-risk flag.
     pub leakage_risk: bool,
     /// Ids strictly greater than this (UUIDv7: creation order).
     pub after: Option<String>,
+    /// Page size (clamped to 1–1000).
     pub limit: i64,
-}
-
-fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }
 
 /// The tenant's managed certificates matching `f`, oldest first.
@@ -161,7 +166,7 @@ pub async fn list(
         text(&mut sql, " AND source = {}", s.as_str().to_string());
     }
     if let Some(q) = &f.q {
-        let pattern = format!("%{}%", like_escape(&q.to_ascii_lowercase()));
+        let pattern = format!("%{}%", super::like_escape(&q.to_ascii_lowercase()));
         text(
             &mut sql,
             " AND (LOWER(common_name) LIKE {} ESCAPE '\\'",
@@ -174,14 +179,10 @@ pub async fn list(
         );
     }
     if let Some(tag) = &f.tag {
-        let needle = match tag.split_once('=') {
-            Some((k, v)) => format!("{}:{}", serde_json::json!(k), serde_json::json!(v)),
-            None => format!("{}:", serde_json::json!(tag)),
-        };
         text(
             &mut sql,
             " AND tags_json LIKE {} ESCAPE '\\'",
-            format!("%{}%", like_escape(&needle)),
+            super::tag_like_pattern(tag),
         );
     }
     if let Some(a) = &f.after {

@@ -3,11 +3,13 @@
 use crate::problem::ApiResult;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{Permission, Principal};
+use super::auth::{Permission, Principal, RefusalSlot};
 use super::json::{list, parse_rfc3339, rfc3339, Query};
 use crate::App;
 use store::{self, audit::AuditEvent, audit::AuditFilter};
@@ -48,6 +50,7 @@ pub async fn record_detail<T>(
         at: vellum_core::time::now(),
         tenant_id: Some(who.tenant_id.clone()),
         actor: Some(who.token_id.clone()),
+        actor_name: Some(who.token_name.clone()),
         action: action.to_string(),
         target: target.map(str::to_string),
         source_ip: who.source_ip.clone(),
@@ -55,16 +58,61 @@ pub async fn record_detail<T>(
         detail,
         ..AuditEvent::default()
     };
+    write(app, &event).await;
+}
+
+async fn write(app: &App, event: &AuditEvent) {
     let written = async {
         let mut tx = app.store.begin().await?;
-        store::audit::insert(&mut tx, &event).await?;
+        store::audit::insert(&mut tx, event).await?;
         tx.commit().await?;
         Ok::<_, Error>(())
     }
     .await;
     if let Err(e) = written {
-        tracing::error!(error = %e, action, "could not write audit event");
+        tracing::error!(error = %e, action = event.action, "could not write audit event");
     }
+}
+
+/// The admin router's layer that audits every 403 refusal of an authenticated caller in
+/// one place: it gives the request a [`RefusalSlot`], which `Principal::require` (and the
+/// `X-Vellum-Tenant` check) fill when they refuse, and writes the event after the
+/// handler has answered, before the answer leaves. A refusal happens before a handler
+/// picks its action name, so the event's action is the route (`POST /cas/{id}/revoke`),
+/// its target the route's first parameter, its outcome `failure` and its detail the
+/// refusal's message.
+pub async fn audit_refusals(mut req: Request, next: Next) -> Response {
+    let slot = RefusalSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().trim_start_matches("/admin/v1").to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    let action = format!("{} {route}", req.method());
+    let (mut parts, body) = req.into_parts();
+    let target = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .ok()
+        .and_then(|p| p.iter().next().map(|(_, v)| v.to_string()));
+    let req = Request::from_parts(parts, body);
+    let response = next.run(req).await;
+    if let Some(r) = slot.take() {
+        let event = AuditEvent {
+            at: vellum_core::time::now(),
+            tenant_id: Some(r.who.tenant_id.clone()),
+            actor: Some(r.who.token_id.clone()),
+            actor_name: Some(r.who.token_name.clone()),
+            action,
+            target,
+            source_ip: r.who.source_ip.clone(),
+            outcome: AuditOutcome::Failure,
+            detail: Some(r.detail),
+            ..AuditEvent::default()
+        };
+        write(&r.app, &event).await;
+    }
+    response
 }
 
 /// Query of `GET /audit`.
@@ -73,12 +121,14 @@ pub async fn record_detail<T>(
 pub struct AuditQuery {
     action: Option<String>,
     target: Option<String>,
+    actor: Option<String>,
     since: Option<String>,
+    until: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
 }
 
-/// `GET /audit?action=&target=&since=&limit=&cursor=`: newest first.
+/// `GET /audit?action=&target=&actor=&since=&until=&limit=&cursor=`: newest first.
 pub async fn list_events(
     State(app): State<Arc<App>>,
     who: Principal,
@@ -92,10 +142,16 @@ pub async fn list_events(
     let filter = AuditFilter {
         action: q.action,
         target: q.target,
+        actor: q.actor.filter(|a| !a.is_empty()),
         since: q
             .since
             .as_deref()
             .map(|s| parse_rfc3339("since", s))
+            .transpose()?,
+        until: q
+            .until
+            .as_deref()
+            .map(|s| parse_rfc3339("until", s))
             .transpose()?,
         before_id: q
             .cursor
@@ -120,6 +176,7 @@ pub async fn list_events(
                 "at": rfc3339(e.at),
                 "tenant_id": e.tenant_id,
                 "actor": e.actor,
+                "actor_name": e.actor_name,
                 "action": e.action,
                 "target": e.target,
                 "source_ip": e.source_ip,

@@ -1,6 +1,6 @@
 //! Who is calling: bearer tokens, roles and the tenant a request acts in.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -38,17 +38,90 @@ pub enum Permission {
 pub struct Principal {
     /// Token id (the actor in audit events).
     pub token_id: String,
+    /// The token's name (copied into audit events as `actor_name`).
+    pub token_name: String,
     /// Role of the token.
     pub role: Role,
     /// Tenant the request acts in (for the super-admin: `X-Vellum-Tenant` or `default`).
     pub tenant_id: String,
     /// Source IP of the request.
     pub source_ip: Option<String>,
+    /// Where a refusal is noted for the audit layer (`audit::audit_refusals`).
+    refusals: Option<RefusalHook>,
+}
+
+/// The request's [`RefusalSlot`] and the app the audit layer writes with.
+#[derive(Clone)]
+struct RefusalHook {
+    slot: RefusalSlot,
+    app: Arc<App>,
+}
+
+impl std::fmt::Debug for RefusalHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefusalHook")
+    }
+}
+
+/// A 403 refusal of an authenticated caller, noted by [`Principal::require`] (or by the
+/// extractor, for `X-Vellum-Tenant`) and written to the audit log by
+/// `audit::audit_refusals` once the handler has answered: every refusal of a permission
+/// is audited in that one place, whichever handler refused.
+pub struct Refusal {
+    /// Where the event is written.
+    pub app: Arc<App>,
+    /// Who was refused.
+    pub who: Principal,
+    /// The refusal's message.
+    pub detail: String,
+}
+
+/// The request's slot for a [`Refusal`] (a request extension the audit layer inserts).
+#[derive(Clone, Default)]
+pub struct RefusalSlot(Arc<Mutex<Option<Refusal>>>);
+
+impl std::fmt::Debug for RefusalSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefusalSlot")
+    }
+}
+
+impl RefusalSlot {
+    fn note(&self, r: Refusal) {
+        if let Ok(mut slot) = self.0.lock() {
+            // The first refusal is the one answered.
+            slot.get_or_insert(r);
+        }
+    }
+
+    /// The refusal noted during the request, if any.
+    pub fn take(&self) -> Option<Refusal> {
+        self.0.lock().ok().and_then(|mut s| s.take())
+    }
 }
 
 impl Principal {
-    /// 403 unless the role grants `p`.
+    /// 403 unless the role grants `p`. A refusal is audited (by the admin router's audit
+    /// layer, after the handler answers), with the route as its action.
     pub fn require(&self, p: Permission) -> Result<()> {
+        let res = self.check(p);
+        if let Err(e) = &res {
+            self.note_refusal(e);
+        }
+        res
+    }
+
+    fn note_refusal(&self, e: &Error) {
+        if let Some(hook) = &self.refusals {
+            hook.slot.note(Refusal {
+                app: hook.app.clone(),
+                who: self.clone(),
+                detail: e.client_detail(),
+            });
+        }
+    }
+
+    fn check(&self, p: Permission) -> Result<()> {
         use Permission::*;
         let ok = match self.role {
             Role::Super => true,
@@ -99,6 +172,24 @@ impl FromRequestParts<Arc<App>> for Principal {
         // Decoded by the store: an unknown role there is an internal error already.
         let role = token.role;
         let mut tenant_id = token.tenant_id.clone();
+        let source_ip = parts
+            .extensions
+            .get::<RemoteAddr>()
+            .map(|r| r.0.ip().to_string());
+        let mut who = Principal {
+            token_id: token.id.clone(),
+            token_name: token.name.clone(),
+            role,
+            tenant_id: tenant_id.clone(),
+            source_ip,
+            refusals: parts
+                .extensions
+                .get::<RefusalSlot>()
+                .map(|slot| RefusalHook {
+                    slot: slot.clone(),
+                    app: app.clone(),
+                }),
+        };
         if let Some(h) = parts.headers.get("x-vellum-tenant") {
             let wanted = h
                 .to_str()
@@ -113,23 +204,16 @@ impl FromRequestParts<Arc<App>> for Principal {
                     return Err(Error::not_found(format!("no tenant named {wanted:?}")).into())
                 }
                 _ => {
-                    return Err(Error::forbidden(
+                    let e = Error::forbidden(
                         "only the super-admin may act in another tenant (X-Vellum-Tenant)",
-                    )
-                    .into())
+                    );
+                    who.note_refusal(&e);
+                    return Err(e.into());
                 }
             }
         }
-        let source_ip = parts
-            .extensions
-            .get::<RemoteAddr>()
-            .map(|r| r.0.ip().to_string());
-        Ok(Principal {
-            token_id: token.id.clone(),
-            role,
-            tenant_id,
-            source_ip,
-        })
+        who.tenant_id = tenant_id;
+        Ok(who)
     }
 }
 

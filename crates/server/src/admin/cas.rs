@@ -1,6 +1,7 @@
 //! CA endpoints: purchase, list, show, enable, quota, revoke, reset, refund, remove.
 
 use crate::problem::ApiResult;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -148,11 +149,13 @@ pub struct ListQuery {
     kind: Option<String>,
     parent_id: Option<String>,
     status: Option<String>,
+    tag: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
 }
 
-/// `GET /cas`: the tenant's CAs, oldest first; removed ones only with `status=removed`.
+/// `GET /cas?kind=&parent_id=&status=&tag=&limit=&cursor=`: the tenant's CAs, oldest
+/// first; removed ones only with `status=removed`.
 pub async fn list(
     State(app): State<Arc<App>>,
     who: Principal,
@@ -172,6 +175,7 @@ pub async fn list(
         kind: kind.transpose()?,
         parent_id: q.parent_id,
         status: status.transpose()?,
+        tag: q.tag.filter(|t| !t.is_empty()),
         after: q.cursor,
         limit,
     };
@@ -274,15 +278,18 @@ pub async fn purchase_quota(
     Ok(axum::Json(ca_view(&app, &res?)))
 }
 
-/// Body of `POST /cas/{id}/quota/assign`.
+/// Body of `POST /cas/{id}/quota/assign`: exactly one of `count` (adds) and `remaining`
+/// (sets).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssignQuota {
     intermediate_id: String,
-    count: i64,
+    count: Option<i64>,
+    remaining: Option<i64>,
 }
 
-/// `POST /cas/{root}/quota/assign`: answers with the root.
+/// `POST /cas/{root}/quota/assign`: adds `count` to an intermediate's quota, or sets its
+/// `remaining` quota (audited as `quota.assign` / `quota.set`); answers with the root.
 pub async fn assign_quota(
     State(app): State<Arc<App>>,
     who: Principal,
@@ -290,16 +297,70 @@ pub async fn assign_quota(
     Json(body): Json<AssignQuota>,
 ) -> JsonResult {
     who.require(Permission::CaLifecycle)?;
-    let res =
-        hierarchy::assign_quota(&app, &who.tenant_id, &id, &body.intermediate_id, body.count).await;
-    record(
-        &app,
-        &who,
-        "quota.assign",
-        Some(&body.intermediate_id),
-        &res,
-    )
-    .await;
+    let inter = &body.intermediate_id;
+    let (action, res) = match (body.count, body.remaining) {
+        (Some(count), None) => (
+            "quota.assign",
+            hierarchy::assign_quota(&app, &who.tenant_id, &id, inter, count).await,
+        ),
+        (None, Some(remaining)) => (
+            "quota.set",
+            hierarchy::set_quota(&app, &who.tenant_id, &id, inter, remaining).await,
+        ),
+        (count, _) => (
+            if count.is_some() {
+                "quota.assign"
+            } else {
+                "quota.set"
+            },
+            Err(Error::invalid(
+                "count",
+                "give exactly one of count (adds to the intermediate's quota) and remaining (sets it)",
+            )),
+        ),
+    };
+    record(&app, &who, action, Some(inter), &res).await;
+    Ok(axum::Json(ca_view(&app, &res?)))
+}
+
+/// Body of `PATCH /cas/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCa {
+    tags: BTreeMap<String, String>,
+}
+
+/// `PATCH /cas/{id}`: replaces the CA's tags (audited as `ca.tags`).
+pub async fn update(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateCa>,
+) -> JsonResult {
+    who.require(Permission::CaLifecycle)?;
+    let res = ra::inventory::set_ca_tags(&app, &who.tenant_id, &id, &body.tags).await;
+    record(&app, &who, "ca.tags", Some(&id), &res).await;
+    Ok(axum::Json(ca_view(&app, &res?)))
+}
+
+/// Body of `POST /cas/{id}/service/renew`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewService {
+    months: i64,
+}
+
+/// `POST /cas/{id}/service/renew`: buys more service months for a root; its
+/// intermediates follow (audited as `ca.service.renew`).
+pub async fn renew_service(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<RenewService>,
+) -> JsonResult {
+    who.require(Permission::CaLifecycle)?;
+    let res = hierarchy::renew_service(&app, &who.tenant_id, &id, body.months).await;
+    record(&app, &who, "ca.service.renew", Some(&id), &res).await;
     Ok(axum::Json(ca_view(&app, &res?)))
 }
 

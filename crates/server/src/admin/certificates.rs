@@ -22,7 +22,7 @@ use ra::issue::{self, IssueRequest, Issued, KeySource};
 use ra::spec::{CertSpec, Requester, SanInput};
 use store::{self, audit::AuditEvent, certificates::CertFilter, certificates::CertRow};
 use vellum_core::error::{Error, Result};
-use vellum_core::status::{parse_field, AuditOutcome, CertificateStatus, RevocationReason};
+use vellum_core::status::{parse_field, AuditOutcome, CertificateStatus, RevocationReason, Risk};
 
 /// Body of `POST /cas/{id}/certificates`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,6 +150,7 @@ fn audit_event(who: &Principal, action: &str) -> AuditEvent {
         at: vellum_core::time::now(),
         tenant_id: Some(who.tenant_id.clone()),
         actor: Some(who.token_id.clone()),
+        actor_name: Some(who.token_name.clone()),
         action: action.into(),
         source_ip: who.source_ip.clone(),
         outcome: AuditOutcome::Success,
@@ -186,6 +187,7 @@ pub fn view(c: &CertRow, chain_der: &[Vec<u8>]) -> Value {
         "revoked_at": json::ts(c.revoked_at),
         "revocation_reason": c.revocation_reason,
         "leakage_risk": c.leakage_risk,
+        "leakage_advice": ra::inventory::leakage_advice(c.leakage_risk),
         "source": c.source,
         "name": c.name,
         "key_algorithm": c.key_algorithm,
@@ -261,11 +263,12 @@ pub struct ListQuery {
     q: Option<String>,
     tag: Option<String>,
     source: Option<String>,
+    risk: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
 }
 
-/// `GET /certificates?ca_id=&status=&type=&q=&tag=&source=&limit=&cursor=`.
+/// `GET /certificates?ca_id=&status=&type=&q=&tag=&source=&risk=&limit=&cursor=`.
 pub async fn list(
     State(app): State<Arc<App>>,
     who: Principal,
@@ -295,6 +298,12 @@ pub async fn list(
             .filter(|s| !s.is_empty())
             .map(|s| parse_field("source", s))
             .transpose()?,
+        leakage_risk: match q.risk.as_deref().filter(|s| !s.is_empty()) {
+            Some(r) => match parse_field::<Risk>("risk", r)? {
+                Risk::Leakage => true,
+            },
+            None => false,
+        },
         after: q.cursor,
         limit,
     };
@@ -333,6 +342,29 @@ pub async fn show(
 ) -> ApiResult<axum::Json<Value>> {
     who.require(Permission::Read)?;
     let c = load(&app, &who, &id).await?;
+    let chain = chain_for(&app, c.ca_id.as_deref()).await?;
+    Ok(axum::Json(view(&c, &chain)))
+}
+
+/// Body of `PATCH /certificates/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBody {
+    tags: BTreeMap<String, String>,
+}
+
+/// `PATCH /certificates/{id}`: replaces the certificate's tags (audited as
+/// `certificate.tags`).
+pub async fn update(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateBody>,
+) -> ApiResult<axum::Json<Value>> {
+    who.require(Permission::Issue)?;
+    let res = ra::inventory::set_certificate_tags(&app, &who.tenant_id, &id, &body.tags).await;
+    record(&app, &who, "certificate.tags", Some(&id), &res).await;
+    let c = res?;
     let chain = chain_for(&app, c.ca_id.as_deref()).await?;
     Ok(axum::Json(view(&c, &chain)))
 }

@@ -34,7 +34,11 @@ pub fn router() -> Router<Arc<App>> {
         )
         .route("/tokens/{id}", delete(tenants::revoke_token))
         .route("/cas", post(cas::create).get(cas::list))
-        .route("/cas/{id}", get(cas::show).delete(cas::remove))
+        .route(
+            "/cas/{id}",
+            get(cas::show).delete(cas::remove).patch(cas::update),
+        )
+        .route("/cas/{id}/service/renew", post(cas::renew_service))
         .route("/cas/{id}/enable", post(cas::enable))
         .route("/cas/{id}/quota/purchase", post(cas::purchase_quota))
         .route("/cas/{id}/quota/assign", post(cas::assign_quota))
@@ -67,7 +71,9 @@ pub fn router() -> Router<Arc<App>> {
         .route("/certificates", get(certificates::list))
         .route(
             "/certificates/{id}",
-            get(certificates::show).delete(certificates::delete),
+            get(certificates::show)
+                .delete(certificates::delete)
+                .patch(certificates::update),
         )
         .route("/certificates/{id}/export", post(certificates::export))
         .route("/certificates/{id}/revoke", post(certificates::revoke))
@@ -85,4 +91,5 @@ pub fn router() -> Router<Arc<App>> {
         .route("/tools/check-installation", post(installation::check))
         .route("/csrs", post(csrs::create).get(csrs::list_csrs))
         .route("/csrs/{id}", get(csrs::show).delete(csrs::delete))
+        .route_layer(axum::middleware::from_fn(audit::audit_refusals))
 }
