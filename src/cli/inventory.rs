@@ -47,8 +47,10 @@ pub(crate) enum InventoryCmd {
         /// root or intermediate.
         #[arg(long)]
         kind: Option<String>,
+        /// Most items to show (1–1000, default 100).
         #[arg(long)]
         limit: Option<u32>,
+        /// Continue after this item (the previous page's `next_cursor`).
         #[arg(long)]
         cursor: Option<String>,
     },
@@ -60,8 +62,10 @@ pub(crate) enum InventoryCmd {
         /// `leakage`: only certificates valid for more than a year.
         #[arg(long)]
         risk: Option<String>,
+        /// Most items to show (1–1000, default 100).
         #[arg(long)]
         limit: Option<u32>,
+        /// Continue after this item (the previous page's `next_cursor`).
         #[arg(long)]
         cursor: Option<String>,
     },

@@ -61,6 +61,7 @@ pub(crate) enum ManagedCmd {
     },
     /// Show one managed certificate.
     Show {
+        /// The managed certificate's id.
         id: String,
         /// Print only the certificate (PEM).
         #[arg(long)]
@@ -68,6 +69,7 @@ pub(crate) enum ManagedCmd {
     },
     /// Change tags, name or reminders of a managed certificate.
     Tag {
+        /// The managed certificate's id.
         id: String,
         /// Tag as KEY=VALUE; repeatable; replaces all tags (give none with --clear).
         #[arg(long = "tag")]
@@ -83,9 +85,13 @@ pub(crate) enum ManagedCmd {
         notifications: Option<String>,
     },
     /// Delete a managed certificate and its key (irreversible).
-    Delete { id: String },
+    Delete {
+        /// The managed certificate's id.
+        id: String,
+    },
     /// Download a managed certificate (and its key) into a file.
     Export {
+        /// The managed certificate's id.
         id: String,
         /// pem, der, pkcs12, jks or pkcs8.
         #[arg(long, default_value = "pem")]
