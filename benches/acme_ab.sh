@@ -18,8 +18,10 @@ TCK=$(getconf CLK_TCK)
 stop() { [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; PID=; }
 trap 'stop; rm -rf "$WORK"' EXIT
 for r in $(seq 1 "$ROUNDS"); do
-  for bin in "$A" "$B"; do
-    d="$WORK/r$r-$(basename "$bin")"; mkdir -p "$d"
+  for side in A B; do
+    bin=${!side}
+    # One data directory per side and round (binaries often share a basename: "vellum").
+    d="$WORK/r$r-$side"; mkdir -p "$d"
     VELLUM_DATA_DIR=$d VELLUM_LISTEN_HTTPS=127.0.0.1:19443 VELLUM_LISTEN_HTTP=127.0.0.1:19080 \
     VELLUM_LOG_LEVEL=warn VELLUM_VA_HTTP_PORT=35002 VELLUM_VA_DNS_RESOLVER=127.0.0.1:35053 \
     VELLUM_RATE_LIMITS_ACME_NEW_ACCOUNTS_PER_IP_PER_HOUR=0 VELLUM_RATE_LIMITS_ACME_ORDERS_PER_ACCOUNT_PER_HOUR=0 \

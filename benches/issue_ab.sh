@@ -20,8 +20,10 @@ trap 'stop; rm -rf "$WORK"' EXIT
 ticks() { awk '{print $14+$15}' "/proc/$PID/stat"; }
 per_cert() { awk -v t="$1" -v h="$TCK" -v n="$2" 'BEGIN{printf "%.3f", t*1000/h/n}'; }
 for r in $(seq 1 "$ROUNDS"); do
-  for bin in "$A" "$B"; do
-    d="$WORK/r$r-$(basename "$bin")"; mkdir -p "$d"
+  for side in A B; do
+    bin=${!side}
+    # One data directory per side and round (binaries often share a basename: "vellum").
+    d="$WORK/r$r-$side"; mkdir -p "$d"
     VELLUM_DATA_DIR=$d VELLUM_LISTEN_HTTPS=127.0.0.1:19443 VELLUM_LISTEN_HTTP=127.0.0.1:19080 \
     VELLUM_LOG_LEVEL=warn "$bin" serve > "$d.log" 2>&1 &
     PID=$!

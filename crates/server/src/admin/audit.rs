@@ -3,7 +3,7 @@
 use crate::problem::ApiResult;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::Deserialize;
@@ -84,26 +84,26 @@ async fn write(app: &App, event: &AuditEvent) {
 pub async fn audit_refusals(mut req: Request, next: Next) -> Response {
     let slot = RefusalSlot::default();
     req.extensions_mut().insert(slot.clone());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().trim_start_matches("/admin/v1").to_string())
-        .unwrap_or_else(|| req.uri().path().to_string());
-    let action = format!("{} {route}", req.method());
-    let (mut parts, body) = req.into_parts();
-    let target = RawPathParams::from_request_parts(&mut parts, &())
-        .await
-        .ok()
-        .and_then(|p| p.iter().next().map(|(_, v)| v.to_string()));
-    let req = Request::from_parts(parts, body);
+    // Cheap copies only (an Arc'd route, the URI): the action and target strings are made
+    // only when a refusal happened, not on every admin request.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
     let response = next.run(req).await;
     if let Some(r) = slot.take() {
+        let pattern = route
+            .as_ref()
+            .map(|p| p.as_str().trim_start_matches("/admin/v1").to_string())
+            .unwrap_or_else(|| uri.path().to_string());
+        let target = route
+            .as_ref()
+            .and_then(|p| first_param(p.as_str(), uri.path()));
         let event = AuditEvent {
             at: vellum_core::time::now(),
             tenant_id: Some(r.who.tenant_id.clone()),
             actor: Some(r.who.token_id.clone()),
             actor_name: Some(r.who.token_name.clone()),
-            action,
+            action: format!("{method} {pattern}"),
             target,
             source_ip: r.who.source_ip.clone(),
             outcome: AuditOutcome::Failure,
@@ -113,6 +113,35 @@ pub async fn audit_refusals(mut req: Request, next: Next) -> Response {
         write(&r.app, &event).await;
     }
     response
+}
+
+/// The value of the route's first `{parameter}` in `path`, percent-decoded. The two are
+/// aligned from their ends: a nested router sees the path without its prefix, while the
+/// matched route keeps it.
+fn first_param(pattern: &str, path: &str) -> Option<String> {
+    let pat: Vec<&str> = pattern.split('/').collect();
+    let segs: Vec<&str> = path.split('/').collect();
+    let at = pat.iter().position(|s| s.starts_with('{'))?;
+    let shift = pat.len().checked_sub(segs.len())?;
+    let raw = segs.get(at.checked_sub(shift)?)?;
+    Some(percent_decode(raw).unwrap_or_else(|| raw.to_string()))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Query of `GET /audit`.
@@ -186,4 +215,35 @@ pub async fn list_events(
         })
         .collect();
     Ok(axum::Json(list(items, next)))
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::first_param;
+
+    #[test]
+    fn the_target_is_the_routes_first_parameter() {
+        assert_eq!(
+            first_param("/admin/v1/cas/{id}/revoke", "/admin/v1/cas/abc/revoke").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            first_param(
+                "/admin/v1/cas/{id}/est/clients/{username}",
+                "/admin/v1/cas/c1/est/clients/d%20x"
+            )
+            .as_deref(),
+            Some("c1")
+        );
+        assert_eq!(first_param("/admin/v1/cas", "/admin/v1/cas"), None);
+        // A nested router's view of the path, without the prefix.
+        assert_eq!(
+            first_param(
+                "/admin/v1/certificates/{id}/revoke",
+                "/certificates/c9/revoke"
+            )
+            .as_deref(),
+            Some("c9")
+        );
+    }
 }
