@@ -157,7 +157,8 @@ fn parse_san(s: &str) -> Result<Value, CliError> {
     Ok(json!({"type": kind, "value": value}))
 }
 
-fn ext_for(format: &str) -> &'static str {
+/// The file extension of an export format.
+pub(crate) fn ext_for(format: &str) -> &'static str {
     match format {
         "der" => "cer",
         "pkcs12" | "pfx" => "p12",

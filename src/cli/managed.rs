@@ -8,6 +8,7 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
+use super::certs::ext_for;
 use super::client::{AdminClient, CliError};
 use super::output;
 
@@ -141,16 +142,6 @@ fn tags_object(tags: &[String]) -> Result<Value, CliError> {
         t.insert(k.into(), json!(v));
     }
     Ok(Value::Object(t))
-}
-
-fn ext_for(format: &str) -> &'static str {
-    match format {
-        "der" => "cer",
-        "pkcs12" | "pfx" => "p12",
-        "jks" => "jks",
-        "pkcs8" => "key",
-        _ => "pem",
-    }
 }
 
 /// Runs a managed-certificate command; returns what to print.

@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
+use crate::inspect::{is_self_signed, parse};
+
 /// One certificate's facts, as a report shows them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Described {
@@ -28,12 +30,6 @@ pub struct Described {
     pub self_signed: bool,
 }
 
-fn parse(der: &[u8]) -> Option<X509Certificate<'_>> {
-    x509_parser::parse_x509_certificate(der)
-        .ok()
-        .map(|(_, c)| c)
-}
-
 /// Describes a DER certificate; `None` when it does not parse.
 pub fn describe(der: &[u8]) -> Option<Described> {
     use sha2::Digest;
@@ -46,8 +42,7 @@ pub fn describe(der: &[u8]) -> Option<Described> {
         not_after: c.validity().not_after.timestamp(),
         sha256: hex::encode(sha2::Sha256::digest(der)),
         names: san_names(&c),
-        self_signed: c.subject().as_raw() == c.issuer().as_raw()
-            && c.verify_signature(None).is_ok(),
+        self_signed: is_self_signed(der),
     })
 }
 

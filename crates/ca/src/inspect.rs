@@ -485,7 +485,8 @@ pub enum ChainError {
     },
 }
 
-fn parse(der: &[u8]) -> Option<X509Certificate<'_>> {
+/// The certificate, or `None` when the DER does not parse.
+pub(crate) fn parse(der: &[u8]) -> Option<X509Certificate<'_>> {
     x509_parser::parse_x509_certificate(der)
         .ok()
         .map(|(_, c)| c)

@@ -257,6 +257,17 @@ impl MasterKey {
     }
 
     /// Opens a sealed key pair.
+    /// Opens a sealed PKCS#8 PEM private key as its DER (for export formats).
+    pub fn open_pkcs8(&self, context: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let pem = self.open(context, sealed)?;
+        let text =
+            std::str::from_utf8(&pem).map_err(|_| Error::internal("sealed key is not PEM"))?;
+        Ok(Zeroizing::new(
+            ::pem::parse(text).map_err(Error::internal)?.into_contents(),
+        ))
+    }
+
+    /// Opens a sealed PKCS#8 PEM private key as a key pair (for signing).
     pub fn open_key(&self, context: &str, sealed: &[u8]) -> Result<KeyPair> {
         let pem = self.open(context, sealed)?;
         let text =

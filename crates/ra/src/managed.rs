@@ -26,10 +26,6 @@ use zeroize::Zeroizing;
 use crate::issue::LEAKAGE_RISK_DAYS;
 use crate::Authority;
 
-/// The advice a managed or issued certificate with the leakage-risk flag carries.
-pub const LEAKAGE_ADVICE: &str =
-    "validity over one year raises the cost of a key compromise; prefer ≤ 1 year";
-
 /// The conversion call every "PEM is required" message names.
 const CONVERT_HINT: &str = "convert it first with POST /admin/v1/tools/convert \
      {\"input\": \"<base64 of the file>\", \"from\": \"der|pkcs12|jks\", \"to\": \"pem\"} \
@@ -345,16 +341,7 @@ pub fn key_pkcs8(ra: &Authority, row: &ManagedRow) -> Result<Option<Zeroizing<Ve
     let Some(sealed) = &row.key_sealed else {
         return Ok(None);
     };
-    let pem = ra.master.open(&row.id, sealed)?;
-    let text = std::str::from_utf8(&pem).map_err(Error::internal)?;
-    Ok(Some(Zeroizing::new(
-        ::pem::parse(text).map_err(Error::internal)?.into_contents(),
-    )))
-}
-
-/// The advice the object carries when it has the leakage-risk flag.
-pub fn leakage_advice(leakage_risk: bool) -> Option<&'static str> {
-    leakage_risk.then_some(LEAKAGE_ADVICE)
+    Ok(Some(ra.master.open_pkcs8(&row.id, sealed)?))
 }
 
 /// Reads a file for `POST /tools/convert`: `input` is base64; `from` must be what the

@@ -124,24 +124,11 @@ fn first_param(pattern: &str, path: &str) -> Option<String> {
     let at = pat.iter().position(|s| s.starts_with('{'))?;
     let shift = pat.len().checked_sub(segs.len())?;
     let raw = segs.get(at.checked_sub(shift)?)?;
-    Some(percent_decode(raw).unwrap_or_else(|| raw.to_string()))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    Some(
+        percent_encoding::percent_decode_str(raw)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
 }
 
 /// Query of `GET /audit`.

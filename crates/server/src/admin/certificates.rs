@@ -395,25 +395,15 @@ async fn export_inner(app: &App, who: &Principal, id: &str, body: &ExportBody) -
         Vec::new()
     };
     let key_der = match &c.key_sealed {
-        Some(sealed) => {
-            let pem = app.master.open(&c.id, sealed)?;
-            let text = std::str::from_utf8(&pem).map_err(Error::internal)?;
-            Some(zeroize::Zeroizing::new(
-                ::pem::parse(text).map_err(Error::internal)?.into_contents(),
-            ))
-        }
+        Some(sealed) => Some(app.master.open_pkcs8(&c.id, sealed)?),
         None => None,
     };
-    let alias = if c.common_name.is_empty() {
-        c.id.clone()
-    } else {
-        c.common_name.clone()
-    };
+    let alias = super::export::alias(&c.common_name, &c.id);
     let input = ExportInput {
         leaf_der: &c.certificate_der,
         chain_der: &chain,
         key_pkcs8_der: key_der.as_ref().map(|k| k.as_slice()),
-        alias: &alias,
+        alias,
     };
     super::export::render(
         &input,

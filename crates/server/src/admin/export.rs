@@ -23,6 +23,16 @@ pub struct ExportBody {
     pub legacy: Option<bool>,
 }
 
+/// The key-store alias (PKCS#12 friendly name, JKS alias) of a certificate: its CN, or
+/// its id when it has none.
+pub fn alias<'a>(common_name: &'a str, id: &'a str) -> &'a str {
+    if common_name.is_empty() {
+        id
+    } else {
+        common_name
+    }
+}
+
 /// The domain error of a format error.
 pub fn format_error(e: FormatError) -> Error {
     match e {

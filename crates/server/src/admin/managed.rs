@@ -56,7 +56,7 @@ pub fn view(m: &ManagedRow, full: bool) -> Value {
         "not_after": json::rfc3339(m.not_after),
         "status": m.status(now),
         "leakage_risk": m.leakage_risk,
-        "leakage_advice": rules::leakage_advice(m.leakage_risk),
+        "leakage_advice": ra::inventory::leakage_advice(m.leakage_risk),
         "has_private_key": m.key_sealed.is_some(),
         "notifications": m.notifications,
         "tags": tags,
@@ -217,16 +217,12 @@ pub async fn export(
             Vec::new()
         };
         let key = rules::key_pkcs8(&app, &m)?;
-        let alias = if m.common_name.is_empty() {
-            m.id.clone()
-        } else {
-            m.common_name.clone()
-        };
+        let alias = super::export::alias(&m.common_name, &m.id);
         let input = ExportInput {
             leaf_der: &m.certificate_der,
             chain_der: &chain,
             key_pkcs8_der: key.as_ref().map(|k| k.as_slice()),
-            alias: &alias,
+            alias,
         };
         super::export::render(
             &input,
