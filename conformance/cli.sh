@@ -277,6 +277,29 @@ check_cli_doors() {
     fail "vellum admin check-installation 10.9.8.7 is refused: outside the allowed networks" "exit $CLI_RC" "$CLI_OUT"
   fi
 
+  # A CSR made on the server, signed by another CA (openssl), uploaded with its id.
+  cli --json csr create --cn csr.cli.test --san dns:csr.cli.test --out "$d/server-made.csr"
+  local csr_id; csr_id=$(jq -r '.id // empty' <<<"$CLI_OUT" 2>/dev/null)
+  if ((CLI_RC == 0)) && [[ -n $csr_id ]] && openssl req -in "$d/server-made.csr" -noout -verify >/dev/null 2>&1; then
+    pass "vellum admin csr create --out FILE writes a CSR openssl verifies"
+  else
+    fail "vellum admin csr create --out FILE writes a CSR openssl verifies" "exit $CLI_RC" "$CLI_OUT"
+  fi
+  if openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -keyout "$d/other-ca.key" \
+      -out "$d/other-ca.pem" -subj "/CN=Other CA" -days 30 >/dev/null 2>&1 &&
+    openssl x509 -req -in "$d/server-made.csr" -CA "$d/other-ca.pem" -CAkey "$d/other-ca.key" \
+      -days 20 -out "$d/server-made.pem" >/dev/null 2>&1; then
+    cli --json managed upload --name from-csr --cert "$d/server-made.pem" --csr-id "$csr_id" --chain "$d/other-ca.pem"
+    if ((CLI_RC == 0)) && [[ $(jq -r .has_private_key <<<"$CLI_OUT") == true ]]; then
+      pass "vellum admin managed upload --csr-id ID keeps the certificate with the CSR's key"
+    else
+      fail "vellum admin managed upload --csr-id ID keeps the certificate with the CSR's key" "exit $CLI_RC" "$CLI_OUT"
+    fi
+  else
+    fail "openssl signs the CSR made by the server" "openssl x509 -req failed"
+  fi
+  cli_check "vellum admin csr delete ID" csr delete "$csr_id"
+
   # Where the URL comes from, when nothing answers there.
   local out rc=0
   out=$(VELLUM_URL="https://127.0.0.1:9" "$BIN" admin --data-dir "$DATA" ca list 2>&1 </dev/null) || rc=$?

@@ -148,7 +148,7 @@ const CERT_COLUMNS: &[(&str, &str)] = &[
     ("SOURCE", "source"),
 ];
 
-fn parse_san(s: &str) -> Result<Value, CliError> {
+pub(crate) fn parse_san(s: &str) -> Result<Value, CliError> {
     let (kind, value) = s.split_once(':').ok_or_else(|| {
         CliError(format!(
             "--san {s:?}: use TYPE:VALUE, e.g. dns:www.example.com"

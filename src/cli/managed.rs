@@ -15,7 +15,8 @@ use super::output;
 /// `vellum admin managed …`
 #[derive(Debug, Subcommand)]
 pub(crate) enum ManagedCmd {
-    /// Upload a certificate issued by any CA, with its private key (PEM files).
+    /// Upload a certificate issued by any CA, with its private key (PEM files) or the id of
+    /// the CSR made here that it answers.
     Upload {
         /// Label in the inventory.
         #[arg(long)]
@@ -24,8 +25,12 @@ pub(crate) enum ManagedCmd {
         #[arg(long)]
         cert: PathBuf,
         /// Its private key (PEM file; may be encrypted, then give --key-passphrase).
+        #[arg(long, required_unless_present = "csr_id", conflicts_with = "csr_id")]
+        key: Option<PathBuf>,
+        /// The CSR made here (`vellum admin csr create`) the certificate answers: its key is
+        /// used instead of --key.
         #[arg(long)]
-        key: PathBuf,
+        csr_id: Option<String>,
         /// Intermediate certificates, issuer first, optionally ending with the root (PEM file).
         #[arg(long)]
         chain: Option<PathBuf>,
@@ -155,6 +160,7 @@ pub(crate) async fn run(
             name,
             cert,
             key,
+            csr_id,
             chain,
             key_passphrase,
             tags,
@@ -162,9 +168,13 @@ pub(crate) async fn run(
             let mut b = json!({
                 "name": name,
                 "certificate_pem": read_material(cert)?,
-                "private_key_pem": read_material(key)?,
                 "tags": tags_object(tags)?,
             });
+            match (key, csr_id) {
+                (Some(k), _) => b["private_key_pem"] = json!(read_material(k)?),
+                (None, Some(id)) => b["csr_id"] = json!(id),
+                (None, None) => {}
+            }
             if let Some(c) = chain {
                 b["chain_pem"] = json!(read_material(c)?);
             }

@@ -2,6 +2,7 @@
 
 pub(crate) mod certs;
 pub(crate) mod client;
+pub(crate) mod csrs;
 pub(crate) mod inventory;
 pub(crate) mod managed;
 pub(crate) mod output;
@@ -88,6 +89,9 @@ pub(crate) enum AdminCommand {
     /// Certificates from any CA kept with their key (uploaded; later synced and shared).
     #[command(subcommand)]
     Managed(managed::ManagedCmd),
+    /// CSRs made on the server (key kept here) to take to another CA.
+    #[command(subcommand)]
+    Csr(csrs::CsrCmd),
     /// Convert a certificate or key file between formats (through the server; nothing is
     /// stored).
     Convert {
@@ -497,6 +501,7 @@ pub(crate) async fn run(opts: AdminOpts) -> Result<String, CliError> {
             )
         }
         AdminCommand::Managed(cmd) => return managed::run(&client, cmd, opts.json).await,
+        AdminCommand::Csr(cmd) => return csrs::run(&client, cmd, opts.json).await,
         AdminCommand::Convert {
             from,
             to,

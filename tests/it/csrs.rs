@@ -148,3 +148,150 @@ async fn csrs(s: &TestServer) {
     assert!(audit["items"].as_array().unwrap().len() >= 2, "{audit}");
 }
 both_backends!(csrs_are_made_here_with_sealed_keys, csrs);
+
+/// The certificate another CA (openssl here) issues for a CSR made here is uploaded with
+/// the CSR's id instead of a key; it must carry that CSR's key.
+async fn upload_with_csr_id(s: &TestServer) {
+    use crate::managed::{post_bytes, write};
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).display().to_string();
+    let (ok, out) = openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-noenc",
+        "-keyout",
+        &d("ca.key"),
+        "-out",
+        &d("ca.pem"),
+        "-subj",
+        "/CN=Other CA",
+        "-days",
+        "30",
+    ]);
+    assert!(ok, "{out}");
+    let mut csr_ids = Vec::new();
+    let mut certs = Vec::new();
+    for cn in ["one.csr.example", "two.csr.example"] {
+        let (st, c) = s
+            .post(
+                "/csrs",
+                json!({"common_name": cn, "sans": [{"type": "dns", "value": cn}]}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{c}");
+        let req = write(
+            dir.path(),
+            &format!("{cn}.csr"),
+            c["csr_pem"].as_str().unwrap(),
+        );
+        let (ok, out) = openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &req,
+            "-CA",
+            &d("ca.pem"),
+            "-CAkey",
+            &d("ca.key"),
+            "-days",
+            "20",
+            "-out",
+            &d(&format!("{cn}.pem")),
+        ]);
+        assert!(ok, "{out}");
+        csr_ids.push(c["id"].as_str().unwrap().to_string());
+        certs.push(std::fs::read_to_string(d(&format!("{cn}.pem"))).unwrap());
+    }
+    let chain = std::fs::read_to_string(d("ca.pem")).unwrap();
+
+    // The wrong CSR: 422 on csr_id naming both public keys' digests.
+    let (st, e) = s
+        .post(
+            "/managed",
+            json!({"name": "wrong", "certificate_pem": certs[0], "csr_id": csr_ids[1],
+                   "chain_pem": chain}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["field"], "csr_id", "{e}");
+    let detail = e["detail"].as_str().unwrap();
+    assert!(detail.contains(&csr_ids[1]), "{detail}");
+    assert_eq!(
+        detail.matches("SHA-256 ").count(),
+        2,
+        "names both keys: {detail}"
+    );
+    // Neither, both, unknown, another tenant's.
+    for (b, field) in [
+        (
+            json!({"name": "n", "certificate_pem": certs[0]}),
+            "private_key_pem",
+        ),
+        (
+            json!({"name": "n", "certificate_pem": certs[0], "csr_id": csr_ids[0],
+                   "private_key_pem": "x"}),
+            "csr_id",
+        ),
+        (
+            json!({"name": "n", "certificate_pem": certs[0], "csr_id": "nope"}),
+            "csr_id",
+        ),
+    ] {
+        let (st, e) = s.post("/managed", b.clone()).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}: {e}");
+        assert_eq!(e["field"], field, "{b}: {e}");
+    }
+    let (_, other) = s.tenant_with_token("csr-upload-other", "admin").await;
+    let (st, e) = s
+        .call_as(
+            &other,
+            Method::POST,
+            "/managed",
+            Some(
+                json!({"name": "n", "certificate_pem": certs[0], "csr_id": csr_ids[0],
+                        "chain_pem": chain}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (st, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("csr_id")),
+        "{e}"
+    );
+
+    // The right one: kept with the CSR's key, which exports and matches the certificate.
+    let (st, m) = s
+        .post(
+            "/managed",
+            json!({"name": "from csr", "certificate_pem": certs[0], "csr_id": csr_ids[0],
+                   "chain_pem": chain}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{m}");
+    assert_eq!(m["has_private_key"], true);
+    let (st, _, key) = post_bytes(
+        s,
+        &format!("/managed/{}/export", m["id"].as_str().unwrap()),
+        json!({"format": "pkcs8"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let kf = write(dir.path(), "k.pem", &key);
+    let (_, a) = openssl(&["pkey", "-pubout", "-in", &kf]);
+    let (_, b) = openssl(&[
+        "x509",
+        "-noout",
+        "-pubkey",
+        "-in",
+        &d("one.csr.example.pem"),
+    ]);
+    assert!(a.contains("PUBLIC KEY") && a == b, "{a} vs {b}");
+}
+both_backends!(
+    a_certificate_answering_a_csr_is_uploaded_with_its_id,
+    upload_with_csr_id
+);

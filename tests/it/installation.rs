@@ -89,6 +89,43 @@ async fn check_installation(s: &TestServer) {
         "{r}"
     );
 
+    // Once that tenant keeps the certificate among its managed ones (uploaded with its key
+    // and chain), the check finds it there: same bytes, found through its serial.
+    let tls = s.data_dir().join("tls");
+    let chain = std::fs::read_to_string(tls.join("server.crt")).unwrap();
+    let root = std::fs::read_to_string(s.data_dir().join("root.pem")).unwrap_or_default();
+    let key = std::fs::read_to_string(tls.join("server.key")).unwrap();
+    let (st, m) = s
+        .call_as(
+            &other,
+            Method::POST,
+            "/managed",
+            Some(json!({"name": "vellum listener", "certificate_pem": chain,
+                        "private_key_pem": key, "chain_pem": root})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{m}");
+    let (st, r) = s
+        .call_as(
+            &other,
+            Method::POST,
+            "/tools/check-installation",
+            Some(json!({"host": "localhost", "port": port})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["in_inventory"], true, "{r}");
+    assert_eq!(r["inventory_list"], "managed", "{r}");
+    assert_eq!(r["inventory_id"], m["id"], "{r}");
+    // The issuing tenant still finds it among its issued certificates.
+    let (_, r) = s
+        .post(
+            "/tools/check-installation",
+            json!({"host": "localhost", "port": port}),
+        )
+        .await;
+    assert_eq!(r["inventory_list"], "certificates", "{r}");
+
     // Outside the allowed networks (default: loopback), by address and by name.
     for (body, field, says) in [
         (

@@ -89,7 +89,11 @@ fn refused(res: (StatusCode, Value), field: &str, needles: &[&str]) {
 }
 
 /// POST returning the raw bytes and content type.
-async fn post_bytes(s: &TestServer, path: &str, body: Value) -> (StatusCode, String, Vec<u8>) {
+pub(crate) async fn post_bytes(
+    s: &TestServer,
+    path: &str,
+    body: Value,
+) -> (StatusCode, String, Vec<u8>) {
     let resp = s
         .client
         .post(format!("{}/admin/v1{}", s.base, path))
@@ -115,7 +119,7 @@ fn pem_to_der(pem_text: &str) -> Vec<u8> {
     pem::parse(pem_text).unwrap().into_contents()
 }
 
-fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> String {
+pub(crate) fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> String {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     p.display().to_string()

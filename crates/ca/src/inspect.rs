@@ -468,6 +468,21 @@ pub fn key_matches(spki_der: &[u8], key_pkcs8: &[u8]) -> Result<bool, String> {
     Ok(kp.der_bytes() == spki.subject_public_key.data.as_ref())
 }
 
+/// SHA-256 of a DER SubjectPublicKeyInfo, lower-case hex: what
+/// `openssl pkey -pubin -outform DER | openssl sha256` prints for the same key.
+pub fn spki_sha256(spki_der: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(spki_der))
+}
+
+/// The SubjectPublicKeyInfo (DER) of a PKCS#8 private key's public half, or why the key
+/// is unusable.
+pub fn key_spki(key_pkcs8: &[u8]) -> Result<Vec<u8>, String> {
+    KeyPair::try_from(key_pkcs8)
+        .map(|kp| kp.subject_public_key_info())
+        .map_err(|_| "is not a usable private key".to_string())
+}
+
 /// Why a chain does not link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainError {

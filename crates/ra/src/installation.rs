@@ -56,6 +56,8 @@ pub struct Report {
     pub days_to_expiry: i64,
     /// The id of the leaf in this tenant's inventory, if it is there.
     pub inventory_id: Option<String>,
+    /// Which list holds it: `certificates` (issued by the tenant's CAs) or `managed`.
+    pub inventory_list: Option<&'static str>,
     /// Whether the leaf is a certificate of this tenant's inventory.
     pub in_inventory: bool,
     /// What is wrong, one sentence each (empty: nothing).
@@ -131,9 +133,26 @@ pub async fn check(ra: &Authority, tenant_id: &str, t: &Target) -> Result<Report
             }
         }
     }
+    if let (false, Some(leaf_der)) = (report.in_inventory, presented.chain_der.first()) {
+        // A managed certificate (uploaded, synced or shared) is the same certificate when
+        // its bytes are: the serial narrows the candidates through an index.
+        if let Some(leaf) = report.presented.first() {
+            let mut conn = ra.store.reader().acquire().await?;
+            let candidates = store::managed::by_serial(&mut conn, tenant_id, &leaf.serial).await?;
+            if let Some(m) = candidates.iter().find(|m| &m.certificate_der == leaf_der) {
+                report.inventory_id = Some(m.id.clone());
+                report.inventory_list = Some("managed");
+                report.in_inventory = true;
+            }
+        }
+    } else if report.in_inventory {
+        report.inventory_list = Some("certificates");
+    }
     if !report.in_inventory {
         report.problems.push(
-            "the certificate is not in this tenant's inventory (issued by one of its CAs)".into(),
+            "the certificate is not in this tenant's inventory (neither issued by one of its \
+             CAs nor among its managed certificates)"
+                .into(),
         );
     }
     Ok(report)
@@ -321,6 +340,7 @@ pub fn judge(
         completed_by_ca,
         days_to_expiry,
         inventory_id: None,
+        inventory_list: None,
         in_inventory: false,
         problems,
     }

@@ -7,8 +7,9 @@
 //! not protected by a passphrase unless `key_passphrase` is given (then decrypted: PKCS#8
 //! PBES2 or OpenSSL's traditional `DEK-Info`), and is the certificate's key; `chain_pem`
 //! links the leaf, each certificate signed by the next (the parsing and signature checks
-//! are `ca::inspect`'s). The private key is required in this version: a managed
-//! certificate without a key comes with sync and share.
+//! are `ca::inspect`'s). Instead of `private_key_pem`, an upload may name `csr_id`, a CSR
+//! made here ([`crate::csrs`]): the certificate must then carry that CSR's public key, and
+//! the CSR's sealed key becomes the managed certificate's key.
 //!
 //! Managed certificates are never on a CRL and never spend quota: nothing here touches a
 //! CA.
@@ -38,8 +39,10 @@ pub struct Upload {
     pub name: String,
     /// The certificate (PEM); further certificates in it count as chain.
     pub certificate_pem: String,
-    /// Its private key (PEM).
-    pub private_key_pem: String,
+    /// Its private key (PEM); exactly one of this and `csr_id`.
+    pub private_key_pem: Option<String>,
+    /// A CSR made here whose key the certificate carries (instead of `private_key_pem`).
+    pub csr_id: Option<String>,
     /// Intermediates (and optionally the root), PEM.
     pub chain_pem: Option<String>,
     /// Inventory tags.
@@ -84,8 +87,40 @@ fn not_pem(field: &str, what: &str, found: Sniffed) -> Error {
     )
 }
 
-/// Checks an upload (see the module documentation for the order of the rules).
+/// The key an upload brings: the PEM of `private_key_pem`, or the key of the CSR named by
+/// `csr_id` (opened from its seal by [`upload`]).
+pub enum UploadKey<'a> {
+    /// `private_key_pem` (decrypted with `key_passphrase` when encrypted).
+    Pem(&'a str),
+    /// The CSR's id and its key (PKCS#8 DER).
+    Csr(&'a str, Zeroizing<Vec<u8>>),
+}
+
+/// Checks an upload whose key is `private_key_pem` (see the module documentation for the
+/// order of the rules).
 pub fn validate(up: &Upload) -> Result<Validated> {
+    let pem = match (&up.private_key_pem, &up.csr_id) {
+        (Some(p), None) => p.as_str(),
+        _ => return Err(key_choice_error(up)),
+    };
+    validate_with(up, UploadKey::Pem(pem))
+}
+
+/// The 422 when an upload gives neither or both of `private_key_pem` and `csr_id`.
+fn key_choice_error(up: &Upload) -> Error {
+    if up.private_key_pem.is_some() {
+        Error::invalid("csr_id", "give either private_key_pem or csr_id, not both")
+    } else {
+        Error::invalid(
+            "private_key_pem",
+            "is required (the certificate's private key, PEM), or give csr_id naming a CSR \
+             made here with POST /admin/v1/csrs",
+        )
+    }
+}
+
+/// Checks an upload with the key it brings.
+pub fn validate_with(up: &Upload, key: UploadKey<'_>) -> Result<Validated> {
     check_name(&up.name)?;
     crate::spec::check_tags(&up.tags)?;
 
@@ -115,12 +150,35 @@ pub fn validate(up: &Upload) -> Result<Validated> {
         ));
     }
 
-    let found = inspect::sniff(up.private_key_pem.as_bytes());
-    if found != Sniffed::Pem {
-        return Err(not_pem("private_key_pem", "Private key", found));
-    }
-    let passphrase = up.key_passphrase.as_deref().filter(|p| !p.is_empty());
-    let key = inspect::private_key_pkcs8(&up.private_key_pem, passphrase).map_err(key_error)?;
+    let key = match key {
+        UploadKey::Pem(pem) => {
+            let found = inspect::sniff(pem.as_bytes());
+            if found != Sniffed::Pem {
+                return Err(not_pem("private_key_pem", "Private key", found));
+            }
+            let passphrase = up.key_passphrase.as_deref().filter(|p| !p.is_empty());
+            inspect::private_key_pkcs8(pem, passphrase).map_err(key_error)?
+        }
+        UploadKey::Csr(csr_id, key) => {
+            let csr_spki = inspect::key_spki(&key).map_err(Error::internal)?;
+            if csr_spki != info.spki_der {
+                return Err(Error::invalid(
+                    "csr_id",
+                    format!(
+                        "The certificate does not carry the key of CSR {csr_id}: the \
+                         certificate's public key has SHA-256 {} and the CSR's has SHA-256 {} \
+                         (compare with `openssl x509 -noout -pubkey -in cert.pem | openssl \
+                         pkey -pubin -outform DER | openssl sha256` and the same over \
+                         `openssl req -noout -pubkey -in csr.pem`); upload the certificate \
+                         the CA issued for this CSR",
+                        inspect::spki_sha256(&info.spki_der),
+                        inspect::spki_sha256(&csr_spki),
+                    ),
+                ));
+            }
+            key
+        }
+    };
     match inspect::key_matches(&info.spki_der, &key) {
         Err(e) => return Err(Error::invalid("private_key_pem", e)),
         Ok(false) => {
@@ -216,7 +274,23 @@ fn sans_json(info: &inspect::CertInfo) -> String {
 
 /// Validates and records an upload; the key is sealed under the master key.
 pub async fn upload(ra: &Authority, tenant_id: &str, up: &Upload) -> Result<ManagedRow> {
-    let v = validate(up)?;
+    let v = match (&up.private_key_pem, &up.csr_id) {
+        (None, Some(csr_id)) => {
+            let csr = crate::csrs::load(ra, tenant_id, csr_id)
+                .await
+                .map_err(|_| {
+                    Error::invalid(
+                        "csr_id",
+                        format!("no CSR {csr_id} in this tenant (GET /admin/v1/csrs lists them)"),
+                    )
+                })?;
+            let key = ra
+                .master
+                .open_pkcs8(&crate::csrs::key_context(&csr.id), &csr.key_sealed)?;
+            validate_with(up, UploadKey::Csr(&csr.id, key))?
+        }
+        _ => validate(up)?,
+    };
     let id = uuid::Uuid::now_v7().simple().to_string();
     let key_pem = Zeroizing::new(::pem::encode_config(
         &::pem::Pem::new("PRIVATE KEY", v.key_pkcs8.to_vec()),

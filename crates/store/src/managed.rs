@@ -128,6 +128,20 @@ pub async fn get(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Option<Ma
     row.as_ref().map(row_to_managed).transpose()
 }
 
+/// The tenant's live managed certificates with this serial (lower-case hex): the
+/// candidates a presented certificate is compared with, byte for byte.
+pub async fn by_serial(conn: &mut Conn, tenant_id: &str, serial: &str) -> Result<Vec<ManagedRow>> {
+    let rows = query(
+        "SELECT * FROM managed_certificates WHERE tenant_id = $1 AND serial = $2 \
+         AND deleted_at IS NULL ORDER BY id LIMIT 100",
+    )
+    .bind(tenant_id)
+    .bind(serial)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(row_to_managed).collect()
+}
+
 /// Filters of the managed list.
 #[derive(Debug, Default, Clone)]
 pub struct ManagedFilter {

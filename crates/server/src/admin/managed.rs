@@ -29,7 +29,8 @@ use vellum_core::status::{parse_field, FileFormat};
 pub struct UploadBody {
     name: String,
     certificate_pem: String,
-    private_key_pem: String,
+    private_key_pem: Option<String>,
+    csr_id: Option<String>,
     chain_pem: Option<String>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
@@ -83,6 +84,7 @@ pub async fn upload(
         name: body.name,
         certificate_pem: body.certificate_pem,
         private_key_pem: body.private_key_pem,
+        csr_id: body.csr_id,
         chain_pem: body.chain_pem,
         tags: body.tags,
         key_passphrase: body.key_passphrase,
