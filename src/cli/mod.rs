@@ -6,6 +6,7 @@ pub(crate) mod csrs;
 pub(crate) mod inventory;
 pub(crate) mod managed;
 pub(crate) mod output;
+pub(crate) mod pending;
 pub(crate) mod protocols;
 
 use std::path::PathBuf;
@@ -120,6 +121,10 @@ pub(crate) enum AdminCommand {
     /// Inventory: quota set, tags, tag and risk filters, CA service renewal.
     #[command(subcommand)]
     Inventory(inventory::InventoryCmd),
+    /// Pending items of the tenant (certificates to renew, expired ones, reminders off,
+    /// quota running low, CA service ending, CAs not enabled, refunds still possible), and
+    /// this token's snoozes of the reminder.
+    Pending(pending::PendingArgs),
     /// The audit log, newest first.
     Audit {
         /// Only events of this action, e.g. ca.enable or certificate.revoke.
@@ -524,6 +529,7 @@ pub(crate) async fn run(opts: AdminOpts) -> Result<String, CliError> {
             .await
         }
         AdminCommand::Inventory(cmd) => return inventory::run(&client, cmd, opts.json).await,
+        AdminCommand::Pending(args) => return pending::run(&client, args, opts.json).await,
         AdminCommand::Audit {
             action,
             target,

@@ -22,6 +22,7 @@ mod installation;
 mod inventory;
 mod inventory_lifecycle;
 mod managed;
+mod pending;
 mod quota;
 mod ratelimit;
 mod server;

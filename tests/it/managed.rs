@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::common::{openssl, TestServer};
 
 /// A leaf with its key, its intermediate and root (PEM).
-struct Made {
+pub(crate) struct Made {
     leaf_pem: String,
     key_pem: String,
     intermediate_pem: String,
@@ -34,7 +34,7 @@ fn ca_params(cn: &str) -> CertificateParams {
 }
 
 /// leaf → intermediate → root; the leaf valid from `from_days` to `to_days` (from now).
-fn make(cn: &str, rsa: bool, from_days: i64, to_days: i64) -> Made {
+pub(crate) fn make(cn: &str, rsa: bool, from_days: i64, to_days: i64) -> Made {
     let root_key = KeyPair::generate().unwrap();
     let root_params = ca_params(&format!("{cn} Test Root"));
     let root = root_params.self_signed(&root_key).unwrap();
@@ -64,7 +64,7 @@ fn make(cn: &str, rsa: bool, from_days: i64, to_days: i64) -> Made {
     }
 }
 
-fn body(m: &Made, name: &str) -> Value {
+pub(crate) fn body(m: &Made, name: &str) -> Value {
     json!({
         "name": name,
         "certificate_pem": m.leaf_pem,

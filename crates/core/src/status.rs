@@ -329,6 +329,41 @@ spelled! {
 }
 
 spelled! {
+    /// A kind of pending item (`GET /pending`, `pending_snoozes.kind`): something in the
+    /// tenant's inventory that asks for an action. Declared in the order the answer lists
+    /// them.
+    pub enum PendingKind ("pending item kind") {
+        /// Certificates (private-CA and managed) expiring within [`EXPIRING_DAYS`]: to be
+        /// renewed.
+        Expiring = "expiring",
+        /// Certificates (private-CA and managed) that expired recently.
+        Expired = "expired",
+        /// Managed certificates whose expiry reminders are off.
+        NotificationsOff = "notifications_off",
+        /// Enabled intermediates with less than a tenth of their assigned quota left.
+        QuotaLow = "quota_low",
+        /// CAs whose service period ends within [`EXPIRING_DAYS`] days, or is over.
+        ServiceEnding = "service_ending",
+        /// CAs purchased but not enabled.
+        PendingEnable = "pending_enable",
+        /// CAs whose purchase may still be refunded.
+        Refundable = "refundable",
+    }
+}
+
+spelled! {
+    /// What a pending item is (`GET /pending`'s `items[].type`).
+    pub enum PendingItemType ("pending item type") {
+        /// A certificate one of the tenant's private CAs issued (`/certificates/{id}`).
+        Certificate = "certificate",
+        /// A managed certificate (`/managed/{id}`).
+        Managed = "managed",
+        /// A CA (`/cas/{id}`).
+        Ca = "ca",
+    }
+}
+
+spelled! {
     /// A certificate or key file format (`POST /tools/convert`'s `from` and `to`).
     pub enum FileFormat ("file format") {
         /// PEM blocks (certificates, then the private key).
@@ -638,6 +673,18 @@ mod tests {
             ["private_ca", "acme", "est", "system"]
         );
         assert_eq!(AuditOutcome::SPELLINGS, ["success", "failure"]);
+        assert_eq!(
+            PendingKind::SPELLINGS,
+            [
+                "expiring",
+                "expired",
+                "notifications_off",
+                "quota_low",
+                "service_ending",
+                "pending_enable",
+                "refundable"
+            ]
+        );
         assert_eq!(KeySource::SPELLINGS, ["generated", "uploaded"]);
         assert_eq!(AcmeProfile::SPELLINGS, ["tls-server", "tls-client"]);
         assert_eq!(AcmeProfile::default().leaf_type(), LeafType::Server);

@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod issue;
 pub mod managed;
 pub mod names;
+pub mod pending;
 pub mod ratelimit;
 pub mod record;
 pub mod renew;

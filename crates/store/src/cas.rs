@@ -115,7 +115,7 @@ impl CaRow {
     }
 }
 
-fn row_to_ca(r: &Row) -> Result<CaRow> {
+pub(crate) fn row_to_ca(r: &Row) -> Result<CaRow> {
     Ok(CaRow {
         id: r.try_get("id")?,
         tenant_id: r.try_get("tenant_id")?,

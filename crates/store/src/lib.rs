@@ -24,6 +24,7 @@ pub mod crls;
 pub mod csrs;
 pub mod est;
 pub mod managed;
+pub mod pending;
 pub mod pool;
 pub mod rate_limits;
 pub mod recent;

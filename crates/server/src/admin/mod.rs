@@ -11,6 +11,7 @@ pub mod export;
 pub mod installation;
 pub mod json;
 pub mod managed;
+pub mod pending;
 pub mod rate_limits;
 pub mod tenants;
 
@@ -87,6 +88,11 @@ pub fn router() -> Router<Arc<App>> {
         )
         .route("/managed/{id}/export", post(managed::export))
         .route("/tools/convert", post(managed::convert))
+        .route("/pending", get(pending::show))
+        .route(
+            "/pending/snooze",
+            post(pending::snooze).delete(pending::unsnooze),
+        )
         .route("/audit", get(audit::list_events))
         .route("/tools/check-installation", post(installation::check))
         .route("/csrs", post(csrs::create).get(csrs::list_csrs))
