@@ -138,7 +138,7 @@ fn managed_record(m: &ManagedRow, now: i64) -> Vec<String> {
 }
 
 /// Encodes records as CSV lines, each cell guarded.
-fn encode<'a>(records: impl Iterator<Item = Vec<String>>, capacity: usize) -> Bytes {
+fn encode(records: impl Iterator<Item = Vec<String>>, capacity: usize) -> Bytes {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::with_capacity(capacity));
