@@ -1,6 +1,7 @@
-//! `vellum admin cert …`: apply, list, show, export (writes files), revoke, delete, renew.
+//! `vellum admin cert …`: apply, list, show, export (writes files), revoke, delete, renew,
+//! bulk (by ids or filters) and csv (the list streamed into a file).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use reqwest::Method;
@@ -128,6 +129,44 @@ pub(crate) enum CertCmd {
         /// The certificate's id.
         id: String,
     },
+    /// Revoke, renew, delete or export up to 1,000 certificates at once, named by --id or
+    /// selected by the list's filters.
+    Bulk {
+        /// revoke, renew, delete or export.
+        #[arg(value_parser = ["revoke", "renew", "delete", "export"])]
+        action: String,
+        /// A certificate's id; repeatable (or select with the filter flags).
+        #[arg(long = "id", conflicts_with_all = ["ca", "status", "cert_type", "q", "tag", "source", "leakage_risk", "all"])]
+        ids: Vec<String>,
+        #[command(flatten)]
+        filter: CertFilterArgs,
+        /// Select every certificate (at most 1,000; no other filter).
+        #[arg(long)]
+        all: bool,
+        /// revoke: RFC 5280 reason, e.g. keyCompromise.
+        #[arg(long)]
+        reason: Option<String>,
+        /// renew: renew certificates that are not about to expire too.
+        #[arg(long)]
+        force: bool,
+        /// export: pem-zip (one PEM per certificate) or pkcs12 (one .pfx each).
+        #[arg(long)]
+        format: Option<String>,
+        /// export as pkcs12: the one password of every file.
+        #[arg(long)]
+        password: Option<String>,
+        /// export: the zip file to write (default certificates.zip; created 0600).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Download the certificate list as CSV (streamed; the list's filters apply).
+    Csv {
+        #[command(flatten)]
+        filter: CertFilterArgs,
+        /// The CSV file to write (created 0600).
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Renew: a new certificate with the same specification.
     Renew {
         /// The certificate's id.
@@ -136,6 +175,118 @@ pub(crate) enum CertCmd {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// The certificate list's filters, for `cert bulk` and `cert csv`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CertFilterArgs {
+    /// Only certificates of this intermediate CA.
+    #[arg(long)]
+    ca: Option<String>,
+    /// issued, expiring, expired or revoked.
+    #[arg(long)]
+    status: Option<String>,
+    /// server or client.
+    #[arg(long = "type")]
+    cert_type: Option<String>,
+    /// Search CN and SANs.
+    #[arg(long)]
+    q: Option<String>,
+    /// KEY or KEY=VALUE.
+    #[arg(long)]
+    tag: Option<String>,
+    /// The door that issued them: private_ca, acme, est or system.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only certificates valid for more than a year (leakage risk).
+    #[arg(long)]
+    leakage_risk: bool,
+}
+
+impl CertFilterArgs {
+    fn pairs(&self) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            ("ca_id", self.ca.clone()),
+            ("status", self.status.clone()),
+            ("type", self.cert_type.clone()),
+            ("q", self.q.clone()),
+            ("tag", self.tag.clone()),
+            ("source", self.source.clone()),
+            ("risk", self.leakage_risk.then(|| "leakage".to_string())),
+        ]
+    }
+}
+
+/// The filter object of a bulk body from `(key, value)` pairs (given ones only).
+pub(crate) fn filter_object(pairs: &[(&str, Option<String>)]) -> Value {
+    Value::Object(
+        pairs
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), json!(v))))
+            .collect(),
+    )
+}
+
+/// `body` with its selection: `ids`, else the filter (`all` allows an empty one).
+pub(crate) fn select(
+    mut body: Value,
+    ids: &[String],
+    filter: Value,
+    all: bool,
+) -> Result<Value, CliError> {
+    let has_filter = filter.as_object().is_some_and(|m| !m.is_empty());
+    if !ids.is_empty() {
+        body["ids"] = json!(ids);
+    } else if has_filter || all {
+        body["filter"] = filter;
+    } else {
+        return Err(CliError(
+            "name the certificates with --id, select them with a filter flag, or pass --all".into(),
+        ));
+    }
+    Ok(body)
+}
+
+/// Runs a bulk call: an export is written to `out`, anything else answers the per-item
+/// report.
+pub(crate) async fn bulk(
+    client: &AdminClient,
+    path: &str,
+    body: Value,
+    out: &Path,
+    json_out: bool,
+) -> Result<String, CliError> {
+    if body["action"] == "export" {
+        let n = client.download(Method::POST, path, Some(body), out).await?;
+        return Ok(format!(
+            "wrote {} ({n} bytes; manifest.json inside lists each result)\n",
+            out.display()
+        ));
+    }
+    let value = client.call(Method::POST, path, Some(body)).await?;
+    if json_out {
+        return Ok(serde_json::to_string_pretty(&value).unwrap_or_default() + "\n");
+    }
+    let mut text = format!(
+        "succeeded: {}, failed: {}\n",
+        value["succeeded"], value["failed"]
+    );
+    for r in value["results"].as_array().into_iter().flatten() {
+        let id = r["id"].as_str().unwrap_or_default();
+        if r["ok"] == true {
+            match r["certificate_id"].as_str() {
+                Some(new) => text.push_str(&format!("ok      {id} -> {new}\n")),
+                None => text.push_str(&format!("ok      {id}\n")),
+            }
+        } else {
+            text.push_str(&format!(
+                "failed  {id}: {} {}\n",
+                r["status"],
+                r["error"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(text)
 }
 
 const CERT_COLUMNS: &[(&str, &str)] = &[
@@ -290,6 +441,41 @@ pub(crate) async fn run(
             vellum_core::fsutil::write_private(&out, &bytes)
                 .map_err(|e| CliError(e.to_string()))?;
             return Ok(format!("wrote {} ({} bytes)\n", out.display(), bytes.len()));
+        }
+        CertCmd::Bulk {
+            action,
+            ids,
+            filter,
+            all,
+            reason,
+            force,
+            format,
+            password,
+            out,
+        } => {
+            let mut body = json!({"action": action});
+            for (k, v) in [
+                ("reason", reason),
+                ("format", format),
+                ("password", password),
+            ] {
+                if let Some(v) = v {
+                    body[k] = json!(v);
+                }
+            }
+            if *force {
+                body["force"] = json!(true);
+            }
+            let out = out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("certificates.zip"));
+            let body = select(body, ids, filter_object(&filter.pairs()), *all)?;
+            return bulk(client, "/certificates/bulk", body, &out, json_out).await;
+        }
+        CertCmd::Csv { filter, out } => {
+            let path = format!("/certificates.csv{}", super::query(&filter.pairs()));
+            let n = client.download(Method::GET, &path, None, out).await?;
+            return Ok(format!("wrote {} ({n} bytes)\n", out.display()));
         }
         CertCmd::Revoke { id, reason } => {
             let body = match reason {

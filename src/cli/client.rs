@@ -111,6 +111,53 @@ impl AdminClient {
         }
     }
 
+    /// Calls the API and streams the body into `out` (created 0600: a download may hold a
+    /// private key), chunk by chunk, so a large CSV never sits in memory; returns the bytes
+    /// written. Errors as for [`AdminClient::call`]; a failed download leaves no file.
+    pub(crate) async fn download(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        out: &Path,
+    ) -> Result<u64, CliError> {
+        use std::io::Write;
+        let mut resp = self.send(method, path, body).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.map_err(|e| CliError(e.to_string()))?;
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            return Err(CliError(format!("{status}: {}", cli_wording(&value))));
+        }
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let fail = |e: String| {
+            let _ = std::fs::remove_file(out);
+            CliError(format!("writing {}: {e}", out.display()))
+        };
+        let mut file = opts
+            .open(out)
+            .map_err(|e| CliError(format!("creating {}: {e}", out.display())))?;
+        let mut n = 0u64;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    file.write_all(&chunk).map_err(|e| fail(e.to_string()))?;
+                    n += chunk.len() as u64;
+                }
+                Ok(None) => break,
+                Err(e) => return Err(fail(format!("the download broke off: {e}"))),
+            }
+        }
+        file.sync_all().map_err(|e| fail(e.to_string()))?;
+        Ok(n)
+    }
+
     async fn send(
         &self,
         method: Method,

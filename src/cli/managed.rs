@@ -95,6 +95,41 @@ pub(crate) enum ManagedCmd {
         /// The managed certificate's id.
         id: String,
     },
+    /// Delete, export or set reminders of up to 1,000 managed certificates at once, named
+    /// by --id or selected by the list's filters.
+    Bulk {
+        /// delete, export or notifications.
+        #[arg(value_parser = ["delete", "export", "notifications"])]
+        action: String,
+        /// A managed certificate's id; repeatable (or select with the filter flags).
+        #[arg(long = "id", conflicts_with_all = ["status", "q", "tag", "source", "leakage_risk", "all"])]
+        ids: Vec<String>,
+        #[command(flatten)]
+        filter: ManagedFilterArgs,
+        /// Select every managed certificate (at most 1,000; no other filter).
+        #[arg(long)]
+        all: bool,
+        /// notifications: on or off.
+        #[arg(long, value_parser = ["on", "off"])]
+        notifications: Option<String>,
+        /// export: pem-zip (one PEM per certificate) or pkcs12 (one .pfx each).
+        #[arg(long)]
+        format: Option<String>,
+        /// export as pkcs12: the one password of every file.
+        #[arg(long)]
+        password: Option<String>,
+        /// export: the zip file to write (default managed.zip; created 0600).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Download the managed list as CSV (streamed; the list's filters apply).
+    Csv {
+        #[command(flatten)]
+        filter: ManagedFilterArgs,
+        /// The CSV file to write (created 0600).
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Download a managed certificate (and its key) into a file.
     Export {
         /// The managed certificate's id.
@@ -115,6 +150,38 @@ pub(crate) enum ManagedCmd {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
+}
+
+/// The managed list's filters, for `managed bulk` and `managed csv`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ManagedFilterArgs {
+    /// issued, expiring or expired.
+    #[arg(long)]
+    status: Option<String>,
+    /// Search CN and SANs.
+    #[arg(long)]
+    q: Option<String>,
+    /// KEY or KEY=VALUE.
+    #[arg(long)]
+    tag: Option<String>,
+    /// uploaded, synced or shared.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only certificates valid for more than a year (leakage risk).
+    #[arg(long)]
+    leakage_risk: bool,
+}
+
+impl ManagedFilterArgs {
+    fn pairs(&self) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            ("status", self.status.clone()),
+            ("q", self.q.clone()),
+            ("tag", self.tag.clone()),
+            ("source", self.source.clone()),
+            ("risk", self.leakage_risk.then(|| "leakage".to_string())),
+        ]
+    }
 }
 
 const MANAGED_COLUMNS: &[(&str, &str)] = &[
@@ -229,6 +296,39 @@ pub(crate) async fn run(
             (Method::PATCH, format!("/managed/{id}"), Some(b), None)
         }
         ManagedCmd::Delete { id } => (Method::DELETE, format!("/managed/{id}"), None, None),
+        ManagedCmd::Bulk {
+            action,
+            ids,
+            filter,
+            all,
+            notifications,
+            format,
+            password,
+            out,
+        } => {
+            let mut body = json!({"action": action});
+            for (k, v) in [("format", format), ("password", password)] {
+                if let Some(v) = v {
+                    body[k] = json!(v);
+                }
+            }
+            if let Some(n) = notifications {
+                body["on"] = json!(n == "on");
+            } else if action == "notifications" {
+                return Err(CliError(
+                    "notifications: give --notifications on or off".into(),
+                ));
+            }
+            let out = out.clone().unwrap_or_else(|| PathBuf::from("managed.zip"));
+            let f = super::certs::filter_object(&filter.pairs());
+            let body = super::certs::select(body, ids, f, *all)?;
+            return super::certs::bulk(client, "/managed/bulk", body, &out, json_out).await;
+        }
+        ManagedCmd::Csv { filter, out } => {
+            let path = format!("/managed.csv{}", super::query(&filter.pairs()));
+            let n = client.download(Method::GET, &path, None, out).await?;
+            return Ok(format!("wrote {} ({n} bytes)\n", out.display()));
+        }
         ManagedCmd::Export {
             id,
             format,

@@ -388,6 +388,34 @@ spelled! {
 }
 
 spelled! {
+    /// What a bulk call does to each certificate it selects (`POST /certificates/bulk`,
+    /// `POST /managed/bulk`; `renew` and `revoke` for issued certificates only,
+    /// `notifications` for managed ones only).
+    pub enum BulkAction ("bulk action") {
+        /// Revoke each (issued certificates).
+        Revoke = "revoke",
+        /// Renew each (issued certificates; quota spent per item).
+        Renew = "renew",
+        /// Delete each from the inventory.
+        Delete = "delete",
+        /// Answer a zip of their files.
+        Export = "export",
+        /// Turn expiry reminders on or off (managed certificates).
+        Notifications = "notifications",
+    }
+}
+
+spelled! {
+    /// The file a bulk export answers: a zip of PEM bundles or of PKCS#12 files.
+    pub enum BulkFormat ("bulk export format") {
+        /// One PEM per certificate: certificate, chain, key when held.
+        PemZip = "pem-zip",
+        /// One PKCS#12 (.pfx) per certificate, all under one password.
+        Pkcs12 = "pkcs12",
+    }
+}
+
+spelled! {
     /// How an audited request ended (`audit_events.outcome`).
     pub enum AuditOutcome ("audit outcome") {
         /// It did what was asked.

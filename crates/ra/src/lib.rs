@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod acme;
+pub mod bulk;
 pub mod crl;
 pub mod csr;
 pub mod csrs;

@@ -1,6 +1,7 @@
 //! End-entity certificates: the record every issuance writes before the certificate
 //! leaves the server.
 
+use super::filter::{bound, Common, Where};
 use super::{query, Conn, Row};
 use vellum_core::error::{Error, Result};
 use vellum_core::status::{CertificateSource, CertificateStatus, LeafType, RevocationReason};
@@ -228,7 +229,31 @@ pub struct CertFilter {
 /// Days before expiry from which a certificate counts as `expiring`.
 pub const EXPIRING_DAYS: i64 = vellum_core::status::EXPIRING_DAYS;
 
-use super::like_escape;
+impl CertFilter {
+    /// The WHERE clause of this filter for the tenant at `now` (`store::filter`).
+    fn clause(&self, tenant_id: &str, now: i64) -> Where {
+        let mut w = Where::tenant(tenant_id);
+        if let Some(ca) = &self.ca_id {
+            w.push("ca_id = {}", ca.clone());
+        }
+        if let Some(t) = &self.cert_type {
+            w.push("cert_type = {}", t.as_str().to_string());
+        }
+        w.common(
+            &Common {
+                q: self.q.as_deref(),
+                tag: self.tag.as_deref(),
+                source: self.source.map(|s| s.as_str()),
+                leakage_risk: self.leakage_risk,
+                status: self.status,
+                after: self.after.as_deref(),
+            },
+            now,
+            true,
+        );
+        w
+    }
+}
 
 /// The tenant's certificates matching `f` at `now`, oldest first, deleted ones hidden; at
 /// most `f.limit` (1–1000).
@@ -238,87 +263,28 @@ pub async fn list(
     f: &CertFilter,
     now: i64,
 ) -> Result<Vec<CertRow>> {
-    let mut sql =
-        String::from("SELECT * FROM certificates WHERE tenant_id = $1 AND deleted_at IS NULL");
-    let mut args: Vec<String> = vec![tenant_id.to_string()];
-    let mut ints: Vec<i64> = Vec::new();
-    let mut text = |sql: &mut String, clause: &str, v: String| {
-        args.push(v);
-        sql.push_str(&clause.replace("{}", &format!("${}", args.len())));
-    };
-    if let Some(ca) = &f.ca_id {
-        text(&mut sql, " AND ca_id = {}", ca.clone());
-    }
-    if let Some(t) = &f.cert_type {
-        text(&mut sql, " AND cert_type = {}", t.as_str().to_string());
-    }
-    if let Some(s) = f.source {
-        text(&mut sql, " AND source = {}", s.as_str().to_string());
-    }
-    if let Some(q) = &f.q {
-        let pattern = format!("%{}%", like_escape(&q.to_ascii_lowercase()));
-        text(
-            &mut sql,
-            " AND (LOWER(common_name) LIKE {} ESCAPE '\\'",
-            pattern.clone(),
-        );
-        text(
-            &mut sql,
-            " OR LOWER(sans_json) LIKE {} ESCAPE '\\')",
-            pattern,
-        );
-    }
-    if let Some(tag) = &f.tag {
-        text(
-            &mut sql,
-            " AND tags_json LIKE {} ESCAPE '\\'",
-            super::tag_like_pattern(tag),
-        );
-    }
-    if f.leakage_risk {
-        sql.push_str(" AND leakage_risk = 1");
-    }
-    if let Some(a) = &f.after {
-        text(&mut sql, " AND id > {}", a.clone());
-    }
-    let soon = now + EXPIRING_DAYS * 86_400;
-    let n = args.len();
-    match f.status {
-        Some(CertificateStatus::Revoked) => sql.push_str(" AND revoked_at IS NOT NULL"),
-        Some(CertificateStatus::Expired) => {
-            sql.push_str(&format!(
-                " AND revoked_at IS NULL AND not_after <= ${}",
-                n + 1
-            ));
-            ints.push(now);
-        }
-        Some(CertificateStatus::Expiring) => {
-            sql.push_str(&format!(
-                " AND revoked_at IS NULL AND not_after > ${} AND not_after <= ${}",
-                n + 1,
-                n + 2
-            ));
-            ints.extend([now, soon]);
-        }
-        Some(CertificateStatus::Issued) => {
-            sql.push_str(&format!(
-                " AND revoked_at IS NULL AND not_after > ${}",
-                n + 1
-            ));
-            ints.push(soon);
-        }
-        None => {}
-    }
-    sql.push_str(&format!(" ORDER BY id LIMIT {}", f.limit.clamp(1, 1000)));
-    let mut q = query(&sql);
-    for a in &args {
-        q = q.bind(a);
-    }
-    for i in &ints {
-        q = q.bind(*i);
-    }
-    let rows = q.fetch_all(conn).await?;
+    let (sql, args) = f
+        .clause(tenant_id, now)
+        .select("*", "certificates", f.limit.clamp(1, 1000));
+    let rows = bound(&sql, &args).fetch_all(conn).await?;
     rows.iter().map(row_to_cert).collect()
+}
+
+/// The ids of the tenant's certificates matching `f` at `now`, oldest first, at most
+/// `limit` of them (`f.limit` is not used): the selection of a bulk action, which asks
+/// for one more than it accepts to tell "too many" apart.
+pub async fn ids(
+    conn: &mut Conn,
+    tenant_id: &str,
+    f: &CertFilter,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<String>> {
+    let (sql, args) = f.clause(tenant_id, now).select("id", "certificates", limit);
+    let rows = bound(&sql, &args).fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>("id").map_err(Into::into))
+        .collect()
 }
 
 /// Marks a certificate revoked at `at` for `reason`. False when it was already revoked,

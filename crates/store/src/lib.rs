@@ -23,6 +23,7 @@ pub mod certificates;
 pub mod crls;
 pub mod csrs;
 pub mod est;
+pub mod filter;
 pub mod managed;
 pub mod pending;
 pub mod pool;

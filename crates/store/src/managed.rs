@@ -2,9 +2,10 @@
 //! private CA, shared by another tenant). Never on a CRL, never counted against quota.
 //! Every query is scoped by tenant; deleted rows are gone for the tenant.
 
+use super::filter::{bound, Common, Where};
 use super::{query, Conn, Row};
 use vellum_core::error::Result;
-use vellum_core::status::{CertificateStatus, ManagedSource, EXPIRING_DAYS};
+use vellum_core::status::{CertificateStatus, ManagedSource};
 
 /// One managed certificate as stored.
 #[derive(Debug, Clone)]
@@ -161,6 +162,27 @@ pub struct ManagedFilter {
     pub limit: i64,
 }
 
+impl ManagedFilter {
+    /// The WHERE clause of this filter for the tenant at `now` (`store::filter`).
+    fn clause(&self, tenant_id: &str, now: i64) -> Where {
+        let mut w = Where::tenant(tenant_id);
+        w.common(
+            &Common {
+                q: self.q.as_deref(),
+                tag: self.tag.as_deref(),
+                source: self.source.map(|s| s.as_str()),
+                leakage_risk: self.leakage_risk,
+                status: self.status,
+                after: self.after.as_deref(),
+            },
+            now,
+            // Managed certificates are never revoked here.
+            false,
+        );
+        w
+    }
+}
+
 /// The tenant's managed certificates matching `f`, oldest first.
 pub async fn list(
     conn: &mut Conn,
@@ -168,77 +190,29 @@ pub async fn list(
     f: &ManagedFilter,
     now: i64,
 ) -> Result<Vec<ManagedRow>> {
-    let mut sql = String::from(
-        "SELECT * FROM managed_certificates WHERE tenant_id = $1 AND deleted_at IS NULL",
-    );
-    let mut args: Vec<String> = vec![tenant_id.to_string()];
-    let mut text = |sql: &mut String, clause: &str, v: String| {
-        args.push(v);
-        sql.push_str(&clause.replace("{}", &format!("${}", args.len())));
-    };
-    if let Some(s) = f.source {
-        text(&mut sql, " AND source = {}", s.as_str().to_string());
-    }
-    if let Some(q) = &f.q {
-        let pattern = format!("%{}%", super::like_escape(&q.to_ascii_lowercase()));
-        text(
-            &mut sql,
-            " AND (LOWER(common_name) LIKE {} ESCAPE '\\'",
-            pattern.clone(),
-        );
-        text(
-            &mut sql,
-            " OR LOWER(sans_json) LIKE {} ESCAPE '\\')",
-            pattern,
-        );
-    }
-    if let Some(tag) = &f.tag {
-        text(
-            &mut sql,
-            " AND tags_json LIKE {} ESCAPE '\\'",
-            super::tag_like_pattern(tag),
-        );
-    }
-    if let Some(a) = &f.after {
-        text(&mut sql, " AND id > {}", a.clone());
-    }
-    if f.leakage_risk {
-        sql.push_str(" AND leakage_risk = 1");
-    }
-    let soon = now + EXPIRING_DAYS * 86_400;
-    let n = args.len();
-    let mut ints: Vec<i64> = Vec::new();
-    match f.status {
-        Some(CertificateStatus::Expired) => {
-            sql.push_str(&format!(" AND not_after <= ${}", n + 1));
-            ints.push(now);
-        }
-        Some(CertificateStatus::Expiring) => {
-            sql.push_str(&format!(
-                " AND not_after > ${} AND not_after <= ${}",
-                n + 1,
-                n + 2
-            ));
-            ints.extend([now, soon]);
-        }
-        Some(CertificateStatus::Issued) => {
-            sql.push_str(&format!(" AND not_after > ${}", n + 1));
-            ints.push(soon);
-        }
-        // Managed certificates are never revoked here.
-        Some(CertificateStatus::Revoked) => sql.push_str(" AND 1 = 0"),
-        None => {}
-    }
-    sql.push_str(&format!(" ORDER BY id LIMIT {}", f.limit.clamp(1, 1000)));
-    let mut q = query(&sql);
-    for a in &args {
-        q = q.bind(a);
-    }
-    for i in &ints {
-        q = q.bind(*i);
-    }
-    let rows = q.fetch_all(conn).await?;
+    let (sql, args) =
+        f.clause(tenant_id, now)
+            .select("*", "managed_certificates", f.limit.clamp(1, 1000));
+    let rows = bound(&sql, &args).fetch_all(conn).await?;
     rows.iter().map(row_to_managed).collect()
+}
+
+/// The ids of the tenant's managed certificates matching `f` at `now`, oldest first, at
+/// most `limit` (`f.limit` is not used): a bulk action's selection.
+pub async fn ids(
+    conn: &mut Conn,
+    tenant_id: &str,
+    f: &ManagedFilter,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<String>> {
+    let (sql, args) = f
+        .clause(tenant_id, now)
+        .select("id", "managed_certificates", limit);
+    let rows = bound(&sql, &args).fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>("id").map_err(Into::into))
+        .collect()
 }
 
 /// Changes name, tags and notifications (each when given). False when the certificate

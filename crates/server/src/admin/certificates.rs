@@ -252,6 +252,88 @@ pub async fn apply(
     }
 }
 
+/// The filters of the certificate list (`GET /certificates`, `GET /certificates.csv`, the
+/// `filter` of `POST /certificates/bulk`): all optional; an empty value is no filter.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub cert_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<String>,
+}
+
+impl FilterQuery {
+    /// The store's filter (first page, `limit` 100 until the caller sets it); each bad
+    /// value is a 422 naming its parameter.
+    pub fn to_filter(&self) -> Result<CertFilter> {
+        let some = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        Ok(CertFilter {
+            // As the list always read them: an empty ca_id, status or type is a value.
+            ca_id: self.ca_id.clone(),
+            status: self
+                .status
+                .as_deref()
+                .map(|s| parse_field("status", s))
+                .transpose()?,
+            cert_type: self
+                .cert_type
+                .as_deref()
+                .map(ra::spec::leaf_type)
+                .transpose()?,
+            q: some(&self.q),
+            tag: some(&self.tag),
+            source: some(&self.source)
+                .map(|s| parse_field("source", &s))
+                .transpose()?,
+            leakage_risk: match some(&self.risk) {
+                Some(r) => match parse_field::<Risk>("risk", &r)? {
+                    Risk::Leakage => true,
+                },
+                None => false,
+            },
+            after: None,
+            limit: 100,
+        })
+    }
+
+    /// The filter as audit detail (`status=expired tag=env` …; `all` without one).
+    pub fn describe(&self) -> String {
+        describe_filter(&serde_json::to_value(self).unwrap_or_default())
+    }
+}
+
+/// `k=v` pairs of a JSON object of filters, space-separated (`all` when empty).
+pub fn describe_filter(v: &Value) -> String {
+    let parts: Vec<String> = v
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| {
+                    v.as_str()
+                        .filter(|s| !s.is_empty())
+                        .map(|s| format!("{k}={s}"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if parts.is_empty() {
+        "all".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
 /// Query of `GET /certificates`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -279,34 +361,18 @@ pub async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(Error::invalid("limit", "must be between 1 and 1000").into());
     }
-    let status = q.status.as_deref().map(|s| parse_field("status", s));
-    let status = status.transpose()?;
-    let cert_type = q
-        .cert_type
-        .as_deref()
-        .map(ra::spec::leaf_type)
-        .transpose()?;
-    let filter = CertFilter {
+    let fq = FilterQuery {
         ca_id: q.ca_id,
-        status,
-        cert_type,
-        q: q.q.filter(|s| !s.is_empty()),
-        tag: q.tag.filter(|s| !s.is_empty()),
-        source: q
-            .source
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(|s| parse_field("source", s))
-            .transpose()?,
-        leakage_risk: match q.risk.as_deref().filter(|s| !s.is_empty()) {
-            Some(r) => match parse_field::<Risk>("risk", r)? {
-                Risk::Leakage => true,
-            },
-            None => false,
-        },
-        after: q.cursor,
-        limit,
+        status: q.status,
+        cert_type: q.cert_type,
+        q: q.q,
+        tag: q.tag,
+        source: q.source,
+        risk: q.risk,
     };
+    let mut filter = fq.to_filter()?;
+    filter.after = q.cursor;
+    filter.limit = limit;
     let rows = {
         let mut conn = app.store.reader().acquire().await?;
         store::certificates::list(&mut conn, &who.tenant_id, &filter, vellum_core::time::now())
@@ -377,17 +443,33 @@ pub async fn export(
     Json(body): Json<ExportBody>,
 ) -> ApiResult<Response> {
     who.require(Permission::Issue)?;
-    let res = export_inner(&app, &who, &id, &body).await;
+    Ok(export_one(&app, &who, &id, &body).await?.into_response())
+}
+
+/// One certificate's export file, audited as `certificate.export.{format}` (the single
+/// export and each item of a bulk export). The caller has checked `Permission::Issue`.
+pub(crate) async fn export_one(
+    app: &App,
+    who: &Principal,
+    id: &str,
+    body: &ExportBody,
+) -> Result<super::export::File> {
+    let res = export_inner(app, who, id, body).await;
     let action = format!("certificate.export.{}", body.format);
     let outcome: Result<()> = match &res {
         Ok(_) => Ok(()),
         Err(e) => Err(Error::bad_request(e.client_detail())),
     };
-    record(&app, &who, &action, Some(&id), &outcome).await;
-    Ok(res?)
+    record(app, who, &action, Some(id), &outcome).await;
+    res
 }
 
-async fn export_inner(app: &App, who: &Principal, id: &str, body: &ExportBody) -> Result<Response> {
+async fn export_inner(
+    app: &App,
+    who: &Principal,
+    id: &str,
+    body: &ExportBody,
+) -> Result<super::export::File> {
     let c = load(app, who, id).await?;
     let chain = if body.include_chain.unwrap_or(true) {
         chain_for(app, c.ca_id.as_deref()).await?
@@ -405,7 +487,7 @@ async fn export_inner(app: &App, who: &Principal, id: &str, body: &ExportBody) -
         key_pkcs8_der: key_der.as_ref().map(|k| k.as_slice()),
         alias,
     };
-    super::export::render(
+    super::export::render_file(
         &input,
         &body.format,
         body.password.as_deref(),
@@ -428,15 +510,27 @@ pub async fn revoke(
     OptJson(body): OptJson<RevokeBody>,
 ) -> ApiResult<axum::Json<Value>> {
     who.require(Permission::Issue)?;
-    let res = async {
-        let reason = RevocationReason::parse_loose("reason", body.reason.as_deref())?;
-        ra::revoke::revoke_certificate(&app, &who.tenant_id, &id, reason).await
-    }
-    .await;
-    record(&app, &who, "certificate.revoke", Some(&id), &res).await;
-    let c = res?;
+    let c = revoke_one(&app, &who, &id, body.reason.as_deref()).await?;
     let chain = chain_for(&app, c.ca_id.as_deref()).await?;
     Ok(axum::Json(view(&c, &chain)))
+}
+
+/// Revokes one certificate through `ra::revoke`, audited as `certificate.revoke` (the
+/// single call and each item of a bulk revoke). The caller has checked
+/// `Permission::Issue`.
+pub(crate) async fn revoke_one(
+    app: &App,
+    who: &Principal,
+    id: &str,
+    reason: Option<&str>,
+) -> Result<CertRow> {
+    let res = async {
+        let reason = RevocationReason::parse_loose("reason", reason)?;
+        ra::revoke::revoke_certificate(app, &who.tenant_id, id, reason).await
+    }
+    .await;
+    record(app, who, "certificate.revoke", Some(id), &res).await;
+    res
 }
 
 /// `DELETE /certificates/{id}`: only revoked or expired certificates.
@@ -446,26 +540,19 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
     who.require(Permission::Issue)?;
-    let res = async {
-        let c = load(&app, &who, &id).await?;
-        let now = vellum_core::time::now();
-        let mut tx = app.store.begin().await?;
-        if !store::certificates::delete(&mut tx, &id, now).await? {
-            return Err(Error::conflict(format!(
-                "certificate {id} is {} (valid until {}); revoke it before deleting it",
-                status(&c, now),
-                json::rfc3339(c.not_after)
-            )));
-        }
-        tx.commit().await?;
-        Ok(c)
-    }
-    .await;
-    record(&app, &who, "certificate.delete", Some(&id), &res).await;
-    let c = res?;
+    let c = delete_one(&app, &who, &id).await?;
     let mut v = view(&c, &[]);
     v["deleted"] = json!(true);
     Ok(axum::Json(v))
+}
+
+/// Deletes one certificate through `ra::inventory::delete_certificate`, audited as
+/// `certificate.delete` (single call and bulk). The caller has checked
+/// `Permission::Issue`.
+pub(crate) async fn delete_one(app: &App, who: &Principal, id: &str) -> Result<CertRow> {
+    let res = ra::inventory::delete_certificate(app, &who.tenant_id, id).await;
+    record(app, who, "certificate.delete", Some(id), &res).await;
+    res
 }
 
 /// Body of `POST /certificates/{id}/renew`.
@@ -483,15 +570,21 @@ pub async fn renew(
     OptJson(body): OptJson<RenewBody>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     who.require(Permission::Issue)?;
+    let issued = renew_one(&app, &who, &id, body.force.unwrap_or(false)).await?;
+    Ok((StatusCode::CREATED, axum::Json(issued_view(&issued))))
+}
+
+/// Renews one certificate through `ra::renew` (quota spent as for any issuance); a
+/// success is audited in the issuing transaction, a refusal here as `certificate.renew`.
+/// The caller has checked `Permission::Issue`.
+pub(crate) async fn renew_one(app: &App, who: &Principal, id: &str, force: bool) -> Result<Issued> {
     let res = async {
-        let old = load(&app, &who, &id).await?;
-        let force = body.force.unwrap_or(false);
-        ra::renew::renew(&app, &old, force, requester(&who, "certificate.renew")).await
+        let old = load(app, who, id).await?;
+        ra::renew::renew(app, &old, force, requester(who, "certificate.renew")).await
     }
     .await;
-    // A success is audited in the issuing transaction; a refusal here.
     if res.is_err() {
-        record(&app, &who, "certificate.renew", Some(&id), &res).await;
+        record(app, who, "certificate.renew", Some(id), &res).await;
     }
-    Ok((StatusCode::CREATED, axum::Json(issued_view(&res?))))
+    res
 }

@@ -44,6 +44,52 @@ pub fn format_error(e: FormatError) -> Error {
     }
 }
 
+/// A rendered export: its bytes, content type and file name.
+#[derive(Debug)]
+pub struct File {
+    /// The file's bytes (may hold a private key: never log them).
+    pub bytes: Vec<u8>,
+    /// Its media type.
+    pub content_type: &'static str,
+    /// `<alias>.<ext>`, the alias reduced to letters, digits, `-` and `.`.
+    pub name: String,
+}
+
+impl File {
+    /// The file as an attachment (`no-store`).
+    pub fn into_response(self) -> Response {
+        attachment(self.bytes, self.content_type, &self.name)
+    }
+}
+
+/// `bytes` as a download named `name` (`Content-Disposition: attachment`, `no-store`).
+pub fn attachment(bytes: impl IntoResponse, content_type: &str, name: &str) -> Response {
+    let mut resp = bytes.into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `name` reduced to what a file name may safely hold everywhere: ASCII letters,
+/// digits, `-` and `.`; anything else becomes `_`.
+pub fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ch == '-' || ch == '.' {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// The file of `input` in `format` as an attachment named after the alias (`no-store`).
 /// `password` protects pkcs12 and jks (required) and pkcs8 (optional).
 pub fn render(
@@ -52,21 +98,22 @@ pub fn render(
     password: Option<&str>,
     legacy: bool,
 ) -> Result<Response> {
+    Ok(render_file(input, format, password, legacy)?.into_response())
+}
+
+/// The file of `input` in `format` ([`render`] without the HTTP wrapping: the bulk
+/// export zips these).
+pub fn render_file(
+    input: &ExportInput,
+    format: &str,
+    password: Option<&str>,
+    legacy: bool,
+) -> Result<File> {
     let needs_password = |fmt: &str| {
         password
             .ok_or_else(|| Error::invalid("password", format!("is required for the {fmt} format")))
     };
-    let file_stem: String = input
-        .alias
-        .chars()
-        .map(|ch| {
-            if ch.is_ascii_alphanumeric() || ch == '-' || ch == '.' {
-                ch
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let file_stem = file_stem(input.alias);
     let (bytes, content_type, ext): (Vec<u8>, &str, &str) = match format {
         "pem" => (
             formats::pem_bundle(input).into_bytes(),
@@ -103,12 +150,9 @@ pub fn render(
             ))
         }
     };
-    let mut resp = bytes.into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_stem}.{ext}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    Ok(File {
+        bytes,
+        content_type,
+        name: format!("{file_stem}.{ext}"),
+    })
 }

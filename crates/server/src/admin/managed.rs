@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::audit::{record, record_detail};
@@ -95,6 +95,53 @@ pub async fn upload(
     Ok((StatusCode::CREATED, axum::Json(view(&res?, true))))
 }
 
+/// The filters of the managed list (`GET /managed`, `GET /managed.csv`, the `filter` of
+/// `POST /managed/bulk`): all optional; an empty value is no filter.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<String>,
+}
+
+impl FilterQuery {
+    /// The store's filter (first page, `limit` 100 until the caller sets it); each bad
+    /// value is a 422 naming its parameter.
+    pub fn to_filter(&self) -> Result<ManagedFilter> {
+        let some = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        Ok(ManagedFilter {
+            status: some(&self.status)
+                .map(|s| parse_field("status", &s))
+                .transpose()?,
+            q: some(&self.q),
+            tag: some(&self.tag),
+            source: some(&self.source)
+                .map(|s| parse_field("source", &s))
+                .transpose()?,
+            leakage_risk: match some(&self.risk).as_deref() {
+                None => false,
+                Some("leakage") => true,
+                Some(_) => return Err(Error::invalid("risk", "must be leakage")),
+            },
+            after: None,
+            limit: 100,
+        })
+    }
+
+    /// The filter as audit detail (`status=expired tag=env` …; `all` without one).
+    pub fn describe(&self) -> String {
+        super::certificates::describe_filter(&serde_json::to_value(self).unwrap_or_default())
+    }
+}
+
 /// Query of `GET /managed`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,30 +167,16 @@ pub async fn list(
         cursor: q.cursor.clone(),
     };
     let limit = page.limit()?;
-    let leakage_risk = match q.risk.as_deref().filter(|s| !s.is_empty()) {
-        None => false,
-        Some("leakage") => true,
-        Some(_) => return Err(Error::invalid("risk", "must be leakage").into()),
+    let fq = FilterQuery {
+        status: q.status,
+        q: q.q,
+        tag: q.tag,
+        source: q.source,
+        risk: q.risk,
     };
-    let filter = ManagedFilter {
-        status: q
-            .status
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(|s| parse_field("status", s))
-            .transpose()?,
-        q: q.q.filter(|s| !s.is_empty()),
-        tag: q.tag.filter(|s| !s.is_empty()),
-        source: q
-            .source
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(|s| parse_field("source", s))
-            .transpose()?,
-        leakage_risk,
-        after: page.after().map(str::to_string),
-        limit,
-    };
+    let mut filter = fq.to_filter()?;
+    filter.after = page.after().map(str::to_string);
+    filter.limit = limit;
     let rows = rules::list(&app, &who.tenant_id, &filter).await?;
     let next = json::next_cursor(&rows, limit, |r| &r.id);
     let items = rows.iter().map(|r| view(r, false)).collect();
@@ -195,12 +228,37 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
     who.require(Permission::Issue)?;
-    let res = rules::delete(&app, &who.tenant_id, &id).await;
-    record(&app, &who, "managed.delete", Some(&id), &res).await;
-    let mut v = view(&res?, false);
+    let mut v = view(&delete_one(&app, &who, &id).await?, false);
     v["deleted"] = json!(true);
     v["has_private_key"] = json!(false);
     Ok(axum::Json(v))
+}
+
+/// Deletes one managed certificate through `ra::managed::delete`, audited as
+/// `managed.delete` (single call and bulk). The caller has checked `Permission::Issue`.
+pub(crate) async fn delete_one(app: &App, who: &Principal, id: &str) -> Result<ManagedRow> {
+    let res = rules::delete(app, &who.tenant_id, id).await;
+    record(app, who, "managed.delete", Some(id), &res).await;
+    res
+}
+
+/// Turns one managed certificate's reminders on or off through `ra::managed::patch`,
+/// audited as `managed.update` like the single `PATCH`. The caller has checked
+/// `Permission::Issue`.
+pub(crate) async fn notifications_one(
+    app: &App,
+    who: &Principal,
+    id: &str,
+    on: bool,
+) -> Result<ManagedRow> {
+    let p = Patch {
+        name: None,
+        tags: None,
+        notifications: Some(on),
+    };
+    let res = rules::patch(app, &who.tenant_id, id, &p).await;
+    record(app, who, "managed.update", Some(id), &res).await;
+    res
 }
 
 /// `POST /managed/{id}/export`: the same formats and code as issued certificates.
@@ -211,14 +269,25 @@ pub async fn export(
     Json(body): Json<ExportBody>,
 ) -> ApiResult<Response> {
     who.require(Permission::Issue)?;
+    Ok(export_one(&app, &who, &id, &body).await?.into_response())
+}
+
+/// One managed certificate's export file, audited as `managed.export.{format}` (single
+/// export and bulk). The caller has checked `Permission::Issue`.
+pub(crate) async fn export_one(
+    app: &App,
+    who: &Principal,
+    id: &str,
+    body: &ExportBody,
+) -> Result<super::export::File> {
     let res = async {
-        let m = rules::get(&app, &who.tenant_id, &id).await?;
+        let m = rules::get(app, &who.tenant_id, id).await?;
         let chain = if body.include_chain.unwrap_or(true) {
             rules::chain(&m)
         } else {
             Vec::new()
         };
-        let key = rules::key_pkcs8(&app, &m)?;
+        let key = rules::key_pkcs8(app, &m)?;
         let alias = super::export::alias(&m.common_name, &m.id);
         let input = ExportInput {
             leaf_der: &m.certificate_der,
@@ -226,7 +295,7 @@ pub async fn export(
             key_pkcs8_der: key.as_ref().map(|k| k.as_slice()),
             alias,
         };
-        super::export::render(
+        super::export::render_file(
             &input,
             &body.format,
             body.password.as_deref(),
@@ -239,8 +308,8 @@ pub async fn export(
         Ok(_) => Ok(()),
         Err(e) => Err(Error::bad_request(e.client_detail())),
     };
-    record(&app, &who, &action, Some(&id), &outcome).await;
-    Ok(res?)
+    record(app, who, &action, Some(id), &outcome).await;
+    res
 }
 
 /// Body of `POST /tools/convert`.

@@ -3,9 +3,11 @@
 pub mod acme;
 pub mod audit;
 pub mod auth;
+pub mod bulk;
 pub mod cas;
 pub mod certificates;
 pub mod csrs;
+pub mod csv;
 pub mod est;
 pub mod export;
 pub mod installation;
@@ -70,6 +72,8 @@ pub fn router() -> Router<Arc<App>> {
         )
         .route("/cas/{id}/certificates", post(certificates::apply))
         .route("/certificates", get(certificates::list))
+        .route("/certificates.csv", get(csv::certificates))
+        .route("/certificates/bulk", post(bulk::certificates))
         .route(
             "/certificates/{id}",
             get(certificates::show)
@@ -80,6 +84,8 @@ pub fn router() -> Router<Arc<App>> {
         .route("/certificates/{id}/revoke", post(certificates::revoke))
         .route("/certificates/{id}/renew", post(certificates::renew))
         .route("/managed", post(managed::upload).get(managed::list))
+        .route("/managed.csv", get(csv::managed))
+        .route("/managed/bulk", post(bulk::managed))
         .route(
             "/managed/{id}",
             get(managed::show)
