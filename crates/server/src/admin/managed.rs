@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::audit::{record, record_detail};
+use super::audit::{record, record_detail, record_for_tenant};
 use super::auth::{Permission, Principal};
 use super::export::ExportBody;
 use super::json::{self, Json, Query};
@@ -58,6 +58,12 @@ pub fn view(m: &ManagedRow, full: bool) -> Value {
         "leakage_risk": m.leakage_risk,
         "leakage_advice": ra::inventory::leakage_advice(m.leakage_risk),
         "has_private_key": m.key_sealed.is_some(),
+        "origin_certificate_id": m.origin_certificate_id,
+        "shared_by": m.shared_by_tenant_id.as_ref().map(|t| json!({
+            "tenant_id": t,
+            "tenant_name": m.shared_by_name,
+        })),
+        "revoked_at": json::ts(m.revoked_at),
         "notifications": m.notifications,
         "tags": tags,
         "created_at": json::rfc3339(m.created_at),
@@ -195,7 +201,24 @@ pub async fn delete(
     who.require(Permission::Issue)?;
     let res = rules::delete(&app, &who.tenant_id, &id).await;
     record(&app, &who, "managed.delete", Some(&id), &res).await;
-    let mut v = view(&res?, false);
+    let m = res?;
+    // Deleting a received share ends it: the owner's log says so too.
+    if let (Some(owner), Some(origin)) = (&m.shared_by_tenant_id, &m.origin_certificate_id) {
+        let detail = format!(
+            "tenant {} deleted its shared copy {} of certificate {origin}; the share ended",
+            who.tenant_id, m.id
+        );
+        record_for_tenant(
+            &app,
+            &who,
+            owner,
+            "certificate.share.ended",
+            origin,
+            &detail,
+        )
+        .await;
+    }
+    let mut v = view(&m, false);
     v["deleted"] = json!(true);
     v["has_private_key"] = json!(false);
     Ok(axum::Json(v))
@@ -211,6 +234,7 @@ pub async fn export(
     who.require(Permission::Issue)?;
     let res = async {
         let m = rules::get(&app, &who.tenant_id, &id).await?;
+        ra::share::check_export(&m, &body.format)?;
         let chain = if body.include_chain.unwrap_or(true) {
             rules::chain(&m)
         } else {
@@ -239,6 +263,25 @@ pub async fn export(
     };
     record(&app, &who, &action, Some(&id), &outcome).await;
     Ok(res?)
+}
+
+/// `POST /managed/{id}/share`: never shares (only private-CA certificates are shared,
+/// through `POST /certificates/{id}/share`): an uploaded entry is a 422, a synced one a
+/// 422 naming its origin's share call, a received share a 403.
+pub async fn share(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(_body): Json<super::certificates::ShareBody>,
+) -> ApiResult<axum::Json<Value>> {
+    who.require(Permission::Issue)?;
+    let res: Result<Value> = async {
+        let m = rules::get(&app, &who.tenant_id, &id).await?;
+        Err(ra::share::refuse_managed_share(&m))
+    }
+    .await;
+    record(&app, &who, "managed.share", Some(&id), &res).await;
+    Ok(axum::Json(res?))
 }
 
 /// Body of `POST /tools/convert`.
