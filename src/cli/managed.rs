@@ -85,10 +85,19 @@ pub(crate) enum ManagedCmd {
         #[arg(long, value_parser = ["on", "off"])]
         notifications: Option<String>,
     },
-    /// Delete a managed certificate and its key (irreversible).
+    /// Delete a managed certificate and its key (irreversible; a received share ends).
     Delete {
         /// The managed certificate's id.
         id: String,
+    },
+    /// Share a managed certificate: always refused (uploaded and synced entries and
+    /// received shares cannot be shared); use `vellum admin cert share` instead.
+    Share {
+        /// The managed certificate's id.
+        id: String,
+        /// The recipient tenant's id.
+        #[arg(long)]
+        tenant: String,
     },
     /// Download a managed certificate (and its key) into a file.
     Export {
@@ -219,6 +228,12 @@ pub(crate) async fn run(
             (Method::PATCH, format!("/managed/{id}"), Some(b), None)
         }
         ManagedCmd::Delete { id } => (Method::DELETE, format!("/managed/{id}"), None, None),
+        ManagedCmd::Share { id, tenant } => (
+            Method::POST,
+            format!("/managed/{id}/share"),
+            Some(json!({"tenant": tenant})),
+            None,
+        ),
         ManagedCmd::Export {
             id,
             format,

@@ -25,4 +25,5 @@ mod managed;
 mod quota;
 mod ratelimit;
 mod server;
+mod sync_share;
 mod upload;
