@@ -108,7 +108,7 @@ async fn sync_flow(s: &TestServer) {
         s,
         &s.token,
         &format!("/managed/{mid}/export"),
-        json!({"format": "pkcs12", "password": "pw"}),
+        json!({"format": "pkcs12", "password": "pfx-pass"}),
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&pfx));
@@ -117,11 +117,23 @@ async fn sync_flow(s: &TestServer) {
     std::fs::write(&p12, &pfx).unwrap();
     let p12 = p12.to_str().unwrap();
     let (ok, key) = openssl(&[
-        "pkcs12", "-in", p12, "-passin", "pass:pw", "-nocerts", "-noenc",
+        "pkcs12",
+        "-in",
+        p12,
+        "-passin",
+        "pass:pfx-pass",
+        "-nocerts",
+        "-noenc",
     ]);
     assert!(ok && key.contains("PRIVATE KEY"), "{key}");
     let (ok, cert) = openssl(&[
-        "pkcs12", "-in", p12, "-passin", "pass:pw", "-clcerts", "-nokeys",
+        "pkcs12",
+        "-in",
+        p12,
+        "-passin",
+        "pass:pfx-pass",
+        "-clcerts",
+        "-nokeys",
     ]);
     assert!(ok, "{cert}");
     let key_file = dir.path().join("k.pem");
@@ -405,7 +417,10 @@ async fn share_flow(s: &TestServer) {
     .await;
     assert_eq!(st, StatusCode::OK);
     for (fmt, body) in [
-        ("pkcs12", json!({"format": "pkcs12", "password": "pw"})),
+        (
+            "pkcs12",
+            json!({"format": "pkcs12", "password": "pfx-pass"}),
+        ),
         ("jks", json!({"format": "jks", "password": "pwpwpw"})),
         ("pkcs8", json!({"format": "pkcs8"})),
     ] {
