@@ -185,7 +185,7 @@ async fn insert_with(conn: &mut Conn, m: &ManagedRow, on_conflict: &str) -> Resu
         .bind(m.created_at)
         .bind(&m.origin_certificate_id)
         .bind(&m.shared_by_tenant_id)
-        .bind(&m.revoked_at)
+        .bind(m.revoked_at)
         .execute(conn)
         .await;
     match res {
