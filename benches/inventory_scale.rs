@@ -272,7 +272,7 @@ async fn middle_id(app: &vellum_server::App, tenant: &str) -> String {
         limit: 1,
         ..Default::default()
     };
-    let first = store::certificates::list(&mut conn, tenant, &f, 0)
+    let first = store::certificates::list_rows(&mut conn, tenant, &f, 0)
         .await
         .expect("list");
     // UUIDv7 ids: the first row's id with its time part moved half-way to now.

@@ -175,6 +175,31 @@ pub(crate) enum CertCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Copy certificates a CA issued into the managed list (source synced); again is a no-op.
+    Sync {
+        /// The issuing intermediate CA (or a root: its intermediates' certificates).
+        #[arg(long)]
+        ca: String,
+        /// A certificate to sync; repeatable.
+        #[arg(long = "id", required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Sync every certificate the CA issued (revoked and deleted ones are skipped).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Share a certificate (without its key) with another tenant of the same entity.
+    Share {
+        /// The certificate's id.
+        id: String,
+        /// The recipient tenant's id.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Withdraw the share of a certificate (the recipient's copy disappears).
+    Unshare {
+        /// The certificate's id.
+        id: String,
+    },
 }
 
 /// The certificate list's filters, for `cert bulk` and `cert csv`.
@@ -494,6 +519,31 @@ pub(crate) async fn run(
             Method::POST,
             format!("/certificates/{id}/renew"),
             Some(json!({"force": force})),
+            None,
+        ),
+        CertCmd::Sync { ca, ids, all } => {
+            let body = if *all {
+                json!({"all": true})
+            } else {
+                json!({"certificate_ids": ids})
+            };
+            (
+                Method::POST,
+                format!("/cas/{ca}/certificates/sync"),
+                Some(body),
+                None,
+            )
+        }
+        CertCmd::Share { id, tenant } => (
+            Method::POST,
+            format!("/certificates/{id}/share"),
+            Some(json!({"tenant": tenant})),
+            None,
+        ),
+        CertCmd::Unshare { id } => (
+            Method::DELETE,
+            format!("/certificates/{id}/share"),
+            None,
             None,
         ),
     };

@@ -90,7 +90,7 @@ pub(crate) enum ManagedCmd {
         #[arg(long, value_parser = ["on", "off"])]
         notifications: Option<String>,
     },
-    /// Delete a managed certificate and its key (irreversible).
+    /// Delete a managed certificate and its key (irreversible; a received share ends).
     Delete {
         /// The managed certificate's id.
         id: String,
@@ -129,6 +129,15 @@ pub(crate) enum ManagedCmd {
         /// The CSV file to write (created 0600).
         #[arg(long, short)]
         out: PathBuf,
+    },
+    /// Share a managed certificate: always refused (uploaded and synced entries and
+    /// received shares cannot be shared); use `vellum admin cert share` instead.
+    Share {
+        /// The managed certificate's id.
+        id: String,
+        /// The recipient tenant's id.
+        #[arg(long)]
+        tenant: String,
     },
     /// Download a managed certificate (and its key) into a file.
     Export {
@@ -329,6 +338,12 @@ pub(crate) async fn run(
             let n = client.download(Method::GET, &path, None, out).await?;
             return Ok(format!("wrote {} ({n} bytes)\n", out.display()));
         }
+        ManagedCmd::Share { id, tenant } => (
+            Method::POST,
+            format!("/managed/{id}/share"),
+            Some(json!({"tenant": tenant})),
+            None,
+        ),
         ManagedCmd::Export {
             id,
             format,

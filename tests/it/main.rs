@@ -27,4 +27,5 @@ mod pending;
 mod quota;
 mod ratelimit;
 mod server;
+mod sync_share;
 mod upload;

@@ -569,6 +569,10 @@ async fn at_scale(s: &TestServer) {
             key_sealed: None,
             created_at: now,
             deleted_at: None,
+            origin_certificate_id: None,
+            shared_by_tenant_id: None,
+            shared_by_name: None,
+            revoked_at: None,
         };
         store::managed::insert(&mut tx, &m).await.unwrap();
     }

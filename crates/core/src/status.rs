@@ -576,6 +576,16 @@ spelled! {
 }
 
 spelled! {
+    /// Why a sync (`POST /cas/{id}/certificates/sync`) left a certificate out.
+    pub enum SyncSkip ("sync skip reason") {
+        /// The certificate is revoked.
+        Revoked = "revoked",
+        /// The certificate was deleted from the inventory.
+        Deleted = "deleted",
+    }
+}
+
+spelled! {
     /// The type of an ACME identifier (RFC 8555 §9.7.7, RFC 8738; `acme_authzs.id_type`).
     pub enum IdentifierType ("identifier type") {
         /// A DNS name (possibly a wildcard).

@@ -77,28 +77,3 @@ pub async fn set_ca_tags(
     tx.commit().await?;
     crate::hierarchy::load(ra, tenant_id, id).await
 }
-
-/// Deletes a certificate of the tenant from the inventory: only a revoked or expired one
-/// (409 otherwise, saying why); it stays on its CA's CRL while it has not expired. The
-/// single `DELETE /certificates/{id}` and the bulk delete both come here.
-pub async fn delete_certificate(ra: &Authority, tenant_id: &str, id: &str) -> Result<CertRow> {
-    let c = {
-        let mut conn = ra.store.reader().acquire().await?;
-        store::certificates::get(&mut conn, tenant_id, id)
-            .await?
-            .ok_or_else(|| {
-                Error::not_found(format!("no certificate with id {id} in this tenant"))
-            })?
-    };
-    let now = ra.now();
-    let mut tx = ra.store.begin().await?;
-    if !store::certificates::delete(&mut tx, id, now).await? {
-        return Err(Error::conflict(format!(
-            "certificate {id} is {} (valid until {}); revoke it before deleting it",
-            c.status(now),
-            vellum_core::time::rfc3339(c.not_after)
-        )));
-    }
-    tx.commit().await?;
-    Ok(c)
-}

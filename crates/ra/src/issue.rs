@@ -395,12 +395,28 @@ pub async fn issue(ra: &Authority, req: IssueRequest) -> Result<Issued> {
         event.target = Some(record.id.clone());
         event
     });
+    let mut followup = req.followup;
+    if let Some(super::record::Followup::SyncedRenewal {
+        managed_id,
+        refresh,
+    }) = &mut followup
+    {
+        // Renewals of synced certificates only (see `crate::sync`).
+        let r = super::sync::refresh(
+            ra,
+            managed_id,
+            &record,
+            generated.as_ref(),
+            signer.chain_der(),
+        )?;
+        *refresh = Some(Box::new(r));
+    }
     let job = super::record::Job {
         ca_id: ca.id.clone(),
         ca_serial: ca.serial.clone().unwrap_or_default(),
         record,
         audit,
-        followup: req.followup,
+        followup,
     };
     let record = ra.recorder.record(job).await?;
     Ok(Issued {

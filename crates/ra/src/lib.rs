@@ -24,7 +24,9 @@ pub mod ratelimit;
 pub mod record;
 pub mod renew;
 pub mod revoke;
+pub mod share;
 pub mod spec;
+pub mod sync;
 pub mod tokens;
 
 use std::sync::Arc;

@@ -317,6 +317,10 @@ pub async fn upload(ra: &Authority, tenant_id: &str, up: &Upload) -> Result<Mana
         chain_der: v.chain_der.concat(),
         created_at: ra.now(),
         deleted_at: None,
+        origin_certificate_id: None,
+        shared_by_tenant_id: None,
+        shared_by_name: None,
+        revoked_at: None,
     };
     let mut tx = ra.store.begin().await?;
     store::managed::insert(&mut tx, &row).await?;

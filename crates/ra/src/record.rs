@@ -46,6 +46,14 @@ pub enum Followup {
         /// The order.
         order_id: String,
     },
+    /// A renewal: the renewed certificate's synced copy in the managed list follows it
+    /// (`crate::sync`). Only renewals of synced certificates carry it.
+    SyncedRenewal {
+        /// The synced copy.
+        managed_id: String,
+        /// What it becomes; filled in by the issuance once the renewal is signed.
+        refresh: Option<Box<store::managed::SyncedRefresh>>,
+    },
 }
 
 /// One certificate to record.
@@ -199,9 +207,9 @@ async fn record_batch(store: &Store, jobs: &[&Job], now: i64) -> Outcomes<Refusa
     let claims: Vec<(usize, &str)> = jobs
         .iter()
         .enumerate()
-        .filter_map(|(i, j)| {
-            let Followup::AcmeOrderValid { order_id } = j.followup.as_ref()?;
-            Some((i, order_id.as_str()))
+        .filter_map(|(i, j)| match j.followup.as_ref()? {
+            Followup::AcmeOrderValid { order_id } => Some((i, order_id.as_str())),
+            Followup::SyncedRenewal { .. } => None,
         })
         .collect();
     let mut claimed = Vec::new();
@@ -269,7 +277,14 @@ async fn record_batch(store: &Store, jobs: &[&Job], now: i64) -> Outcomes<Refusa
                     let to = state::ORDER_ISSUED.to;
                     store::acme::order_issued(&mut tx, order_id, &j.record.id, to).await?
                 }
-                None => {}
+                Some(Followup::SyncedRenewal {
+                    managed_id,
+                    refresh: Some(r),
+                }) => {
+                    // A copy deleted meanwhile stays deleted.
+                    store::managed::refresh_synced(&mut tx, managed_id, r).await?;
+                }
+                Some(Followup::SyncedRenewal { refresh: None, .. }) | None => {}
             }
         }
     }

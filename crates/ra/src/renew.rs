@@ -66,6 +66,7 @@ pub async fn renew(ra: &Authority, old: &CertRow, force: bool, who: Requester) -
     req.source = old.source;
     req.est_client = old.est_client.clone();
     req.renewed_from = Some(old.id.clone());
+    req.followup = crate::sync::renewal_followup(ra, old).await?;
     issue::issue(ra, req).await
 }
 

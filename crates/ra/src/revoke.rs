@@ -32,9 +32,41 @@ pub async fn revoke_certificate(
     if let Some(ca) = &c.ca_id {
         store::crls::bump_revision(&mut tx, ca).await?;
     }
+    // Its synced and shared copies show it revoked.
+    store::managed::origin_revoked(&mut tx, id, now).await?;
     tx.commit().await?;
     let mut conn = ra.store.reader().acquire().await?;
     store::certificates::get(&mut conn, tenant_id, id)
         .await?
         .ok_or_else(|| Error::internal("certificate vanished"))
+}
+
+/// Deletes a revoked or expired certificate of the tenant from the inventory (it stays on
+/// its CRL while unexpired). Its share ends in the same transaction; returns the
+/// certificate and the tenant that lost its shared copy, if any. Its synced copy stays.
+pub async fn delete_certificate(
+    ra: &Authority,
+    tenant_id: &str,
+    id: &str,
+) -> Result<(CertRow, Option<String>)> {
+    let c = {
+        let mut conn = ra.store.reader().acquire().await?;
+        store::certificates::get(&mut conn, tenant_id, id)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(format!("no certificate with id {id} in this tenant"))
+            })?
+    };
+    let now = ra.now();
+    let mut tx = ra.store.begin().await?;
+    if !store::certificates::delete(&mut tx, id, now).await? {
+        return Err(Error::conflict(format!(
+            "certificate {id} is {} (valid until {}); revoke it before deleting it",
+            c.status(now),
+            vellum_core::time::rfc3339(c.not_after)
+        )));
+    }
+    let recipient = store::managed::end_share(&mut tx, id, now).await?;
+    tx.commit().await?;
+    Ok((c, recipient))
 }

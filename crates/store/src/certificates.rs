@@ -110,6 +110,119 @@ fn row_to_cert(r: &Row) -> Result<CertRow> {
     })
 }
 
+/// Whether a certificate has a synced copy in its tenant's managed list, and with whom it
+/// is shared: read in the same SELECT as the certificate (correlated subqueries on the
+/// `managed_*_origin` indexes), never on the issuance path.
+#[derive(Debug, Clone, Default)]
+pub struct CertLinks {
+    /// A live synced copy exists in the tenant's managed list.
+    pub synced: bool,
+    /// The live share, if any.
+    pub shared_with: Option<ShareLink>,
+}
+
+/// The tenant a certificate is shared with.
+#[derive(Debug, Clone)]
+pub struct ShareLink {
+    /// The recipient tenant.
+    pub tenant_id: String,
+    /// Its name.
+    pub tenant_name: String,
+    /// When it was shared, Unix seconds.
+    pub shared_at: i64,
+}
+
+/// The [`CertLinks`] columns, correlated to `certificates`.
+const LINK_COLUMNS: &str = "CAST(CASE WHEN EXISTS (SELECT 1 FROM managed_certificates m \
+     WHERE m.tenant_id = certificates.tenant_id AND m.origin_certificate_id = certificates.id \
+     AND m.source = 'synced' AND m.deleted_at IS NULL) THEN 1 ELSE 0 END AS BIGINT) AS link_synced, \
+     (SELECT m.tenant_id FROM managed_certificates m WHERE m.origin_certificate_id = certificates.id \
+     AND m.source = 'shared' AND m.deleted_at IS NULL) AS link_shared_tenant, \
+     (SELECT m.created_at FROM managed_certificates m WHERE m.origin_certificate_id = certificates.id \
+     AND m.source = 'shared' AND m.deleted_at IS NULL) AS link_shared_at, \
+     (SELECT t.name FROM managed_certificates m JOIN tenants t ON t.id = m.tenant_id \
+     WHERE m.origin_certificate_id = certificates.id AND m.source = 'shared' \
+     AND m.deleted_at IS NULL) AS link_shared_name";
+
+fn row_to_links(r: &Row) -> Result<CertLinks> {
+    let tenant: Option<String> = r.try_get("link_shared_tenant")?;
+    Ok(CertLinks {
+        synced: r.try_get::<i64, _>("link_synced")? != 0,
+        shared_with: match tenant {
+            Some(tenant_id) => Some(ShareLink {
+                tenant_id,
+                tenant_name: r
+                    .try_get::<Option<String>, _>("link_shared_name")?
+                    .unwrap_or_default(),
+                shared_at: r
+                    .try_get::<Option<i64>, _>("link_shared_at")?
+                    .unwrap_or_default(),
+            }),
+            None => None,
+        },
+    })
+}
+
+/// A certificate of `tenant_id` by id (deleted ones are gone), with its links.
+pub async fn get_linked(
+    conn: &mut Conn,
+    tenant_id: &str,
+    id: &str,
+) -> Result<Option<(CertRow, CertLinks)>> {
+    let row = query(&format!(
+        "SELECT certificates.*, {LINK_COLUMNS} FROM certificates \
+         WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL"
+    ))
+    .bind(id)
+    .bind(tenant_id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref()
+        .map(|r| Ok((row_to_cert(r)?, row_to_links(r)?)))
+        .transpose()
+}
+
+/// Certificates of `tenant_id` by id, deleted ones included (sync reports them), in no
+/// particular order.
+pub async fn get_many(conn: &mut Conn, tenant_id: &str, ids: &[String]) -> Result<Vec<CertRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "SELECT * FROM certificates WHERE tenant_id = $1 AND id IN ({})",
+        marks.join(", ")
+    );
+    let mut q = query(&sql).bind(tenant_id);
+    for id in ids {
+        q = q.bind(id);
+    }
+    let rows = q.fetch_all(conn).await?;
+    rows.iter().map(row_to_cert).collect()
+}
+
+/// A page of the certificates `ca_id` issued in `tenant_id` (deleted ones included), ids
+/// after `after`, oldest first.
+pub async fn page_of_ca(
+    conn: &mut Conn,
+    tenant_id: &str,
+    ca_id: &str,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<CertRow>> {
+    let rows = query(&format!(
+        "SELECT * FROM certificates WHERE tenant_id = $1 AND ca_id = $2 AND id > $3 \
+         ORDER BY id LIMIT {}",
+        limit.clamp(1, 1000)
+    ))
+    .bind(tenant_id)
+    .bind(ca_id)
+    .bind(after)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(row_to_cert).collect()
+}
+
 const CERT_COLUMNS: usize = 22;
 /// Rows per multi-row INSERT (22 × 100 values: far below both engines' limits).
 const CERT_ROWS_PER_STATEMENT: usize = 100;
@@ -256,8 +369,25 @@ impl CertFilter {
 }
 
 /// The tenant's certificates matching `f` at `now`, oldest first, deleted ones hidden; at
-/// most `f.limit` (1–1000).
+/// most `f.limit` (1–1000); each with its [`CertLinks`] (same SELECT).
 pub async fn list(
+    conn: &mut Conn,
+    tenant_id: &str,
+    f: &CertFilter,
+    now: i64,
+) -> Result<Vec<(CertRow, CertLinks)>> {
+    let columns = format!("certificates.*, {LINK_COLUMNS}");
+    let (sql, args) =
+        f.clause(tenant_id, now)
+            .select(&columns, "certificates", f.limit.clamp(1, 1000));
+    let rows = bound(&sql, &args).fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| Ok((row_to_cert(r)?, row_to_links(r)?)))
+        .collect()
+}
+
+/// Like [`list`] without the links (no per-row subqueries): the CSV export's pages.
+pub async fn list_rows(
     conn: &mut Conn,
     tenant_id: &str,
     f: &CertFilter,

@@ -61,6 +61,32 @@ pub async fn record_detail<T>(
     write(app, &event).await;
 }
 
+/// Records a successful step of a cross-tenant action (a share) in the OTHER tenant's
+/// log: the actor is the caller's token, `detail` says which tenant acted and on which
+/// certificate.
+pub async fn record_for_tenant(
+    app: &App,
+    who: &Principal,
+    tenant_id: &str,
+    action: &str,
+    target: &str,
+    detail: &str,
+) {
+    let event = AuditEvent {
+        at: vellum_core::time::now(),
+        tenant_id: Some(tenant_id.to_string()),
+        actor: Some(who.token_id.clone()),
+        actor_name: Some(who.token_name.clone()),
+        action: action.to_string(),
+        target: Some(target.to_string()),
+        source_ip: who.source_ip.clone(),
+        outcome: AuditOutcome::Success,
+        detail: Some(detail.to_string()),
+        ..AuditEvent::default()
+    };
+    write(app, &event).await;
+}
+
 async fn write(app: &App, event: &AuditEvent) {
     let written = async {
         let mut tx = app.store.begin().await?;

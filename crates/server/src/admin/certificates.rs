@@ -10,7 +10,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::audit::record;
+use super::audit::{record, record_detail, record_for_tenant};
 use super::auth::{Permission, Principal};
 use super::export::ExportBody;
 use super::json::{self, Json, OptJson, Query};
@@ -20,7 +20,8 @@ use ca::formats::ExportInput;
 use ra::csr;
 use ra::issue::{self, IssueRequest, Issued, KeySource};
 use ra::spec::{CertSpec, Requester, SanInput};
-use store::{self, audit::AuditEvent, certificates::CertFilter, certificates::CertRow};
+use store::certificates::{CertFilter, CertLinks, CertRow};
+use store::{self, audit::AuditEvent};
 use vellum_core::error::{Error, Result};
 use vellum_core::status::{parse_field, AuditOutcome, CertificateStatus, RevocationReason, Risk};
 
@@ -163,8 +164,9 @@ pub fn status(c: &CertRow, now: i64) -> CertificateStatus {
     c.status(now)
 }
 
-/// The JSON view of a certificate (a contract: see docs/API.md).
-pub fn view(c: &CertRow, chain_der: &[Vec<u8>]) -> Value {
+/// The JSON view of a certificate (a contract: see docs/API.md), with its links to the
+/// managed lists (`synced`, `shared_with`).
+pub fn view(c: &CertRow, links: &CertLinks, chain_der: &[Vec<u8>]) -> Value {
     let now = vellum_core::time::now();
     let subject: Value = serde_json::from_str(&c.subject_json).unwrap_or(json!({}));
     let tags: Value = serde_json::from_str(&c.tags_json).unwrap_or(json!({}));
@@ -195,6 +197,12 @@ pub fn view(c: &CertRow, chain_der: &[Vec<u8>]) -> Value {
         "tags": tags,
         "requester": c.requester,
         "renewed_from": c.renewed_from,
+        "synced": links.synced,
+        "shared_with": links.shared_with.as_ref().map(|l| json!({
+            "tenant_id": l.tenant_id,
+            "tenant_name": l.tenant_name,
+            "shared_at": json::rfc3339(l.shared_at),
+        })),
         "created_at": json::rfc3339(c.created_at),
         "certificate_pem": cert_pem(&c.certificate_der),
         "chain_pem": chain_der.iter().map(|d| cert_pem(d)).collect::<String>(),
@@ -221,8 +229,9 @@ async fn chain_for(app: &App, ca_id: Option<&str>) -> Result<Vec<Vec<u8>>> {
     Ok(chain)
 }
 
+/// A certificate just issued: no copy of it exists yet.
 fn issued_view(i: &Issued) -> Value {
-    view(&i.record, &i.chain_der)
+    view(&i.record, &CertLinks::default(), &i.chain_der)
 }
 
 /// `POST /cas/{id}/certificates`: issue through the one path.
@@ -380,17 +389,32 @@ pub async fn list(
     };
     let mut chains: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     let mut items = Vec::with_capacity(rows.len());
-    for r in &rows {
+    for (r, links) in &rows {
         let key = r.ca_id.clone().unwrap_or_default();
         if !chains.contains_key(&key) {
             chains.insert(key.clone(), chain_for(&app, r.ca_id.as_deref()).await?);
         }
-        items.push(view(r, &chains[&key]));
+        items.push(view(r, links, &chains[&key]));
     }
     let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.id.clone()))
+        .then(|| rows.last().map(|(r, _)| r.id.clone()))
         .flatten();
     Ok(axum::Json(json::list(items, next)))
+}
+
+/// The certificate with its links, for the views that answer a change.
+async fn load_linked(app: &App, who: &Principal, id: &str) -> Result<(CertRow, CertLinks)> {
+    let mut conn = app.store.reader().acquire().await?;
+    store::certificates::get_linked(&mut conn, &who.tenant_id, id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no certificate with id {id} in this tenant")))
+}
+
+/// The view of a certificate as it is now.
+async fn current_view(app: &App, who: &Principal, id: &str) -> Result<Value> {
+    let (c, links) = load_linked(app, who, id).await?;
+    let chain = chain_for(app, c.ca_id.as_deref()).await?;
+    Ok(view(&c, &links, &chain))
 }
 
 async fn load(app: &App, who: &Principal, id: &str) -> Result<CertRow> {
@@ -407,9 +431,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
     who.require(Permission::Read)?;
-    let c = load(&app, &who, &id).await?;
-    let chain = chain_for(&app, c.ca_id.as_deref()).await?;
-    Ok(axum::Json(view(&c, &chain)))
+    Ok(axum::Json(current_view(&app, &who, &id).await?))
 }
 
 /// Body of `PATCH /certificates/{id}`.
@@ -430,9 +452,8 @@ pub async fn update(
     who.require(Permission::Issue)?;
     let res = ra::inventory::set_certificate_tags(&app, &who.tenant_id, &id, &body.tags).await;
     record(&app, &who, "certificate.tags", Some(&id), &res).await;
-    let c = res?;
-    let chain = chain_for(&app, c.ca_id.as_deref()).await?;
-    Ok(axum::Json(view(&c, &chain)))
+    res?;
+    Ok(axum::Json(current_view(&app, &who, &id).await?))
 }
 
 /// `POST /certificates/{id}/export`: PEM bundle, DER, PKCS#12, JKS or PKCS#8.
@@ -510,9 +531,8 @@ pub async fn revoke(
     OptJson(body): OptJson<RevokeBody>,
 ) -> ApiResult<axum::Json<Value>> {
     who.require(Permission::Issue)?;
-    let c = revoke_one(&app, &who, &id, body.reason.as_deref()).await?;
-    let chain = chain_for(&app, c.ca_id.as_deref()).await?;
-    Ok(axum::Json(view(&c, &chain)))
+    revoke_one(&app, &who, &id, body.reason.as_deref()).await?;
+    Ok(axum::Json(current_view(&app, &who, &id).await?))
 }
 
 /// Revokes one certificate through `ra::revoke`, audited as `certificate.revoke` (the
@@ -533,7 +553,8 @@ pub(crate) async fn revoke_one(
     res
 }
 
-/// `DELETE /certificates/{id}`: only revoked or expired certificates.
+/// `DELETE /certificates/{id}`: only revoked or expired certificates. Its share ends
+/// (audited in the recipient's tenant too); its synced copy stays.
 pub async fn delete(
     State(app): State<Arc<App>>,
     who: Principal,
@@ -541,18 +562,26 @@ pub async fn delete(
 ) -> ApiResult<axum::Json<Value>> {
     who.require(Permission::Issue)?;
     let c = delete_one(&app, &who, &id).await?;
-    let mut v = view(&c, &[]);
+    let mut v = view(&c, &CertLinks::default(), &[]);
     v["deleted"] = json!(true);
     Ok(axum::Json(v))
 }
 
-/// Deletes one certificate through `ra::inventory::delete_certificate`, audited as
+/// Deletes one certificate through `ra::revoke::delete_certificate`, audited as
 /// `certificate.delete` (single call and bulk). The caller has checked
 /// `Permission::Issue`.
 pub(crate) async fn delete_one(app: &App, who: &Principal, id: &str) -> Result<CertRow> {
-    let res = ra::inventory::delete_certificate(app, &who.tenant_id, id).await;
+    let res = ra::revoke::delete_certificate(app, &who.tenant_id, id).await;
     record(app, who, "certificate.delete", Some(id), &res).await;
-    res
+    let (c, recipient) = res?;
+    if let Some(r) = recipient {
+        let detail = format!(
+            "certificate {id} was deleted by its owner tenant {}; the share ended",
+            who.tenant_id
+        );
+        record_for_tenant(app, who, &r, "certificate.share.ended", id, &detail).await;
+    }
+    Ok(c)
 }
 
 /// Body of `POST /certificates/{id}/renew`.
@@ -571,7 +600,12 @@ pub async fn renew(
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     who.require(Permission::Issue)?;
     let issued = renew_one(&app, &who, &id, body.force.unwrap_or(false)).await?;
-    Ok((StatusCode::CREATED, axum::Json(issued_view(&issued))))
+    let mut v = issued_view(&issued);
+    // The renewal may carry the synced copy of the certificate it renews.
+    if let Ok((_, links)) = load_linked(&app, &who, &issued.record.id).await {
+        v["synced"] = json!(links.synced);
+    }
+    Ok((StatusCode::CREATED, axum::Json(v)))
 }
 
 /// Renews one certificate through `ra::renew` (quota spent as for any issuance); a
@@ -587,4 +621,159 @@ pub(crate) async fn renew_one(app: &App, who: &Principal, id: &str, force: bool)
         record(app, who, "certificate.renew", Some(id), &res).await;
     }
     res
+}
+
+/// Body of `POST /cas/{id}/certificates/sync`: `certificate_ids` or `all: true`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncBody {
+    certificate_ids: Option<Vec<String>>,
+    all: Option<bool>,
+}
+
+/// `POST /cas/{id}/certificates/sync`: copies certificates the CA issued into the
+/// managed list (audited as `certificates.sync`, target the CA, detail the counts).
+pub async fn sync(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(ca_id): Path<String>,
+    Json(body): Json<SyncBody>,
+) -> ApiResult<axum::Json<Value>> {
+    who.require(Permission::Issue)?;
+    let res = async {
+        let sel = match (body.certificate_ids, body.all) {
+            (Some(_), Some(true)) => {
+                return Err(Error::invalid(
+                    "all",
+                    "give either certificate_ids or \"all\": true, not both",
+                ))
+            }
+            (Some(ids), _) => ra::sync::Selection::Ids(ids),
+            (None, Some(true)) => ra::sync::Selection::All,
+            (None, _) => {
+                return Err(Error::invalid(
+                    "certificate_ids",
+                    "is required (or send \"all\": true)",
+                ))
+            }
+        };
+        ra::sync::sync(&app, &who.tenant_id, &ca_id, &sel).await
+    }
+    .await;
+    let detail = res.as_ref().ok().map(|r| {
+        format!(
+            "added={} already_synced={} skipped={}",
+            r.added.len(),
+            r.already_synced,
+            r.skipped.len()
+        )
+    });
+    record_detail(
+        &app,
+        &who,
+        "certificates.sync",
+        Some(&ca_id),
+        &res,
+        detail.as_deref(),
+    )
+    .await;
+    let r = res?;
+    Ok(axum::Json(json!({
+        "added": r.added.len(),
+        "already_synced": r.already_synced,
+        "skipped": r.skipped.iter().map(|s| json!({
+            "certificate_id": s.certificate_id,
+            "reason": s.reason,
+        })).collect::<Vec<_>>(),
+        "managed_ids": r.added,
+    })))
+}
+
+/// Body of `POST /certificates/{id}/share`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareBody {
+    /// The recipient tenant's id.
+    pub tenant: String,
+}
+
+/// `POST /certificates/{id}/share`: lends the certificate (no key) to another tenant of
+/// the same entity; audited in both tenants.
+pub async fn share(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<ShareBody>,
+) -> ApiResult<axum::Json<Value>> {
+    who.require(Permission::Issue)?;
+    let res = ra::share::share_certificate(&app, &who.tenant_id, &id, &body.tenant).await;
+    let detail = res.as_ref().ok().map(|s| {
+        format!(
+            "shared with tenant {} ({})",
+            s.recipient.id, s.recipient.name
+        )
+    });
+    record_detail(
+        &app,
+        &who,
+        "certificate.share",
+        Some(&id),
+        &res,
+        detail.as_deref(),
+    )
+    .await;
+    let shared = res?;
+    let detail = format!(
+        "certificate {id} shared by tenant {} as managed certificate {}",
+        who.tenant_id, shared.copy.id
+    );
+    record_for_tenant(
+        &app,
+        &who,
+        &shared.recipient.id,
+        "certificate.share.received",
+        &id,
+        &detail,
+    )
+    .await;
+    Ok(axum::Json(current_view(&app, &who, &id).await?))
+}
+
+/// `DELETE /certificates/{id}/share`: the owner withdraws the share; the recipient's copy
+/// disappears. Audited in both tenants.
+pub async fn unshare(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    who.require(Permission::Issue)?;
+    let res = ra::share::withdraw(&app, &who.tenant_id, &id).await;
+    let detail = res
+        .as_ref()
+        .ok()
+        .map(|r| format!("share with tenant {r} withdrawn"));
+    record_detail(
+        &app,
+        &who,
+        "certificate.unshare",
+        Some(&id),
+        &res,
+        detail.as_deref(),
+    )
+    .await;
+    let recipient = res?;
+    let detail = format!(
+        "the owner tenant {} withdrew the share of certificate {id}",
+        who.tenant_id
+    );
+    record_for_tenant(
+        &app,
+        &who,
+        &recipient,
+        "certificate.share.withdrawn",
+        &id,
+        &detail,
+    )
+    .await;
+    Ok(axum::Json(current_view(&app, &who, &id).await?))
 }

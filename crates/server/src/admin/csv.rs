@@ -234,7 +234,7 @@ pub async fn certificates(
         f.after = after;
         async move {
             let mut conn = store.reader().acquire().await?;
-            store::certificates::list(&mut conn, &tenant, &f, now).await
+            store::certificates::list_rows(&mut conn, &tenant, &f, now).await
         }
     };
     Ok(stream(

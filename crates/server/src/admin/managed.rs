@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::audit::{record, record_detail};
+use super::audit::{record, record_detail, record_for_tenant};
 use super::auth::{Permission, Principal};
 use super::export::ExportBody;
 use super::json::{self, Json, Query};
@@ -59,6 +59,12 @@ pub fn view(m: &ManagedRow, full: bool) -> Value {
         "leakage_risk": m.leakage_risk,
         "leakage_advice": ra::inventory::leakage_advice(m.leakage_risk),
         "has_private_key": m.key_sealed.is_some(),
+        "origin_certificate_id": m.origin_certificate_id,
+        "shared_by": m.shared_by_tenant_id.as_ref().map(|t| json!({
+            "tenant_id": t,
+            "tenant_name": m.shared_by_name,
+        })),
+        "revoked_at": json::ts(m.revoked_at),
         "notifications": m.notifications,
         "tags": tags,
         "created_at": json::rfc3339(m.created_at),
@@ -239,7 +245,16 @@ pub async fn delete(
 pub(crate) async fn delete_one(app: &App, who: &Principal, id: &str) -> Result<ManagedRow> {
     let res = rules::delete(app, &who.tenant_id, id).await;
     record(app, who, "managed.delete", Some(id), &res).await;
-    res
+    let m = res?;
+    // Deleting a received share ends it: the owner's log says so too.
+    if let (Some(owner), Some(origin)) = (&m.shared_by_tenant_id, &m.origin_certificate_id) {
+        let detail = format!(
+            "tenant {} deleted its shared copy {} of certificate {origin}; the share ended",
+            who.tenant_id, m.id
+        );
+        record_for_tenant(app, who, owner, "certificate.share.ended", origin, &detail).await;
+    }
+    Ok(m)
 }
 
 /// Turns one managed certificate's reminders on or off through `ra::managed::patch`,
@@ -282,6 +297,8 @@ pub(crate) async fn export_one(
 ) -> Result<super::export::File> {
     let res = async {
         let m = rules::get(app, &who.tenant_id, id).await?;
+        // A received share never gives its key away, in one export or in bulk.
+        ra::share::check_export(&m, &body.format)?;
         let chain = if body.include_chain.unwrap_or(true) {
             rules::chain(&m)
         } else {
@@ -310,6 +327,25 @@ pub(crate) async fn export_one(
     };
     record(app, who, &action, Some(id), &outcome).await;
     res
+}
+
+/// `POST /managed/{id}/share`: never shares (only private-CA certificates are shared,
+/// through `POST /certificates/{id}/share`): an uploaded entry is a 422, a synced one a
+/// 422 naming its origin's share call, a received share a 403.
+pub async fn share(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(_body): Json<super::certificates::ShareBody>,
+) -> ApiResult<axum::Json<Value>> {
+    who.require(Permission::Issue)?;
+    let res: Result<Value> = async {
+        let m = rules::get(&app, &who.tenant_id, &id).await?;
+        Err(ra::share::refuse_managed_share(&m))
+    }
+    .await;
+    record(&app, &who, "managed.share", Some(&id), &res).await;
+    Ok(axum::Json(res?))
 }
 
 /// Body of `POST /tools/convert`.

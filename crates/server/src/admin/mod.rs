@@ -83,6 +83,12 @@ pub fn router() -> Router<Arc<App>> {
         .route("/certificates/{id}/export", post(certificates::export))
         .route("/certificates/{id}/revoke", post(certificates::revoke))
         .route("/certificates/{id}/renew", post(certificates::renew))
+        .route(
+            "/certificates/{id}/share",
+            post(certificates::share).delete(certificates::unshare),
+        )
+        .route("/cas/{id}/certificates/sync", post(certificates::sync))
+        .route("/managed/{id}/share", post(managed::share))
         .route("/managed", post(managed::upload).get(managed::list))
         .route("/managed.csv", get(csv::managed))
         .route("/managed/bulk", post(bulk::managed))
