@@ -93,15 +93,30 @@ impl Report {
 }
 
 /// Exactly one of `ids` and `filter` (422 naming `ids` otherwise).
-fn one_selection<F>(ids: &Option<Vec<String>>, filter: &Option<F>) -> Result<()> {
+fn one_selection<'a, F>(
+    ids: &'a Option<Vec<String>>,
+    filter: &'a Option<F>,
+) -> Result<Selection<'a, F>> {
     match (ids, filter) {
         (Some(_), Some(_)) => Err(Error::invalid("ids", "give either ids or filter, not both")),
         (None, None) => Err(Error::invalid(
             "ids",
             "give the certificates to act on: ids (a list) or filter (the list's filters)",
         )),
-        _ => Ok(()),
+        (Some(ids), None) => Ok(Selection::Ids(ids)),
+        (None, Some(f)) => Ok(Selection::Filter(f)),
     }
+}
+
+/// What a bulk call acts on: named ids, or what a filter selects.
+enum Selection<'a, F> {
+    Ids(&'a [String]),
+    Filter(&'a F),
+}
+
+/// The 500 of a state the checks above make impossible (never a panic in a handler).
+fn impossible(what: &str) -> Error {
+    Error::internal(format!("bulk action: {what}"))
 }
 
 /// 422 naming `field` when it is given for an action that does not use it.
@@ -221,7 +236,7 @@ pub async fn certificates(
     // refused before anything is resolved.
     who.require(Permission::Issue)?;
     let action: BulkAction = parse_field("action", &body.action)?;
-    one_selection(&body.ids, &body.filter)?;
+    let chosen = one_selection(&body.ids, &body.filter)?;
     let mut export = None;
     match action {
         BulkAction::Revoke => {
@@ -250,18 +265,17 @@ pub async fn certificates(
             .into())
         }
     }
-    let (ids, selection) = match (&body.ids, &body.filter) {
-        (Some(ids), _) => {
+    let (ids, selection) = match chosen {
+        Selection::Ids(ids) => {
             let ids = ra::bulk::check_ids(ids)?;
             let n = ids.len();
             (ids, format!("ids={n}"))
         }
-        (None, Some(f)) => {
+        Selection::Filter(f) => {
             let filter = f.to_filter()?;
             let ids = ra::bulk::certificate_ids(&app, &who.tenant_id, &filter).await?;
             (ids, format!("filter=[{}]", f.describe()))
         }
-        (None, None) => unreachable!("one_selection checked"),
     };
     let mut report = Report::default();
     let mut files = Vec::new();
@@ -285,7 +299,9 @@ pub async fn certificates(
                 Err(e) => report.failed(id, &e),
             },
             BulkAction::Export => {
-                let (_, single) = export.as_ref().expect("export body parsed above");
+                let Some((_, single)) = export.as_ref() else {
+                    return Err(impossible("export without its body").into());
+                };
                 match certificates::export_one(&app, &who, id, single).await {
                     Ok(f) => {
                         report.ok(id, None);
@@ -294,7 +310,9 @@ pub async fn certificates(
                     Err(e) => report.failed(id, &e),
                 }
             }
-            BulkAction::Notifications => unreachable!("refused above"),
+            BulkAction::Notifications => {
+                return Err(impossible("notifications on certificates").into())
+            }
         }
     }
     audit_bulk(&app, &who, "certificates.bulk", action, &selection, &report).await;
@@ -314,7 +332,7 @@ pub async fn managed(
 ) -> ApiResult<Response> {
     who.require(Permission::Issue)?;
     let action: BulkAction = parse_field("action", &body.action)?;
-    one_selection(&body.ids, &body.filter)?;
+    let chosen = one_selection(&body.ids, &body.filter)?;
     let mut export = None;
     match action {
         BulkAction::Delete => {
@@ -345,18 +363,17 @@ pub async fn managed(
             .into())
         }
     }
-    let (ids, selection) = match (&body.ids, &body.filter) {
-        (Some(ids), _) => {
+    let (ids, selection) = match chosen {
+        Selection::Ids(ids) => {
             let ids = ra::bulk::check_ids(ids)?;
             let n = ids.len();
             (ids, format!("ids={n}"))
         }
-        (None, Some(f)) => {
+        Selection::Filter(f) => {
             let filter = f.to_filter()?;
             let ids = ra::bulk::managed_ids(&app, &who.tenant_id, &filter).await?;
             (ids, format!("filter=[{}]", f.describe()))
         }
-        (None, None) => unreachable!("one_selection checked"),
     };
     let mut report = Report::default();
     let mut files = Vec::new();
@@ -374,7 +391,9 @@ pub async fn managed(
                 }
             }
             BulkAction::Export => {
-                let (_, single) = export.as_ref().expect("export body parsed above");
+                let Some((_, single)) = export.as_ref() else {
+                    return Err(impossible("export without its body").into());
+                };
                 match managed::export_one(&app, &who, id, single).await {
                     Ok(f) => {
                         report.ok(id, None);
@@ -383,7 +402,9 @@ pub async fn managed(
                     Err(e) => report.failed(id, &e),
                 }
             }
-            BulkAction::Revoke | BulkAction::Renew => unreachable!("refused above"),
+            BulkAction::Revoke | BulkAction::Renew => {
+                return Err(impossible("revoke or renew of managed certificates").into())
+            }
         }
     }
     audit_bulk(&app, &who, "managed.bulk", action, &selection, &report).await;
