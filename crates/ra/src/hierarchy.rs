@@ -724,6 +724,7 @@ pub async fn revoke(
     }
     let now = ra.now();
     let mut tx = ra.store.begin().await?;
+    lock_parent_first(&mut tx, &ca).await?;
     if !store::cas::revoke(&mut tx, id, now, reason).await? {
         return Err(Error::conflict(format!(
             "CA {id} changed state; fetch it and retry"
@@ -735,6 +736,17 @@ pub async fn revoke(
     }
     tx.commit().await?;
     load(ra, tenant_id, id).await
+}
+
+/// Locks an intermediate's root before the transaction touches the intermediate: revoke,
+/// reset and refund return quota to the root, and quota moves lock root then
+/// intermediate; taking the rows in the same order keeps PostgreSQL from deadlocking
+/// the two.
+async fn lock_parent_first(tx: &mut store::Tx, ca: &CaRow) -> Result<()> {
+    match &ca.parent_id {
+        Some(parent) => store::cas::lock(tx, parent).await,
+        None => Ok(()),
+    }
 }
 
 async fn enabled_children(ra: &Authority, id: &str) -> Result<Vec<String>> {
@@ -766,6 +778,7 @@ pub async fn reset(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
     }
     let now = ra.now();
     let mut tx = ra.store.begin().await?;
+    lock_parent_first(&mut tx, &ca).await?;
     // Change the row first: it locks it, so the count below sees every issuance that
     // committed before us, and none can commit after.
     if !store::cas::reset(&mut tx, id).await? {
@@ -803,6 +816,7 @@ pub async fn refund(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> 
     let now = ra.now();
     check_refundable(&ca, now)?;
     let mut tx = ra.store.begin().await?;
+    lock_parent_first(&mut tx, &ca).await?;
     if !ca.is_root() {
         store::cas::return_unspent_quota(&mut tx, id).await?;
     }

@@ -401,6 +401,18 @@ pub async fn spend(
     Ok(res.rows_affected() == 1)
 }
 
+/// Takes the row lock of CA `id` (PostgreSQL; SQLite's one writer holds every lock already)
+/// without changing it. A transaction that will touch an intermediate and its root calls
+/// this on the root first, the order quota moves use ([`lock_quota_pair`]), so two such
+/// transactions queue instead of deadlocking.
+pub async fn lock(conn: &mut Tx, id: &str) -> Result<()> {
+    query("UPDATE cas SET id = id WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Gives an intermediate's unspent quota (`quota_remaining`) back to its root's
 /// `quota_available` (reset, refund). Returns the units moved: 0 when there were none, or
 /// the CA does not exist or has no parent.
@@ -417,14 +429,21 @@ pub async fn return_unspent_quota(conn: &mut Tx, intermediate_id: &str) -> Resul
     if remaining <= 0 {
         return Ok(0);
     }
-    query(
+    // The root is credited only with what the intermediate gave up: had its quota moved
+    // since the read above, nothing moves and the transaction must not commit.
+    let moved = query(
         "UPDATE cas SET quota_remaining = quota_remaining - $1, quota_assigned = quota_assigned - $1 \
-         WHERE id = $2 AND quota_remaining >= $1",
+         WHERE id = $2 AND quota_remaining = $1",
     )
     .bind(remaining)
     .bind(intermediate_id)
     .execute(&mut *conn)
     .await?;
+    if moved.rows_affected() != 1 {
+        return Err(vellum_core::error::Error::conflict(format!(
+            "the quota of CA {intermediate_id} changed while it was being returned; retry"
+        )));
+    }
     query("UPDATE cas SET quota_available = quota_available + $1 WHERE id = $2")
         .bind(remaining)
         .bind(parent)
