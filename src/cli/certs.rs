@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
@@ -100,21 +100,8 @@ pub(crate) enum CertCmd {
     Export {
         /// The certificate's id.
         id: String,
-        /// pem, der, pkcs12, jks or pkcs8.
-        #[arg(long, default_value = "pem")]
-        format: String,
-        /// Password (required for pkcs12 and jks; encrypts pkcs8).
-        #[arg(long)]
-        password: Option<String>,
-        /// Leave the CA chain out.
-        #[arg(long)]
-        no_chain: bool,
-        /// PKCS#12 with 3DES/SHA-1 for old Windows and Java 8.
-        #[arg(long)]
-        legacy: bool,
-        /// Output file (default: <id>.<extension>).
-        #[arg(long, short)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        file: ExportArgs,
     },
     /// Revoke a certificate (irreversible).
     Revoke {
@@ -333,6 +320,49 @@ pub(crate) fn parse_san(s: &str) -> Result<Value, CliError> {
     Ok(json!({"type": kind, "value": value}))
 }
 
+/// How `cert export` and `managed export` ask for their file.
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// pem, der, pkcs12, jks or pkcs8.
+    #[arg(long, default_value = "pem")]
+    format: String,
+    /// Password (required for pkcs12 and jks; encrypts pkcs8).
+    #[arg(long)]
+    password: Option<String>,
+    /// Leave the chain out.
+    #[arg(long)]
+    no_chain: bool,
+    /// PKCS#12 with 3DES/SHA-1 for old Windows and Java 8.
+    #[arg(long)]
+    legacy: bool,
+    /// Output file (default: <id>.<extension>).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+}
+
+impl ExportArgs {
+    /// POSTs the export to `path` and writes the file (0600: it may hold a key).
+    pub(crate) async fn download(
+        &self,
+        client: &AdminClient,
+        path: &str,
+        id: &str,
+    ) -> Result<String, CliError> {
+        let mut body = json!({"format": self.format, "include_chain": !self.no_chain,
+                              "legacy": self.legacy});
+        if let Some(p) = &self.password {
+            body["password"] = json!(p);
+        }
+        let bytes = client.call_bytes(Method::POST, path, Some(body)).await?;
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{id}.{}", ext_for(&self.format))));
+        vellum_core::fsutil::write_private(&out, &bytes).map_err(|e| CliError(e.to_string()))?;
+        Ok(format!("wrote {} ({} bytes)\n", out.display(), bytes.len()))
+    }
+}
+
 /// The file extension of an export format.
 pub(crate) fn ext_for(format: &str) -> &'static str {
     match format {
@@ -441,31 +471,10 @@ pub(crate) async fn run(
             Some(CERT_COLUMNS),
         ),
         CertCmd::Show { id, .. } => (Method::GET, format!("/certificates/{id}"), None, None),
-        CertCmd::Export {
-            id,
-            format,
-            password,
-            no_chain,
-            legacy,
-            out,
-        } => {
-            let mut body = json!({"format": format, "include_chain": !no_chain, "legacy": legacy});
-            if let Some(p) = password {
-                body["password"] = json!(p);
-            }
-            let bytes = client
-                .call_bytes(
-                    Method::POST,
-                    &format!("/certificates/{id}/export"),
-                    Some(body),
-                )
-                .await?;
-            let out = out
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(format!("{id}.{}", ext_for(format))));
-            vellum_core::fsutil::write_private(&out, &bytes)
-                .map_err(|e| CliError(e.to_string()))?;
-            return Ok(format!("wrote {} ({} bytes)\n", out.display(), bytes.len()));
+        CertCmd::Export { id, file } => {
+            return file
+                .download(client, &format!("/certificates/{id}/export"), id)
+                .await
         }
         CertCmd::Bulk {
             action,

@@ -8,7 +8,6 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use super::certs::ext_for;
 use super::client::{AdminClient, CliError};
 use super::output;
 
@@ -143,21 +142,8 @@ pub(crate) enum ManagedCmd {
     Export {
         /// The managed certificate's id.
         id: String,
-        /// pem, der, pkcs12, jks or pkcs8.
-        #[arg(long, default_value = "pem")]
-        format: String,
-        /// Password (required for pkcs12 and jks; encrypts pkcs8).
-        #[arg(long)]
-        password: Option<String>,
-        /// Leave the chain out.
-        #[arg(long)]
-        no_chain: bool,
-        /// PKCS#12 with 3DES/SHA-1 for old Windows and Java 8.
-        #[arg(long)]
-        legacy: bool,
-        /// Output file (default: <id>.<extension>).
-        #[arg(long, short)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        file: super::certs::ExportArgs,
     },
 }
 
@@ -344,27 +330,10 @@ pub(crate) async fn run(
             Some(json!({"tenant": tenant})),
             None,
         ),
-        ManagedCmd::Export {
-            id,
-            format,
-            password,
-            no_chain,
-            legacy,
-            out,
-        } => {
-            let mut body = json!({"format": format, "include_chain": !no_chain, "legacy": legacy});
-            if let Some(p) = password {
-                body["password"] = json!(p);
-            }
-            let bytes = client
-                .call_bytes(Method::POST, &format!("/managed/{id}/export"), Some(body))
-                .await?;
-            let out = out
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(format!("{id}.{}", ext_for(format))));
-            vellum_core::fsutil::write_private(&out, &bytes)
-                .map_err(|e| CliError(e.to_string()))?;
-            return Ok(format!("wrote {} ({} bytes)\n", out.display(), bytes.len()));
+        ManagedCmd::Export { id, file } => {
+            return file
+                .download(client, &format!("/managed/{id}/export"), id)
+                .await
         }
     };
     let value = client.call(method, &path, body).await?;

@@ -87,6 +87,14 @@ impl Report {
         }));
     }
 
+    /// Records an item whose success carries nothing more than its id.
+    fn outcome<T>(&mut self, id: &str, res: Result<T>) {
+        match res {
+            Ok(_) => self.ok(id, None),
+            Err(e) => self.failed(id, &e),
+        }
+    }
+
     fn json(&self) -> Value {
         json!({"succeeded": self.succeeded, "failed": self.failed, "results": self.results})
     }
@@ -112,6 +120,13 @@ fn one_selection<'a, F>(
 enum Selection<'a, F> {
     Ids(&'a [String]),
     Filter(&'a F),
+}
+
+/// Named ids, checked (`ra::bulk::check_ids`), and how the audit names them.
+fn by_ids(ids: &[String]) -> Result<(Vec<String>, String)> {
+    let ids = ra::bulk::check_ids(ids)?;
+    let n = ids.len();
+    Ok((ids, format!("ids={n}")))
 }
 
 /// The 500 of a state the checks above make impossible (never a panic in a handler).
@@ -266,27 +281,20 @@ pub async fn certificates(
         }
     }
     let (ids, selection) = match chosen {
-        Selection::Ids(ids) => {
-            let ids = ra::bulk::check_ids(ids)?;
-            let n = ids.len();
-            (ids, format!("ids={n}"))
-        }
-        Selection::Filter(f) => {
-            let filter = f.to_filter()?;
-            let ids = ra::bulk::certificate_ids(&app, &who.tenant_id, &filter).await?;
-            (ids, format!("filter=[{}]", f.describe()))
-        }
+        Selection::Ids(ids) => by_ids(ids)?,
+        Selection::Filter(f) => (
+            ra::bulk::certificate_ids(&app, &who.tenant_id, &f.to_filter()?).await?,
+            format!("filter=[{}]", f.describe()),
+        ),
     };
     let mut report = Report::default();
     let mut files = Vec::new();
     for id in &ids {
         match action {
-            BulkAction::Revoke => {
-                match certificates::revoke_one(&app, &who, id, body.reason.as_deref()).await {
-                    Ok(_) => report.ok(id, None),
-                    Err(e) => report.failed(id, &e),
-                }
-            }
+            BulkAction::Revoke => report.outcome(
+                id,
+                certificates::revoke_one(&app, &who, id, body.reason.as_deref()).await,
+            ),
             BulkAction::Renew => {
                 let force = body.force.unwrap_or(false);
                 match certificates::renew_one(&app, &who, id, force).await {
@@ -294,10 +302,9 @@ pub async fn certificates(
                     Err(e) => report.failed(id, &e),
                 }
             }
-            BulkAction::Delete => match certificates::delete_one(&app, &who, id).await {
-                Ok(_) => report.ok(id, None),
-                Err(e) => report.failed(id, &e),
-            },
+            BulkAction::Delete => {
+                report.outcome(id, certificates::delete_one(&app, &who, id).await)
+            }
             BulkAction::Export => {
                 let Some((_, single)) = export.as_ref() else {
                     return Err(impossible("export without its body").into());
@@ -364,31 +371,20 @@ pub async fn managed(
         }
     }
     let (ids, selection) = match chosen {
-        Selection::Ids(ids) => {
-            let ids = ra::bulk::check_ids(ids)?;
-            let n = ids.len();
-            (ids, format!("ids={n}"))
-        }
-        Selection::Filter(f) => {
-            let filter = f.to_filter()?;
-            let ids = ra::bulk::managed_ids(&app, &who.tenant_id, &filter).await?;
-            (ids, format!("filter=[{}]", f.describe()))
-        }
+        Selection::Ids(ids) => by_ids(ids)?,
+        Selection::Filter(f) => (
+            ra::bulk::managed_ids(&app, &who.tenant_id, &f.to_filter()?).await?,
+            format!("filter=[{}]", f.describe()),
+        ),
     };
     let mut report = Report::default();
     let mut files = Vec::new();
     for id in &ids {
         match action {
-            BulkAction::Delete => match managed::delete_one(&app, &who, id).await {
-                Ok(_) => report.ok(id, None),
-                Err(e) => report.failed(id, &e),
-            },
+            BulkAction::Delete => report.outcome(id, managed::delete_one(&app, &who, id).await),
             BulkAction::Notifications => {
                 let on = body.on.unwrap_or(true);
-                match managed::notifications_one(&app, &who, id, on).await {
-                    Ok(_) => report.ok(id, None),
-                    Err(e) => report.failed(id, &e),
-                }
+                report.outcome(id, managed::notifications_one(&app, &who, id, on).await)
             }
             BulkAction::Export => {
                 let Some((_, single)) = export.as_ref() else {

@@ -476,13 +476,7 @@ pub(crate) async fn export_one(
     body: &ExportBody,
 ) -> Result<super::export::File> {
     let res = export_inner(app, who, id, body).await;
-    let action = format!("certificate.export.{}", body.format);
-    let outcome: Result<()> = match &res {
-        Ok(_) => Ok(()),
-        Err(e) => Err(Error::bad_request(e.client_detail())),
-    };
-    record(app, who, &action, Some(id), &outcome).await;
-    res
+    super::export::audited(app, who, "certificate", id, &body.format, res).await
 }
 
 async fn export_inner(

@@ -149,9 +149,15 @@ fn encode(records: impl Iterator<Item = Vec<String>>, capacity: usize) -> Bytes 
     Bytes::from(w.into_inner().unwrap_or_default())
 }
 
-/// The streamed CSV response: `header`, then the rows `fetch(after)` returns page after
-/// page (keyset: each page after the previous page's last id) until a short page.
-fn stream<R, F, Fut>(
+/// Audits the download once as `action` with the filter's description (never the rows),
+/// then streams `header` and the rows `fetch(after)` returns page after page (keyset:
+/// each page after the previous page's last id) until a short page.
+#[allow(clippy::too_many_arguments)]
+async fn audited_stream<R, F, Fut>(
+    app: &App,
+    who: &Principal,
+    action: &str,
+    filter_described: &str,
     filename: &str,
     header: &'static [&'static str],
     mut fetch: F,
@@ -164,6 +170,8 @@ where
     F: FnMut(Option<String>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Vec<R>>> + Send,
 {
+    let ok: Result<()> = Ok(());
+    record_detail(app, who, action, None, &ok, Some(filter_described)).await;
     let (tx, rx) =
         tokio::sync::mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(CHANNEL_CHUNKS);
     tokio::spawn(async move {
@@ -214,16 +222,6 @@ pub async fn certificates(
     who.require(Permission::Read)?;
     let mut filter = q.to_filter()?;
     filter.limit = CHUNK_ROWS;
-    let ok: Result<()> = Ok(());
-    record_detail(
-        &app,
-        &who,
-        "certificates.export_csv",
-        None,
-        &ok,
-        Some(&q.describe()),
-    )
-    .await;
     let now = app.now();
     let store = app.store.clone();
     let tenant = who.tenant_id.clone();
@@ -237,14 +235,19 @@ pub async fn certificates(
             store::certificates::list_rows(&mut conn, &tenant, &f, now).await
         }
     };
-    Ok(stream(
+    Ok(audited_stream(
+        &app,
+        &who,
+        "certificates.export_csv",
+        &q.describe(),
         "certificates.csv",
         CERTIFICATE_COLUMNS,
         fetch,
         |r: &CertRow| &r.id,
         certificate_record,
         now,
-    ))
+    )
+    .await)
 }
 
 /// `GET /managed.csv?status=&q=&tag=&source=&risk=`: every managed certificate the list
@@ -257,16 +260,6 @@ pub async fn managed(
     who.require(Permission::Read)?;
     let mut filter = q.to_filter()?;
     filter.limit = CHUNK_ROWS;
-    let ok: Result<()> = Ok(());
-    record_detail(
-        &app,
-        &who,
-        "managed.export_csv",
-        None,
-        &ok,
-        Some(&q.describe()),
-    )
-    .await;
     let now = app.now();
     let store = app.store.clone();
     let tenant = who.tenant_id.clone();
@@ -280,14 +273,19 @@ pub async fn managed(
             store::managed::list(&mut conn, &tenant, &f, now).await
         }
     };
-    Ok(stream(
+    Ok(audited_stream(
+        &app,
+        &who,
+        "managed.export_csv",
+        &q.describe(),
         "managed.csv",
         MANAGED_COLUMNS,
         fetch,
         |r: &ManagedRow| &r.id,
         managed_record,
         now,
-    ))
+    )
+    .await)
 }
 
 #[cfg(test)]

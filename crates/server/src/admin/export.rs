@@ -23,6 +23,32 @@ pub struct ExportBody {
     pub legacy: Option<bool>,
 }
 
+/// Audits one export as `{prefix}.export.{format}` on the certificate `id`, whatever its
+/// outcome, without the material (a failure is recorded by its message only); hands
+/// `res` back. Issued and managed exports, single and bulk, all come here.
+pub async fn audited<T>(
+    app: &crate::App,
+    who: &super::auth::Principal,
+    prefix: &str,
+    id: &str,
+    format: &str,
+    res: Result<T>,
+) -> Result<T> {
+    let outcome: Result<()> = match &res {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::bad_request(e.client_detail())),
+    };
+    super::audit::record(
+        app,
+        who,
+        &format!("{prefix}.export.{format}"),
+        Some(id),
+        &outcome,
+    )
+    .await;
+    res
+}
+
 /// The key-store alias (PKCS#12 friendly name, JKS alias) of a certificate: its CN, or
 /// its id when it has none.
 pub fn alias<'a>(common_name: &'a str, id: &'a str) -> &'a str {

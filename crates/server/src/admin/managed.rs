@@ -320,13 +320,7 @@ pub(crate) async fn export_one(
         )
     }
     .await;
-    let action = format!("managed.export.{}", body.format);
-    let outcome: Result<()> = match &res {
-        Ok(_) => Ok(()),
-        Err(e) => Err(Error::bad_request(e.client_detail())),
-    };
-    record(app, who, &action, Some(id), &outcome).await;
-    res
+    super::export::audited(app, who, "managed", id, &body.format, res).await
 }
 
 /// `POST /managed/{id}/share`: never shares (only private-CA certificates are shared,
