@@ -56,6 +56,12 @@ pub const KEYS: &[&str] = &[
     "rate_limits.argon2_queue",
     "tools.installation_check_networks",
     "tools.installation_check_timeout_secs",
+    "notifications.scheduler_interval_secs",
+    "notifications.delivery_interval_ms",
+    "notifications.networks",
+    "notifications.timeout_secs",
+    "notifications.default_quota",
+    "notifications.extra_roots_file",
 ];
 
 /// The whole server configuration, after file and environment were merged.
@@ -110,6 +116,9 @@ pub struct Config {
     /// The admin tools' settings.
     #[serde(default)]
     pub tools: ToolsConfig,
+    /// Notifications: scheduler, delivery, where channels may connect.
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
 }
 
 /// Rate limits of the public doors, counted per replica (see `ra::ratelimit`). A limit
@@ -244,6 +253,51 @@ impl ToolsConfig {
     /// The networks installation checks may reach (validated at load).
     pub fn allowed_networks(&self) -> Vec<ipnet::IpNet> {
         self.installation_check_networks
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    }
+}
+
+/// Notification settings: how often reminders are looked for and deliveries attempted,
+/// and which networks webhook and SMTP targets may be in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// Seconds between two passes of the reminder scheduler (1–60; default 60).
+    pub scheduler_interval_secs: u64,
+    /// Milliseconds between two looks for due deliveries when none were due (50–10,000).
+    pub delivery_interval_ms: u64,
+    /// Networks (CIDR) webhook URLs and SMTP servers may resolve to; every address of a
+    /// target must be in one. Default: any (`0.0.0.0/0`, `::/0`); list yours to keep
+    /// tenant admins from reaching the server's own networks.
+    pub networks: Vec<String>,
+    /// Seconds one delivery may take (connect, TLS, answer), 1–60.
+    pub timeout_secs: u64,
+    /// Certificates a new tenant may have reminders on before buying more.
+    pub default_quota: i64,
+    /// A PEM file of extra CA certificates trusted for HTTPS webhooks and SMTP TLS, beside
+    /// the system's (e.g. this installation's own root).
+    pub extra_roots_file: Option<PathBuf>,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig {
+            scheduler_interval_secs: 60,
+            delivery_interval_ms: 500,
+            networks: vec!["0.0.0.0/0".into(), "::/0".into()],
+            timeout_secs: 10,
+            default_quota: 100,
+            extra_roots_file: None,
+        }
+    }
+}
+
+impl NotificationsConfig {
+    /// The networks delivery targets may be in (validated at load).
+    pub fn allowed_networks(&self) -> Vec<ipnet::IpNet> {
+        self.networks
             .iter()
             .filter_map(|n| n.parse().ok())
             .collect()
@@ -428,6 +482,34 @@ impl Config {
                      notation (e.g. 10.0.0.0/8 or fd00::/8)"
                 )));
             }
+        }
+        for n in &self.notifications.networks {
+            if n.parse::<ipnet::IpNet>().is_err() {
+                return Err(Error::config(format!(
+                    "notifications.networks: {n:?} is not a network in CIDR notation \
+                     (e.g. 10.0.0.0/8 or fd00::/8)"
+                )));
+            }
+        }
+        if !(1..=60).contains(&self.notifications.scheduler_interval_secs) {
+            return Err(Error::config(
+                "notifications.scheduler_interval_secs must be between 1 and 60".to_string(),
+            ));
+        }
+        if !(50..=10_000).contains(&self.notifications.delivery_interval_ms) {
+            return Err(Error::config(
+                "notifications.delivery_interval_ms must be between 50 and 10000".to_string(),
+            ));
+        }
+        if !(1..=60).contains(&self.notifications.timeout_secs) {
+            return Err(Error::config(
+                "notifications.timeout_secs must be between 1 and 60".to_string(),
+            ));
+        }
+        if self.notifications.default_quota < 0 {
+            return Err(Error::config(
+                "notifications.default_quota must be 0 or more".to_string(),
+            ));
         }
         if !(1..=30).contains(&self.tools.installation_check_timeout_secs) {
             return Err(Error::config(

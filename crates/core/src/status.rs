@@ -348,6 +348,75 @@ spelled! {
         PendingEnable = "pending_enable",
         /// CAs whose purchase may still be refunded.
         Refundable = "refundable",
+        /// Notification deliveries that failed for good in the last 7 days.
+        NotificationsFailed = "notifications_failed",
+    }
+}
+
+spelled! {
+    /// What a notification tells (`notification_deliveries.event_type`, the `events` a
+    /// channel subscribes to, the `type` of a webhook event).
+    pub enum NotificationEvent ("notification event") {
+        /// A private-CA certificate was issued (any door).
+        CertificateIssued = "certificate.issued",
+        /// A private-CA certificate was revoked.
+        CertificateRevoked = "certificate.revoked",
+        /// A managed certificate with reminders on crossed a reminder threshold.
+        CertificateExpiring = "certificate.expiring",
+        /// A managed certificate with reminders on expired.
+        CertificateExpired = "certificate.expired",
+        /// A CA was enabled (key generated or uploaded).
+        CaEnabled = "ca.enabled",
+        /// A CA certificate was revoked.
+        CaRevoked = "ca.revoked",
+        /// A CA certificate crossed a reminder threshold.
+        CaExpiring = "ca.expiring",
+        /// A CA's service period crossed a reminder threshold.
+        CaServiceEnding = "ca.service_ending",
+        /// An intermediate's remaining quota fell below the tenant's threshold.
+        QuotaLow = "quota.low",
+        /// A certificate was uploaded into the managed list.
+        ManagedUploaded = "managed.uploaded",
+        /// A certificate was shared with this tenant.
+        ManagedShared = "managed.shared",
+        /// An ACME or EST enrollment was refused because the CA's quota is spent.
+        EnrollmentRefused = "enrollment.refused",
+        /// A test message (`POST /notifications/channels/{id}/test`); never subscribed.
+        Test = "test",
+    }
+}
+
+spelled! {
+    /// How a notification channel delivers (`notification_channels.kind`).
+    pub enum ChannelKind ("channel kind") {
+        /// An HTTP(S) POST of the JSON event, signed with HMAC-SHA256.
+        Webhook = "webhook",
+        /// An e-mail over SMTP.
+        Email = "email",
+    }
+}
+
+spelled! {
+    /// Where a delivery stands (`notification_deliveries.status`).
+    pub enum DeliveryStatus ("delivery status") {
+        /// Waiting for its (next) attempt, or being attempted under a lease.
+        Pending = "pending",
+        /// The receiver accepted it.
+        Delivered = "delivered",
+        /// Every attempt for 24 hours failed (a redelivery may still be asked for).
+        Failed = "failed",
+    }
+}
+
+spelled! {
+    /// How an e-mail channel secures its SMTP connection.
+    pub enum SmtpTls ("SMTP TLS mode") {
+        /// Plain text (only for a relay on a trusted network).
+        None = "none",
+        /// Plain connection upgraded with STARTTLS (required, not opportunistic).
+        Starttls = "starttls",
+        /// TLS from the first byte (usually port 465).
+        Implicit = "implicit",
     }
 }
 
@@ -360,6 +429,8 @@ spelled! {
         Managed = "managed",
         /// A CA (`/cas/{id}`).
         Ca = "ca",
+        /// A notification delivery (`/notifications/deliveries/{id}`).
+        Delivery = "delivery",
     }
 }
 
@@ -720,7 +791,8 @@ mod tests {
                 "quota_low",
                 "service_ending",
                 "pending_enable",
-                "refundable"
+                "refundable",
+                "notifications_failed"
             ]
         );
         assert_eq!(KeySource::SPELLINGS, ["generated", "uploaded"]);

@@ -11,7 +11,7 @@ use ca::profile::{self, PublicationUrls, SubjectFields, Validity};
 use ca::{cert_facts, upload, Signer};
 use store::{self, cas::CaRow, cas::Enablement, cas::QuotaPair, cas::ServicePeriod};
 use vellum_core::error::{Error, Result};
-use vellum_core::status::{CaKind, CaStatus, KeySource, RevocationReason};
+use vellum_core::status::{CaKind, CaStatus, KeySource, NotificationEvent, RevocationReason};
 
 /// Days a purchase stays refundable.
 pub const REFUND_WINDOW_DAYS: i64 = 7;
@@ -373,6 +373,7 @@ pub async fn enable(ra: &Authority, tenant_id: &str, id: &str, mode: EnableMode)
             "CA {id} changed state while being enabled; fetch it and retry"
         )));
     }
+    notify_ca(&mut tx, tenant_id, id, NotificationEvent::CaEnabled, now).await?;
     tx.commit().await?;
     load(ra, tenant_id, id).await
 }
@@ -734,8 +735,23 @@ pub async fn revoke(
         store::cas::record_ca_revocation(&mut tx, parent, id, serial, now, reason).await?;
         store::cas::return_unspent_quota(&mut tx, id).await?;
     }
+    notify_ca(&mut tx, tenant_id, id, NotificationEvent::CaRevoked, now).await?;
     tx.commit().await?;
     load(ra, tenant_id, id).await
+}
+
+/// Queues `kind` with the CA as it is in `tx` (after the change).
+async fn notify_ca(
+    tx: &mut store::Tx,
+    tenant_id: &str,
+    id: &str,
+    kind: NotificationEvent,
+    now: i64,
+) -> Result<()> {
+    if let Some(ca) = store::cas::get(tx, tenant_id, id).await? {
+        crate::notify::emit_one(tx, tenant_id, kind, crate::notify::ca_data(&ca), now).await?;
+    }
+    Ok(())
 }
 
 /// Locks an intermediate's root before the transaction touches the intermediate: revoke,

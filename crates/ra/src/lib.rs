@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod issue;
 pub mod managed;
 pub mod names;
+pub mod notify;
 pub mod pending;
 pub mod ratelimit;
 pub mod record;
@@ -61,13 +62,32 @@ pub struct Authority {
     pub limits: ratelimit::Limits,
     /// The time the rules read (a fixed clock in tests).
     pub clock: Clock,
+    /// Sends notifications (webhooks, e-mail) to the configured networks only.
+    pub deliverer: va::deliver::Deliverer,
 }
 
 impl Authority {
     /// The handles over `store`, with the group-commit writers started on it.
     pub fn new(config: Config, store: Store, master: MasterKey, clock: Clock) -> Result<Authority> {
         let limits = ratelimit::Limits::new(config.rate_limits.max_keys);
+        let n = &config.notifications;
+        let extra_roots = match &n.extra_roots_file {
+            Some(p) => std::fs::read(p).map_err(|e| {
+                Error::config(format!(
+                    "notifications.extra_roots_file {}: {e}",
+                    p.display()
+                ))
+            })?,
+            None => Vec::new(),
+        };
+        let deliverer = va::deliver::Deliverer::new(
+            n.allowed_networks(),
+            std::time::Duration::from_secs(n.timeout_secs),
+            extra_roots,
+        )
+        .map_err(Error::config)?;
         Ok(Authority {
+            deliverer,
             recorder: record::Recorder::start(store.clone(), clock.clone())?,
             acme_writer: acme::writes::AcmeWriter::start(store.clone())?,
             signers: SignerCache::default(),

@@ -296,7 +296,7 @@ pub async fn upload(ra: &Authority, tenant_id: &str, up: &Upload) -> Result<Mana
         &::pem::Pem::new("PRIVATE KEY", v.key_pkcs8.to_vec()),
         ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
     ));
-    let row = ManagedRow {
+    let mut row = ManagedRow {
         key_sealed: Some(ra.master.seal(&id, key_pem.as_bytes())?),
         id,
         tenant_id: tenant_id.to_string(),
@@ -323,7 +323,18 @@ pub async fn upload(ra: &Authority, tenant_id: &str, up: &Upload) -> Result<Mana
         revoked_at: None,
     };
     let mut tx = ra.store.begin().await?;
+    // Reminders on while the tenant's notification quota allows (the response says).
+    row.notifications = crate::notify::quota_left(ra, &mut tx, tenant_id).await? > 0;
     store::managed::insert(&mut tx, &row).await?;
+    let now = row.created_at;
+    crate::notify::emit_one(
+        &mut tx,
+        tenant_id,
+        vellum_core::status::NotificationEvent::ManagedUploaded,
+        crate::notify::managed_data(&row),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(row)
 }
@@ -376,6 +387,22 @@ pub async fn patch(ra: &Authority, tenant_id: &str, id: &str, p: &Patch) -> Resu
         None => None,
     };
     let mut tx = ra.store.begin().await?;
+    if p.notifications == Some(true) {
+        let cur = store::managed::get(&mut tx, tenant_id, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        if !cur.notifications {
+            let q = store::notify::lock_quota(
+                &mut tx,
+                tenant_id,
+                ra.config.notifications.default_quota,
+            )
+            .await?;
+            if store::notify::count_notifications_on(&mut tx, tenant_id).await? >= q {
+                return Err(crate::notify::quota_exhausted(q));
+            }
+        }
+    }
     let name = p.name.as_deref().map(str::trim);
     if !store::managed::update(
         &mut tx,

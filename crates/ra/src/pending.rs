@@ -110,6 +110,35 @@ pub async fn pending(ra: &Authority, tenant_id: &str, token_id: &str) -> Result<
             item
         })
         .collect();
+    let failed_since = now - 7 * DAY;
+    let failed_count = store::notify::count_failed(c, tenant_id, failed_since).await?;
+    let failed: Vec<Item> = if failed_count > 0 {
+        let f = store::notify::DeliveryFilter {
+            status: Some(vellum_core::status::DeliveryStatus::Failed),
+            since: Some(failed_since),
+            limit,
+            ..Default::default()
+        };
+        store::notify::list_deliveries(c, tenant_id, &f)
+            .await?
+            .into_iter()
+            .map(|d| Item {
+                id: d.id,
+                item_type: PendingItemType::Delivery,
+                name: d.event_type.to_string(),
+                not_after: None,
+                detail: format!(
+                    "{} could not be delivered after {} attempts ({}); fix the channel, then \
+                     redeliver",
+                    d.event_type,
+                    d.attempts,
+                    d.last_error.as_deref().unwrap_or("no answer")
+                ),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let cas = store::pending::cas(c, tenant_id).await?;
     let snoozes = store::pending::snoozes(c, token_id, tenant_id, now).await?;
     drop(conn);
@@ -131,6 +160,7 @@ pub async fn pending(ra: &Authority, tenant_id: &str, token_id: &str) -> Result<
         let n = items.len() as i64;
         by_kind.push((kind, n, items.into_iter().take(ITEMS_PER_KIND).collect()));
     }
+    by_kind.push((PendingKind::NotificationsFailed, failed_count, failed));
 
     let kinds: Vec<Kind> = by_kind
         .into_iter()

@@ -35,7 +35,7 @@ use crate::acme::state;
 use store::batch::{Batcher, Outcome, Outcomes, Work};
 use store::{self, audit::AuditEvent, certificates::CertRow, Store};
 use vellum_core::error::{Error, Result};
-use vellum_core::status::{CaStatus, OrderStatus};
+use vellum_core::status::{CaStatus, CertificateSource, NotificationEvent, OrderStatus};
 use vellum_core::time::Clock;
 
 /// Something else that must change in the same transaction as the certificate's record.
@@ -271,6 +271,15 @@ async fn record_batch(store: &Store, jobs: &[&Job], now: i64) -> Outcomes<Refusa
         store::certificates::insert_many(&mut tx, &rows).await?;
         let events: Vec<&AuditEvent> = accepted().filter_map(|j| j.audit.as_ref()).collect();
         store::audit::insert_many(&mut tx, &events).await?;
+        // `certificate.issued` for channels that subscribe (one channel query per tenant).
+        let issued: Vec<crate::notify::Event> = accepted()
+            .map(|j| crate::notify::Event {
+                tenant_id: j.record.tenant_id.clone(),
+                kind: NotificationEvent::CertificateIssued,
+                data: crate::notify::certificate_data(&j.record),
+            })
+            .collect();
+        crate::notify::emit(&mut tx, &issued, now).await?;
         for j in accepted() {
             match &j.followup {
                 Some(Followup::AcmeOrderValid { order_id }) => {
@@ -285,6 +294,36 @@ async fn record_batch(store: &Store, jobs: &[&Job], now: i64) -> Outcomes<Refusa
                     store::managed::refresh_synced(&mut tx, managed_id, r).await?;
                 }
                 Some(Followup::SyncedRenewal { refresh: None, .. }) | None => {}
+            }
+        }
+    }
+    // `enrollment.refused`: an ACME or EST client found no quota; at most one event per
+    // CA and hour (a client retrying in a loop does not flood the channels).
+    for (j, r) in jobs.iter().zip(&refusals) {
+        if let (
+            Some(Refusal::QuotaExhausted { ca, .. }),
+            CertificateSource::Acme | CertificateSource::Est,
+        ) = (r, j.record.source)
+        {
+            let key = format!("refused:{ca}:{}", now / 3600);
+            let event_id = uuid::Uuid::now_v7().to_string();
+            if store::notify::insert_reminder(&mut tx, &key, &j.record.tenant_id, &event_id, now)
+                .await?
+            {
+                let mut data = match store::cas::get_any_tenant(&mut tx, ca).await? {
+                    Some(row) => crate::notify::ca_data(&row),
+                    None => serde_json::json!({}),
+                };
+                data["door"] = serde_json::json!(j.record.source);
+                data["common_name"] = serde_json::json!(j.record.common_name);
+                crate::notify::emit_one(
+                    &mut tx,
+                    &j.record.tenant_id,
+                    NotificationEvent::EnrollmentRefused,
+                    data,
+                    now,
+                )
+                .await?;
             }
         }
     }

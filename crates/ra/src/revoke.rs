@@ -34,6 +34,17 @@ pub async fn revoke_certificate(
     }
     // Its synced and shared copies show it revoked.
     store::managed::origin_revoked(&mut tx, id, now).await?;
+    let mut data = crate::notify::certificate_data(&c);
+    data["reason"] = serde_json::json!(reason);
+    data["revoked_at"] = serde_json::json!(vellum_core::time::rfc3339(now));
+    crate::notify::emit_one(
+        &mut tx,
+        tenant_id,
+        vellum_core::status::NotificationEvent::CertificateRevoked,
+        data,
+        now,
+    )
+    .await?;
     tx.commit().await?;
     let mut conn = ra.store.reader().acquire().await?;
     store::certificates::get(&mut conn, tenant_id, id)

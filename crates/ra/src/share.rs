@@ -122,9 +122,23 @@ pub async fn share_certificate(
     copy.shared_by_tenant_id = Some(owner.id.clone());
     copy.shared_by_name = Some(owner.name.clone());
     let mut tx = ra.store.begin().await?;
+    // The recipient's reminders are on while its notification quota allows.
+    copy.notifications = crate::notify::quota_left(ra, &mut tx, &recipient.id).await? > 0;
     let inserted = store::managed::insert_shared(&mut tx, &copy).await;
     match inserted {
-        Ok(true) => tx.commit().await?,
+        Ok(true) => {
+            let mut data = crate::notify::managed_data(&copy);
+            data["shared_by"] = serde_json::json!({"tenant_id": owner.id, "name": owner.name});
+            crate::notify::emit_one(
+                &mut tx,
+                &recipient.id,
+                vellum_core::status::NotificationEvent::ManagedShared,
+                data,
+                copy.created_at,
+            )
+            .await?;
+            tx.commit().await?
+        }
         Ok(false) | Err(_) => {
             drop(tx);
             inserted?;

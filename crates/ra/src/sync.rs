@@ -280,6 +280,12 @@ async fn copy_page(
         return Ok(());
     }
     let mut tx = ra.store.begin().await?;
+    // Reminders on for as many copies as the notification quota allows.
+    let mut left = crate::notify::quota_left(ra, &mut tx, tenant_id).await?;
+    for copy in &mut copies {
+        copy.notifications = left > 0;
+        left -= 1;
+    }
     let mut added = Vec::new();
     for copy in &copies {
         if store::managed::insert_synced(&mut tx, copy).await? {

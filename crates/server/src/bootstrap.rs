@@ -40,7 +40,7 @@ pub struct Paths {
 }
 
 /// Opens the database and brings the installation to its bootstrapped state.
-pub async fn prepare(config: Config) -> Result<(App, Paths)> {
+pub async fn prepare(config: Config, clock: Clock) -> Result<(App, Paths)> {
     vellum_core::fsutil::create_private_dir(&config.data_dir).map_err(|e| {
         Error::config(format!(
             "creating data dir {}: {e}",
@@ -103,7 +103,7 @@ pub async fn prepare(config: Config) -> Result<(App, Paths)> {
         }
     };
     let mut app = App {
-        ra: Authority::new(config, store, master, Clock::system())?,
+        ra: Authority::new(config, store, master, clock)?,
         acme_nonces,
         acme_inflight: Default::default(),
         validator,

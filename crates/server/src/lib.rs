@@ -13,11 +13,12 @@ pub mod crl;
 pub mod est;
 pub mod layers;
 pub mod listener;
+pub mod notify_job;
 pub mod problem;
 pub mod serve;
 pub mod tls;
 
-pub use serve::{start, Running};
+pub use serve::{start, start_with_clock, Running};
 
 use ra::Authority;
 

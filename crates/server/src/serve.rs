@@ -45,7 +45,16 @@ impl Running {
 
 /// Binds both listeners, bootstraps, and starts serving. Ports 0 pick free ports; the
 /// public URLs then follow the bound addresses.
-pub async fn start(mut config: Config) -> Result<Running> {
+pub async fn start(config: Config) -> Result<Running> {
+    start_with_clock(config, vellum_core::time::Clock::system()).await
+}
+
+/// [`start`] with the clock the rules read: tests pass a fixed clock they move (expiry
+/// reminders, refund windows) while the server runs.
+pub async fn start_with_clock(
+    mut config: Config,
+    clock: vellum_core::time::Clock,
+) -> Result<Running> {
     crate::install_crypto_provider();
     let https = TcpListener::bind(config.listen_https).await.map_err(|e| {
         Error::config(format!(
@@ -61,7 +70,7 @@ pub async fn start(mut config: Config) -> Result<Running> {
     config.listen_https = https_addr;
     config.listen_http = http_addr;
 
-    let (app, paths) = bootstrap::prepare(config).await?;
+    let (app, paths) = bootstrap::prepare(config, clock).await?;
     let (chain, key) = bootstrap::server_tls_material(&app, &paths).await?;
     let tls = tls::server_config(&chain, &key)?;
     let app = Arc::new(app);
@@ -89,7 +98,9 @@ pub async fn start(mut config: Config) -> Result<Running> {
             header_case,
             rx.clone(),
         )),
-        tokio::spawn(crate::crl::job::run(app.clone(), rx)),
+        tokio::spawn(crate::crl::job::run(app.clone(), rx.clone())),
+        tokio::spawn(crate::notify_job::schedule(app.clone(), rx.clone())),
+        tokio::spawn(crate::notify_job::deliver(app.clone(), rx)),
     ];
     Ok(Running {
         app,

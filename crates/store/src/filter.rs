@@ -43,6 +43,14 @@ impl Where {
         }
     }
 
+    /// The tenant's rows, in a table without `deleted_at`: `tenant_id = $1`.
+    pub fn tenant_only(tenant_id: &str) -> Where {
+        Where {
+            sql: String::from("tenant_id = $1"),
+            args: vec![Arg::from(tenant_id.to_string())],
+        }
+    }
+
     /// Adds ` AND ` + `clause`, each `{}` of which stands for `v` (bound once, numbered).
     pub fn push(&mut self, clause: &str, v: impl Into<Arg<'static>>) -> &mut Self {
         self.args.push(v.into());
@@ -116,6 +124,26 @@ impl Where {
         (
             format!(
                 "SELECT {columns} FROM {table} WHERE {} ORDER BY id LIMIT {}",
+                self.sql,
+                limit.max(1)
+            ),
+            self.args.clone(),
+        )
+    }
+}
+
+impl Where {
+    /// `SELECT {columns} FROM {table} WHERE … ORDER BY id DESC LIMIT {limit}` (newest
+    /// first), bound.
+    pub fn select_desc(
+        &self,
+        columns: &str,
+        table: &str,
+        limit: i64,
+    ) -> (String, Vec<Arg<'static>>) {
+        (
+            format!(
+                "SELECT {columns} FROM {table} WHERE {} ORDER BY id DESC LIMIT {}",
                 self.sql,
                 limit.max(1)
             ),

@@ -25,6 +25,7 @@ pub mod csrs;
 pub mod est;
 pub mod filter;
 pub mod managed;
+pub mod notify;
 pub mod pending;
 pub mod pool;
 pub mod rate_limits;

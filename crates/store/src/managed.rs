@@ -166,9 +166,9 @@ async fn insert_with(conn: &mut Conn, m: &ManagedRow, on_conflict: &str) -> Resu
         "INSERT INTO managed_certificates (id, tenant_id, name, source, tags_json, notifications, \
          subject, common_name, sans_json, issuer, serial, key_algorithm, not_before, not_after, \
          leakage_risk, certificate_der, chain_der, key_sealed, created_at, origin_certificate_id, \
-         shared_by_tenant_id, revoked_at) VALUES \
+         shared_by_tenant_id, revoked_at, remind_at) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-         $20, $21, $22){on_conflict}"
+         $20, $21, $22, $23){on_conflict}"
     );
     let res = query(&sql)
         .bind(&m.id)
@@ -193,6 +193,8 @@ async fn insert_with(conn: &mut Conn, m: &ManagedRow, on_conflict: &str) -> Resu
         .bind(&m.origin_certificate_id)
         .bind(&m.shared_by_tenant_id)
         .bind(m.revoked_at)
+        // The reminder scheduler looks at it at once (`notify::due_managed`).
+        .bind((m.notifications && m.revoked_at.is_none()).then_some(m.created_at))
         .execute(conn)
         .await;
     match res {
@@ -314,18 +316,25 @@ pub async fn update(
     tags_json: Option<&str>,
     notifications: Option<bool>,
 ) -> Result<bool> {
-    let res = query(
+    // Reminders switched on: the scheduler looks at it at once; off: never again.
+    let remind = match notifications {
+        Some(true) => ", remind_at = COALESCE(remind_at, 0)",
+        Some(false) => ", remind_at = NULL",
+        None => "",
+    };
+    let sql = format!(
         "UPDATE managed_certificates SET name = COALESCE($1, name), \
-         tags_json = COALESCE($2, tags_json), notifications = COALESCE($3, notifications) \
-         WHERE id = $4 AND tenant_id = $5 AND deleted_at IS NULL",
-    )
-    .bind(name)
-    .bind(tags_json)
-    .bind(notifications.map(i64::from))
-    .bind(id)
-    .bind(tenant_id)
-    .execute(conn)
-    .await?;
+         tags_json = COALESCE($2, tags_json), notifications = COALESCE($3, notifications){remind} \
+         WHERE id = $4 AND tenant_id = $5 AND deleted_at IS NULL"
+    );
+    let res = query(&sql)
+        .bind(name)
+        .bind(tags_json)
+        .bind(notifications.map(i64::from))
+        .bind(id)
+        .bind(tenant_id)
+        .execute(conn)
+        .await?;
     Ok(res.rows_affected() == 1)
 }
 
@@ -333,7 +342,7 @@ pub async fn update(
 /// (its facts stay for the audit trail). False when it is not the tenant's or already gone.
 pub async fn delete(conn: &mut Conn, tenant_id: &str, id: &str, now: i64) -> Result<bool> {
     let res = query(
-        "UPDATE managed_certificates SET deleted_at = $1, key_sealed = NULL \
+        "UPDATE managed_certificates SET deleted_at = $1, key_sealed = NULL, remind_at = NULL \
          WHERE id = $2 AND tenant_id = $3 AND deleted_at IS NULL",
     )
     .bind(now)
@@ -368,7 +377,8 @@ pub async fn refresh_synced(conn: &mut Conn, id: &str, r: &SyncedRefresh) -> Res
         "UPDATE managed_certificates SET origin_certificate_id = $1, subject = $2, \
          common_name = $3, sans_json = $4, issuer = $5, serial = $6, key_algorithm = $7, \
          not_before = $8, not_after = $9, leakage_risk = $10, certificate_der = $11, \
-         chain_der = $12, key_sealed = $13, revoked_at = NULL \
+         chain_der = $12, key_sealed = $13, revoked_at = NULL, \
+         remind_at = CASE WHEN notifications = 1 THEN 0 ELSE NULL END \
          WHERE id = $14 AND source = 'synced' AND deleted_at IS NULL",
     )
     .bind(&r.origin_certificate_id)
@@ -405,7 +415,7 @@ pub async fn shared_copy_of(conn: &mut Conn, origin_id: &str) -> Result<Option<M
 /// the recipient tenant, or `None` when it was not shared.
 pub async fn end_share(conn: &mut Conn, origin_id: &str, now: i64) -> Result<Option<String>> {
     let row = query(
-        "UPDATE managed_certificates SET deleted_at = $1 WHERE origin_certificate_id = $2 \
+        "UPDATE managed_certificates SET deleted_at = $1, remind_at = NULL WHERE origin_certificate_id = $2 \
          AND source = 'shared' AND deleted_at IS NULL RETURNING tenant_id",
     )
     .bind(now)
@@ -418,7 +428,7 @@ pub async fn end_share(conn: &mut Conn, origin_id: &str, now: i64) -> Result<Opt
 /// The origin certificate was revoked at `at`: every live copy (synced or shared) shows it.
 pub async fn origin_revoked(conn: &mut Conn, origin_id: &str, at: i64) -> Result<()> {
     query(
-        "UPDATE managed_certificates SET revoked_at = $1 WHERE origin_certificate_id = $2 \
+        "UPDATE managed_certificates SET revoked_at = $1, remind_at = NULL WHERE origin_certificate_id = $2 \
          AND deleted_at IS NULL AND revoked_at IS NULL",
     )
     .bind(at)

@@ -16,6 +16,7 @@
 //! they like with `VELLUM_VA_DNS_RESOLVER`. [`testdns`] is a small in-memory DNS server for
 //! exactly that.
 
+pub mod deliver;
 mod dns01;
 mod http01;
 mod net;

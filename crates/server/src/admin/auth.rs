@@ -31,6 +31,9 @@ pub enum Permission {
     ManageTokens,
     /// Create tenants, act in other tenants.
     Platform,
+    /// Notification channels, settings, quota, redeliveries (admins: a channel makes the
+    /// server connect where its URL says).
+    Notifications,
 }
 
 /// The authenticated caller of an admin request.
@@ -143,6 +146,7 @@ impl Principal {
                     Audit => "read the audit log",
                     ManageTokens => "manage API tokens",
                     Platform => "manage tenants or act in another tenant",
+                    Notifications => "manage notification channels, settings or quota",
                 }
             )))
         }

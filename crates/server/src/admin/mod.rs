@@ -13,6 +13,7 @@ pub mod export;
 pub mod installation;
 pub mod json;
 pub mod managed;
+pub mod notifications;
 pub mod pending;
 pub mod rate_limits;
 pub mod tenants;
@@ -100,6 +101,38 @@ pub fn router() -> Router<Arc<App>> {
         )
         .route("/managed/{id}/export", post(managed::export))
         .route("/tools/convert", post(managed::convert))
+        .route(
+            "/notifications/channels",
+            post(notifications::create).get(notifications::list),
+        )
+        .route(
+            "/notifications/channels/{id}",
+            get(notifications::show)
+                .patch(notifications::update)
+                .delete(notifications::remove),
+        )
+        .route(
+            "/notifications/channels/{id}/test",
+            post(notifications::test),
+        )
+        .route(
+            "/notifications/settings",
+            get(notifications::settings).put(notifications::set_settings),
+        )
+        .route("/notifications/quota", get(notifications::quota))
+        .route(
+            "/notifications/quota/purchase",
+            post(notifications::purchase),
+        )
+        .route("/notifications/deliveries", get(notifications::deliveries))
+        .route(
+            "/notifications/deliveries/{id}",
+            get(notifications::delivery),
+        )
+        .route(
+            "/notifications/deliveries/{id}/redeliver",
+            post(notifications::redeliver),
+        )
         .route("/pending", get(pending::show))
         .route(
             "/pending/snooze",

@@ -29,6 +29,9 @@ pub fn action(kind: PendingKind) -> &'static str {
         PendingKind::ServiceEnding => "POST /admin/v1/cas/{id}/service/renew {\"months\": n}",
         PendingKind::PendingEnable => "POST /admin/v1/cas/{id}/enable",
         PendingKind::Refundable => "POST /admin/v1/cas/{id}/refund",
+        PendingKind::NotificationsFailed => {
+            "POST /admin/v1/notifications/deliveries/{id}/redeliver"
+        }
     }
 }
 
@@ -67,7 +70,18 @@ pub fn view(p: &Pending) -> Value {
 pub async fn show(State(app): State<Arc<App>>, who: Principal) -> ApiResult<axum::Json<Value>> {
     who.require(Permission::Read)?;
     let p = rules::pending(&app, &who.tenant_id, &who.token_id).await?;
-    Ok(axum::Json(view(&p)))
+    let mut v = view(&p);
+    // Reminders off: how many more may be turned on.
+    let q = ra::notify::quota(&app, &who.tenant_id).await?;
+    if let Some(kinds) = v["kinds"].as_array_mut() {
+        for k in kinds {
+            if k["kind"] == "notifications_off" {
+                k["quota"] =
+                    json!({"total": q.quota, "used": q.used, "left": (q.quota - q.used).max(0)});
+            }
+        }
+    }
+    Ok(axum::Json(v))
 }
 
 /// Body of `POST /pending/snooze`.
