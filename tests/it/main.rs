@@ -23,6 +23,7 @@ mod installation;
 mod inventory;
 mod inventory_lifecycle;
 mod managed;
+mod notifications;
 mod pending;
 mod quota;
 mod ratelimit;

@@ -144,13 +144,15 @@ pub async fn channel(
     id: &str,
 ) -> Result<Option<ChannelRow>> {
     let row = match tenant_id {
-        Some(t) => query(&format!(
+        Some(t) => {
+            query(&format!(
             "SELECT {CHANNEL_COLUMNS} FROM notification_channels WHERE id = $1 AND tenant_id = $2"
         ))
-        .bind(id)
-        .bind(t)
-        .fetch_optional(conn)
-        .await?,
+            .bind(id)
+            .bind(t)
+            .fetch_optional(conn)
+            .await?
+        }
         None => {
             query(&format!(
                 "SELECT {CHANNEL_COLUMNS} FROM notification_channels WHERE id = $1"

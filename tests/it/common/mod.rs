@@ -184,6 +184,27 @@ impl TestServer {
         Self::attach(running, dir, backend, database_url)
     }
 
+    /// Like [`TestServer::start_with`], with the rules reading `clock` (a fixed clock the
+    /// test moves).
+    pub async fn start_with_clock(
+        backend: Backend,
+        extra: &[(&str, &str)],
+        clock: vellum_core::time::Clock,
+    ) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let database_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}/vellum.db", data.display()),
+            Backend::Postgres => fresh_pg_database().await,
+        };
+        let env = env_for(&data, &database_url, extra);
+        let config = vellum_core::config::Config::load_with_env(None, &env).expect("config");
+        let running = vellum_server::start_with_clock(config, clock)
+            .await
+            .expect("server starts");
+        Self::attach(running, dir, backend, database_url)
+    }
+
     /// Wraps an already started server.
     pub fn attach(
         running: Running,

@@ -1,0 +1,980 @@
+//! Notifications (issue 14): events reach a real HTTP receiver that checks the HMAC
+//! signature, and a real SMTP server (aiosmtpd); reminders fire once per threshold as the
+//! test clock moves; failed deliveries retry with back-off under the same event id, then
+//! show in `/pending`; channel rules, roles, the network allow-list and the notification
+//! quota.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode as AxStatus};
+use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::common::{Backend, TestServer};
+
+const SECRET: &str = "whsec_0123456789abcdef";
+const DAY: i64 = 86_400;
+
+/// HMAC-SHA256 written out (RFC 2104), independent of the server's implementation.
+fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+    let inner = Sha256::new()
+        .chain_update(&ipad)
+        .chain_update(msg)
+        .finalize();
+    Sha256::new()
+        .chain_update(&opad)
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Got {
+    event_id: String,
+    signature_ok: bool,
+    body: Value,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    addr: SocketAddr,
+    got: Arc<Mutex<Vec<Got>>>,
+    /// Requests still to answer 500.
+    fail: Arc<Mutex<usize>>,
+}
+
+impl Receiver {
+    async fn start(fail_first: usize) -> Receiver {
+        let r = Receiver {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            got: Arc::default(),
+            fail: Arc::new(Mutex::new(fail_first)),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(r.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.ok();
+        });
+        Receiver { addr, ..r }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.addr.port())
+    }
+
+    fn all(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+
+    fn of_type(&self, t: &str) -> Vec<Got> {
+        self.all()
+            .into_iter()
+            .filter(|g| g.body["type"] == t)
+            .collect()
+    }
+
+    /// Waits (up to 15 s) until `n` events of type `t` arrived; returns them.
+    async fn wait(&self, t: &str, n: usize) -> Vec<Got> {
+        for _ in 0..150 {
+            let v = self.of_type(t);
+            if v.len() >= n {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{n} × {t} did not arrive; got {:#?}", self.all());
+    }
+}
+
+async fn receive(
+    State(r): State<Receiver>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> AxStatus {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let sig = h("vellum-signature");
+    let mut t = "";
+    let mut v1 = "";
+    for part in sig.split(',') {
+        if let Some(x) = part.strip_prefix("t=") {
+            t = x;
+        }
+        if let Some(x) = part.strip_prefix("v1=") {
+            v1 = x;
+        }
+    }
+    let mut signed = t.as_bytes().to_vec();
+    signed.push(b'.');
+    signed.extend_from_slice(&body);
+    let signature_ok = !t.is_empty() && hex::encode(hmac_sha256(SECRET.as_bytes(), &signed)) == v1;
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    r.got.lock().unwrap().push(Got {
+        event_id: h("vellum-event-id"),
+        signature_ok,
+        body: parsed,
+    });
+    let mut fail = r.fail.lock().unwrap();
+    if *fail > 0 {
+        *fail -= 1;
+        return AxStatus::INTERNAL_SERVER_ERROR;
+    }
+    AxStatus::NO_CONTENT
+}
+
+async fn webhook(s: &TestServer, r: &Receiver, events: Value) -> Value {
+    let (st, v) = s
+        .post(
+            "/notifications/channels",
+            json!({"kind": "webhook", "name": "ops hook", "url": r.url(), "secret": SECRET, "events": events}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    v
+}
+
+/// A certificate + key made elsewhere, valid until `days` from `now` (Unix seconds).
+fn third_party(cn: &str, now: i64, days: i64) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec![cn.to_string(), format!("www.{cn}")]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.subject_alt_names
+        .push(SanType::DnsName(format!("api.{cn}").try_into().unwrap()));
+    p.not_before = time::OffsetDateTime::from_unix_timestamp(now - DAY).unwrap();
+    p.not_after = time::OffsetDateTime::from_unix_timestamp(now + days * DAY).unwrap();
+    let cert = p.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+async fn upload(s: &TestServer, name: &str, cert: &str, key: &str) -> Value {
+    let (st, v) = s
+        .post(
+            "/managed",
+            json!({"name": name, "certificate_pem": cert, "private_key_pem": key, "tags": {"team": "web"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    v
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
+
+async fn events_reach_a_signed_webhook(s: &TestServer) {
+    let r = Receiver::start(0).await;
+    let ch = webhook(s, &r, json!(["*"])).await;
+    assert_eq!(ch["secret_set"], json!(true));
+    assert!(
+        ch.get("secret").is_none(),
+        "the secret is never shown: {ch}"
+    );
+    assert_eq!(ch["kind"], "webhook");
+
+    let (root, inter) = s.enabled_pair("Notify Root", 100, 50).await;
+    let enabled = r.wait("ca.enabled", 2).await;
+    let ids: Vec<&Value> = enabled
+        .iter()
+        .map(|g| &g.body["data"]["ca"]["id"])
+        .collect();
+    assert!(
+        ids.contains(&&json!(root)) && ids.contains(&&json!(inter)),
+        "{ids:?}"
+    );
+
+    let (st, cert) = s
+        .post(
+            &format!("/cas/{inter}/certificates"),
+            json!({"type": "server", "common_name": "shop.example", "validity_days": 30, "tags": {"app": "shop"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{cert}");
+    let issued = r.wait("certificate.issued", 1).await;
+    let g = &issued[0];
+    assert!(g.signature_ok, "signature must verify: {g:?}");
+    assert_eq!(g.event_id, g.body["id"].as_str().unwrap());
+    assert_eq!(g.body["data"]["certificate"]["id"], cert["id"]);
+    assert_eq!(g.body["data"]["certificate"]["common_name"], "shop.example");
+    assert_eq!(g.body["data"]["certificate"]["tags"]["app"], "shop");
+    assert_eq!(
+        g.body["data"]["renew"]["cli"],
+        json!(format!("vellum admin cert renew {}", id(&cert)))
+    );
+
+    let (st, v) = s
+        .post(
+            &format!("/certificates/{}/revoke", id(&cert)),
+            json!({"reason": "keyCompromise"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let revoked = r.wait("certificate.revoked", 1).await;
+    assert_eq!(revoked[0].body["data"]["certificate"]["id"], cert["id"]);
+    assert_eq!(revoked[0].body["data"]["reason"], "keyCompromise");
+
+    let now = vellum_core::time::now();
+    let (c, k) = third_party("bought.example", now, 200);
+    let m = upload(s, "bought", &c, &k).await;
+    let up = r.wait("managed.uploaded", 1).await;
+    assert_eq!(up[0].body["data"]["certificate"]["id"], m["id"]);
+    assert_eq!(up[0].body["data"]["certificate"]["name"], "bought");
+
+    // The test message is sent at once and reports the receiver's answer.
+    let (st, t) = s
+        .post(
+            &format!("/notifications/channels/{}/test", id(&ch)),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{t}");
+    assert_eq!(t["delivered"], json!(true), "{t}");
+    assert_eq!(t["remote_status"], json!(204));
+    let tests = r.wait("test", 1).await;
+    assert_eq!(tests[0].event_id, t["event_id"].as_str().unwrap());
+
+    // Every event arrived once and signed.
+    let all = r.all();
+    assert!(all.iter().all(|g| g.signature_ok), "{all:#?}");
+    let mut ids: Vec<&str> = all.iter().map(|g| g.event_id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len(), "no event twice");
+
+    // The delivery log.
+    for _ in 0..50 {
+        let (_, v) = s.get("/notifications/deliveries?status=delivered").await;
+        if v["items"].as_array().unwrap().len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (st, v) = s
+        .get("/notifications/deliveries?event=certificate.revoked")
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{v}");
+    assert_eq!(items[0]["status"], "delivered");
+    assert_eq!(items[0]["attempts"], 1);
+    assert_eq!(items[0]["remote_status"], 204);
+    let (st, d) = s
+        .get(&format!(
+            "/notifications/deliveries/{}",
+            items[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{d}");
+    assert_eq!(d["payload"]["type"], "certificate.revoked");
+    let (st, v) = s.get("/notifications/deliveries?event=nope").await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["field"], "event");
+}
+crate::both_backends!(events_webhook, events_reach_a_signed_webhook);
+
+async fn start_clocked(
+    backend: Backend,
+    extra: &[(&str, &str)],
+) -> Option<(TestServer, vellum_core::time::Clock)> {
+    if backend == Backend::Postgres && crate::common::pg_url().is_none() {
+        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+        return None;
+    }
+    let clock = vellum_core::time::Clock::fixed(vellum_core::time::now());
+    let mut env = vec![
+        ("VELLUM_NOTIFICATIONS_SCHEDULER_INTERVAL_SECS", "1"),
+        ("VELLUM_NOTIFICATIONS_DELIVERY_INTERVAL_MS", "50"),
+    ];
+    env.extend_from_slice(extra);
+    Some((
+        TestServer::start_with_clock(backend, &env, clock.clone()).await,
+        clock,
+    ))
+}
+
+async fn reminders(backend: Backend) {
+    let Some((s, clock)) = start_clocked(backend, &[]).await else {
+        return;
+    };
+    let r = Receiver::start(0).await;
+    webhook(
+        &s,
+        &r,
+        json!(["certificate.expiring", "certificate.expired"]),
+    )
+    .await;
+    let t0 = clock.now();
+    let (c, k) = third_party("remind.example", t0, 40);
+    let m = upload(&s, "remind me", &c, &k).await;
+    assert_eq!(m["notifications"], json!(true));
+    let not_after = t0 + 40 * DAY;
+
+    // 40 days left: nothing yet.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(r.all().is_empty(), "{:#?}", r.all());
+
+    // Each threshold fires once, the most urgent crossed one only.
+    for (at, threshold) in [
+        (not_after - 29 * DAY, 30),
+        (not_after - 6 * DAY, 7),
+        (not_after - DAY / 2, 1),
+    ] {
+        clock.set(at);
+        let got = r
+            .wait(
+                "certificate.expiring",
+                [30, 7, 1].iter().position(|d| *d == threshold).unwrap() + 1,
+            )
+            .await;
+        let last = &got.last().unwrap().body["data"];
+        assert_eq!(last["threshold_days"], json!(threshold), "{last}");
+        assert_eq!(last["certificate"]["id"], m["id"]);
+        assert_eq!(last["certificate"]["name"], "remind me");
+        assert_eq!(last["certificate"]["tags"]["team"], "web");
+        assert!(
+            last["certificate"]["sans"]
+                .to_string()
+                .contains("api.remind.example"),
+            "{last}"
+        );
+    }
+    clock.set(not_after + 60);
+    r.wait("certificate.expired", 1).await;
+    // Passes keep running: nothing is sent twice.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(r.of_type("certificate.expiring").len(), 3, "{:#?}", r.all());
+    assert_eq!(r.of_type("certificate.expired").len(), 1);
+
+    // Reminders off: a second certificate crossing its threshold sends nothing.
+    let (c2, k2) = third_party("quiet.example", clock.now(), 20);
+    let m2 = upload(&s, "quiet", &c2, &k2).await;
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("/managed/{}", id(&m2)),
+            Some(json!({"notifications": false})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // It may have been looked at already (30-day threshold crossed at upload): at most that.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = r.of_type("certificate.expiring").len();
+    clock.advance(15 * DAY);
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(
+        r.of_type("certificate.expiring").len(),
+        before,
+        "reminders off"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reminders_fire_once_per_threshold_sqlite() {
+    reminders(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reminders_fire_once_per_threshold_postgres() {
+    reminders(Backend::Postgres).await;
+}
+
+async fn retries(backend: Backend) {
+    let Some((s, clock)) = start_clocked(backend, &[]).await else {
+        return;
+    };
+    let r = Receiver::start(2).await;
+    let ch = webhook(&s, &r, json!(["managed.uploaded"])).await;
+    let (c, k) = third_party("retry.example", clock.now(), 90);
+    upload(&s, "retry", &c, &k).await;
+    r.wait("managed.uploaded", 1).await;
+    // The first attempt got a 500: the log says so, the next attempt waits 10 s.
+    let delivery = loop {
+        let (_, v) = s
+            .get("/notifications/deliveries?event=managed.uploaded")
+            .await;
+        let d = v["items"][0].clone();
+        if d["remote_status"] == json!(500) {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(delivery["status"], "pending", "{delivery}");
+    assert_eq!(delivery["attempts"], 1);
+    assert!(
+        delivery["error"].as_str().unwrap().contains("500"),
+        "{delivery}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(r.all().len(), 1, "no retry before the back-off");
+    clock.advance(11);
+    r.wait("managed.uploaded", 2).await;
+    clock.advance(21);
+    let got = r.wait("managed.uploaded", 3).await;
+    assert!(
+        got.iter().all(|g| g.event_id == got[0].event_id),
+        "same event id: {got:#?}"
+    );
+    let did = delivery["id"].as_str().unwrap().to_string();
+    let d = loop {
+        let (_, d) = s.get(&format!("/notifications/deliveries/{did}")).await;
+        if d["status"] == "delivered" {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(d["attempts"], 3);
+
+    // Redelivery: once more, same event id.
+    let (st, v) = s
+        .post(
+            &format!("/notifications/deliveries/{did}/redeliver"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let got = r.wait("managed.uploaded", 4).await;
+    assert_eq!(got[3].event_id, got[0].event_id);
+
+    // A receiver that keeps failing: retried for 24 hours, then failed, and pending.
+    *r.fail.lock().unwrap() = 1_000;
+    let (c, k) = third_party("down.example", clock.now(), 90);
+    upload(&s, "down", &c, &k).await;
+    r.wait("managed.uploaded", 5).await;
+    for _ in 0..40 {
+        clock.advance(3600);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    let failed = loop {
+        let (_, v) = s.get("/notifications/deliveries?status=failed").await;
+        if !v["items"].as_array().unwrap().is_empty() {
+            break v["items"][0].clone();
+        }
+        clock.advance(3600);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(failed["attempts"].as_i64().unwrap() >= 5, "{failed}");
+    let (_, p) = s.get("/pending").await;
+    let kind = p["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "notifications_failed")
+        .unwrap()
+        .clone();
+    assert_eq!(kind["count"], 1, "{p}");
+    assert_eq!(kind["items"][0]["id"], failed["id"]);
+    assert!(kind["action"].as_str().unwrap().contains("redeliver"));
+
+    // Deleting the channel fails what is still queued for it.
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/notifications/channels/{}", id(&ch)),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_deliveries_back_off_then_fail_sqlite() {
+    retries(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_deliveries_back_off_then_fail_postgres() {
+    retries(Backend::Postgres).await;
+}
+
+fn refused(res: (StatusCode, Value), field: &str, needle: &str) {
+    let (st, v) = res;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["field"], json!(field), "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains(needle),
+        "{needle:?} in {v}"
+    );
+}
+
+async fn channel_rules(s: &TestServer) {
+    let hook = |extra: Value| {
+        let mut b = json!({"kind": "webhook", "name": "h", "url": "https://hooks.example.com/x", "secret": SECRET, "events": ["*"]});
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                b.as_object_mut().unwrap().remove(k);
+            } else {
+                b[k] = v.clone();
+            }
+        }
+        b
+    };
+    let p = "/notifications/channels";
+    refused(
+        s.post(p, hook(json!({"url": "ftp://x.example/"}))).await,
+        "url",
+        "http",
+    );
+    refused(
+        s.post(p, hook(json!({"url": "not a url"}))).await,
+        "url",
+        "not a URL",
+    );
+    refused(
+        s.post(p, hook(json!({"secret": "short"}))).await,
+        "secret",
+        "16 to 256",
+    );
+    refused(
+        s.post(p, hook(json!({"secret": null}))).await,
+        "secret",
+        "required",
+    );
+    refused(
+        s.post(p, hook(json!({"events": ["certificate.exploded"]})))
+            .await,
+        "events",
+        "certificate.expiring",
+    );
+    refused(
+        s.post(p, hook(json!({"events": []}))).await,
+        "events",
+        "at least one",
+    );
+    refused(
+        s.post(p, hook(json!({"name": ""}))).await,
+        "name",
+        "1 to 100",
+    );
+    refused(
+        s.post(p, hook(json!({"url": "https://u:p@hooks.example.com/"})))
+            .await,
+        "url",
+        "user name",
+    );
+    let mail = json!({"kind": "email", "name": "m", "smtp": {"host": "smtp.example.com", "port": 587, "tls": "starttls"}, "from": "pki@example.com", "to": ["ops@example.com"], "events": ["*"]});
+    let mut bad = mail.clone();
+    bad["to"] = json!([]);
+    refused(s.post(p, bad).await, "to", "1 to 20");
+    let mut bad = mail.clone();
+    bad["from"] = json!("not an address");
+    refused(s.post(p, bad).await, "from", "not an e-mail address");
+    let mut bad = mail.clone();
+    bad["smtp"]["password"] = json!("pw");
+    refused(s.post(p, bad).await, "smtp.username", "password");
+    let mut bad = mail.clone();
+    bad["smtp"]["tls"] = json!("sometimes");
+    let (st, v) = s.post(p, bad).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("starttls"), "{v}");
+    let mut bad = mail.clone();
+    bad["url"] = json!("https://x.example/");
+    refused(s.post(p, bad).await, "kind", "not url");
+
+    // Good ones; the SMTP password is never shown; names are unique.
+    let mut good = mail.clone();
+    good["smtp"]["username"] = json!("pki");
+    good["smtp"]["password"] = json!("s3cret-password");
+    let (st, m) = s.post(p, good).await;
+    assert_eq!(st, StatusCode::CREATED, "{m}");
+    assert_eq!(m["smtp"]["password_set"], json!(true));
+    assert!(!m.to_string().contains("s3cret-password"));
+    let (st, v) = s.post(p, mail.clone()).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    let (st, h) = s.post(p, hook(json!({}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{h}");
+    // PATCH: events and switch; the kind stays.
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("{p}/{}", id(&h)),
+            Some(json!({"events": ["certificate.issued"], "enabled": false})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["events"], json!(["certificate.issued"]));
+    assert_eq!(v["enabled"], json!(false));
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("{p}/{}", id(&h)),
+            Some(json!({"kind": "email"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // Secrets are sealed at rest: the database never holds them in clear.
+    let db = s.data_dir().join("vellum.db");
+    if s.backend == Backend::Sqlite {
+        let bytes = std::fs::read(&db).unwrap();
+        let hay = String::from_utf8_lossy(&bytes);
+        assert!(!hay.contains(SECRET) && !hay.contains("s3cret-password"));
+    }
+
+    // Roles: an auditor reads, never changes.
+    let (_, auditor) = s.tenant_with_token("notify-audit", "auditor").await;
+    let (st, _) = s.call_as(&auditor, Method::GET, p, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = s
+        .call_as(&auditor, Method::POST, p, Some(hook(json!({"name": "x"}))))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    // Tenants are isolated.
+    let (st, _) = s
+        .call_as(&auditor, Method::GET, &format!("{p}/{}", id(&h)), None)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // Settings.
+    let (st, v) = s
+        .call(
+            Method::PUT,
+            "/notifications/settings",
+            Some(json!({"reminder_days": [0]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["field"], "reminder_days");
+    let (st, v) = s
+        .call(
+            Method::PUT,
+            "/notifications/settings",
+            Some(json!({"reminder_days": [14, 60, 3], "quota_low_percent": 20})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["reminder_days"], json!([60, 14, 3]));
+    assert_eq!(v["quota_low_percent"], 20);
+}
+crate::both_backends!(channels, channel_rules);
+
+async fn network_allow_list(backend: Backend) {
+    let Some((s, _clock)) = start_clocked(
+        backend,
+        &[("VELLUM_NOTIFICATIONS_NETWORKS", "[\"10.0.0.0/8\"]")],
+    )
+    .await
+    else {
+        return;
+    };
+    let r = Receiver::start(0).await;
+    refused(
+        s.post(
+            "/notifications/channels",
+            json!({"kind": "webhook", "name": "x", "url": r.url(), "secret": SECRET, "events": ["*"]}),
+        )
+        .await,
+        "url",
+        "outside the networks",
+    );
+    // A name is checked where it resolves, at every delivery.
+    let (st, ch) = s
+        .post(
+            "/notifications/channels",
+            json!({"kind": "webhook", "name": "x", "url": format!("http://localhost:{}/hook", r.addr.port()), "secret": SECRET, "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ch}");
+    let (st, t) = s
+        .post(
+            &format!("/notifications/channels/{}/test", id(&ch)),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{t}");
+    assert_eq!(t["delivered"], json!(false));
+    assert!(
+        t["error"]
+            .as_str()
+            .unwrap()
+            .contains("outside the networks"),
+        "{t}"
+    );
+    assert!(r.all().is_empty(), "nothing reached the receiver");
+    refused(
+        s.post(
+            "/notifications/channels",
+            json!({"kind": "email", "name": "m", "smtp": {"host": "127.0.0.1", "port": 25, "tls": "none"}, "from": "a@example.com", "to": ["b@example.com"], "events": ["*"]}),
+        )
+        .await,
+        "smtp.host",
+        "outside the networks",
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn targets_outside_the_allowed_networks_are_refused() {
+    network_allow_list(Backend::Sqlite).await;
+}
+
+async fn quota(backend: Backend) {
+    let Some((s, clock)) =
+        start_clocked(backend, &[("VELLUM_NOTIFICATIONS_DEFAULT_QUOTA", "1")]).await
+    else {
+        return;
+    };
+    let (c, k) = third_party("one.example", clock.now(), 90);
+    let a = upload(&s, "one", &c, &k).await;
+    assert_eq!(a["notifications"], json!(true));
+    let (c, k) = third_party("two.example", clock.now(), 90);
+    let b = upload(&s, "two", &c, &k).await;
+    assert_eq!(b["notifications"], json!(false), "beyond the quota: off");
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("/managed/{}", id(&b)),
+            Some(json!({"notifications": true})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("quota of 1"), "{v}");
+    let (_, p) = s.get("/pending").await;
+    let off = p["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "notifications_off")
+        .unwrap()
+        .clone();
+    assert_eq!(off["count"], 1, "{off}");
+    assert_eq!(off["quota"], json!({"total": 1, "used": 1, "left": 0}));
+    let (st, v) = s
+        .post("/notifications/quota/purchase", json!({"count": 0}))
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (st, v) = s
+        .post("/notifications/quota/purchase", json!({"count": 1}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"total": 2, "used": 1, "left": 1}));
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("/managed/{}", id(&b)),
+            Some(json!({"notifications": true})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // Off then on again for one already counted: no quota needed twice.
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("/managed/{}", id(&a)),
+            Some(json!({"notifications": true})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, v) = s.get("/notifications/quota").await;
+    assert_eq!(v, json!({"total": 2, "used": 2, "left": 0}));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn notification_quota_sqlite() {
+    quota(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn notification_quota_postgres() {
+    quota(Backend::Postgres).await;
+}
+
+/// A real SMTP server (aiosmtpd, from PyPI: `bash .ci/install-deps`) writing every
+/// message it accepts into a Maildir.
+struct Smtp {
+    child: std::process::Child,
+    port: u16,
+    maildir: tempfile::TempDir,
+}
+
+impl Smtp {
+    async fn start() -> Smtp {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let maildir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+                &maildir.path().join("mail").display().to_string(),
+            ])
+            .spawn()
+            .expect("python3 runs");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Smtp {
+                    child,
+                    port,
+                    maildir,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("aiosmtpd did not start on {port}: install it with `bash .ci/install-deps` (pip install aiosmtpd)");
+    }
+
+    /// The messages received so far (raw RFC 5322 text).
+    fn messages(&self) -> Vec<String> {
+        let dir = self.maildir.path().join("mail").join("new");
+        let mut out: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    async fn wait(&self, n: usize) -> Vec<String> {
+        for _ in 0..150 {
+            let m = self.messages();
+            if m.len() >= n {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{n} messages did not arrive: {:?}", self.messages());
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Quoted-printable soft line breaks and `=XX` escapes undone, enough to search text.
+fn unqp(s: &str) -> String {
+    let s = s.replace("=\r\n", "").replace("=\n", "");
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'=' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn email(backend: Backend) {
+    let Some((s, clock)) = start_clocked(backend, &[]).await else {
+        return;
+    };
+    let smtp = Smtp::start().await;
+    let (st, ch) = s
+        .post(
+            "/notifications/channels",
+            json!({"kind": "email", "name": "ops mail",
+                   "smtp": {"host": "127.0.0.1", "port": smtp.port, "tls": "none"},
+                   "from": "Vellum <pki@example.com>", "to": ["ops@example.com", "oncall@example.com"],
+                   "events": ["certificate.expiring", "managed.uploaded"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ch}");
+    let (st, t) = s
+        .post(
+            &format!("/notifications/channels/{}/test", id(&ch)),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{t}");
+    assert_eq!(t["delivered"], json!(true), "{t}");
+    assert_eq!(t["remote_status"], json!(250));
+    let got = smtp.wait(1).await;
+    assert!(
+        got[0].contains("Subject: [Vellum] Test message from Vellum"),
+        "{}",
+        got[0]
+    );
+
+    // A certificate with 10 days left: uploaded (one message), then the 30-day reminder.
+    let (c, k) = third_party("mail.example", clock.now(), 10);
+    let m = upload(&s, "mail shop", &c, &k).await;
+    let got = smtp.wait(3).await;
+    let all = got
+        .iter()
+        .map(|g| unqp(g))
+        .collect::<Vec<_>>()
+        .join("\n----\n");
+    let reminder = got
+        .iter()
+        .map(|g| unqp(g))
+        .find(|g| g.contains("expires in 10 days"))
+        .unwrap_or_else(|| panic!("no reminder among {all}"));
+    for needle in [
+        "To: ops@example.com, oncall@example.com",
+        "Content-Type: text/plain",
+        "Content-Type: text/html",
+        "Certificate: mail shop (mail.example)",
+        "Names (SANs): ",
+        "api.mail.example",
+        "Tags: team=web",
+        "Expires: ",
+        "What to do:",
+        &format!("vellum admin managed delete {}", id(&m)),
+        "<th align=\"left\"",
+    ] {
+        assert!(reminder.contains(needle), "{needle:?} not in {reminder}");
+    }
+    assert!(all.contains("was uploaded"), "{all}");
+    // The delivery log records the server's answer.
+    let (_, v) = s
+        .get("/notifications/deliveries?event=certificate.expiring")
+        .await;
+    assert_eq!(v["items"][0]["remote_status"], 250, "{v}");
+    assert_eq!(v["items"][0]["status"], "delivered");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn email_reaches_a_real_smtp_server_sqlite() {
+    email(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn email_reaches_a_real_smtp_server_postgres() {
+    email(Backend::Postgres).await;
+}
