@@ -12,7 +12,7 @@ use vellum_server::admin::json::parse_rfc3339;
 
 const DAY: i64 = 86_400;
 
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 8] = [
     "expiring",
     "expired",
     "notifications_off",
@@ -20,6 +20,7 @@ const KINDS: [&str; 7] = [
     "service_ending",
     "pending_enable",
     "refundable",
+    "notifications_failed",
 ];
 
 /// A tenant's token and the server, for calls in that tenant.
@@ -429,7 +430,7 @@ async fn snoozes(s: &TestServer) {
 
     // Refusals name their field.
     for (body, field, needle) in [
-        (json!({"kind": "soon"}), "kind", "refundable or all"),
+        (json!({"kind": "soon"}), "kind", "notifications_failed or all"),
         (json!({"kind": "expiring", "days": 0}), "days", "1 to 30"),
         (json!({"kind": "expiring", "days": 31}), "days", "1 to 30"),
         (json!({"kind": "expiring", "days": "7"}), "days", ""),

@@ -60,6 +60,7 @@ pub const KEYS: &[&str] = &[
     "notifications.delivery_interval_ms",
     "notifications.networks",
     "notifications.timeout_secs",
+    "notifications.lease_secs",
     "notifications.default_quota",
     "notifications.extra_roots_file",
 ];
@@ -274,6 +275,10 @@ pub struct NotificationsConfig {
     pub networks: Vec<String>,
     /// Seconds one delivery may take (connect, TLS, answer), 1–60.
     pub timeout_secs: u64,
+    /// Seconds a claimed delivery belongs to the worker that claimed it; a worker that
+    /// dies mid-delivery leaves it due again after this. At least 2 × timeout_secs + 5
+    /// (a delivery in flight is never claimed twice); default 120.
+    pub lease_secs: u64,
     /// Certificates a new tenant may have reminders on before buying more.
     pub default_quota: i64,
     /// A PEM file of extra CA certificates trusted for HTTPS webhooks and SMTP TLS, beside
@@ -288,6 +293,7 @@ impl Default for NotificationsConfig {
             delivery_interval_ms: 500,
             networks: vec!["0.0.0.0/0".into(), "::/0".into()],
             timeout_secs: 10,
+            lease_secs: 120,
             default_quota: 100,
             extra_roots_file: None,
         }
@@ -505,6 +511,14 @@ impl Config {
             return Err(Error::config(
                 "notifications.timeout_secs must be between 1 and 60".to_string(),
             ));
+        }
+        if self.notifications.lease_secs < 2 * self.notifications.timeout_secs + 5
+            || self.notifications.lease_secs > 3600
+        {
+            return Err(Error::config(format!(
+                "notifications.lease_secs must be between 2 × timeout_secs + 5 ({}) and 3600",
+                2 * self.notifications.timeout_secs + 5
+            )));
         }
         if self.notifications.default_quota < 0 {
             return Err(Error::config(

@@ -24,7 +24,7 @@ use vellum_core::time::rfc3339;
 use crate::Authority;
 
 pub use schedule::{schedule, ScheduleReport};
-pub use send::{deliver, test_channel, TestAnswer, LEASE_SECS};
+pub use send::{deliver, test_channel, TestAnswer};
 
 /// How long a delivery is retried.
 pub const RETRY_FOR_SECS: i64 = 24 * 3600;

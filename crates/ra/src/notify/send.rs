@@ -14,9 +14,6 @@ use vellum_core::status::{ChannelKind, DeliveryStatus, NotificationEvent, SmtpTl
 use super::{message, payload, secret_context, Event};
 use crate::Authority;
 
-/// How long a claimed delivery is this worker's: past it, another worker (or this one
-/// restarted) may try again, with the same event id.
-pub const LEASE_SECS: i64 = 120;
 /// Deliveries claimed at once.
 const BATCH: i64 = 256;
 /// Deliveries in flight at once.
@@ -118,7 +115,10 @@ pub async fn deliver(ra: &Authority, holder: &str) -> Result<usize> {
     let now = ra.now();
     let claimed: Vec<Claimed> = {
         let mut tx = ra.store.begin().await?;
-        let c = store::notify::claim_due(&mut tx, holder, now, now + LEASE_SECS, BATCH).await?;
+        // Past the lease, another worker (or this one restarted) may try again, with the
+        // same event id.
+        let lease = ra.config.notifications.lease_secs as i64;
+        let c = store::notify::claim_due(&mut tx, holder, now, now + lease, BATCH).await?;
         tx.commit().await?;
         c
     };
