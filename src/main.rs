@@ -124,4 +124,37 @@ mod tests {
         walk(&super::Cli::command(), "", &mut missing);
         assert!(missing.is_empty(), "without help text: {missing:#?}");
     }
+
+    /// No subcommand defines a flag that a global flag of its parents already has (e.g. a
+    /// second `--url`): clap would take one for the other.
+    #[test]
+    fn no_flag_shadows_a_global_one() {
+        fn walk(cmd: &clap::Command, path: &str, globals: &[String], clashes: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            let mut inherited = globals.to_vec();
+            for arg in cmd.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if arg.is_global_set() {
+                    if !inherited.iter().any(|g| g == long) {
+                        inherited.push(long.to_string());
+                    }
+                } else if globals.iter().any(|g| g == long)
+                    // Known clash, older than this test: the share commands' recipient
+                    // `--tenant` hides the global act-in-tenant `--tenant` after them.
+                    && !(long == "tenant" && cmd.get_name() == "share")
+                {
+                    clashes.push(format!("{path} --{long}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, &inherited, clashes);
+            }
+        }
+        let mut clashes = Vec::new();
+        walk(&super::Cli::command(), "", &[], &mut clashes);
+        assert!(
+            clashes.is_empty(),
+            "flags shadowing a global one: {clashes:#?}"
+        );
+    }
 }
