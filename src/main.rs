@@ -125,20 +125,24 @@ mod tests {
         assert!(missing.is_empty(), "without help text: {missing:#?}");
     }
 
-    /// No subcommand defines a flag that a global flag of its parents already has (e.g. a
-    /// second `--url`): clap would take one for the other.
+    /// No subcommand defines a flag, or an argument id, that a global flag of its parents
+    /// already has (e.g. a second `--url`, or a field named `url` under another flag
+    /// name): clap would store one in the other.
     #[test]
     fn no_flag_shadows_a_global_one() {
         fn walk(cmd: &clap::Command, path: &str, globals: &[String], clashes: &mut Vec<String>) {
             let path = format!("{path} {}", cmd.get_name());
             let mut inherited = globals.to_vec();
             for arg in cmd.get_arguments() {
-                let Some(long) = arg.get_long() else { continue };
+                let id = arg.get_id().as_str();
+                let long = arg.get_long().unwrap_or(id);
                 if arg.is_global_set() {
-                    if !inherited.iter().any(|g| g == long) {
-                        inherited.push(long.to_string());
+                    for name in [id, long] {
+                        if !inherited.iter().any(|g| g == name) {
+                            inherited.push(name.to_string());
+                        }
                     }
-                } else if globals.iter().any(|g| g == long)
+                } else if globals.iter().any(|g| g == long || g == id)
                     // Known clash, older than this test: the share commands' recipient
                     // `--tenant` hides the global act-in-tenant `--tenant` after them.
                     && !(long == "tenant" && cmd.get_name() == "share")

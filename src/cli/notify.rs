@@ -95,8 +95,8 @@ pub(crate) enum ChannelCmd {
         name: String,
         /// Where to POST the events (http or https). Not `--url`: that flag names the
         /// Vellum server.
-        #[arg(long = "webhook-url")]
-        url: String,
+        #[arg(long)]
+        webhook_url: String,
         /// The signing secret (16–256 characters). Prefer --secret-file: a flag is seen
         /// by other users of the machine.
         #[arg(
@@ -189,8 +189,8 @@ pub(crate) struct UpdateArgs {
     #[arg(long)]
     name: Option<String>,
     /// New URL to POST the events to (webhooks).
-    #[arg(long = "webhook-url")]
-    url: Option<String>,
+    #[arg(long)]
+    webhook_url: Option<String>,
     /// File holding a new signing secret (webhooks).
     #[arg(long)]
     secret_file: Option<PathBuf>,
@@ -264,7 +264,7 @@ fn update_body(a: &UpdateArgs, current: Option<&Value>) -> Result<Value, CliErro
     if let Some(n) = &a.name {
         put("name", json!(n));
     }
-    if let Some(u) = &a.url {
+    if let Some(u) = &a.webhook_url {
         put("url", json!(u));
     }
     if let Some(f) = &a.secret_file {
@@ -470,7 +470,7 @@ async fn channel(
     let value = match cmd {
         ChannelCmd::AddWebhook {
             name,
-            url,
+            webhook_url,
             secret,
             secret_file,
             events,
@@ -481,7 +481,7 @@ async fn channel(
                 (Some(s), None) => s.clone(),
                 (None, None) => return Err(CliError("give --secret-file (or --secret)".into())),
             };
-            let b = json!({"kind": "webhook", "name": name, "url": url, "secret": secret,
+            let b = json!({"kind": "webhook", "name": name, "url": webhook_url, "secret": secret,
                            "events": events, "enabled": !disabled});
             client
                 .call(Method::POST, "/notifications/channels", Some(b))
