@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016,SC2317 # jq programs are single-quoted; check functions run through wait_for and CLEANUPS
 # Notifications through the CLI (`vellum admin notify …`), received by independent
 # implementations: a REAL SMTP server (aiosmtpd, writing a Maildir) and a webhook
 # receiver in Python (http.server) that checks `Vellum-Signature: t=…,v1=hex(HMAC-
@@ -130,8 +131,7 @@ start_helpers() {
   RECEIVER_PID=$!
   wait_for test -s "$N/hook.port" || { fail "webhook receiver starts" "$(cat "$N/receiver.log")"; return 1; }
   HOOK_PORT=$(cat "$N/hook.port")
-  local try
-  for try in 1 2 3 4 5; do
+  for _ in 1 2 3 4 5; do
     SMTP_PORT=$(python3 -c '
 import random, socket
 for _ in range(200):
@@ -340,7 +340,7 @@ run_checks() {
     fi
   else
     fail "the managed.uploaded e-mail (Message-ID <$MAIL_EVENT@vellum>) arrives in the Maildir" \
-      "$(ls -R "$N/maildir" 2>&1 | head -n 20)" "$(tail -n 20 "$N/smtp.log")"
+      "$(find "$N/maildir" 2>&1 | head -n 20)" "$(tail -n 20 "$N/smtp.log")"
   fi
   if [[ -n $TEST_MAIL_EVENT ]] && mail_check "$TEST_MAIL_EVENT" >/dev/null; then
     pass "the test e-mail is in the Maildir too"
