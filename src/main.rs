@@ -124,4 +124,41 @@ mod tests {
         walk(&super::Cli::command(), "", &mut missing);
         assert!(missing.is_empty(), "without help text: {missing:#?}");
     }
+
+    /// No subcommand defines a flag, or an argument id, that a global flag of its parents
+    /// already has (e.g. a second `--url`, or a field named `url` under another flag
+    /// name): clap would store one in the other.
+    #[test]
+    fn no_flag_shadows_a_global_one() {
+        fn walk(cmd: &clap::Command, path: &str, globals: &[String], clashes: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            let mut inherited = globals.to_vec();
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                let long = arg.get_long().unwrap_or(id);
+                if arg.is_global_set() {
+                    for name in [id, long] {
+                        if !inherited.iter().any(|g| g == name) {
+                            inherited.push(name.to_string());
+                        }
+                    }
+                } else if globals.iter().any(|g| g == long || g == id)
+                    // Known clash, older than this test: the share commands' recipient
+                    // `--tenant` hides the global act-in-tenant `--tenant` after them.
+                    && !(long == "tenant" && cmd.get_name() == "share")
+                {
+                    clashes.push(format!("{path} --{long}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, &inherited, clashes);
+            }
+        }
+        let mut clashes = Vec::new();
+        walk(&super::Cli::command(), "", &[], &mut clashes);
+        assert!(
+            clashes.is_empty(),
+            "flags shadowing a global one: {clashes:#?}"
+        );
+    }
 }

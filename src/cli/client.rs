@@ -222,6 +222,21 @@ const FLAGS: &[(&str, &str)] = &[
     ("reason", "--reason"),
     ("format", "--format"),
     ("password", "--password"),
+    ("url", "--webhook-url"),
+    ("secret", "--secret"),
+    ("events", "--event"),
+    ("event", "--event"),
+    ("smtp.host", "--smtp-host"),
+    ("smtp.port", "--smtp-port"),
+    ("smtp.tls", "--tls"),
+    ("smtp.username", "--smtp-username"),
+    ("smtp.password", "--smtp-password-file"),
+    ("from", "--from"),
+    ("to", "--to"),
+    ("reminder_days", "--reminder-days"),
+    ("quota_low_percent", "--quota-low-percent"),
+    ("since", "--since"),
+    ("limit", "--limit"),
 ];
 
 /// The problem's detail in the CLI's words (see [`FLAGS`]).

@@ -5,6 +5,7 @@ pub(crate) mod client;
 pub(crate) mod csrs;
 pub(crate) mod inventory;
 pub(crate) mod managed;
+pub(crate) mod notify;
 pub(crate) mod output;
 pub(crate) mod pending;
 pub(crate) mod protocols;
@@ -125,6 +126,10 @@ pub(crate) enum AdminCommand {
     /// quota running low, CA service ending, CAs not enabled, refunds still possible), and
     /// this token's snoozes of the reminder.
     Pending(pending::PendingArgs),
+    /// Notifications: channels (webhooks, e-mail), reminder settings, the notification
+    /// quota, the delivery log and redeliveries.
+    #[command(subcommand)]
+    Notify(notify::NotifyCmd),
     /// The audit log, newest first.
     Audit {
         /// Only events of this action, e.g. ca.enable or certificate.revoke.
@@ -530,6 +535,7 @@ pub(crate) async fn run(opts: AdminOpts) -> Result<String, CliError> {
         }
         AdminCommand::Inventory(cmd) => return inventory::run(&client, cmd, opts.json).await,
         AdminCommand::Pending(args) => return pending::run(&client, args, opts.json).await,
+        AdminCommand::Notify(cmd) => return notify::run(&client, cmd, opts.json).await,
         AdminCommand::Audit {
             action,
             target,
