@@ -93,8 +93,14 @@ async fn run() {
         ("VELLUM_LISTEN_HTTP".into(), "127.0.0.1:0".into()),
         ("VELLUM_DATABASE_URL".into(), database_url.clone()),
         ("VELLUM_LIMITS_DB_CONNECTIONS".into(), "8".into()),
-        ("VELLUM_NOTIFICATIONS_DELIVERY_INTERVAL_MS".into(), "50".into()),
-        ("VELLUM_NOTIFICATIONS_DEFAULT_QUOTA".into(), "2000000".into()),
+        (
+            "VELLUM_NOTIFICATIONS_DELIVERY_INTERVAL_MS".into(),
+            "50".into(),
+        ),
+        (
+            "VELLUM_NOTIFICATIONS_DEFAULT_QUOTA".into(),
+            "2000000".into(),
+        ),
     ];
     let config = vellum_core::config::Config::load_with_env(None, &env).expect("config");
     let running = vellum_server::start_with_clock(config, clock.clone())
@@ -157,7 +163,11 @@ async fn run() {
             }
             tx.commit().await.expect("commit");
         }
-        println!("seeded {} managed certificates in {:.0} s", n - have, t.elapsed().as_secs_f64());
+        println!(
+            "seeded {} managed certificates in {:.0} s",
+            n - have,
+            t.elapsed().as_secs_f64()
+        );
     }
     // Start over: nothing looked at, nothing sent.
     exec(&app, "DELETE FROM notification_deliveries").await;
@@ -186,7 +196,9 @@ async fn run() {
 
     // A loopback receiver and a channel for the reminders.
     let received = Arc::new(AtomicU64::new(0));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     {
         let received = received.clone();
@@ -255,7 +267,13 @@ async fn run() {
     let _ = ch;
 
     // Let the reminders' deliveries drain, then time a burst.
-    while count(&app, "SELECT COUNT(*) AS n FROM notification_deliveries WHERE status = 'pending'").await > 0 {
+    while count(
+        &app,
+        "SELECT COUNT(*) AS n FROM notification_deliveries WHERE status = 'pending'",
+    )
+    .await
+        > 0
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let before = received.load(Ordering::Relaxed);
@@ -267,7 +285,9 @@ async fn run() {
         })
         .collect();
     let mut tx = app.store.begin().await.expect("tx");
-    ra::notify::emit(&mut tx, &evs, clock.now()).await.expect("emit");
+    ra::notify::emit(&mut tx, &evs, clock.now())
+        .await
+        .expect("emit");
     tx.commit().await.expect("commit");
     let t = Instant::now();
     while received.load(Ordering::Relaxed) - before < events as u64 {
@@ -276,7 +296,13 @@ async fn run() {
     }
     let secs = t.elapsed().as_secs_f64();
     // Wait for the outcomes to be recorded too.
-    while count(&app, "SELECT COUNT(*) AS n FROM notification_deliveries WHERE status = 'pending'").await > 0 {
+    while count(
+        &app,
+        "SELECT COUNT(*) AS n FROM notification_deliveries WHERE status = 'pending'",
+    )
+    .await
+        > 0
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let recorded = t.elapsed().as_secs_f64();

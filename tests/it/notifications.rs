@@ -1015,7 +1015,10 @@ async fn two_replicas_send_each_reminder_once() {
     let now = clock.now();
     let tenant = {
         let mut conn = sa.app().store.reader().acquire().await.unwrap();
-        store::tenants::find_tenant(&mut conn, "default").await.unwrap().unwrap()
+        store::tenants::find_tenant(&mut conn, "default")
+            .await
+            .unwrap()
+            .unwrap()
     };
     let mut tx = sa.app().store.begin().await.unwrap();
     for i in 0..1000 {
@@ -1065,7 +1068,12 @@ async fn two_replicas_send_each_reminder_once() {
     assert_eq!(ids.len(), 1000);
     let mut certs: Vec<String> = got_after
         .iter()
-        .map(|g| g.body["data"]["certificate"]["id"].as_str().unwrap().to_string())
+        .map(|g| {
+            g.body["data"]["certificate"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     certs.sort();
     certs.dedup();
@@ -1138,8 +1146,11 @@ async fn kill_9_mid_delivery_loses_nothing() {
     let base = format!("https://localhost:{https}/admin/v1");
     let wait_up = || async {
         for _ in 0..300 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", https)).await.is_ok()
+            if tokio::net::TcpStream::connect(("127.0.0.1", https))
+                .await
+                .is_ok()
                 && data.join("admin-token").exists()
+                && data.join("root.pem").exists()
             {
                 return;
             }
@@ -1149,7 +1160,10 @@ async fn kill_9_mid_delivery_loses_nothing() {
     };
     let mut child = spawn();
     wait_up().await;
-    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_string();
+    let token = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_string();
     let client = crate::common::client_trusting(&data.join("root.pem"));
     let call = |path: String, body: Value| {
         let (client, token, base) = (client.clone(), token.clone(), base.clone());
@@ -1197,7 +1211,10 @@ async fn kill_9_mid_delivery_loses_nothing() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let at_kill = got.lock().unwrap().len();
-    assert!(at_kill < N, "the burst was not over at the kill ({at_kill})");
+    assert!(
+        at_kill < N,
+        "the burst was not over at the kill ({at_kill})"
+    );
     // Requests already sent still complete at the receiver; then the process comes back.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut child = spawn();

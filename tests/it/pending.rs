@@ -145,7 +145,7 @@ async fn kinds_follow_their_conditions(s: &TestServer) {
     // A purchase: root and intermediate are pending and refundable.
     let (root, inter) = a.buy_root("Pending Root").await;
     let p = a.pending().await;
-    assert_eq!(counts(&p), [0, 0, 0, 0, 0, 2, 2], "{p}");
+    assert_eq!(counts(&p), [0, 0, 0, 0, 0, 2, 2, 0], "{p}");
     assert_eq!(p["remind"], true);
     assert_eq!(p["total"], 4);
     assert_eq!(
@@ -166,7 +166,7 @@ async fn kinds_follow_their_conditions(s: &TestServer) {
     ))
     .await;
     let p = a.pending().await;
-    assert_eq!(counts(&p), [0, 0, 0, 0, 0, 2, 0], "{p}");
+    assert_eq!(counts(&p), [0, 0, 0, 0, 0, 2, 0, 0], "{p}");
     // Enabled: nothing left.
     for id in [&root, &inter] {
         a.ok(
@@ -182,7 +182,7 @@ async fn kinds_follow_their_conditions(s: &TestServer) {
         Some(json!({"intermediate_id": inter, "count": 10})),
     )
     .await;
-    assert_eq!(counts(&a.pending().await), [0; 7]);
+    assert_eq!(counts(&a.pending().await), [0; 8]);
 
     // Certificates: one expiring in 10 days, one not expiring; one revoked (never
     // pending); one expired 10 days ago, one 100 days ago (outside the 90-day window),
@@ -223,7 +223,7 @@ async fn kinds_follow_their_conditions(s: &TestServer) {
 
     let p = a.pending().await;
     // 6 certificates of 10 units spent: 4 left, above 10 %.
-    assert_eq!(counts(&p), [2, 2, 1, 0, 0, 0, 0], "{p}");
+    assert_eq!(counts(&p), [2, 2, 1, 0, 0, 0, 0, 0], "{p}");
     // Soonest expiry first; the most recently expired first.
     assert_eq!(item_ids(&p, "expiring"), [expiring.clone(), m_soon.clone()]);
     assert_eq!(
@@ -323,7 +323,7 @@ async fn kinds_follow_their_conditions(s: &TestServer) {
     let (b_root, _) = b.buy_root("Other Root").await;
     let b_soon = b.upload("b-soon.example", 5).await;
     let pb = b.pending().await;
-    assert_eq!(counts(&pb), [1, 0, 0, 0, 0, 2, 2], "{pb}");
+    assert_eq!(counts(&pb), [1, 0, 0, 0, 0, 2, 2, 0], "{pb}");
     assert_eq!(item_ids(&pb, "expiring"), [b_soon]);
     let pa = a.pending().await;
     assert_eq!(counts(&pa), before, "{pa}");
@@ -430,7 +430,11 @@ async fn snoozes(s: &TestServer) {
 
     // Refusals name their field.
     for (body, field, needle) in [
-        (json!({"kind": "soon"}), "kind", "notifications_failed or all"),
+        (
+            json!({"kind": "soon"}),
+            "kind",
+            "notifications_failed or all",
+        ),
         (json!({"kind": "expiring", "days": 0}), "days", "1 to 30"),
         (json!({"kind": "expiring", "days": 31}), "days", "1 to 30"),
         (json!({"kind": "expiring", "days": "7"}), "days", ""),
