@@ -1245,3 +1245,108 @@ async fn kill_9_mid_delivery_loses_nothing() {
     assert!(repeats <= 64, "{repeats} repeats");
     eprintln!("kill -9: {at_kill} delivered before, {repeats} repeated");
 }
+
+fn unix(v: &Value) -> i64 {
+    time::OffsetDateTime::parse(
+        v.as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+    .unix_timestamp()
+}
+
+/// The CA events: quota.low (once per assignment), ca.revoked, ca.service_ending and
+/// ca.expiring as the clock moves, each with the CA's facts.
+async fn ca_events(backend: Backend) {
+    let Some((s, clock)) = start_clocked(backend, &[]).await else {
+        return;
+    };
+    let r = Receiver::start(0).await;
+    webhook(
+        &s,
+        &r,
+        json!([
+            "quota.low",
+            "ca.revoked",
+            "ca.service_ending",
+            "ca.expiring"
+        ]),
+    )
+    .await;
+    let (st, v) = s
+        .call(
+            Method::PUT,
+            "/notifications/settings",
+            Some(json!({"quota_low_percent": 50})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (root, inter) = s.enabled_pair("Events Root", 100, 10).await;
+    for i in 0..6 {
+        let (st, v) = s
+            .post(
+                &format!("/cas/{inter}/certificates"),
+                json!({"type": "server", "common_name": format!("q{i}.example"), "validity_days": 30}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    let low = r.wait("quota.low", 1).await;
+    let ca = &low[0].body["data"]["ca"];
+    assert_eq!(ca["id"], json!(inter));
+    assert_eq!(ca["quota_remaining"], 4);
+    assert_eq!(ca["quota_assigned"], 10);
+    assert_eq!(low[0].body["data"]["threshold_percent"], 50);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(r.of_type("quota.low").len(), 1, "once per assignment");
+
+    let (st, v) = s
+        .post(
+            &format!("/cas/{inter}/revoke"),
+            json!({"reason": "cessationOfOperation"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let rev = r.wait("ca.revoked", 1).await;
+    assert_eq!(rev[0].body["data"]["ca"]["id"], json!(inter));
+    assert_eq!(rev[0].body["data"]["ca"]["status"], "revoked");
+
+    let (_, rv) = s.get(&format!("/cas/{root}")).await;
+    let service_until = unix(&rv["service_until"]);
+    clock.set(service_until - 5 * DAY);
+    let end = r.wait("ca.service_ending", 1).await;
+    assert_eq!(end[0].body["data"]["ca"]["id"], json!(root));
+    assert_eq!(end[0].body["data"]["threshold_days"], 7);
+    assert!(end[0].body["data"]["renew"]["api"]
+        .as_str()
+        .unwrap()
+        .contains("/service/renew"));
+    let not_after = unix(&rv["not_after"]);
+    clock.set(not_after - 20 * DAY);
+    // The bootstrap CAs expire too (by then, or earlier): find this root's event.
+    let mut mine = None;
+    for _ in 0..150 {
+        mine = r
+            .of_type("ca.expiring")
+            .into_iter()
+            .find(|g| g.body["data"]["ca"]["id"] == json!(root));
+        if mine.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mine = mine.unwrap_or_else(|| panic!("no ca.expiring for {root}: {:#?}", r.all()));
+    assert_eq!(mine.body["data"]["threshold_days"], 30);
+    assert!(mine.signature_ok);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ca_events_sqlite() {
+    ca_events(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ca_events_postgres() {
+    ca_events(Backend::Postgres).await;
+}
