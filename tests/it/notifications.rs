@@ -17,6 +17,23 @@ use sha2::{Digest, Sha256};
 
 use crate::common::{Backend, TestServer};
 
+/// A test on each backend whose body starts its own (clocked) server; PostgreSQL is
+/// skipped inside the body when it is not configured.
+macro_rules! on_both {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$body(crate::common::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$body(crate::common::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
 const SECRET: &str = "whsec_0123456789abcdef";
 const DAY: i64 = 86_400;
 
@@ -390,15 +407,7 @@ async fn reminders(backend: Backend) {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reminders_fire_once_per_threshold_sqlite() {
-    reminders(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reminders_fire_once_per_threshold_postgres() {
-    reminders(Backend::Postgres).await;
-}
+on_both!(reminders_fire_once_per_threshold, reminders);
 
 async fn retries(backend: Backend) {
     let Some((s, clock)) = start_clocked(backend, &[]).await else {
@@ -499,15 +508,7 @@ async fn retries(backend: Backend) {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn failed_deliveries_back_off_then_fail_sqlite() {
-    retries(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn failed_deliveries_back_off_then_fail_postgres() {
-    retries(Backend::Postgres).await;
-}
+on_both!(failed_deliveries_back_off_then_fail, retries);
 
 fn refused(res: (StatusCode, Value), field: &str, needle: &str) {
     let (st, v) = res;
@@ -791,15 +792,7 @@ async fn quota(backend: Backend) {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn notification_quota_sqlite() {
-    quota(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn notification_quota_postgres() {
-    quota(Backend::Postgres).await;
-}
+on_both!(notification_quota, quota);
 
 /// A real SMTP server (aiosmtpd, from PyPI: `bash .ci/install-deps`) writing every
 /// message it accepts into a Maildir.
@@ -969,15 +962,7 @@ async fn email(backend: Backend) {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn email_reaches_a_real_smtp_server_sqlite() {
-    email(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn email_reaches_a_real_smtp_server_postgres() {
-    email(Backend::Postgres).await;
-}
+on_both!(email_reaches_a_real_smtp_server, email);
 
 /// Two replicas on one PostgreSQL, 1,000 managed certificates crossing their 30-day
 /// threshold: every reminder reaches the receiver exactly once, although both replicas'
@@ -1341,12 +1326,4 @@ async fn ca_events(backend: Backend) {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn ca_events_sqlite() {
-    ca_events(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn ca_events_postgres() {
-    ca_events(Backend::Postgres).await;
-}
+on_both!(ca_events, ca_events);
