@@ -1327,3 +1327,59 @@ async fn ca_events(backend: Backend) {
 }
 
 on_both!(ca_events, ca_events);
+
+/// `managed.shared` goes to the recipient tenant's channels, not the owner's.
+async fn shared_event(s: &TestServer) {
+    let (_, inter) = s.enabled_pair("Share Root", 100, 10).await;
+    let (st, cert) = s
+        .post(
+            &format!("/cas/{inter}/certificates"),
+            json!({"type": "server", "common_name": "shared.example", "validity_days": 30}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{cert}");
+    let (st, t) = s
+        .post("/tenants", json!({"name": "sis", "entity": "default"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{t}");
+    let (st, tok) = s
+        .post(
+            "/tokens",
+            json!({"tenant": "sis", "role": "admin", "name": "admin of sis"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{tok}");
+    let tok = tok["token"].as_str().unwrap().to_string();
+    let (r_sister, r_owner) = (Receiver::start(0).await, Receiver::start(0).await);
+    let (st, v) = s
+        .call_as(
+            &tok,
+            Method::POST,
+            "/notifications/channels",
+            Some(json!({"kind": "webhook", "name": "sister hook", "url": r_sister.url(), "secret": SECRET, "events": ["managed.shared"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    webhook(s, &r_owner, json!(["managed.shared"])).await;
+    let (st, v) = s
+        .post(
+            &format!("/certificates/{}/share", id(&cert)),
+            json!({"tenant": id(&t)}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let got = r_sister.wait("managed.shared", 1).await;
+    let d = &got[0].body["data"];
+    assert!(got[0].signature_ok);
+    assert_eq!(got[0].body["tenant_id"], json!(id(&t)));
+    assert_eq!(d["certificate"]["common_name"], "shared.example");
+    assert_eq!(d["certificate"]["source"], "shared");
+    assert_eq!(d["shared_by"]["name"], "default");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        r_owner.all().is_empty(),
+        "not the owner's event: {:#?}",
+        r_owner.all()
+    );
+}
+crate::both_backends!(shared_to_you, shared_event);
