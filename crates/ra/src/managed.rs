@@ -392,15 +392,7 @@ pub async fn patch(ra: &Authority, tenant_id: &str, id: &str, p: &Patch) -> Resu
             .await?
             .ok_or_else(|| not_found(id))?;
         if !cur.notifications {
-            let q = store::notify::lock_quota(
-                &mut tx,
-                tenant_id,
-                ra.config.notifications.default_quota,
-            )
-            .await?;
-            if store::notify::count_notifications_on(&mut tx, tenant_id).await? >= q {
-                return Err(crate::notify::quota_exhausted(q));
-            }
+            crate::notify::require_quota(ra, &mut tx, tenant_id).await?;
         }
     }
     let name = p.name.as_deref().map(str::trim);

@@ -201,18 +201,9 @@ pub async fn settings(conn: &mut Conn, tenant_id: &str, default_quota: i64) -> R
     .bind(default_quota)
     .execute(&mut *conn)
     .await?;
-    let r = query(
-        "SELECT quota, reminder_days_json, quota_low_percent FROM notification_settings \
-         WHERE tenant_id = $1",
-    )
-    .bind(tenant_id)
-    .fetch_one(conn)
-    .await?;
-    Ok(Settings {
-        quota: r.try_get("quota")?,
-        reminder_days_json: r.try_get("reminder_days_json")?,
-        quota_low_percent: r.try_get("quota_low_percent")?,
-    })
+    settings_if_any(conn, tenant_id)
+        .await?
+        .ok_or_else(|| vellum_core::error::Error::internal("notification settings vanished"))
 }
 
 /// The tenant's settings as stored, `None` when never written (the reader's view: no

@@ -603,6 +603,16 @@ pub async fn quota_left(ra: &Authority, tx: &mut Tx, tenant_id: &str) -> Result<
     Ok(q - used)
 }
 
+/// In `tx`: refuses (409 naming the quota) when no more certificate of the tenant may
+/// have reminders on; the settings row stays locked for the rest of the transaction.
+pub async fn require_quota(ra: &Authority, tx: &mut Tx, tenant_id: &str) -> Result<()> {
+    let q = store::notify::lock_quota(tx, tenant_id, ra.config.notifications.default_quota).await?;
+    if store::notify::count_notifications_on(tx, tenant_id).await? >= q {
+        return Err(quota_exhausted(q));
+    }
+    Ok(())
+}
+
 /// The refusal when the quota is used up.
 pub fn quota_exhausted(quota: i64) -> Error {
     Error::conflict(format!(

@@ -171,7 +171,7 @@ pub async fn deliver(ra: &Authority, holder: &str) -> Result<usize> {
         .iter()
         .map(|(c, a)| {
             let retry_at = done_at + backoff(c.attempts);
-            let gone = a.error.as_deref() == Some("the channel was deleted or turned off");
+            let gone = targets.get(&c.channel_id).is_none_or(Option::is_none);
             let status = if a.delivered {
                 DeliveryStatus::Delivered
             } else if gone || retry_at > c.retry_until {

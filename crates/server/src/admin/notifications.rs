@@ -186,7 +186,8 @@ fn settings_view(s: &rules::Settings, q: Option<&rules::QuotaView>) -> Value {
     v
 }
 
-fn quota_view(q: &rules::QuotaView) -> Value {
+/// `{total, used, left}` (also in `/pending`'s `notifications_off`).
+pub(crate) fn quota_view(q: &rules::QuotaView) -> Value {
     json!({ "total": q.quota, "used": q.used, "left": (q.quota - q.used).max(0) })
 }
 

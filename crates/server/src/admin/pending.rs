@@ -76,8 +76,7 @@ pub async fn show(State(app): State<Arc<App>>, who: Principal) -> ApiResult<axum
     if let Some(kinds) = v["kinds"].as_array_mut() {
         for k in kinds {
             if k["kind"] == "notifications_off" {
-                k["quota"] =
-                    json!({"total": q.quota, "used": q.used, "left": (q.quota - q.used).max(0)});
+                k["quota"] = super::notifications::quota_view(&q);
             }
         }
     }
