@@ -25,6 +25,7 @@ mod inventory_lifecycle;
 mod managed;
 mod pending;
 mod quota;
+mod rare_filters;
 mod ratelimit;
 mod server;
 mod sync_share;

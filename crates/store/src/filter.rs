@@ -6,9 +6,63 @@
 //! goes, and [`Where::push`] numbers it `$n` (both backends read `$n`). Paging is by
 //! keyset (`id > after`, `ORDER BY id`), which stays as fast on the millionth row as on
 //! the first.
+//!
+//! **Who drives the page** ([`page`]). By default a page walks the `(tenant_id, id)` index
+//! in order and tests each row, stopping after `limit` matches: fast when matches are
+//! common, a read of the whole tenant when they are rare. Two indexes of migration 0015
+//! let a rare filter drive instead:
+//! - a tag `key=value` walks the tag table's `(tenant_id, key, value, id)` key in id order
+//!   (ids in chunks of [`CHUNK`]), each chunk's rows fetched by id with every filter
+//!   applied: never more rows visited than the walk, and only the tagged ones;
+//! - `q` (3 characters or more) and a tag `key` ask their index for at most [`CAP`] + 1
+//!   matching ids (SQLite: FTS5 trigram table; PostgreSQL: `pg_trgm` GIN index; the tag
+//!   table): fewer than that, and the page is those ids, fetched by id with every filter
+//!   applied; more, and matches are common enough for the walk.
+//!
+//! Whatever drives, the WHERE clause is the same complete filter (the index only picks
+//! which rows are tested), so a page means the same rows either way.
 
-use super::sql::{query, Arg, Query};
+use super::sql::{query, Arg, Conn, Query, Row};
+use vellum_core::error::Result;
 use vellum_core::status::{CertificateStatus, EXPIRING_DAYS};
+
+/// The tables of one inventory: its rows, its tag table and its search index.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Inventory {
+    /// The rows (`certificates`, `managed_certificates`).
+    pub(crate) table: &'static str,
+    /// The tag table (`certificate_tags`, `managed_tags`).
+    tags: &'static str,
+    /// The tag table's column of the row id.
+    tag_id: &'static str,
+    /// The search index: the FTS5 table on SQLite (the GIN index on PostgreSQL is on the
+    /// table itself).
+    search: &'static str,
+}
+
+/// The certificate list's tables.
+pub(crate) const CERTIFICATES: Inventory = Inventory {
+    table: "certificates",
+    tags: "certificate_tags",
+    tag_id: "certificate_id",
+    search: "certificates_search",
+};
+
+/// The managed list's tables.
+pub(crate) const MANAGED: Inventory = Inventory {
+    table: "managed_certificates",
+    tags: "managed_tags",
+    tag_id: "managed_id",
+    search: "managed_search",
+};
+
+/// The most ids a filter's index is asked for before the filter counts as common (and
+/// the page walks the list instead).
+pub const CAP: usize = 2_000;
+/// Ids per page query when an index drives the page.
+pub const CHUNK: usize = 250;
+/// The shortest `q` a trigram index answers; shorter ones are tested row by row.
+pub const MIN_INDEXED_Q: usize = 3;
 
 /// A WHERE clause under construction, with its bound values in `$n` order.
 #[derive(Debug, Clone)]
@@ -49,6 +103,22 @@ impl Where {
         let n = format!("${}", self.args.len());
         self.sql.push_str(" AND ");
         self.sql.push_str(&clause.replace("{}", &n));
+        self
+    }
+
+    /// Adds ` AND {column} IN (…)` binding each of `values` (not empty).
+    fn push_in(&mut self, column: &str, values: &[String]) -> &mut Self {
+        self.sql.push_str(" AND ");
+        self.sql.push_str(column);
+        self.sql.push_str(" IN (");
+        for (i, v) in values.iter().enumerate() {
+            self.args.push(Arg::from(v.clone()));
+            if i > 0 {
+                self.sql.push_str(", ");
+            }
+            self.sql.push_str(&format!("${}", self.args.len()));
+        }
+        self.sql.push(')');
         self
     }
 
@@ -122,6 +192,174 @@ impl Where {
             self.args.clone(),
         )
     }
+}
+
+/// What drives a page (module documentation).
+#[derive(Debug)]
+enum Driver {
+    /// The `(tenant_id, id)` walk.
+    Walk,
+    /// Every candidate id, sorted (all of them: fewer than [`CAP`]).
+    Ids(Vec<String>),
+    /// The tag table's `(key, value)` range, in id order.
+    Tag { key: String, value: String },
+}
+
+/// The tenant's rows of `inv` matching `w` (built by [`Where::common`] from `c`, plus any
+/// clause of the list's own), first `limit` by id, with `columns`.
+pub(crate) async fn page(
+    conn: &mut Conn,
+    inv: &Inventory,
+    tenant_id: &str,
+    w: &Where,
+    c: &Common<'_>,
+    columns: &str,
+    limit: i64,
+) -> Result<Vec<Row>> {
+    let limit = limit.max(1);
+    let mut rows = Vec::new();
+    match driver(conn, inv, tenant_id, c).await? {
+        Driver::Walk => {
+            let (sql, args) = w.select(columns, inv.table, limit);
+            rows = bound(&sql, &args).fetch_all(conn).await?;
+        }
+        Driver::Ids(ids) => {
+            for chunk in ids.chunks(CHUNK) {
+                let need = limit - rows.len() as i64;
+                rows.extend(by_ids(conn, inv, w, columns, chunk, need).await?);
+                if rows.len() as i64 >= limit {
+                    break;
+                }
+            }
+        }
+        Driver::Tag { key, value } => {
+            let mut cursor = c.after.unwrap_or_default().to_string();
+            let sql = format!(
+                "SELECT {id} FROM {tags} WHERE tenant_id = $1 AND key = $2 AND value = $3 \
+                 AND {id} > $4 ORDER BY {id} LIMIT {CHUNK}",
+                id = inv.tag_id,
+                tags = inv.tags,
+            );
+            loop {
+                let ids: Vec<String> = query(&sql)
+                    .bind(tenant_id)
+                    .bind(key.as_str())
+                    .bind(value.as_str())
+                    .bind(cursor.as_str())
+                    .fetch_all(conn)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<String, _>(0usize))
+                    .collect::<std::result::Result<_, _>>()?;
+                let Some(last) = ids.last() else { break };
+                cursor = last.clone();
+                let need = limit - rows.len() as i64;
+                rows.extend(by_ids(conn, inv, w, columns, &ids, need).await?);
+                if rows.len() as i64 >= limit || ids.len() < CHUNK {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The rows among `ids` matching `w`, first `limit` by id.
+async fn by_ids(
+    conn: &mut Conn,
+    inv: &Inventory,
+    w: &Where,
+    columns: &str,
+    ids: &[String],
+    limit: i64,
+) -> Result<Vec<Row>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut w = w.clone();
+    w.push_in("id", ids);
+    let (sql, args) = w.select(columns, inv.table, limit);
+    Ok(bound(&sql, &args).fetch_all(conn).await?)
+}
+
+/// Which index, if any, drives the page of `c` (module documentation).
+async fn driver(
+    conn: &mut Conn,
+    inv: &Inventory,
+    tenant_id: &str,
+    c: &Common<'_>,
+) -> Result<Driver> {
+    if let Some(q) = c.q.map(str::to_ascii_lowercase) {
+        if q.chars().count() >= MIN_INDEXED_Q {
+            let found = if conn.backend_name() == "SQLite" {
+                let sql = format!(
+                    "SELECT c.id FROM {search} s JOIN {table} c ON c.rowid = s.rowid \
+                     WHERE s.text MATCH $1 AND c.tenant_id = $2 LIMIT {}",
+                    CAP + 1,
+                    search = inv.search,
+                    table = inv.table,
+                );
+                query(&sql)
+                    .bind(format!("\"{}\"", q.replace('"', "\"\"")))
+                    .bind(tenant_id)
+                    .fetch_all(conn)
+                    .await?
+            } else {
+                let sql = format!(
+                    "SELECT id FROM {} WHERE tenant_id = $1 \
+                     AND LOWER(common_name || ' ' || sans_json) LIKE $2 ESCAPE '\\' LIMIT {}",
+                    inv.table,
+                    CAP + 1
+                );
+                query(&sql)
+                    .bind(tenant_id)
+                    .bind(format!("%{}%", super::like_escape(&q)))
+                    .fetch_all(conn)
+                    .await?
+            };
+            if found.len() <= CAP {
+                return candidates(&found, c.after);
+            }
+        }
+    }
+    let Some(tag) = c.tag else {
+        return Ok(Driver::Walk);
+    };
+    if let Some((key, value)) = tag.split_once('=') {
+        return Ok(Driver::Tag {
+            key: key.to_string(),
+            value: value.to_string(),
+        });
+    }
+    let sql = format!(
+        "SELECT {} FROM {} WHERE tenant_id = $1 AND key = $2 LIMIT {}",
+        inv.tag_id,
+        inv.tags,
+        CAP + 1
+    );
+    let found = query(&sql)
+        .bind(tenant_id)
+        .bind(tag)
+        .fetch_all(conn)
+        .await?;
+    if found.len() <= CAP {
+        return candidates(&found, c.after);
+    }
+    Ok(Driver::Walk)
+}
+
+/// The ids of `rows` (first column) after `after`, sorted, once each.
+fn candidates(rows: &[Row], after: Option<&str>) -> Result<Driver> {
+    let mut ids = rows
+        .iter()
+        .map(|r| r.try_get::<String, _>(0usize))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    if let Some(a) = after {
+        ids.retain(|id| id.as_str() > a);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(Driver::Ids(ids))
 }
 
 /// A statement with its values bound in order.
