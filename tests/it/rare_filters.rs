@@ -382,6 +382,24 @@ async fn pages_through_indexed_filters(s: &TestServer) {
             .await,
         );
     }
+    // After each rare row, 5,200 untagged copies of the template (ids `<rare id>-N`, which
+    // sort between it and the next): the walk's window (store::filter::WINDOW) holds at
+    // most one rare row whatever the cursor, so an index drives every page below.
+    for r in &rare {
+        s.sql(&format!(
+            "INSERT INTO certificates (id, tenant_id, ca_id, serial, cert_type, common_name, \
+             sans_json, not_before, not_after, source, name, tags_json, spec_json, \
+             key_algorithm, leakage_risk, certificate_der, created_at, subject_json) \
+             WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 5200) \
+             SELECT '{r}-' || CAST(100000 + n AS TEXT), c.tenant_id, c.ca_id, \
+             '{r}' || CAST(100000 + n AS TEXT), c.cert_type, \
+             'filler-' || CAST(100000 + n AS TEXT) || '.example', '[]', \
+             c.not_before, c.not_after, c.source, c.name, '{{}}', c.spec_json, \
+             c.key_algorithm, c.leakage_risk, c.certificate_der, c.created_at, c.subject_json \
+             FROM certificates c, seq WHERE c.id = '{template}'"
+        ))
+        .await;
+    }
     // 2,300 copies of the template: ids after every issued one, tags {"bulk": "0"|"1"}
     // (spelled as serde_json writes them),
     // one SAN each; n = 17 carries the SAN "odd-one.example".
@@ -441,6 +459,17 @@ async fn pages_through_indexed_filters(s: &TestServer) {
         [format!("ffff{}", 100_017)]
     );
     assert!(all_pages(s, &tok, certs, "q=odd-one&tag=bulk=0", 50)
+        .await
+        .is_empty());
+    // The index's text joins CN and SANs; a match across the join is no match.
+    assert!(all_pages(s, &tok, certs, "q=rarepage.example%20%5B", 5)
+        .await
+        .is_empty());
+    // Status and other filters apply to the index's ids too.
+    assert!(all_pages(s, &tok, certs, "q=rarepage&status=revoked", 5)
+        .await
+        .is_empty());
+    assert!(all_pages(s, &tok, certs, "tag=batch=rare&type=client", 5)
         .await
         .is_empty());
     tag_tables_match(s).await;

@@ -9,8 +9,9 @@
 //!
 //! **Who drives the page** ([`page`]). By default a page walks the `(tenant_id, id)` index
 //! in order and tests each row, stopping after `limit` matches: fast when matches are
-//! common, a read of the whole tenant when they are rare. Two indexes of migration 0015
-//! let a rare filter drive instead:
+//! common, a read of the whole tenant when they are rare. With a tag or a `q` of 3
+//! characters or more, the walk goes [`WINDOW`] ids at most; a page not full by then is
+//! finished by one of two indexes of migration 0015:
 //! - a tag `key=value` walks the tag table's `(tenant_id, key, value, id)` key in id order
 //!   (ids in chunks of [`CHUNK`]), each chunk's rows fetched by id with every filter
 //!   applied: never more rows visited than the walk, and only the tagged ones;
@@ -61,6 +62,9 @@ pub(crate) const MANAGED: Inventory = Inventory {
 pub const CAP: usize = 2_000;
 /// Ids per page query when an index drives the page.
 pub const CHUNK: usize = 250;
+/// Ids a page walks before it asks an index (a filter matching 1 % of the rows or more
+/// fills a page of 50 there).
+pub const WINDOW: i64 = 5_000;
 /// The shortest `q` a trigram index answers; shorter ones are tested row by row.
 pub const MIN_INDEXED_Q: usize = 3;
 
@@ -217,8 +221,62 @@ pub(crate) async fn page(
     limit: i64,
 ) -> Result<Vec<Row>> {
     let limit = limit.max(1);
+    let indexed_q = c.q.is_some_and(|q| q.chars().count() >= MIN_INDEXED_Q);
+    if c.tag.is_none() && !indexed_q {
+        let (sql, args) = w.select(columns, inv.table, limit);
+        return Ok(bound(&sql, &args).fetch_all(conn).await?);
+    }
+    // First the next WINDOW ids by the walk: a common filter fills its page there, and
+    // asks no index. The window's last id bounds it.
+    let boundary = {
+        let sql = format!(
+            "SELECT id FROM {} WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT 1 OFFSET {}",
+            inv.table,
+            WINDOW - 1
+        );
+        query(&sql)
+            .bind(tenant_id)
+            .bind(c.after.unwrap_or_default())
+            .fetch_optional(conn)
+            .await?
+            .map(|r| r.try_get::<String, _>(0usize))
+            .transpose()?
+    };
+    let Some(boundary) = boundary else {
+        // Fewer rows than the window: the walk is the whole answer.
+        let (sql, args) = w.select(columns, inv.table, limit);
+        return Ok(bound(&sql, &args).fetch_all(conn).await?);
+    };
+    let mut within = w.clone();
+    within.push("id <= {}", boundary.clone());
+    let (sql, args) = within.select(columns, inv.table, limit);
+    let mut rows = bound(&sql, &args).fetch_all(conn).await?;
+    if rows.len() as i64 >= limit {
+        return Ok(rows);
+    }
+    // The rest of the page, after the window, driven by an index when one helps.
+    let mut beyond = w.clone();
+    beyond.push("id > {}", boundary.clone());
+    let need = limit - rows.len() as i64;
+    rows.extend(driven(conn, inv, tenant_id, &beyond, c, &boundary, columns, need).await?);
+    Ok(rows)
+}
+
+/// The first `limit` rows matching `w` with ids after `after`, driven as [`driver`]
+/// decides.
+#[allow(clippy::too_many_arguments)]
+async fn driven(
+    conn: &mut Conn,
+    inv: &Inventory,
+    tenant_id: &str,
+    w: &Where,
+    c: &Common<'_>,
+    after: &str,
+    columns: &str,
+    limit: i64,
+) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
-    match driver(conn, inv, tenant_id, c).await? {
+    match driver(conn, inv, tenant_id, c, after).await? {
         Driver::Walk => {
             let (sql, args) = w.select(columns, inv.table, limit);
             rows = bound(&sql, &args).fetch_all(conn).await?;
@@ -233,7 +291,7 @@ pub(crate) async fn page(
             }
         }
         Driver::Tag { key, value } => {
-            let mut cursor = c.after.unwrap_or_default().to_string();
+            let mut cursor = after.to_string();
             let sql = format!(
                 "SELECT {id} FROM {tags} WHERE tenant_id = $1 AND key = $2 AND value = $3 \
                  AND {id} > $4 ORDER BY {id} LIMIT {CHUNK}",
@@ -288,22 +346,42 @@ async fn driver(
     inv: &Inventory,
     tenant_id: &str,
     c: &Common<'_>,
+    after: &str,
 ) -> Result<Driver> {
     if let Some(q) = c.q.map(str::to_ascii_lowercase) {
         if q.chars().count() >= MIN_INDEXED_Q {
             let found = if conn.backend_name() == "SQLite" {
+                // Two steps: joined in one statement, SQLite walks the tenant's rows and
+                // asks the FTS table about each (seconds at a million).
                 let sql = format!(
-                    "SELECT c.id FROM {search} s JOIN {table} c ON c.rowid = s.rowid \
-                     WHERE s.text MATCH $1 AND c.tenant_id = $2 LIMIT {}",
+                    "SELECT rowid FROM {search} WHERE {search} MATCH $1 LIMIT {}",
                     CAP + 1,
                     search = inv.search,
-                    table = inv.table,
                 );
-                query(&sql)
-                    .bind(format!("\"{}\"", q.replace('"', "\"\"")))
-                    .bind(tenant_id)
+                let rowids: Vec<i64> = query(&sql)
+                    .bind(trigram_query(&q))
                     .fetch_all(conn)
                     .await?
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>(0usize))
+                    .collect::<std::result::Result<_, _>>()?;
+                if rowids.len() > CAP {
+                    None
+                } else if rowids.is_empty() {
+                    Some(Vec::new())
+                } else {
+                    let sql = format!(
+                        // `+tenant_id`: by rowid, not by walking the tenant's index.
+                        "SELECT id FROM {} WHERE +tenant_id = ? AND rowid IN ({})",
+                        inv.table,
+                        super::placeholder_list(conn, 2, rowids.len())
+                    );
+                    let mut st = query(&sql).bind(tenant_id);
+                    for r in rowids {
+                        st = st.bind(r);
+                    }
+                    Some(st.fetch_all(conn).await?)
+                }
             } else {
                 let sql = format!(
                     "SELECT id FROM {} WHERE tenant_id = $1 \
@@ -311,14 +389,15 @@ async fn driver(
                     inv.table,
                     CAP + 1
                 );
-                query(&sql)
+                let rows = query(&sql)
                     .bind(tenant_id)
                     .bind(format!("%{}%", super::like_escape(&q)))
                     .fetch_all(conn)
-                    .await?
+                    .await?;
+                (rows.len() <= CAP).then_some(rows)
             };
-            if found.len() <= CAP {
-                return candidates(&found, c.after);
+            if let Some(found) = found {
+                return candidates(&found, after);
             }
         }
     }
@@ -343,20 +422,37 @@ async fn driver(
         .fetch_all(conn)
         .await?;
     if found.len() <= CAP {
-        return candidates(&found, c.after);
+        return candidates(&found, after);
     }
     Ok(Driver::Walk)
 }
 
+/// The FTS5 query of the rows whose (trigram-tokenized) text holds every 3-character
+/// window of `q`: each window a quoted string, ANDed. A superset of the rows containing
+/// `q` (the page applies the exact LIKE); measured faster than the phrase `"q"` at a
+/// million rows (the windows' iterators skip, the phrase checks positions).
+fn trigram_query(q: &str) -> String {
+    let chars: Vec<char> = q.chars().collect();
+    let mut windows: Vec<String> = chars
+        .windows(MIN_INDEXED_Q)
+        .map(|w| w.iter().collect::<String>())
+        .collect();
+    windows.sort_unstable();
+    windows.dedup();
+    windows
+        .iter()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
 /// The ids of `rows` (first column) after `after`, sorted, once each.
-fn candidates(rows: &[Row], after: Option<&str>) -> Result<Driver> {
+fn candidates(rows: &[Row], after: &str) -> Result<Driver> {
     let mut ids = rows
         .iter()
         .map(|r| r.try_get::<String, _>(0usize))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    if let Some(a) = after {
-        ids.retain(|id| id.as_str() > a);
-    }
+    ids.retain(|id| id.as_str() > after);
     ids.sort_unstable();
     ids.dedup();
     Ok(Driver::Ids(ids))
@@ -400,5 +496,12 @@ mod tests {
         );
         assert!(sql.ends_with("ORDER BY id LIMIT 10"), "{sql}");
         assert_eq!(args.len(), 5);
+    }
+
+    #[test]
+    fn a_trigram_query_ands_each_window_once_quoted() {
+        assert_eq!(trigram_query("abcab"), r#""abc" AND "bca" AND "cab""#);
+        assert_eq!(trigram_query("a\"bc"), r#""""bc" AND "a""b""#);
+        assert_eq!(trigram_query("été"), r#""été""#);
     }
 }
