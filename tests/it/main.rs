@@ -26,6 +26,7 @@ mod managed;
 mod notifications;
 mod pending;
 mod quota;
+mod rare_filters;
 mod ratelimit;
 mod server;
 mod sync_share;

@@ -1,7 +1,7 @@
 //! End-entity certificates: the record every issuance writes before the certificate
 //! leaves the server.
 
-use super::filter::{bound, Common, Where};
+use super::filter::{page, Common, Where, CERTIFICATES};
 use super::{query, Conn, Row};
 use vellum_core::error::{Error, Result};
 use vellum_core::status::{CertificateSource, CertificateStatus, LeafType, RevocationReason};
@@ -352,19 +352,42 @@ impl CertFilter {
         if let Some(t) = &self.cert_type {
             w.push("cert_type = {}", t.as_str().to_string());
         }
-        w.common(
-            &Common {
-                q: self.q.as_deref(),
-                tag: self.tag.as_deref(),
-                source: self.source.map(|s| s.as_str()),
-                leakage_risk: self.leakage_risk,
-                status: self.status,
-                after: self.after.as_deref(),
-            },
-            now,
-            true,
-        );
+        w.common(&self.common(), now, true);
         w
+    }
+
+    /// The filters shared with the managed list.
+    fn common(&self) -> Common<'_> {
+        Common {
+            q: self.q.as_deref(),
+            tag: self.tag.as_deref(),
+            source: self.source.map(|s| s.as_str()),
+            leakage_risk: self.leakage_risk,
+            status: self.status,
+            after: self.after.as_deref(),
+        }
+    }
+
+    /// The page of this filter: `limit` rows with `columns` (`store::filter::page`).
+    async fn page(
+        &self,
+        conn: &mut Conn,
+        tenant_id: &str,
+        now: i64,
+        columns: &str,
+        limit: i64,
+    ) -> Result<Vec<Row>> {
+        let w = self.clause(tenant_id, now);
+        page(
+            conn,
+            &CERTIFICATES,
+            tenant_id,
+            &w,
+            &self.common(),
+            columns,
+            limit,
+        )
+        .await
     }
 }
 
@@ -377,10 +400,9 @@ pub async fn list(
     now: i64,
 ) -> Result<Vec<(CertRow, CertLinks)>> {
     let columns = format!("certificates.*, {LINK_COLUMNS}");
-    let (sql, args) =
-        f.clause(tenant_id, now)
-            .select(&columns, "certificates", f.limit.clamp(1, 1000));
-    let rows = bound(&sql, &args).fetch_all(conn).await?;
+    let rows = f
+        .page(conn, tenant_id, now, &columns, f.limit.clamp(1, 1000))
+        .await?;
     rows.iter()
         .map(|r| Ok((row_to_cert(r)?, row_to_links(r)?)))
         .collect()
@@ -393,10 +415,9 @@ pub async fn list_rows(
     f: &CertFilter,
     now: i64,
 ) -> Result<Vec<CertRow>> {
-    let (sql, args) = f
-        .clause(tenant_id, now)
-        .select("*", "certificates", f.limit.clamp(1, 1000));
-    let rows = bound(&sql, &args).fetch_all(conn).await?;
+    let rows = f
+        .page(conn, tenant_id, now, "*", f.limit.clamp(1, 1000))
+        .await?;
     rows.iter().map(row_to_cert).collect()
 }
 
@@ -410,8 +431,7 @@ pub async fn ids(
     now: i64,
     limit: i64,
 ) -> Result<Vec<String>> {
-    let (sql, args) = f.clause(tenant_id, now).select("id", "certificates", limit);
-    let rows = bound(&sql, &args).fetch_all(conn).await?;
+    let rows = f.page(conn, tenant_id, now, "id", limit).await?;
     rows.iter()
         .map(|r| r.try_get::<String, _>("id").map_err(Into::into))
         .collect()

@@ -2,7 +2,7 @@
 //! private CA, shared by another tenant). Never on a CRL, never counted against quota.
 //! Every query is scoped by tenant; deleted rows are gone for the tenant.
 
-use super::filter::{bound, Common, Where};
+use super::filter::{page, Common, Where, MANAGED};
 use super::{query, Conn, Row};
 use vellum_core::error::Result;
 use vellum_core::status::{CertificateStatus, ManagedSource};
@@ -257,20 +257,43 @@ impl ManagedFilter {
     /// The WHERE clause of this filter for the tenant at `now` (`store::filter`).
     fn clause(&self, tenant_id: &str, now: i64) -> Where {
         let mut w = Where::tenant(tenant_id);
-        w.common(
-            &Common {
-                q: self.q.as_deref(),
-                tag: self.tag.as_deref(),
-                source: self.source.map(|s| s.as_str()),
-                leakage_risk: self.leakage_risk,
-                status: self.status,
-                after: self.after.as_deref(),
-            },
-            now,
-            // Synced and shared copies of revoked private-CA certificates are revoked.
-            true,
-        );
+        // Synced and shared copies of revoked private-CA certificates are revoked.
+        w.common(&self.common(), now, true);
         w
+    }
+
+    /// The filters shared with the certificate list.
+    fn common(&self) -> Common<'_> {
+        Common {
+            q: self.q.as_deref(),
+            tag: self.tag.as_deref(),
+            source: self.source.map(|s| s.as_str()),
+            leakage_risk: self.leakage_risk,
+            status: self.status,
+            after: self.after.as_deref(),
+        }
+    }
+
+    /// The page of this filter: `limit` rows with `columns` (`store::filter::page`).
+    async fn page(
+        &self,
+        conn: &mut Conn,
+        tenant_id: &str,
+        now: i64,
+        columns: &str,
+        limit: i64,
+    ) -> Result<Vec<super::Row>> {
+        let w = self.clause(tenant_id, now);
+        page(
+            conn,
+            &MANAGED,
+            tenant_id,
+            &w,
+            &self.common(),
+            columns,
+            limit,
+        )
+        .await
     }
 }
 
@@ -281,10 +304,9 @@ pub async fn list(
     f: &ManagedFilter,
     now: i64,
 ) -> Result<Vec<ManagedRow>> {
-    let (sql, args) =
-        f.clause(tenant_id, now)
-            .select(COLUMNS, "managed_certificates", f.limit.clamp(1, 1000));
-    let rows = bound(&sql, &args).fetch_all(conn).await?;
+    let rows = f
+        .page(conn, tenant_id, now, COLUMNS, f.limit.clamp(1, 1000))
+        .await?;
     rows.iter().map(row_to_managed).collect()
 }
 
@@ -297,10 +319,7 @@ pub async fn ids(
     now: i64,
     limit: i64,
 ) -> Result<Vec<String>> {
-    let (sql, args) = f
-        .clause(tenant_id, now)
-        .select("id", "managed_certificates", limit);
-    let rows = bound(&sql, &args).fetch_all(conn).await?;
+    let rows = f.page(conn, tenant_id, now, "id", limit).await?;
     rows.iter()
         .map(|r| r.try_get::<String, _>("id").map_err(Into::into))
         .collect()
