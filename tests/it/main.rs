@@ -14,6 +14,7 @@ mod bulk;
 mod ca_admin;
 mod caches;
 mod certificates;
+mod console;
 mod crl;
 mod csrs;
 mod edge;

@@ -77,3 +77,22 @@ pub async fn set_ca_tags(
     tx.commit().await?;
     crate::hierarchy::load(ra, tenant_id, id).await
 }
+
+/// How many certificates one search-index pass indexes in a transaction (a few
+/// milliseconds of the writer's time, so issuance waits little behind it).
+pub const SEARCH_BATCH: i64 = 2_000;
+
+/// Brings the certificate search index up to date behind issuance (`store::search`):
+/// batches until a short one; the number indexed.
+pub async fn catch_up_search(ra: &Authority) -> Result<i64> {
+    let mut total = 0;
+    loop {
+        let n = store::search::catch_up(&ra.store, SEARCH_BATCH).await?;
+        total += n;
+        if n < SEARCH_BATCH {
+            return Ok(total);
+        }
+        // Let queued writers (issuance's group commit) in between batches.
+        tokio::task::yield_now().await;
+    }
+}

@@ -9,6 +9,7 @@
 
 pub mod acme;
 pub mod bulk;
+pub mod console;
 pub mod crl;
 pub mod csr;
 pub mod csrs;
@@ -20,6 +21,7 @@ pub mod issue;
 pub mod managed;
 pub mod names;
 pub mod notify;
+pub mod overview;
 pub mod pending;
 pub mod ratelimit;
 pub mod record;

@@ -9,12 +9,14 @@
 pub mod acme;
 pub mod admin;
 pub mod bootstrap;
+pub mod console;
 pub mod crl;
 pub mod est;
 pub mod layers;
 pub mod listener;
 pub mod notify_job;
 pub mod problem;
+pub mod search_job;
 pub mod serve;
 pub mod tls;
 

@@ -100,7 +100,8 @@ pub async fn start_with_clock(
         )),
         tokio::spawn(crate::crl::job::run(app.clone(), rx.clone())),
         tokio::spawn(crate::notify_job::schedule(app.clone(), rx.clone())),
-        tokio::spawn(crate::notify_job::deliver(app.clone(), rx)),
+        tokio::spawn(crate::notify_job::deliver(app.clone(), rx.clone())),
+        tokio::spawn(crate::search_job::run(app.clone(), rx)),
     ];
     Ok(Running {
         app,
@@ -116,6 +117,7 @@ fn https_routes(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/admin/v1", crate::admin::router())
+        .merge(crate::console::router())
         .merge(crate::acme::router(app.clone()))
         .merge(crate::est::router(&app.config))
         .fallback(not_found)
@@ -149,6 +151,10 @@ pub async fn run(config: Config) -> Result<()> {
     let running = start(config).await?;
     let app = &running.app;
     println!("Vellum is running.");
+    println!(
+        "  Web console:            {}/  (sign in with the admin token below)",
+        app.config.public_url()
+    );
     println!("  HTTPS (admin API):      {}", app.config.public_url());
     println!("  HTTP (CRLs, CA certs):  {}", app.config.public_http_url());
     println!(

@@ -39,6 +39,9 @@ pub(crate) struct Inventory {
     /// The search index: the FTS5 table on SQLite (the GIN index on PostgreSQL is on the
     /// table itself).
     search: &'static str,
+    /// The search index runs behind the table (SQLite's certificates: `store::search`):
+    /// rows past its mark are tested directly.
+    behind: bool,
 }
 
 /// The certificate list's tables.
@@ -47,6 +50,7 @@ pub(crate) const CERTIFICATES: Inventory = Inventory {
     tags: "certificate_tags",
     tag_id: "certificate_id",
     search: "certificates_search",
+    behind: true,
 };
 
 /// The managed list's tables.
@@ -55,6 +59,7 @@ pub(crate) const MANAGED: Inventory = Inventory {
     tags: "managed_tags",
     tag_id: "managed_id",
     search: "managed_search",
+    behind: false,
 };
 
 /// The most ids a filter's index is asked for before the filter counts as common (and
@@ -424,10 +429,15 @@ async fn driver(
                     .iter()
                     .map(|r| r.try_get::<i64, _>(0usize))
                     .collect::<std::result::Result<_, _>>()?;
-                if rowids.len() > CAP {
+                let mut tail = if inv.behind && rowids.len() <= CAP {
+                    super::search::unindexed_matches(conn, tenant_id, &q, CAP).await?
+                } else {
+                    Vec::new()
+                };
+                if rowids.len() + tail.len() > CAP {
                     None
                 } else if rowids.is_empty() {
-                    Some(Vec::new())
+                    Some(tail)
                 } else {
                     let sql = format!(
                         // `+tenant_id`: by rowid, not by walking the tenant's index.
@@ -439,7 +449,9 @@ async fn driver(
                     for r in rowids {
                         st = st.bind(r);
                     }
-                    Some(st.fetch_all(conn).await?)
+                    let mut found = st.fetch_all(conn).await?;
+                    found.append(&mut tail);
+                    Some(found)
                 }
             } else {
                 let sql = format!(

@@ -20,6 +20,7 @@ pub mod batch;
 pub mod cache;
 pub mod cas;
 pub mod certificates;
+pub mod console;
 pub mod crls;
 pub mod csrs;
 pub mod est;
@@ -30,8 +31,10 @@ pub mod pending;
 pub mod pool;
 pub mod rate_limits;
 pub mod recent;
+pub mod search;
 pub mod settings;
 pub mod sql;
+pub mod stats;
 pub mod tenants;
 
 use std::str::FromStr;

@@ -104,6 +104,19 @@ impl RefusalSlot {
 }
 
 impl Principal {
+    /// The principal of `token` acting in its own tenant (console sign-in, before any
+    /// request carries the session).
+    pub fn of_token(token: &tenants::Token, source_ip: Option<String>) -> Principal {
+        Principal {
+            token_id: token.id.clone(),
+            token_name: token.name.clone(),
+            role: token.role,
+            tenant_id: token.tenant_id.clone(),
+            source_ip,
+            refusals: None,
+        }
+    }
+
     /// 403 unless the role grants `p`. A refusal is audited (by the admin router's audit
     /// layer, after the handler answers), with the route as its action.
     pub fn require(&self, p: Permission) -> Result<()> {
@@ -157,22 +170,32 @@ impl FromRequestParts<Arc<App>> for Principal {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Problem> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            Error::Unauthorized("missing Authorization: Bearer <token> header".into())
-        })?;
-        let value = header
-            .to_str()
-            .map_err(|_| Error::Unauthorized("Authorization header is not ASCII".into()))?;
-        let secret = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                Error::Unauthorized("Authorization must be \"Bearer <token>\"".into())
-            })?;
         let remote_ip = parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip());
-        let token = authenticate_token(app, secret, remote_ip).await?;
+        let token = match parts.headers.get(AUTHORIZATION) {
+            Some(header) => {
+                let value = header
+                    .to_str()
+                    .map_err(|_| Error::Unauthorized("Authorization header is not ASCII".into()))?;
+                let secret = value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        Error::Unauthorized("Authorization must be \"Bearer <token>\"".into())
+                    })?;
+                authenticate_token(app, secret, remote_ip).await?
+            }
+            None => match crate::console::session_cookie(&parts.headers) {
+                Some(secret) => console_token(app, parts, &secret).await?,
+                None => {
+                    return Err(Error::Unauthorized(
+                        "missing Authorization: Bearer <token> header".into(),
+                    )
+                    .into())
+                }
+            },
+        };
         // Decoded by the store: an unknown role there is an internal error already.
         let role = token.role;
         let mut tenant_id = token.tenant_id.clone();
@@ -221,10 +244,36 @@ impl FromRequestParts<Arc<App>> for Principal {
     }
 }
 
+/// The token behind the console session of cookie value `secret`. A request that changes
+/// anything must carry the session's `X-CSRF-Token` (`ra::console`).
+async fn console_token(app: &App, parts: &Parts, secret: &str) -> Result<Arc<tenants::Token>> {
+    let session = ra::console::resume(app, secret).await?.ok_or_else(|| {
+        Error::Unauthorized("the console session has ended; sign in again".into())
+    })?;
+    if !parts.method.is_safe() {
+        let given = parts
+            .headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ra::console::csrf_ok(secret, given) {
+            return Err(Error::forbidden(
+                "missing or wrong X-CSRF-Token header: a console session changes nothing \
+                 without the token its page was given (reload the page)",
+            ));
+        }
+    }
+    live_token(app, &session.token_hash).await.map_err(|_| {
+        Error::Unauthorized(
+            "the API token this console session signed in with was revoked; sign in again".into(),
+        )
+    })
+}
+
 /// The live token `secret`. Unknown tokens are counted per source IP; while the IP is
 /// locked (exponential back-off after `rate_limits.admin_failed_logins_per_ip` failures)
 /// every token from it is refused with 429 before any lookup.
-async fn authenticate_token(
+pub(crate) async fn authenticate_token(
     app: &App,
     secret: &str,
     remote_ip: Option<std::net::IpAddr>,

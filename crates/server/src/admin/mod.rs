@@ -14,6 +14,7 @@ pub mod installation;
 pub mod json;
 pub mod managed;
 pub mod notifications;
+pub mod overview;
 pub mod pending;
 pub mod rate_limits;
 pub mod tenants;
@@ -133,6 +134,7 @@ pub fn router() -> Router<Arc<App>> {
             "/notifications/deliveries/{id}/redeliver",
             post(notifications::redeliver),
         )
+        .route("/overview", get(overview::show))
         .route("/pending", get(pending::show))
         .route(
             "/pending/snooze",

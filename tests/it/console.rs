@@ -1,0 +1,854 @@
+//! The web console (issue 15): its sessions over plain HTTPS (cookie flags, CSRF, sign-out,
+//! a revoked token), its overview numbers, and the pages driven in a real Chromium
+//! (Debian's `chromium` + `chromium-driver`, installed by `.ci/install-deps`), with
+//! screenshots under `target/console-screenshots/`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use rcgen::{CertificateParams, DnType, KeyPair};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::common::{openssl, Backend, TestServer};
+
+/// Signs in over HTTPS; the cookie header value to send back and the answer.
+async fn sign_in(s: &TestServer, token: &str) -> (String, Value, reqwest::header::HeaderMap) {
+    let r = s
+        .client
+        .post(format!("{}/console/session", s.base))
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let headers = r.headers().clone();
+    let set = headers
+        .get("set-cookie")
+        .expect("a session cookie")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let pair = set.split(';').next().unwrap().to_string();
+    (pair, r.json().await.unwrap(), headers)
+}
+
+async fn with_cookie(
+    s: &TestServer,
+    cookie: &str,
+    csrf: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = s
+        .client
+        .request(method, format!("{}{path}", s.base))
+        .header("Cookie", cookie);
+    if let Some(c) = csrf {
+        req = req.header("X-CSRF-Token", c);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let st = r.status();
+    let text = r.text().await.unwrap();
+    (st, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn sessions(s: &TestServer) {
+    // The page and its script come with a strict policy.
+    let r = s.client.get(format!("{}/", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert!(r.text().await.unwrap().contains("/console/app.js"));
+
+    // A wrong token: 422 on the field, no cookie.
+    let r = s
+        .client
+        .post(format!("{}/console/session", s.base))
+        .json(&json!({"token": "vlm_not-a-token"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.headers().get("set-cookie").is_none());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["field"], "token");
+    assert!(
+        v["detail"].as_str().unwrap().contains("unknown or revoked"),
+        "{v}"
+    );
+
+    // An operator token's session: the cookie's flags, and the session acts as the token.
+    let (_, op) = s.tenant_with_token("console-ops", "operator").await;
+    let (cookie, me, headers) = sign_in(s, &op).await;
+    let set = headers["set-cookie"].to_str().unwrap();
+    for flag in [
+        "__Host-vellum-session=",
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=",
+    ] {
+        assert!(set.contains(flag), "{flag} missing from {set}");
+    }
+    assert_eq!(me["role"], "operator");
+    let csrf = me["csrf_token"].as_str().unwrap().to_string();
+    // The cookie's value is not stored: only its hash.
+    let secret = cookie.split_once('=').unwrap().1.to_string();
+    let mut conn = s.app().store.reader().acquire().await.unwrap();
+    let n: i64 =
+        store::query("SELECT COUNT(*) FROM console_sessions WHERE id_hash = $1 OR token_hash = $1")
+            .bind(secret.as_str())
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .try_get(0usize)
+            .unwrap();
+    assert_eq!(n, 0, "the session id is stored hashed");
+    drop(conn);
+
+    let (st, v) = with_cookie(s, &cookie, None, Method::GET, "/console/session", None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["csrf_token"], csrf.as_str());
+    let (st, v) = with_cookie(s, &cookie, None, Method::GET, "/admin/v1/cas", None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // Its role's limits hold: an operator changes no CA, CSRF token or not.
+    let (st, _) = with_cookie(
+        s,
+        &cookie,
+        Some(&csrf),
+        Method::POST,
+        "/admin/v1/cas",
+        Some(json!({"kind": "root", "common_name": "x"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // CSRF: a state change by cookie needs the session's token.
+    let body = json!({"name": "csrf probe", "format": "pem"});
+    let (st, v) = with_cookie(
+        s,
+        &cookie,
+        None,
+        Method::POST,
+        "/admin/v1/csrs",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("X-CSRF-Token"),
+        "{v}"
+    );
+    let (st, _) = with_cookie(
+        s,
+        &cookie,
+        Some("not-it"),
+        Method::POST,
+        "/admin/v1/csrs",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // Another session's token does not fit this one.
+    let (_, other, _) = sign_in(s, &op).await;
+    let (st, _) = with_cookie(
+        s,
+        &cookie,
+        other["csrf_token"].as_str(),
+        Method::POST,
+        "/admin/v1/csrs",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, v) = with_cookie(
+        s,
+        &cookie,
+        Some(&csrf),
+        Method::POST,
+        "/admin/v1/csrs",
+        Some(json!({"common_name": "csrf.console.example", "key_algorithm": "ec-p256"})),
+    )
+    .await;
+    assert!(
+        st.is_success() || st == StatusCode::UNPROCESSABLE_ENTITY,
+        "{st} {v}"
+    );
+    assert_ne!(st, StatusCode::FORBIDDEN);
+    // Sign-in and the session's changes are audited as the token.
+    let (_, log) = s
+        .call_full(
+            Some(&s.token),
+            Some("console-ops"),
+            Method::GET,
+            "/audit?action=console.sign_in",
+            None,
+        )
+        .await;
+    assert!(!log["items"].as_array().unwrap().is_empty(), "{log}");
+
+    // Sign-out needs the CSRF token too, then the cookie is dead.
+    let (st, _) = with_cookie(s, &cookie, None, Method::DELETE, "/console/session", None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = with_cookie(
+        s,
+        &cookie,
+        Some(&csrf),
+        Method::DELETE,
+        "/console/session",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = with_cookie(s, &cookie, None, Method::GET, "/admin/v1/cas", None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+    // Revoking the token ends its sessions.
+    let (tok_st, tok) = s
+        .post("/tokens", json!({"role": "auditor", "name": "short-lived"}))
+        .await;
+    assert_eq!(tok_st, StatusCode::CREATED, "{tok}");
+    let (cookie2, _, _) = sign_in(s, tok["token"].as_str().unwrap()).await;
+    let (st, _) = with_cookie(s, &cookie2, None, Method::GET, "/admin/v1/cas", None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = s
+        .call(
+            Method::DELETE,
+            &format!("/tokens/{}", tok["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let (st, v) = with_cookie(s, &cookie2, None, Method::GET, "/admin/v1/cas", None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+}
+both_backends!(
+    console_sessions_are_cookies_with_csrf_acting_as_their_token,
+    sessions
+);
+
+async fn overview_counts(s: &TestServer) {
+    let (_root, inter) = s.enabled_pair("Overview Root", 50, 20).await;
+    for (cn, days) in [
+        ("a.ov.example", 3),
+        ("b.ov.example", 10),
+        ("c.ov.example", 200),
+    ] {
+        let (st, v) = s
+            .post(
+                &format!("/cas/{inter}/certificates"),
+                json!({"type": "server", "common_name": cn, "validity_days": days}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    let (st, o) = s.get("/overview").await;
+    assert_eq!(st, StatusCode::OK, "{o}");
+    let weeks = o["expiring"].as_array().unwrap();
+    assert_eq!(weeks.len(), 13);
+    // Week 0 holds the 3-day one, week 1 the 10-day one; the 200-day one is beyond.
+    let counts: Vec<i64> = weeks.iter().map(|w| w["count"].as_i64().unwrap()).collect();
+    assert_eq!(counts[0], 1, "{counts:?}");
+    assert_eq!(counts[1], 1, "{counts:?}");
+    assert_eq!(counts.iter().sum::<i64>(), 2, "{counts:?}");
+    let days = o["issued"].as_array().unwrap();
+    assert_eq!(days.len(), 30);
+    let today = days.last().unwrap();
+    assert!(today["admin"].as_i64().unwrap() >= 3, "{today}");
+    let ca = o["cas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == inter.as_str())
+        .expect("the intermediate is listed");
+    assert_eq!(ca["total"], 20);
+    assert_eq!(ca["left"], 17);
+}
+both_backends!(overview_counts_expiry_issuance_and_quota, overview_counts);
+
+// ---- The browser -------------------------------------------------------------------------
+
+struct Browser {
+    driver: std::process::Child,
+    client: Client,
+    shots: PathBuf,
+    downloads: PathBuf,
+}
+
+impl Browser {
+    async fn start(downloads: &Path, name: &str) -> Browser {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        ensure_chromium();
+        let driver = std::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver runs: install Debian's chromium and chromium-driver with `bash .ci/install-deps`");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--ignore-certificate-errors", "--window-size=1280,800"],
+                "prefs": {"download.default_directory": downloads.display().to_string(),
+                          "download.prompt_for_download": false},
+            }),
+        );
+        let mut client = None;
+        for _ in 0..100 {
+            match ClientBuilder::rustls()
+                .unwrap()
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(c) => {
+                    client = Some(c);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let client = client.expect("chromedriver accepts a session");
+        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join("console-screenshots")
+            .join(name);
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser {
+            driver,
+            client,
+            shots,
+            downloads: downloads.to_path_buf(),
+        }
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.client.execute(script, vec![]).await.unwrap()
+    }
+
+    /// Waits until `script` (a JS expression) is truthy; panics with a screenshot after 15 s.
+    async fn until(&self, what: &str, script: &str) {
+        for _ in 0..150 {
+            let v = self
+                .client
+                .execute(
+                    &format!("try {{ return !!({script}); }} catch (e) {{ return false; }}"),
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if v == Value::Bool(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.shot(&format!("timeout-{}", what.replace(' ', "-")))
+            .await;
+        let body = self.js("return document.body.innerText").await;
+        panic!("timed out waiting for {what} ({script}); the page says:\n{body}");
+    }
+
+    async fn css(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+    }
+
+    async fn xpath(&self, xpath: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::XPath(xpath))
+            .await
+            .unwrap_or_else(|e| panic!("no {xpath}: {e}"))
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let e = self.css(css).await;
+        e.clear().await.unwrap();
+        e.send_keys(text).await.unwrap();
+    }
+
+    async fn submit_dialog(&self) {
+        self.css("#dialog button[type=submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn dialog_closed(&self, what: &str) {
+        self.until(what, "!document.querySelector('#dialog').open")
+            .await;
+    }
+
+    /// Every visible input, select and text area has a label (or an aria-label).
+    async fn all_labelled(&self, page: &str) {
+        let v = self
+            .js(
+                "return [...document.querySelectorAll('input,select,textarea')]\
+                 .filter(e => e.type !== 'hidden' && e.offsetParent !== null\
+                 && !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))\
+                 .map(e => e.outerHTML)",
+            )
+            .await;
+        assert_eq!(v, json!([]), "unlabelled inputs on {page}");
+    }
+
+    async fn stop(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+async fn ca_by_name(s: &TestServer, cn: &str) -> Value {
+    let (_, v) = s.get("/cas?limit=1000").await;
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["common_name"] == cn)
+        .cloned()
+        .unwrap_or_else(|| panic!("no CA named {cn}: {v}"))
+}
+
+async fn click_in_ca(b: &Browser, ca_id: &str, label: &str) {
+    b.xpath(&format!(
+        "//div[@data-ca='{ca_id}']//button[normalize-space()='{label}']"
+    ))
+    .await
+    .click()
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_user_builds_a_hierarchy_issues_and_downloads_a_pfx_in_chromium() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    let downloads = s.dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let b = Browser::start(&downloads, "journey").await;
+    let c = &b.client;
+
+    // Sign-in: a wrong token is refused next to the field.
+    c.goto(&format!("{}/", s.base)).await.unwrap();
+    b.fill("input[name=token]", "vlm_wrong").await;
+    b.shot("01-sign-in").await;
+    b.css("button[type=submit]").await.click().await.unwrap();
+    b.until(
+        "the token error",
+        "document.querySelector('[data-field=token] .error') && \
+         !document.querySelector('[data-field=token] .error').hidden && \
+         document.querySelector('[data-field=token] .error').textContent.includes('unknown or revoked')",
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.querySelector('input[name=token]').getAttribute('aria-invalid')")
+            .await,
+        "true"
+    );
+    b.shot("02-sign-in-refused").await;
+    b.fill("input[name=token]", &s.token).await;
+    b.css("button[type=submit]").await.click().await.unwrap();
+    b.until(
+        "the overview",
+        "document.querySelector('h1') && document.querySelector('h1').textContent === 'Overview'",
+    )
+    .await;
+    // The reminder dialog, if any, offers the 7-day snooze.
+    if b.js("return document.querySelector('#dialog').open").await == Value::Bool(true) {
+        b.xpath("//button[normalize-space()='Do not remind me again for 7 days']")
+            .await
+            .click()
+            .await
+            .unwrap();
+        b.dialog_closed("the pending dialog").await;
+    }
+    b.until(
+        "two charts",
+        "document.querySelectorAll('svg.chart').length === 2",
+    )
+    .await;
+    b.all_labelled("overview").await;
+    b.shot("03-overview").await;
+
+    // The session cookie: HttpOnly, Secure, SameSite=Strict.
+    let cookies = c.get_all_cookies().await.unwrap();
+    let session = cookies
+        .iter()
+        .find(|k| k.name() == "__Host-vellum-session")
+        .expect("the session cookie");
+    assert_eq!(session.http_only(), Some(true));
+    assert_eq!(session.secure(), Some(true));
+    assert_eq!(format!("{:?}", session.same_site()), "Some(Strict)");
+    // The script cannot read it.
+    assert_eq!(b.js("return document.cookie").await, "");
+
+    // A root with its first intermediate.
+    c.goto(&format!("{}/#/cas", s.base)).await.unwrap();
+    b.xpath("//button[normalize-space()='Purchase root CA']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.fill("#dialog [name=common_name]", "Console Root").await;
+    b.fill("#dialog [name=intermediate_common_name]", "Console Dept A")
+        .await;
+    b.fill("#dialog [name=quota]", "40").await;
+    b.shot("04-purchase-root").await;
+    b.submit_dialog().await;
+    b.dialog_closed("the purchase dialog").await;
+    b.until(
+        "the new root",
+        "document.body.innerText.includes('Console Root')",
+    )
+    .await;
+    let root = ca_by_name(&s, "Console Root").await;
+    let root_id = root["id"].as_str().unwrap().to_string();
+    let dept_a = ca_by_name(&s, "Console Dept A").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Enable the root, then its intermediate (generate).
+    click_in_ca(&b, &root_id, "Enable").await;
+    b.css("#dialog select[name=mode]").await;
+    b.all_labelled("enable dialog").await;
+    b.submit_dialog().await;
+    b.dialog_closed("the enable dialog").await;
+    b.until(
+        "root enabled",
+        &format!(
+            "document.querySelector(\"[data-ca='{root_id}'] .badge\").textContent === 'enabled'"
+        ),
+    )
+    .await;
+    click_in_ca(&b, &dept_a, "Enable").await;
+    b.submit_dialog().await;
+    b.dialog_closed("the enable dialog").await;
+    b.until(
+        "dept A enabled",
+        &format!(
+            "document.querySelector(\"[data-ca='{dept_a}'] .badge\").textContent === 'enabled'"
+        ),
+    )
+    .await;
+
+    // A second intermediate.
+    click_in_ca(&b, &root_id, "Add intermediate").await;
+    b.fill("#dialog [name=common_name]", "Console Dept B").await;
+    b.submit_dialog().await;
+    b.dialog_closed("the intermediate dialog").await;
+    b.until(
+        "dept B",
+        "document.body.innerText.includes('Console Dept B')",
+    )
+    .await;
+    let dept_b = ca_by_name(&s, "Console Dept B").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    click_in_ca(&b, &dept_b, "Enable").await;
+    b.submit_dialog().await;
+    b.dialog_closed("the enable dialog").await;
+    b.until(
+        "dept B enabled",
+        &format!(
+            "document.querySelector(\"[data-ca='{dept_b}'] .badge\").textContent === 'enabled'"
+        ),
+    )
+    .await;
+
+    // Quota: more than the root has is refused next to the field, in the API's words.
+    click_in_ca(&b, &dept_a, "Assign quota").await;
+    b.fill("#dialog [name=count]", "100000").await;
+    b.submit_dialog().await;
+    b.until(
+        "the quota refusal",
+        "document.querySelector('#dialog .form-error, #dialog [data-field=count] .error:not([hidden])')",
+    )
+    .await;
+    let refusal = b
+        .js("return document.querySelector('#dialog').innerText")
+        .await;
+    assert!(refusal.as_str().unwrap().contains("40"), "{refusal}");
+    b.shot("05-quota-refused").await;
+    b.fill("#dialog [name=count]", "5").await;
+    b.submit_dialog().await;
+    b.dialog_closed("the quota dialog").await;
+    assert_eq!(ca_by_name(&s, "Console Dept A").await["quota_remaining"], 5);
+    b.shot("06-hierarchy").await;
+
+    // Revoke with a typed confirmation.
+    click_in_ca(&b, &dept_b, "Revoke").await;
+    b.fill("#dialog [name=confirm]", "Dept B").await;
+    b.submit_dialog().await;
+    b.until(
+        "the confirmation refusal",
+        "document.querySelector('[data-field=confirm] .error:not([hidden])')",
+    )
+    .await;
+    assert_eq!(ca_by_name(&s, "Console Dept B").await["status"], "enabled");
+    b.fill("#dialog [name=confirm]", "Console Dept B").await;
+    b.submit_dialog().await;
+    b.dialog_closed("the revoke dialog").await;
+    assert_eq!(ca_by_name(&s, "Console Dept B").await["status"], "revoked");
+
+    // Apply for a certificate: a validity beyond the CA's is refused on that field.
+    click_in_ca(&b, &dept_a, "Apply for certificate").await;
+    b.fill("#dialog [name=common_name]", "app.console.example")
+        .await;
+    b.fill("#dialog [name=san_value_0]", "app.console.example")
+        .await;
+    b.fill("#dialog [name=validity_days]", "40000").await;
+    b.all_labelled("apply dialog").await;
+    b.shot("07-apply").await;
+    b.submit_dialog().await;
+    b.until(
+        "the validity refusal",
+        "document.querySelector('[data-field=validity_days] .error:not([hidden])')",
+    )
+    .await;
+    b.shot("08-apply-refused").await;
+    b.fill("#dialog [name=validity_days]", "90").await;
+    b.submit_dialog().await;
+    b.until("the download dialog", "document.querySelector('#dialog-title') && document.querySelector('#dialog-title').textContent.startsWith('Download')").await;
+    b.css("#dialog select[name=format]")
+        .await
+        .select_by_value("pkcs12")
+        .await
+        .unwrap();
+    b.fill("#dialog [name=password]", "pfx-pass-1234").await;
+    b.shot("09-download").await;
+    b.submit_dialog().await;
+    b.dialog_closed("the download dialog").await;
+    let pfx = wait_for_file(&b.downloads).await;
+    let (ok, text) = openssl(&[
+        "pkcs12",
+        "-in",
+        pfx.to_str().unwrap(),
+        "-passin",
+        "pass:pfx-pass-1234",
+        "-nokeys",
+        "-clcerts",
+    ]);
+    assert!(ok && text.contains("app.console.example"), "{text}");
+    let (ok, text) = openssl(&[
+        "pkcs12",
+        "-in",
+        pfx.to_str().unwrap(),
+        "-passin",
+        "pass:pfx-pass-1234",
+        "-nocerts",
+        "-nodes",
+    ]);
+    assert!(
+        ok && text.contains("PRIVATE KEY"),
+        "the PFX holds the key: {text}"
+    );
+
+    // The certificate list: search finds it; the row carries its actions.
+    c.goto(&format!("{}/#/certificates?q=console.example", s.base))
+        .await
+        .unwrap();
+    b.until("the certificate row", "document.querySelector('tbody tr') && document.body.innerText.includes('app.console.example')").await;
+    b.all_labelled("certificates").await;
+    b.shot("10-certificates").await;
+
+    // Upload a certificate bought elsewhere with the wrong key: the reason, on the field.
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec!["bought.example".to_string()]).unwrap();
+    p.distinguished_name
+        .push(DnType::CommonName, "bought.example");
+    let cert = p.self_signed(&key).unwrap();
+    let other_key = KeyPair::generate().unwrap();
+    c.goto(&format!("{}/#/managed", s.base)).await.unwrap();
+    b.xpath("//button[normalize-space()='Upload a certificate']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.fill("#dialog [name=name]", "bought elsewhere").await;
+    b.js(&format!(
+        "document.querySelector('#dialog [name=certificate_pem]').value = {};\
+         document.querySelector('#dialog [name=private_key_pem]').value = {}; return 1;",
+        json!(cert.pem()),
+        json!(other_key.serialize_pem())
+    ))
+    .await;
+    b.submit_dialog().await;
+    b.until(
+        "the key refusal",
+        "[...document.querySelectorAll('#dialog .error:not([hidden]), #dialog .form-error')].some(e => e.textContent.includes('do not match'))",
+    )
+    .await;
+    b.shot("11-upload-refused").await;
+    b.js(&format!(
+        "document.querySelector('#dialog [name=private_key_pem]').value = {}; return 1;",
+        json!(key.serialize_pem())
+    ))
+    .await;
+    b.submit_dialog().await;
+    b.dialog_closed("the upload dialog").await;
+    b.until(
+        "the managed row",
+        "document.body.innerText.includes('bought elsewhere')",
+    )
+    .await;
+    b.shot("12-managed").await;
+
+    // The audit page shows the console's own events.
+    c.goto(&format!("{}/#/audit", s.base)).await.unwrap();
+    b.until(
+        "audit rows",
+        "document.body.innerText.includes('console.sign_in')",
+    )
+    .await;
+    b.shot("13-audit").await;
+
+    // Phone width: nothing wider than the screen.
+    c.set_window_size(390, 844).await.unwrap();
+    c.goto(&format!("{}/#/cas", s.base)).await.unwrap();
+    b.until(
+        "the CA page",
+        "document.body.innerText.includes('Console Dept A')",
+    )
+    .await;
+    let overflow = b
+        .js("return document.documentElement.scrollWidth - window.innerWidth")
+        .await;
+    assert!(
+        overflow.as_i64().unwrap() <= 1,
+        "the page is wider than a phone: {overflow}"
+    );
+    b.shot("14-phone").await;
+    c.set_window_size(1280, 800).await.unwrap();
+
+    // Keyboard only: Tab reaches the sign-out button and Enter signs out.
+    b.css("#sign-out").await;
+    b.js("document.querySelector('#sign-out').focus(); return 1;")
+        .await;
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    b.until(
+        "the sign-in page",
+        "document.querySelector('input[name=token]')",
+    )
+    .await;
+    let cookies = c.get_all_cookies().await.unwrap();
+    assert!(
+        cookies
+            .iter()
+            .all(|k| k.name() != "__Host-vellum-session" || k.value().is_empty()),
+        "the cookie is cleared"
+    );
+    b.shot("15-signed-out").await;
+
+    // An auditor sees no action button (and the server would refuse anyway).
+    let (st, tok) = s
+        .post(
+            "/tokens",
+            json!({"role": "auditor", "name": "console auditor"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{tok}");
+    b.fill("input[name=token]", tok["token"].as_str().unwrap())
+        .await;
+    b.css("button[type=submit]").await.click().await.unwrap();
+    b.until(
+        "the auditor's session",
+        "document.querySelector('#who').textContent.includes('(auditor)')",
+    )
+    .await;
+    if b.js("return document.querySelector('#dialog').open").await == Value::Bool(true) {
+        b.js("document.querySelector('#dialog').close(); return 1;")
+            .await;
+    }
+    c.goto(&format!("{}/#/cas", s.base)).await.unwrap();
+    b.until(
+        "the CA page",
+        "document.body.innerText.includes('Console Dept A')",
+    )
+    .await;
+    let buttons = b
+        .js("return document.querySelectorAll('.ca .actions button').length + \
+             [...document.querySelectorAll('button')].filter(x => x.textContent === 'Purchase root CA').length")
+        .await;
+    assert_eq!(buttons, 0, "an auditor sees no action");
+    b.shot("16-auditor").await;
+
+    b.stop().await;
+    s.stop().await;
+}
+
+async fn wait_for_file(dir: &Path) -> PathBuf {
+    for _ in 0..100 {
+        if let Some(f) = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| !p.to_string_lossy().ends_with(".crdownload"))
+        {
+            return f;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing was downloaded to {}", dir.display());
+}
+
+/// Installs Chromium and its WebDriver through the project's own script when missing
+/// (`cargo test --release` on a fresh Debian machine, as root).
+fn ensure_chromium() {
+    let have = |cmd: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {cmd}")])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if have("chromedriver") && have("chromium") {
+        return;
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/install-deps");
+    let _ = std::process::Command::new("bash")
+        .arg(script)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    assert!(
+        have("chromedriver") && have("chromium"),
+        "the console's browser test needs Debian's chromium and chromium-driver: \
+         run `bash .ci/install-deps` as root (it installs them)"
+    );
+}
