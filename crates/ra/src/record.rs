@@ -35,7 +35,7 @@ use crate::acme::state;
 use store::batch::{Batcher, Outcome, Outcomes, Work};
 use store::{self, audit::AuditEvent, certificates::CertRow, Store};
 use vellum_core::error::{Error, Result};
-use vellum_core::status::{CaStatus, CertificateSource, NotificationEvent, OrderStatus, Spelled};
+use vellum_core::status::{CaStatus, CertificateSource, NotificationEvent, OrderStatus};
 use vellum_core::time::Clock;
 
 /// Something else that must change in the same transaction as the certificate's record.

@@ -745,7 +745,9 @@ pub async fn set_remind_ats(conn: &mut Conn, moves: &[(String, i64, Option<i64>)
         let values = (0..chunk.len())
             .map(|i| {
                 if sqlite {
-                    "(?, CAST(? AS BIGINT), CAST(? AS BIGINT))".to_string()
+                    // No CASTs here: with them SQLite 3.46 walks `managed_remind_at`
+                    // whole instead of looking each id up (see docs/PERFORMANCE.md).
+                    "(?, ?, ?)".to_string()
                 } else {
                     format!(
                         "(${}, CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
@@ -758,7 +760,8 @@ pub async fn set_remind_ats(conn: &mut Conn, moves: &[(String, i64, Option<i64>)
             .collect::<Vec<_>>()
             .join(", ");
         // A CTE with named columns reads the same on both backends (SQLite has no
-        // `VALUES … AS v(a, b)`); the join walks the primary key.
+        // `VALUES … AS v(a, b)`); the plan is `v` outer, the primary key inner (PostgreSQL
+        // needs the CASTs to type a NULL `next`).
         let sql = format!(
             "WITH v (id, old, next) AS (VALUES {values}) \
              UPDATE managed_certificates SET remind_at = v.next FROM v \
