@@ -10,10 +10,13 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 
-const PASSWORD: &str = "device-password-1";
+pub(crate) const PASSWORD: &str = "device-password-1";
 
 /// An HTTPS client trusting the server's root, optionally presenting a client certificate.
-fn est_client(s: &TestServer, identity: Option<(&[u8], &rcgen::KeyPair)>) -> reqwest::Client {
+pub(crate) fn est_client(
+    s: &TestServer,
+    identity: Option<(&[u8], &rcgen::KeyPair)>,
+) -> reqwest::Client {
     reqwest::Client::builder()
         .use_preconfigured_tls(tls_config(s, identity))
         .build()
@@ -60,7 +63,7 @@ fn csr(key: &rcgen::KeyPair, dn: &[(rcgen::DnType, &str)], sans: &[&str]) -> Vec
     p.serialize_request(key).unwrap().der().to_vec()
 }
 
-fn cn_csr(key: &rcgen::KeyPair, cn: &str) -> Vec<u8> {
+pub(crate) fn cn_csr(key: &rcgen::KeyPair, cn: &str) -> Vec<u8> {
     csr(key, &[(rcgen::DnType::CommonName, cn)], &[])
 }
 
@@ -74,14 +77,14 @@ fn wrapped_b64(der: &[u8]) -> String {
         .collect()
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
@@ -89,7 +92,7 @@ impl Answer {
     }
 
     /// The certificates of a certs-only answer.
-    fn certs(&self) -> Vec<Vec<u8>> {
+    pub(crate) fn certs(&self) -> Vec<Vec<u8>> {
         assert_eq!(self.status, StatusCode::OK, "{}", self.body);
         assert_eq!(
             self.header("content-type"),
@@ -99,7 +102,7 @@ impl Answer {
         one_line_b64_certs(&self.body)
     }
 
-    fn text_error(&self, status: StatusCode, needle: &str) {
+    pub(crate) fn text_error(&self, status: StatusCode, needle: &str) {
         assert_eq!(self.status, status, "{}", self.body);
         assert!(
             self.header("content-type").starts_with("text/plain"),
@@ -186,7 +189,7 @@ fn est_url(s: &TestServer, label: Option<&str>, op: &str) -> String {
     }
 }
 
-async fn add_client(s: &TestServer, ca: &str, user: &str, patterns: Option<Value>) {
+pub(crate) async fn add_client(s: &TestServer, ca: &str, user: &str, patterns: Option<Value>) {
     let mut body = json!({"username": user, "password": PASSWORD});
     if let Some(p) = patterns {
         body["name_patterns"] = p;
@@ -195,7 +198,7 @@ async fn add_client(s: &TestServer, ca: &str, user: &str, patterns: Option<Value
     assert_eq!(st, StatusCode::CREATED, "{v}");
 }
 
-async fn enroll(
+pub(crate) async fn enroll(
     s: &TestServer,
     client: &reqwest::Client,
     label: Option<&str>,

@@ -804,18 +804,21 @@ struct Smtp {
 
 impl Smtp {
     async fn start() -> Smtp {
+        Smtp::start_with(&[]).await
+    }
+
+    /// With extra command-line options (`--tlscert`/`--tlskey`: STARTTLS required;
+    /// `--smtpscert`/`--smtpskey`: implicit TLS).
+    async fn start_with(extra: &[String]) -> Smtp {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
         let maildir = tempfile::tempdir().unwrap();
         let mut child = std::process::Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
                 "-c",
                 "aiosmtpd.handlers.Mailbox",
                 &maildir.path().join("mail").display().to_string(),
@@ -963,6 +966,212 @@ async fn email(backend: Backend) {
 }
 
 on_both!(email_reaches_a_real_smtp_server, email);
+
+/// A CA made by the test and a certificate it issued for 127.0.0.1 / localhost, plus a
+/// self-signed one nobody trusts; PEM files in a temporary directory.
+struct TlsFiles {
+    dir: tempfile::TempDir,
+}
+
+impl TlsFiles {
+    fn make() -> TlsFiles {
+        use rcgen::{BasicConstraints, IsCa, Issuer};
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name
+            .push(DnType::CommonName, "Notifications test mail CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::from_ca_cert_pem(&ca_cert.pem(), &ca_key).unwrap();
+        let leaf = |signed: bool| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+            p.distinguished_name.push(DnType::CommonName, "localhost");
+            p.subject_alt_names
+                .push(SanType::IpAddress(std::net::IpAddr::V4(
+                    std::net::Ipv4Addr::LOCALHOST,
+                )));
+            let cert = if signed {
+                p.signed_by(&key, &issuer).unwrap()
+            } else {
+                p.self_signed(&key).unwrap()
+            };
+            (cert.pem(), key.serialize_pem())
+        };
+        let (trusted, trusted_key) = leaf(true);
+        let (stranger, stranger_key) = leaf(false);
+        for (name, text) in [
+            ("roots.pem", ca_cert.pem()),
+            ("mail.pem", trusted),
+            ("mail.key", trusted_key),
+            ("stranger.pem", stranger),
+            ("stranger.key", stranger_key),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        TlsFiles { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// aiosmtpd options: STARTTLS required (aiosmtpd's default once it has a
+    /// certificate) or implicit TLS, with the trusted certificate or the stranger.
+    fn args(&self, implicit: bool, trusted: bool) -> Vec<String> {
+        let (cert, key) = if trusted {
+            ("mail.pem", "mail.key")
+        } else {
+            ("stranger.pem", "stranger.key")
+        };
+        let (c, k) = if implicit {
+            ("--smtpscert", "--smtpskey")
+        } else {
+            ("--tlscert", "--tlskey")
+        };
+        vec![c.into(), self.path(cert), k.into(), self.path(key)]
+    }
+}
+
+async fn mail_channel(s: &TestServer, name: &str, port: u16, tls: &str, events: Value) -> String {
+    let (st, ch) = s
+        .post(
+            "/notifications/channels",
+            json!({"kind": "email", "name": name,
+                   "smtp": {"host": "127.0.0.1", "port": port, "tls": tls},
+                   "from": "Vellum <pki@example.com>", "to": ["ops@example.com"],
+                   "events": events}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ch}");
+    id(&ch)
+}
+
+async fn test_call(s: &TestServer, channel: &str) -> Value {
+    let (st, t) = s
+        .post(
+            &format!("/notifications/channels/{channel}/test"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{t}");
+    t
+}
+
+/// E-mail over TLS to real SMTP servers: STARTTLS (required by the server) and implicit
+/// TLS, the server's certificate trusted through `notifications.extra_roots_file`; a
+/// plain-text channel to a server that requires STARTTLS fails readably (test call and
+/// delivery log); an untrusted certificate is refused.
+async fn email_tls(backend: Backend) {
+    let files = TlsFiles::make();
+    let roots = files.path("roots.pem");
+    let Some((s, clock)) = start_clocked(
+        backend,
+        &[("VELLUM_NOTIFICATIONS_EXTRA_ROOTS_FILE", roots.as_str())],
+    )
+    .await
+    else {
+        return;
+    };
+
+    // STARTTLS: the test message and an event's delivery both arrive.
+    let starttls = Smtp::start_with(&files.args(false, true)).await;
+    let tls_ch = mail_channel(
+        &s,
+        "starttls",
+        starttls.port,
+        "starttls",
+        json!(["managed.uploaded"]),
+    )
+    .await;
+    let t = test_call(&s, &tls_ch).await;
+    assert_eq!(t["delivered"], json!(true), "{t}");
+    assert_eq!(t["remote_status"], json!(250), "{t}");
+    let got = starttls.wait(1).await;
+    assert!(
+        got[0].contains("Subject: [Vellum] Test message from Vellum"),
+        "{}",
+        got[0]
+    );
+
+    // The same server through a channel without TLS: it refuses before any message.
+    let plain_ch = mail_channel(
+        &s,
+        "no tls",
+        starttls.port,
+        "none",
+        json!(["managed.uploaded"]),
+    )
+    .await;
+    let t = test_call(&s, &plain_ch).await;
+    assert_eq!(t["delivered"], json!(false), "{t}");
+    let err = t["error"].as_str().unwrap_or_default();
+    assert!(err.contains("STARTTLS"), "{t}");
+    assert!(!err.contains("Error {") && !err.contains("kind:"), "{t}");
+
+    // An uploaded certificate: delivered over STARTTLS; the plain channel's delivery
+    // fails with the server's answer in the log (and waits for a retry).
+    let (c, k) = third_party("tls-mail.example", clock.now(), 90);
+    upload(&s, "tls mail", &c, &k).await;
+    let got = starttls.wait(2).await;
+    assert!(got.iter().any(|g| unqp(g).contains("tls mail")), "{got:#?}");
+    let (ok, failed) = loop {
+        let (_, v) = s
+            .get("/notifications/deliveries?event=managed.uploaded")
+            .await;
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        let of = |ch: &str| {
+            items
+                .iter()
+                .find(|d| d["channel_id"] == json!(ch))
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        let (ok, failed) = (of(&tls_ch), of(&plain_ch));
+        if ok["status"] == "delivered" && failed["attempts"].as_i64().unwrap_or(0) >= 1 {
+            break (ok, failed);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ok["remote_status"], json!(250), "{ok}");
+    assert_eq!(failed["status"], "pending", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("STARTTLS"),
+        "{failed}"
+    );
+    assert_eq!(starttls.messages().len(), 2, "nothing arrived in clear");
+
+    // A server whose certificate nobody trusts: refused, and the answer says why.
+    let stranger = Smtp::start_with(&files.args(false, false)).await;
+    let ch = mail_channel(&s, "stranger", stranger.port, "starttls", json!(["*"])).await;
+    let t = test_call(&s, &ch).await;
+    assert_eq!(t["delivered"], json!(false), "{t}");
+    assert!(
+        t["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase()
+            .contains("certificate"),
+        "{t}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(stranger.messages().is_empty());
+
+    // Implicit TLS (SMTPS), trusted: delivered.
+    let smtps = Smtp::start_with(&files.args(true, true)).await;
+    let ch = mail_channel(&s, "smtps", smtps.port, "implicit", json!(["*"])).await;
+    let t = test_call(&s, &ch).await;
+    assert_eq!(t["delivered"], json!(true), "{t}");
+    assert_eq!(t["remote_status"], json!(250), "{t}");
+    smtps.wait(1).await;
+    s.stop().await;
+}
+
+on_both!(email_over_starttls_and_implicit_tls, email_tls);
 
 /// Two replicas on one PostgreSQL, 1,000 managed certificates crossing their 30-day
 /// threshold: every reminder reaches the receiver exactly once, although both replicas'
@@ -1383,3 +1592,91 @@ async fn shared_event(s: &TestServer) {
     );
 }
 crate::both_backends!(shared_to_you, shared_event);
+
+/// `enrollment.refused`: an EST client finds the intermediate's quota spent. The webhook
+/// gets one event naming the CA, the door, the reason and what to do; more refusals within
+/// the hour send nothing new; the next hour's first refusal is announced again.
+async fn enrollment_refused(backend: Backend) {
+    use crate::est::{add_client, cn_csr, enroll, est_client, PASSWORD};
+    let Some((s, clock)) = start_clocked(backend, &[]).await else {
+        return;
+    };
+    let r = Receiver::start(0).await;
+    webhook(&s, &r, json!(["enrollment.refused"])).await;
+    let (root, inter) = s.enabled_pair("Refusing Root", 10, 1).await;
+    add_client(&s, &inter, "dev", None).await;
+    let (st, v) = s
+        .call(
+            Method::PUT,
+            &format!("/cas/{inter}/est"),
+            Some(json!({"label": "refusing", "auth": ["basic"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let http = est_client(&s, None);
+    let key = KeyPair::generate().unwrap();
+    let csr = cn_csr(&key, "door.devices.example");
+    let basic = Some(("dev", PASSWORD));
+    // The one unit of quota: issued, no event.
+    let a = enroll(&s, &http, Some("refusing"), "simpleenroll", basic, &csr).await;
+    assert_eq!(a.certs().len(), 1);
+    // Spent: refused (503), one event.
+    let a = enroll(&s, &http, Some("refusing"), "simpleenroll", basic, &csr).await;
+    a.text_error(StatusCode::SERVICE_UNAVAILABLE, &inter);
+    let got = r.wait("enrollment.refused", 1).await;
+    let d = &got[0].body["data"];
+    assert_eq!(d["ca"]["id"], json!(inter), "{d:#}");
+    let (_, ca) = s.get(&format!("/cas/{inter}")).await;
+    assert_eq!(d["ca"]["common_name"], ca["common_name"], "{d:#}");
+    assert!(got[0].signature_ok);
+    assert_eq!(d["ca"]["parent_id"], json!(root), "{d:#}");
+    assert_eq!(d["ca"]["kind"], "intermediate", "{d:#}");
+    assert_eq!(d["ca"]["quota_remaining"], 0, "{d:#}");
+    assert_eq!(d["ca"]["quota_assigned"], 1, "{d:#}");
+    assert_eq!(d["door"], "est", "{d:#}");
+    assert_eq!(d["common_name"], "door.devices.example", "{d:#}");
+    assert_eq!(d["reason"], "quota_exhausted", "{d:#}");
+    let message = d["message"].as_str().unwrap();
+    assert!(
+        message.contains("EST enrollment") && message.contains("no quota left"),
+        "{d:#}"
+    );
+    assert_eq!(
+        d["assign"]["api"],
+        json!(format!(
+            "POST /admin/v1/cas/{root}/quota/assign {{\"intermediate_id\": \"{inter}\", \"count\": N}}"
+        )),
+        "{d:#}"
+    );
+    assert!(
+        d["assign"]["advice"]
+            .as_str()
+            .unwrap()
+            .contains("assign quota"),
+        "{d:#}"
+    );
+    assert_eq!(got[0].body["type"], "enrollment.refused");
+
+    // Two more refusals within the hour: nothing new.
+    clock.advance(60);
+    for _ in 0..2 {
+        let a = enroll(&s, &http, Some("refusing"), "simpleenroll", basic, &csr).await;
+        a.text_error(StatusCode::SERVICE_UNAVAILABLE, &inter);
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(r.of_type("enrollment.refused").len(), 1, "{:#?}", r.all());
+    let (_, v) = s
+        .get("/notifications/deliveries?event=enrollment.refused")
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
+
+    // The next hour: announced again, as a new event.
+    clock.advance(3600);
+    let a = enroll(&s, &http, Some("refusing"), "simpleenroll", basic, &csr).await;
+    a.text_error(StatusCode::SERVICE_UNAVAILABLE, &inter);
+    let got = r.wait("enrollment.refused", 2).await;
+    assert_ne!(got[0].event_id, got[1].event_id);
+    s.stop().await;
+}
+
+on_both!(enrollment_refused_once_per_ca_and_hour, enrollment_refused);

@@ -301,7 +301,11 @@ async fn record_batch(store: &Store, jobs: &[&Job], now: i64) -> Outcomes<Refusa
     // CA and hour (a client retrying in a loop does not flood the channels).
     for (j, r) in jobs.iter().zip(&refusals) {
         if let (
-            Some(Refusal::QuotaExhausted { ca, .. }),
+            Some(Refusal::QuotaExhausted {
+                ca,
+                common_name: ca_name,
+                root,
+            }),
             CertificateSource::Acme | CertificateSource::Est,
         ) = (r, j.record.source)
         {
@@ -314,8 +318,24 @@ async fn record_batch(store: &Store, jobs: &[&Job], now: i64) -> Outcomes<Refusa
                     Some(row) => crate::notify::ca_data(&row),
                     None => serde_json::json!({}),
                 };
-                data["door"] = serde_json::json!(j.record.source);
+                let door = j.record.source.as_str();
+                let root = root.as_deref().unwrap_or("ROOT_ID");
+                data["door"] = serde_json::json!(door);
                 data["common_name"] = serde_json::json!(j.record.common_name);
+                data["reason"] = serde_json::json!("quota_exhausted");
+                data["message"] = serde_json::json!(format!(
+                    "an {} enrollment for {:?} was refused: the intermediate {ca_name:?} has no \
+                     quota left; the client was told to retry later (further refusals at this \
+                     CA within the hour are not announced again)",
+                    door.to_uppercase(),
+                    j.record.common_name,
+                ));
+                data["assign"] = serde_json::json!({
+                    "api": format!(
+                        "POST /admin/v1/cas/{root}/quota/assign {{\"intermediate_id\": \"{ca}\", \"count\": N}}"
+                    ),
+                    "advice": "assign quota to the intermediate from its root (buy more for the root first if it has none left); the client's next attempt then succeeds",
+                });
                 crate::notify::emit_one(
                     &mut tx,
                     &j.record.tenant_id,

@@ -614,6 +614,51 @@ pub async fn insert_reminder(
     Ok(res.rows_affected() == 1)
 }
 
+/// A reminder to record (see [`insert_reminders`]).
+#[derive(Debug, Clone)]
+pub struct NewReminder {
+    /// Unique key (`managed:<id>:<not_after>:<days>`, …).
+    pub key: String,
+    /// Its tenant.
+    pub tenant_id: String,
+    /// The event it is sent as.
+    pub event_id: String,
+}
+
+/// Records many reminders at once, one statement per 500 (keys in sorted order, so two
+/// writers of overlapping batches wait for each other instead of deadlocking). Returns the
+/// keys that were new: only those are to be sent; a key recorded before (by this or
+/// another replica) is left as it is.
+pub async fn insert_reminders(
+    conn: &mut Conn,
+    reminders: &[NewReminder],
+    now: i64,
+) -> Result<std::collections::HashSet<String>> {
+    let mut sorted: Vec<&NewReminder> = reminders.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    sorted.dedup_by(|a, b| a.key == b.key);
+    let mut new = std::collections::HashSet::new();
+    for chunk in sorted.chunks(500) {
+        let sql = format!(
+            "INSERT INTO notification_reminders (reminder_key, tenant_id, event_id, created_at) \
+             VALUES {} ON CONFLICT (reminder_key) DO NOTHING RETURNING reminder_key",
+            super::values_placeholders(conn, chunk.len(), 4)
+        );
+        let mut q = query(&sql);
+        for r in chunk {
+            q = q
+                .bind(&r.key)
+                .bind(&r.tenant_id)
+                .bind(&r.event_id)
+                .bind(now);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            new.insert(row.try_get::<String, _>("reminder_key")?);
+        }
+    }
+    Ok(new)
+}
+
 /// A managed certificate whose reminder time has come.
 #[derive(Debug, Clone)]
 pub struct DueManaged {
@@ -687,6 +732,47 @@ pub async fn set_remind_at(conn: &mut Conn, id: &str, old: i64, next: Option<i64
         .bind(old)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// [`set_remind_at`] for many rows in one statement per 500: `(id, old, next)`. Rows are
+/// updated in id order.
+pub async fn set_remind_ats(conn: &mut Conn, moves: &[(String, i64, Option<i64>)]) -> Result<()> {
+    let mut sorted: Vec<&(String, i64, Option<i64>)> = moves.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let sqlite = conn.backend_name() == "SQLite";
+    for chunk in sorted.chunks(500) {
+        let values = (0..chunk.len())
+            .map(|i| {
+                if sqlite {
+                    // No CASTs here: with them SQLite 3.46 walks `managed_remind_at`
+                    // whole instead of looking each id up (see docs/PERFORMANCE.md).
+                    "(?, ?, ?)".to_string()
+                } else {
+                    format!(
+                        "(${}, CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
+                        3 * i + 1,
+                        3 * i + 2,
+                        3 * i + 3
+                    )
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        // A CTE with named columns reads the same on both backends (SQLite has no
+        // `VALUES … AS v(a, b)`); the plan is `v` outer, the primary key inner (PostgreSQL
+        // needs the CASTs to type a NULL `next`).
+        let sql = format!(
+            "WITH v (id, old, next) AS (VALUES {values}) \
+             UPDATE managed_certificates SET remind_at = v.next FROM v \
+             WHERE managed_certificates.id = v.id AND managed_certificates.remind_at = v.old"
+        );
+        let mut q = query(&sql);
+        for (id, old, next) in chunk {
+            q = q.bind(id).bind(*old).bind(*next);
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

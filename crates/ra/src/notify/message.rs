@@ -144,12 +144,6 @@ pub(crate) fn render(v: &Value) -> Rendered {
             }
         }
     }
-    if kind == "enrollment.refused" {
-        todo.push(format!(
-            "Assign quota to the intermediate from its root: POST /admin/v1/cas/{}/quota/assign",
-            s(&ca["parent_id"])
-        ));
-    }
 
     let mut text = format!("{}\n\n", subject.trim_start_matches("[Vellum] "));
     for (l, v) in &rows {

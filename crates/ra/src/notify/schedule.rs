@@ -21,7 +21,9 @@ use crate::Authority;
 
 const DAY: i64 = 86_400;
 /// Managed certificates read per transaction.
-const CHUNK: i64 = 500;
+const CHUNK: i64 = 1000;
+/// Managed certificates looked at per pass at most (the rest waits a minute).
+const PASS_ROWS: i64 = 50_000;
 /// Expired certificates are announced only this long after expiry (a server that was
 /// down for weeks does not flood receivers with old news).
 const EXPIRED_GRACE: i64 = 7 * DAY;
@@ -99,11 +101,16 @@ fn days_left(not_after: i64, now: i64) -> i64 {
 }
 
 /// One pass at `now`: managed certificates whose reminder time has come, then the CAs.
+///
+/// Each chunk is set-based: one statement per 500 rows for the reminder keys
+/// ([`store::notify::insert_reminders`], which says which keys were new), the deliveries
+/// of the new ones only ([`emit`]), and one for the `remind_at` moves
+/// ([`store::notify::set_remind_ats`]); all in one transaction per chunk.
 pub async fn schedule(ra: &Authority, now: i64) -> Result<ScheduleReport> {
     let mut report = ScheduleReport::default();
     let mut tenants: HashMap<String, TenantView> = HashMap::new();
-    // At most 100 chunks (50,000 rows) per pass; the rest waits for the next one.
-    for _ in 0..100 {
+    // At most PASS_ROWS rows per pass; the rest waits for the next one.
+    for _ in 0..PASS_ROWS / CHUNK {
         let rows = {
             let mut conn = ra.store.reader().acquire().await?;
             store::notify::due_managed(&mut conn, now, CHUNK).await?
@@ -112,11 +119,13 @@ pub async fn schedule(ra: &Authority, now: i64) -> Result<ScheduleReport> {
             break;
         }
         report.looked_at += rows.len();
-        let mut tx = ra.store.begin().await?;
+        let mut moves: Vec<(String, i64, Option<i64>)> = Vec::with_capacity(rows.len());
+        let mut reminders: Vec<store::notify::NewReminder> = Vec::new();
+        let mut events: Vec<(String, Event)> = Vec::new();
         for r in &rows {
             let view = tenant_view(ra, &mut tenants, &r.tenant_id).await?;
             if r.revoked {
-                store::notify::set_remind_at(&mut tx, &r.id, r.remind_at, None).await?;
+                moves.push((r.id.clone(), r.remind_at, None));
                 continue;
             }
             let (fire, next) = due(r.not_after, &view.days, now);
@@ -137,14 +146,40 @@ pub async fn schedule(ra: &Authority, now: i64) -> Result<ScheduleReport> {
                             d.to_string()
                         }
                     );
-                    let data = managed_reminder_data(r, d, now);
-                    if queue(&mut tx, &key, &r.tenant_id, kind, data, now).await? {
-                        report.queued += 1;
-                    }
+                    reminders.push(store::notify::NewReminder {
+                        key: key.clone(),
+                        tenant_id: r.tenant_id.clone(),
+                        event_id: uuid::Uuid::now_v7().to_string(),
+                    });
+                    events.push((
+                        key,
+                        Event {
+                            tenant_id: r.tenant_id.clone(),
+                            kind,
+                            data: managed_reminder_data(r, d, now),
+                        },
+                    ));
                 }
             }
-            store::notify::set_remind_at(&mut tx, &r.id, r.remind_at, next).await?;
+            moves.push((r.id.clone(), r.remind_at, next));
         }
+        let mut tx = ra.store.begin().await?;
+        // The keys first: only a key this transaction made new is sent.
+        let new = if reminders.is_empty() {
+            Default::default()
+        } else {
+            store::notify::insert_reminders(&mut tx, &reminders, now).await?
+        };
+        let fresh: Vec<Event> = events
+            .into_iter()
+            .filter(|(key, _)| new.contains(key))
+            .map(|(_, e)| e)
+            .collect();
+        if !fresh.is_empty() {
+            let ids = emit(&mut tx, &fresh, now).await?;
+            report.queued += ids.iter().filter(|id| id.is_some()).count();
+        }
+        store::notify::set_remind_ats(&mut tx, &moves).await?;
         tx.commit().await?;
         if (rows.len() as i64) < CHUNK {
             break;
