@@ -421,7 +421,15 @@ impl Browser {
     }
 
     async fn stop(mut self) {
-        let _ = self.client.close().await;
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    /// A failed test leaves no chromedriver (and its Chromium) behind.
+    fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
