@@ -291,6 +291,7 @@ function confirmAction(title, text, button, typed, run) {
 function signInPage(message) {
   S.csrf = null;
   $('#top').hidden = true;
+  $('#toast').replaceChildren();
   closeDialog();
   const form = makeForm([
     { name: 'token', label: 'API token', type: 'password', required: true, autocomplete: 'current-password',
