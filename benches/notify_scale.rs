@@ -189,9 +189,10 @@ async fn run() {
     exec(&app, "DELETE FROM notification_deliveries").await;
     exec(&app, "DELETE FROM notification_reminders").await;
     exec(&app, "DELETE FROM notification_channels").await;
-    exec(&app, "UPDATE managed_certificates SET remind_at = 0 WHERE notifications = 1 AND deleted_at IS NULL").await;
+    exec(&app, "UPDATE managed_reminders SET remind_at = 0").await;
     if backend == "postgres" {
         exec(&app, "ANALYZE managed_certificates").await;
+        exec(&app, "ANALYZE managed_reminders").await;
     }
 
     // The first look at every row (no channel yet: nothing to queue).

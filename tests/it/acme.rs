@@ -15,11 +15,11 @@ use instant_acme::{
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-fn dir_url(s: &TestServer, ca: &str) -> String {
+pub(crate) fn dir_url(s: &TestServer, ca: &str) -> String {
     format!("{}/acme/{ca}/directory", s.base)
 }
 
-fn csr_for(names: &[&str]) -> (rcgen::KeyPair, Vec<u8>) {
+pub(crate) fn csr_for(names: &[&str]) -> (rcgen::KeyPair, Vec<u8>) {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut p =
         rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
@@ -30,7 +30,10 @@ fn csr_for(names: &[&str]) -> (rcgen::KeyPair, Vec<u8>) {
 }
 
 /// Orders a certificate for 127.0.0.1 with http-01; returns the PEM chain.
-async fn order_ip(account: &Account, responder: &Responder) -> Result<String, instant_acme::Error> {
+pub(crate) async fn order_ip(
+    account: &Account,
+    responder: &Responder,
+) -> Result<String, instant_acme::Error> {
     let ids = [Identifier::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST))];
     let mut order = account.new_order(&NewOrder::new(&ids)).await?;
     let mut authzs = order.authorizations();

@@ -1680,3 +1680,61 @@ async fn enrollment_refused(backend: Backend) {
 }
 
 on_both!(enrollment_refused_once_per_ca_and_hour, enrollment_refused);
+
+/// `enrollment.refused` from the ACME door: a finalize that finds the intermediate's
+/// quota spent is refused (the order stays ready) and announced once, naming the door.
+async fn acme_enrollment_refused(backend: Backend) {
+    use crate::acme::{csr_for, dir_url, order_ip};
+    use crate::common::acme::{new_account, server_with_responder};
+    use instant_acme::{Identifier, NewOrder, OrderStatus};
+    use std::net::{IpAddr, Ipv4Addr};
+    let (s, responder) = server_with_responder(backend).await;
+    let r = Receiver::start(0).await;
+    webhook(&s, &r, json!(["enrollment.refused"])).await;
+    let (root, inter) = s.enabled_pair("ACME Refusing", 5, 1).await;
+    let account = new_account(&s, &dir_url(&s, &inter)).await;
+    // The one unit of quota: issued, no event.
+    order_ip(&account, &responder)
+        .await
+        .expect("first certificate");
+    // Spent: the next finalize is refused, the order stays ready, one event.
+    let ids = [Identifier::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST))];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    assert_eq!(order.state().status, OrderStatus::Ready);
+    let (_, csr) = csr_for(&["127.0.0.1"]);
+    let err = order.finalize_csr(&csr).await.unwrap_err();
+    assert!(format!("{err:?}").contains("assign quota"), "{err:?}");
+    let got = r.wait("enrollment.refused", 1).await;
+    let d = &got[0].body["data"];
+    assert_eq!(d["door"], "acme", "{d:#}");
+    assert_eq!(d["ca"]["id"], json!(inter), "{d:#}");
+    assert_eq!(d["reason"], "quota_exhausted", "{d:#}");
+    // No CN in the order: the certificate is named by its SAN.
+    assert_eq!(
+        d["sans"],
+        json!([{"type": "ip", "value": "127.0.0.1"}]),
+        "{d:#}"
+    );
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .contains("an ACME enrollment for \"127.0.0.1\" was refused"),
+        "{d:#}"
+    );
+    assert!(
+        d["assign"]["api"].as_str().unwrap().contains(&root),
+        "{d:#}"
+    );
+    assert!(got[0].signature_ok);
+    // A retry within the hour: refused again, nothing new announced.
+    order.finalize_csr(&csr).await.unwrap_err();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(r.of_type("enrollment.refused").len(), 1, "{:#?}", r.all());
+    s.stop().await;
+}
+
+on_both!(
+    acme_enrollment_refused_once_per_ca_and_hour,
+    acme_enrollment_refused
+);

@@ -434,6 +434,17 @@ async fn pages_through_indexed_filters(s: &TestServer) {
             rare
         );
         assert_eq!(all_pages(s, &tok, certs, "q=rarepage", limit).await, rare);
+        // Half of this `q`'s trigrams are in every row (".example"): the index is asked
+        // for its rare part only (SQLite: the rare windows ANDed; PostgreSQL: the rare
+        // substring), and the page's LIKE keeps the rows holding all of it.
+        assert_eq!(
+            all_pages(s, &tok, certs, "q=rarepage.example", limit).await,
+            rare
+        );
+        assert_eq!(
+            all_pages(s, &tok, certs, "q=pg-3.rarepage.EXAMPLE", limit).await,
+            [rare[3].clone()]
+        );
         let even: Vec<String> = rare.iter().step_by(2).cloned().collect();
         assert_eq!(
             all_pages(s, &tok, certs, "tag=parity=0&q=RAREPAGE", limit).await,

@@ -320,15 +320,26 @@ async fn record_batch(store: &Store, jobs: &[&Job], now: i64) -> Outcomes<Refusa
                 };
                 let door = j.record.source.as_str();
                 let root = root.as_deref().unwrap_or("ROOT_ID");
+                let sans: serde_json::Value =
+                    serde_json::from_str(&j.record.sans_json).unwrap_or(serde_json::Value::Null);
+                // Named by its CN, else by its first SAN (ACME orders often carry no CN).
+                let named = if j.record.common_name.is_empty() {
+                    sans.get(0)
+                        .and_then(|s| s["value"].as_str())
+                        .unwrap_or("a certificate without names")
+                        .to_string()
+                } else {
+                    j.record.common_name.clone()
+                };
                 data["door"] = serde_json::json!(door);
                 data["common_name"] = serde_json::json!(j.record.common_name);
+                data["sans"] = sans;
                 data["reason"] = serde_json::json!("quota_exhausted");
                 data["message"] = serde_json::json!(format!(
-                    "an {} enrollment for {:?} was refused: the intermediate {ca_name:?} has no \
-                     quota left; the client was told to retry later (further refusals at this \
-                     CA within the hour are not announced again)",
+                    "an {} enrollment for {named:?} was refused: the intermediate {ca_name:?} \
+                     has no quota left; the client was told to retry later (further refusals \
+                     at this CA within the hour are not announced again)",
                     door.to_uppercase(),
-                    j.record.common_name,
                 ));
                 data["assign"] = serde_json::json!({
                     "api": format!(

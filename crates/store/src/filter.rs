@@ -13,8 +13,8 @@
 //! characters or more, the walk goes [`WINDOW`] ids at most; a page not full by then is
 //! finished by one of two indexes of migration 0017:
 //! - a tag `key=value` walks the tag table's `(tenant_id, key, value, id)` key in id order
-//!   (ids in chunks of [`CHUNK`]), each chunk's rows fetched by id with every filter
-//!   applied: never more rows visited than the walk, and only the tagged ones;
+//!   in one statement, each tagged row probed by id with every filter applied: never more
+//!   rows visited than the walk, and only the tagged ones;
 //! - `q` (3 characters or more) and a tag `key` ask their index for at most [`CAP`] + 1
 //!   matching ids (SQLite: FTS5 trigram table; PostgreSQL: `pg_trgm` GIN index; the tag
 //!   table): fewer than that, and the page is those ids, fetched by id with every filter
@@ -303,29 +303,140 @@ pub(crate) async fn page(
             false,
         );
         only_q.push("id <= {}", boundary.clone());
-        let (sql, args) = (
-            format!("SELECT COUNT(*) FROM {} WHERE {}", inv.table, only_q.sql),
-            only_q.args.clone(),
-        );
-        let n: i64 = bound(&sql, &args).fetch_one(conn).await?.try_get(0usize)?;
+        let n = if only_q.sql == within.sql {
+            // `q` is the page's only filter: the window's matches were just read (fewer
+            // than a page), no need to count them again.
+            rows.len() as i64
+        } else {
+            let sql = format!("SELECT COUNT(*) FROM {} WHERE {}", inv.table, only_q.sql);
+            bound(&sql, &only_q.args)
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get(0usize)?
+        };
         q_common = n >= WINDOW / 200;
+    }
+    let mut q_index = if q_common {
+        QIndex::Skip
+    } else {
+        QIndex::Whole
+    };
+    if indexed_q && !q_common && conn.backend_name() != "SQLite" {
+        if let Some(part) = rare_part(conn, inv, tenant_id, c, &boundary).await? {
+            q_index = QIndex::Part(part);
+        }
     }
     // The rest of the page, after the window, driven by an index when one helps.
     let mut beyond = w.clone();
     beyond.push("id > {}", boundary.clone());
     let need = limit - rows.len() as i64;
-    let skip_q = q_common;
     rows.extend(
         driven(
-            conn, inv, tenant_id, &beyond, c, &boundary, skip_q, columns, need,
+            conn, inv, tenant_id, &beyond, c, &boundary, &q_index, columns, need,
         )
         .await?,
     );
     Ok(rows)
 }
 
+/// How `q`'s index is asked (PostgreSQL's choice of pattern; SQLite picks its windows
+/// itself in [`fts_rowids`]).
+#[derive(Debug)]
+enum QIndex {
+    /// `q` is common in the window: its index is not asked.
+    Skip,
+    /// The index is asked for `q` itself.
+    Whole,
+    /// The index is asked for this part of `q`: its rare windows (a superset of `q`'s
+    /// rows; the page's LIKE on all of `q` keeps only `q`'s).
+    Part(String),
+}
+
+/// PostgreSQL: the longest run of `q`'s 3-character windows that are rare in the walked
+/// window (in fewer than 0.5 % of its rows), as a substring of `q`, when shorter than `q`.
+///
+/// `pg_trgm`'s GIN index builds a bitmap per trigram of the pattern, so one trigram found
+/// in most rows costs as much as reading them: `%host-123456%` among a million `host-K`
+/// names took 50 ms, `%123456%` 0.5 ms (docs/PERFORMANCE.md). Which trigrams are common is
+/// read off the rows the page has just walked (one statement over at most [`WINDOW`] rows,
+/// already in the cache), not kept as statistics.
+async fn rare_part(
+    conn: &mut Conn,
+    inv: &Inventory,
+    tenant_id: &str,
+    c: &Common<'_>,
+    boundary: &str,
+) -> Result<Option<String>> {
+    let Some(q) = c.q.map(str::to_ascii_lowercase) else {
+        return Ok(None);
+    };
+    let chars: Vec<char> = q.chars().collect();
+    let windows: Vec<String> = chars
+        .windows(MIN_INDEXED_Q)
+        .map(|w| w.iter().collect())
+        .collect();
+    if windows.len() < 2 {
+        return Ok(None);
+    }
+    let sums = (0..windows.len())
+        .map(|i| {
+            format!(
+                "SUM(CASE WHEN LOWER(common_name || ' ' || sans_json) LIKE ${} ESCAPE '\\' \
+                 THEN 1 ELSE 0 END)",
+                i + 4
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {sums} FROM {} WHERE tenant_id = $1 AND id > $2 AND id <= $3",
+        inv.table
+    );
+    let mut st = query(&sql)
+        .bind(tenant_id)
+        .bind(c.after.unwrap_or_default())
+        .bind(boundary);
+    for w in &windows {
+        st = st.bind(format!("%{}%", super::like_escape(w)));
+    }
+    let row = st.fetch_one(&mut *conn).await?;
+    let mut rare = Vec::with_capacity(windows.len());
+    for i in 0..windows.len() {
+        let n: Option<i64> = row.try_get(i)?;
+        rare.push(n.unwrap_or(0) < WINDOW / 200);
+    }
+    Ok(longest_rare_run(&chars, &rare))
+}
+
+/// The substring of `chars` covered by the longest run of rare 3-character windows
+/// (`rare[i]`: the window starting at `i`), unless there is none or it is all of them.
+fn longest_rare_run(chars: &[char], rare: &[bool]) -> Option<String> {
+    let (mut best, mut run_start) = ((0, 0), None);
+    for (i, r) in rare.iter().chain([&false]).enumerate() {
+        match (r, run_start) {
+            (true, None) => run_start = Some(i),
+            (false, Some(st)) => {
+                if i - st > best.1 {
+                    best = (st, i - st);
+                }
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    let (start, len) = best;
+    if len == 0 || len == rare.len() {
+        return None;
+    }
+    Some(
+        chars[start..start + len + MIN_INDEXED_Q - 1]
+            .iter()
+            .collect(),
+    )
+}
+
 /// The first `limit` rows matching `w` with ids after `after`, driven as [`driver`]
-/// decides (`skip_q`: `q` is known to be common, its index is not asked).
+/// decides (`q_index`: how `q`'s index is asked).
 #[allow(clippy::too_many_arguments)]
 async fn driven(
     conn: &mut Conn,
@@ -334,12 +445,12 @@ async fn driven(
     w: &Where,
     c: &Common<'_>,
     after: &str,
-    skip_q: bool,
+    q_index: &QIndex,
     columns: &str,
     limit: i64,
 ) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
-    match driver(conn, inv, tenant_id, c, after, skip_q).await? {
+    match driver(conn, inv, tenant_id, c, after, q_index).await? {
         Driver::Walk => {
             let (sql, args) = w.select(columns, inv.table, limit);
             rows = bound(&sql, &args).fetch_all(conn).await?;
@@ -354,32 +465,36 @@ async fn driven(
             }
         }
         Driver::Tag { key, value } => {
-            let mut cursor = after.to_string();
+            // One statement: the tag index, in id order, drives a probe of each tagged
+            // row by primary key with every filter applied, stopping after `limit`
+            // matches. The tag rows come through a subquery whose only column is
+            // `tag_hit`, so `w`'s unqualified columns keep naming the inventory's.
+            let mut w = w.clone();
+            let first = w.args.len() + 1;
+            for v in [tenant_id, key.as_str(), value.as_str(), after] {
+                w.args.push(Arg::from(v.to_string()));
+            }
+            let columns = if columns == "*" {
+                format!("{}.*", inv.table)
+            } else {
+                columns.to_string()
+            };
             let sql = format!(
-                "SELECT {id} FROM {tags} WHERE tenant_id = $1 AND key = $2 AND value = $3 \
-                 AND {id} > $4 ORDER BY {id} LIMIT {CHUNK}",
+                "SELECT {columns} FROM (SELECT {id} AS tag_hit FROM {tags} \
+                 WHERE tenant_id = ${a} AND key = ${b} AND value = ${c} AND {id} > ${d}) t \
+                 JOIN {table} ON {table}.id = t.tag_hit WHERE {wsql} \
+                 ORDER BY t.tag_hit LIMIT {limit}",
                 id = inv.tag_id,
                 tags = inv.tags,
+                table = inv.table,
+                wsql = w.sql,
+                a = first,
+                b = first + 1,
+                c = first + 2,
+                d = first + 3,
+                limit = limit.max(1),
             );
-            loop {
-                let ids: Vec<String> = query(&sql)
-                    .bind(tenant_id)
-                    .bind(key.as_str())
-                    .bind(value.as_str())
-                    .bind(cursor.as_str())
-                    .fetch_all(conn)
-                    .await?
-                    .iter()
-                    .map(|r| r.try_get::<String, _>(0usize))
-                    .collect::<std::result::Result<_, _>>()?;
-                let Some(last) = ids.last() else { break };
-                cursor = last.clone();
-                let need = limit - rows.len() as i64;
-                rows.extend(by_ids(conn, inv, w, columns, &ids, need).await?);
-                if rows.len() as i64 >= limit || ids.len() < CHUNK {
-                    break;
-                }
-            }
+            rows = bound(&sql, &w.args).fetch_all(conn).await?;
         }
     }
     Ok(rows)
@@ -410,25 +525,15 @@ async fn driver(
     tenant_id: &str,
     c: &Common<'_>,
     after: &str,
-    skip_q: bool,
+    q_index: &QIndex,
 ) -> Result<Driver> {
+    let skip_q = matches!(q_index, QIndex::Skip);
     if let Some(q) = c.q.map(str::to_ascii_lowercase).filter(|_| !skip_q) {
         if q.chars().count() >= MIN_INDEXED_Q {
             let found = if conn.backend_name() == "SQLite" {
                 // Two steps: joined in one statement, SQLite walks the tenant's rows and
                 // asks the FTS table about each (seconds at a million).
-                let sql = format!(
-                    "SELECT rowid FROM {search} WHERE {search} MATCH $1 LIMIT {}",
-                    CAP + 1,
-                    search = inv.search,
-                );
-                let rowids: Vec<i64> = query(&sql)
-                    .bind(trigram_query(&q))
-                    .fetch_all(conn)
-                    .await?
-                    .iter()
-                    .map(|r| r.try_get::<i64, _>(0usize))
-                    .collect::<std::result::Result<_, _>>()?;
+                let rowids = fts_rowids(conn, inv.search, &q).await?;
                 let mut tail = if inv.behind && rowids.len() <= CAP {
                     super::search::unindexed_matches(conn, tenant_id, &q, CAP).await?
                 } else {
@@ -460,12 +565,25 @@ async fn driver(
                     inv.table,
                     CAP + 1
                 );
-                let rows = query(&sql)
-                    .bind(tenant_id)
-                    .bind(format!("%{}%", super::like_escape(&q)))
-                    .fetch_all(conn)
-                    .await?;
-                (rows.len() <= CAP).then_some(rows)
+                // A rare part of `q` first (a superset of its rows, [`rare_part`]); if that
+                // finds too many, `q` itself.
+                let patterns = match q_index {
+                    QIndex::Part(part) => vec![part.as_str(), q.as_str()],
+                    _ => vec![q.as_str()],
+                };
+                let mut found = None;
+                for p in patterns {
+                    let rows = query(&sql)
+                        .bind(tenant_id)
+                        .bind(format!("%{}%", super::like_escape(p)))
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    if rows.len() <= CAP {
+                        found = Some(rows);
+                        break;
+                    }
+                }
+                found
             };
             if let Some(found) = found {
                 return candidates(&found, after);
@@ -498,11 +616,73 @@ async fn driver(
     Ok(Driver::Walk)
 }
 
-/// The FTS5 query of the rows whose (trigram-tokenized) text holds every 3-character
-/// window of `q`: each window a quoted string, ANDed. A superset of the rows containing
-/// `q` (the page applies the exact LIKE); measured faster than the phrase `"q"` at a
-/// million rows (the windows' iterators skip, the phrase checks positions).
-fn trigram_query(q: &str) -> String {
+/// A trigram in fewer rows than this is rare: the FTS5 probe ANDs only the rare ones.
+pub const RARE_TRIGRAM: usize = 5_000;
+
+/// At most `CAP + 1` rowids of the FTS5 table `search` whose text may contain `q` (a
+/// superset: the page applies the exact LIKE).
+///
+/// The AND of every 3-character window of `q` is correct but slow when some windows are
+/// in most rows: FTS5 advances every window's iterator in step, so `host-123456` among a
+/// million `host-K…` names took 155 ms, of which the AND of its four digit windows alone
+/// takes 0.5 ms (docs/PERFORMANCE.md). So one statement first counts each window's rows,
+/// up to [`RARE_TRIGRAM`], and only the rare windows are ANDed; with none rare, or if
+/// the rare ones alone match too many rows, every window is.
+async fn fts_rowids(conn: &mut Conn, search: &str, q: &str) -> Result<Vec<i64>> {
+    let windows = trigram_windows(q);
+    if windows.len() > 3 {
+        let values = (0..windows.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "WITH w (i, term) AS (VALUES {values}) SELECT i, (SELECT COUNT(*) FROM \
+             (SELECT 1 FROM {search} WHERE {search} MATCH w.term LIMIT {RARE_TRIGRAM})) FROM w"
+        );
+        let mut st = query(&sql);
+        for (i, w) in windows.iter().enumerate() {
+            st = st
+                .bind(i as i64)
+                .bind(trigram_query(std::slice::from_ref(w)));
+        }
+        let mut rare = Vec::new();
+        for row in st.fetch_all(&mut *conn).await? {
+            let i: i64 = row.try_get(0usize)?;
+            let n: i64 = row.try_get(1usize)?;
+            if (n as usize) < RARE_TRIGRAM {
+                if let Some(w) = windows.get(i as usize) {
+                    rare.push(w.clone());
+                }
+            }
+        }
+        if !rare.is_empty() && rare.len() < windows.len() {
+            let found = fts_probe(conn, search, &rare).await?;
+            if found.len() <= CAP {
+                return Ok(found);
+            }
+        }
+    }
+    fts_probe(conn, search, &windows).await
+}
+
+/// At most `CAP + 1` rowids of `search` holding every one of `windows`.
+async fn fts_probe(conn: &mut Conn, search: &str, windows: &[String]) -> Result<Vec<i64>> {
+    let sql = format!(
+        "SELECT rowid FROM {search} WHERE {search} MATCH $1 LIMIT {}",
+        CAP + 1
+    );
+    let rows = query(&sql)
+        .bind(trigram_query(windows))
+        .fetch_all(conn)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0usize))
+        .collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+/// The distinct 3-character windows of `q`, sorted.
+fn trigram_windows(q: &str) -> Vec<String> {
     let chars: Vec<char> = q.chars().collect();
     let mut windows: Vec<String> = chars
         .windows(MIN_INDEXED_Q)
@@ -510,6 +690,13 @@ fn trigram_query(q: &str) -> String {
         .collect();
     windows.sort_unstable();
     windows.dedup();
+    windows
+}
+
+/// The FTS5 query of the rows whose (trigram-tokenized) text holds every one of
+/// `windows`: each a quoted string, ANDed. Measured faster than the phrase `"q"` at a
+/// million rows (the windows' iterators skip, the phrase checks positions).
+fn trigram_query(windows: &[String]) -> String {
     windows
         .iter()
         .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
@@ -570,9 +757,22 @@ mod tests {
     }
 
     #[test]
+    fn the_rare_part_is_the_longest_run_of_rare_windows() {
+        let chars: Vec<char> = "host-123456".chars().collect();
+        // hos ost st- t-1 -12 123 234 345 456
+        let rare = [false, false, false, false, false, true, true, true, true];
+        assert_eq!(longest_rare_run(&chars, &rare).as_deref(), Some("123456"));
+        let rare = [true, false, false, false, false, true, true, false, false];
+        assert_eq!(longest_rare_run(&chars, &rare).as_deref(), Some("1234"));
+        assert_eq!(longest_rare_run(&chars, &[false; 9]), None);
+        assert_eq!(longest_rare_run(&chars, &[true; 9]), None);
+    }
+
+    #[test]
     fn a_trigram_query_ands_each_window_once_quoted() {
-        assert_eq!(trigram_query("abcab"), r#""abc" AND "bca" AND "cab""#);
-        assert_eq!(trigram_query("a\"bc"), r#""""bc" AND "a""b""#);
-        assert_eq!(trigram_query("été"), r#""été""#);
+        let q = |s: &str| trigram_query(&trigram_windows(s));
+        assert_eq!(q("abcab"), r#""abc" AND "bca" AND "cab""#);
+        assert_eq!(q("a\"bc"), r#""""bc" AND "a""b""#);
+        assert_eq!(q("été"), r#""été""#);
     }
 }

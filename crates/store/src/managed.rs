@@ -166,9 +166,9 @@ async fn insert_with(conn: &mut Conn, m: &ManagedRow, on_conflict: &str) -> Resu
         "INSERT INTO managed_certificates (id, tenant_id, name, source, tags_json, notifications, \
          subject, common_name, sans_json, issuer, serial, key_algorithm, not_before, not_after, \
          leakage_risk, certificate_der, chain_der, key_sealed, created_at, origin_certificate_id, \
-         shared_by_tenant_id, revoked_at, remind_at) VALUES \
+         shared_by_tenant_id, revoked_at) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-         $20, $21, $22, $23){on_conflict}"
+         $20, $21, $22){on_conflict}"
     );
     let res = query(&sql)
         .bind(&m.id)
@@ -193,12 +193,21 @@ async fn insert_with(conn: &mut Conn, m: &ManagedRow, on_conflict: &str) -> Resu
         .bind(&m.origin_certificate_id)
         .bind(&m.shared_by_tenant_id)
         .bind(m.revoked_at)
-        // The reminder scheduler looks at it at once (`notify::due_managed`).
-        .bind((m.notifications && m.revoked_at.is_none()).then_some(m.created_at))
-        .execute(conn)
+        .execute(&mut *conn)
         .await;
     match res {
-        Ok(r) => Ok(r.rows_affected() == 1),
+        Ok(r) if r.rows_affected() == 1 => {
+            if m.notifications && m.revoked_at.is_none() {
+                // The reminder scheduler looks at it at once (`notify::due_managed`).
+                query("INSERT INTO managed_reminders (managed_id, remind_at) VALUES ($1, $2)")
+                    .bind(&m.id)
+                    .bind(m.created_at)
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(true)
+        }
+        Ok(_) => Ok(false),
         Err(e) if super::tenants::is_unique_violation(&e) => Err(
             vellum_core::error::Error::conflict("a live copy of this certificate already exists"),
         ),
@@ -335,41 +344,80 @@ pub async fn update(
     tags_json: Option<&str>,
     notifications: Option<bool>,
 ) -> Result<bool> {
-    // Reminders switched on: the scheduler looks at it at once; off: never again.
-    let remind = match notifications {
-        Some(true) => ", remind_at = COALESCE(remind_at, 0)",
-        Some(false) => ", remind_at = NULL",
-        None => "",
-    };
-    let sql = format!(
+    let res = query(
         "UPDATE managed_certificates SET name = COALESCE($1, name), \
-         tags_json = COALESCE($2, tags_json), notifications = COALESCE($3, notifications){remind} \
-         WHERE id = $4 AND tenant_id = $5 AND deleted_at IS NULL"
-    );
-    let res = query(&sql)
-        .bind(name)
-        .bind(tags_json)
-        .bind(notifications.map(i64::from))
+         tags_json = COALESCE($2, tags_json), notifications = COALESCE($3, notifications) \
+         WHERE id = $4 AND tenant_id = $5 AND deleted_at IS NULL",
+    )
+    .bind(name)
+    .bind(tags_json)
+    .bind(notifications.map(i64::from))
+    .bind(id)
+    .bind(tenant_id)
+    .execute(&mut *conn)
+    .await?;
+    if res.rows_affected() != 1 {
+        return Ok(false);
+    }
+    match notifications {
+        // Switched on: the scheduler looks at it at once (a schedule already running
+        // keeps its time); a revoked one has nothing to remind.
+        Some(true) => {
+            query(
+                "INSERT INTO managed_reminders (managed_id, remind_at) \
+                 SELECT id, 0 FROM managed_certificates WHERE id = $1 AND revoked_at IS NULL \
+                 ON CONFLICT (managed_id) DO UPDATE \
+                 SET remind_at = COALESCE(managed_reminders.remind_at, 0)",
+            )
+            .bind(id)
+            .execute(conn)
+            .await?;
+        }
+        // Off: never again.
+        Some(false) => forget_reminders(conn, id).await?,
+        None => {}
+    }
+    Ok(true)
+}
+
+/// Drops the reminder schedule of managed certificate `id` (reminders off, deleted).
+async fn forget_reminders(conn: &mut Conn, id: &str) -> Result<()> {
+    query("DELETE FROM managed_reminders WHERE managed_id = $1")
         .bind(id)
-        .bind(tenant_id)
         .execute(conn)
         .await?;
-    Ok(res.rows_affected() == 1)
+    Ok(())
+}
+
+/// Drops the reminder schedules of every copy of private-CA certificate `origin_id`.
+async fn forget_copies_reminders(conn: &mut Conn, origin_id: &str) -> Result<()> {
+    query(
+        "DELETE FROM managed_reminders WHERE managed_id IN \
+         (SELECT id FROM managed_certificates WHERE origin_certificate_id = $1)",
+    )
+    .bind(origin_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Deletes a managed certificate for good: the sealed key is destroyed and the row hidden
 /// (its facts stay for the audit trail). False when it is not the tenant's or already gone.
 pub async fn delete(conn: &mut Conn, tenant_id: &str, id: &str, now: i64) -> Result<bool> {
     let res = query(
-        "UPDATE managed_certificates SET deleted_at = $1, key_sealed = NULL, remind_at = NULL \
+        "UPDATE managed_certificates SET deleted_at = $1, key_sealed = NULL \
          WHERE id = $2 AND tenant_id = $3 AND deleted_at IS NULL",
     )
     .bind(now)
     .bind(id)
     .bind(tenant_id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(res.rows_affected() == 1)
+    if res.rows_affected() != 1 {
+        return Ok(false);
+    }
+    forget_reminders(conn, id).await?;
+    Ok(true)
 }
 
 /// The live synced copy of certificate `origin_id` in `tenant_id` (its id), if any.
@@ -396,8 +444,7 @@ pub async fn refresh_synced(conn: &mut Conn, id: &str, r: &SyncedRefresh) -> Res
         "UPDATE managed_certificates SET origin_certificate_id = $1, subject = $2, \
          common_name = $3, sans_json = $4, issuer = $5, serial = $6, key_algorithm = $7, \
          not_before = $8, not_after = $9, leakage_risk = $10, certificate_der = $11, \
-         chain_der = $12, key_sealed = $13, revoked_at = NULL, \
-         remind_at = CASE WHEN notifications = 1 THEN 0 ELSE NULL END \
+         chain_der = $12, key_sealed = $13, revoked_at = NULL \
          WHERE id = $14 AND source = 'synced' AND deleted_at IS NULL",
     )
     .bind(&r.origin_certificate_id)
@@ -414,9 +461,21 @@ pub async fn refresh_synced(conn: &mut Conn, id: &str, r: &SyncedRefresh) -> Res
     .bind(&r.chain_der)
     .bind(&r.key_sealed)
     .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    if res.rows_affected() != 1 {
+        return Ok(false);
+    }
+    // The new certificate's thresholds are looked at from the start.
+    query(
+        "INSERT INTO managed_reminders (managed_id, remind_at) \
+         SELECT id, 0 FROM managed_certificates WHERE id = $1 AND notifications = 1 \
+         ON CONFLICT (managed_id) DO UPDATE SET remind_at = 0",
+    )
+    .bind(id)
     .execute(conn)
     .await?;
-    Ok(res.rows_affected() == 1)
+    Ok(true)
 }
 
 /// The live shared copy of certificate `origin_id` (in the recipient's tenant), if any.
@@ -434,25 +493,28 @@ pub async fn shared_copy_of(conn: &mut Conn, origin_id: &str) -> Result<Option<M
 /// the recipient tenant, or `None` when it was not shared.
 pub async fn end_share(conn: &mut Conn, origin_id: &str, now: i64) -> Result<Option<String>> {
     let row = query(
-        "UPDATE managed_certificates SET deleted_at = $1, remind_at = NULL WHERE origin_certificate_id = $2 \
-         AND source = 'shared' AND deleted_at IS NULL RETURNING tenant_id",
+        "UPDATE managed_certificates SET deleted_at = $1 WHERE origin_certificate_id = $2 \
+         AND source = 'shared' AND deleted_at IS NULL RETURNING id, tenant_id",
     )
     .bind(now)
     .bind(origin_id)
-    .fetch_optional(conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.map(|r| r.try_get("tenant_id")).transpose()?)
+    let Some(row) = row else { return Ok(None) };
+    let id: String = row.try_get("id")?;
+    forget_reminders(conn, &id).await?;
+    Ok(Some(row.try_get("tenant_id")?))
 }
 
 /// The origin certificate was revoked at `at`: every live copy (synced or shared) shows it.
 pub async fn origin_revoked(conn: &mut Conn, origin_id: &str, at: i64) -> Result<()> {
     query(
-        "UPDATE managed_certificates SET revoked_at = $1, remind_at = NULL WHERE origin_certificate_id = $2 \
+        "UPDATE managed_certificates SET revoked_at = $1 WHERE origin_certificate_id = $2 \
          AND deleted_at IS NULL AND revoked_at IS NULL",
     )
     .bind(at)
     .bind(origin_id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    forget_copies_reminders(conn, origin_id).await
 }

@@ -259,8 +259,10 @@ pub async fn set_settings(
     .await?;
     // Every managed certificate with reminders on is looked at again under the new days.
     query(
-        "UPDATE managed_certificates SET remind_at = 0 WHERE tenant_id = $1 \
-         AND notifications = 1 AND deleted_at IS NULL",
+        "INSERT INTO managed_reminders (managed_id, remind_at) \
+         SELECT id, 0 FROM managed_certificates WHERE tenant_id = $1 \
+         AND notifications = 1 AND deleted_at IS NULL AND revoked_at IS NULL \
+         ON CONFLICT (managed_id) DO UPDATE SET remind_at = 0",
     )
     .bind(tenant_id)
     .execute(conn)
@@ -691,12 +693,14 @@ pub struct DueManaged {
 }
 
 /// Up to `limit` managed certificates whose `remind_at` is at or before `now`, earliest
-/// first (partial index `managed_remind_at`: rows with reminders off hold NULL).
+/// first (the narrow table `managed_reminders`, partial index `managed_reminders_due`:
+/// certificates with reminders off have no row, those with nothing left hold NULL).
 pub async fn due_managed(conn: &mut Conn, now: i64, limit: i64) -> Result<Vec<DueManaged>> {
     let rows = query(
-        "SELECT id, tenant_id, name, common_name, sans_json, tags_json, issuer, serial, source, \
-         origin_certificate_id, not_after, remind_at, revoked_at FROM managed_certificates \
-         WHERE remind_at IS NOT NULL AND remind_at <= $1 ORDER BY remind_at LIMIT $2",
+        "SELECT m.id, m.tenant_id, m.name, m.common_name, m.sans_json, m.tags_json, m.issuer, \
+         m.serial, m.source, m.origin_certificate_id, m.not_after, r.remind_at, m.revoked_at \
+         FROM managed_reminders r JOIN managed_certificates m ON m.id = r.managed_id \
+         WHERE r.remind_at IS NOT NULL AND r.remind_at <= $1 ORDER BY r.remind_at LIMIT $2",
     )
     .bind(now)
     .bind(limit)
@@ -726,7 +730,7 @@ pub async fn due_managed(conn: &mut Conn, now: i64, limit: i64) -> Result<Vec<Du
 /// Moves a managed certificate's reminder time from `old` to `next` (`None`: nothing
 /// left to send). A row changed meanwhile (reminders switched, renewed) keeps its own.
 pub async fn set_remind_at(conn: &mut Conn, id: &str, old: i64, next: Option<i64>) -> Result<()> {
-    query("UPDATE managed_certificates SET remind_at = $1 WHERE id = $2 AND remind_at = $3")
+    query("UPDATE managed_reminders SET remind_at = $1 WHERE managed_id = $2 AND remind_at = $3")
         .bind(next)
         .bind(id)
         .bind(old)
@@ -745,7 +749,7 @@ pub async fn set_remind_ats(conn: &mut Conn, moves: &[(String, i64, Option<i64>)
         let values = (0..chunk.len())
             .map(|i| {
                 if sqlite {
-                    // No CASTs here: with them SQLite 3.46 walks `managed_remind_at`
+                    // No CASTs here: with them SQLite 3.46 walks the `remind_at` index
                     // whole instead of looking each id up (see docs/PERFORMANCE.md).
                     "(?, ?, ?)".to_string()
                 } else {
@@ -764,8 +768,8 @@ pub async fn set_remind_ats(conn: &mut Conn, moves: &[(String, i64, Option<i64>)
         // needs the CASTs to type a NULL `next`).
         let sql = format!(
             "WITH v (id, old, next) AS (VALUES {values}) \
-             UPDATE managed_certificates SET remind_at = v.next FROM v \
-             WHERE managed_certificates.id = v.id AND managed_certificates.remind_at = v.old"
+             UPDATE managed_reminders SET remind_at = v.next FROM v \
+             WHERE managed_reminders.managed_id = v.id AND managed_reminders.remind_at = v.old"
         );
         let mut q = query(&sql);
         for (id, old, next) in chunk {
