@@ -284,7 +284,7 @@ async fn auditor_refused(s: &TestServer) {
     let (st, cert) = s
         .post(
             &format!("/cas/{inter}/certificates"),
-            json!({"type": "server", "common_name": "aud.console.example", "validity_days": 30}),
+            json!({"type": "server", "common_name": "aud.console.example", "validity_days": 90}),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{cert}");
@@ -305,12 +305,12 @@ async fn auditor_refused(s: &TestServer) {
         &cookie,
         None,
         Method::GET,
-        "/admin/v1/certificates",
+        &format!("/admin/v1/certificates?ca_id={inter}"),
         None,
     )
     .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["items"][0]["id"], cert_id, "the auditor reads the list");
     let (st, _) = with_cookie(s, &cookie, None, Method::GET, "/admin/v1/audit", None).await;
     assert_eq!(st, StatusCode::OK);
 
@@ -625,6 +625,36 @@ impl Browser {
         assert_eq!(broken, false, "{hash} failed to draw");
     }
 
+    /// Sends a DevTools command to the page (chromedriver's `goog/cdp/execute`).
+    async fn cdp(&self, cmd: &'static str, params: Value) {
+        self.client
+            .issue_cmd(Cdp(cmd, params))
+            .await
+            .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    }
+
+    /// Makes the viewport `w`×`h` CSS pixels. Headless Chromium keeps a window at least
+    /// 500 px wide, so a phone's width is emulated (DevTools' device metrics); the
+    /// viewport's width is checked either way.
+    async fn size(&self, w: u32, h: u32) {
+        if w < 500 {
+            self.cdp(
+                "Emulation.setDeviceMetricsOverride",
+                json!({"width": w, "height": h, "deviceScaleFactor": 1, "mobile": true}),
+            )
+            .await;
+        } else {
+            self.cdp("Emulation.clearDeviceMetricsOverride", json!({}))
+                .await;
+            self.client.set_window_size(w, h).await.unwrap();
+        }
+        assert_eq!(
+            self.js("return window.innerWidth").await,
+            json!(w),
+            "the viewport is {w} px wide"
+        );
+    }
+
     /// How many CSS pixels the page is wider than the window (0 when it fits).
     async fn overflow(&self) -> i64 {
         self.js("return document.documentElement.scrollWidth - window.innerWidth")
@@ -658,6 +688,30 @@ impl Browser {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+/// A DevTools command through chromedriver: `POST /session/{id}/goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp(&'static str, Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({"cmd": self.0, "params": self.1}).to_string()),
+        )
     }
 }
 
@@ -964,7 +1018,7 @@ async fn a_new_user_builds_a_hierarchy_issues_and_downloads_a_pfx_in_chromium() 
     b.shot("13-audit").await;
 
     // Phone width: nothing wider than the screen.
-    c.set_window_size(390, 844).await.unwrap();
+    b.size(390, 844).await;
     c.goto(&format!("{}/#/cas", s.base)).await.unwrap();
     b.until(
         "the CA page",
@@ -979,7 +1033,7 @@ async fn a_new_user_builds_a_hierarchy_issues_and_downloads_a_pfx_in_chromium() 
         "the page is wider than a phone: {overflow}"
     );
     b.shot("14-phone").await;
-    c.set_window_size(1280, 800).await.unwrap();
+    b.size(1280, 800).await;
 
     // Keyboard only: Tab reaches the sign-out button and Enter signs out.
     b.css("#sign-out").await;
@@ -1121,7 +1175,7 @@ async fn every_page_and_dialog_is_labelled_fits_a_phone_and_is_photographed_in_c
         ("tenants", "#/tenants", "Tenants and tokens"),
     ];
     for (w, h, size) in [(1280u32, 800u32, "1280x800"), (390, 844, "390x844")] {
-        b.client.set_window_size(w, h).await.unwrap();
+        b.size(w, h).await;
         for (name, hash, h1) in &pages {
             b.page(&s.base, hash, h1).await;
             b.all_labelled(&format!("{name} at {size}")).await;
@@ -1130,7 +1184,7 @@ async fn every_page_and_dialog_is_labelled_fits_a_phone_and_is_photographed_in_c
             b.shot(&format!("{name}-{size}")).await;
         }
     }
-    b.client.set_window_size(1280, 800).await.unwrap();
+    b.size(1280, 800).await;
 
     // Each dialog: labelled, photographed, closed with Escape.
     let dialogs: Vec<(&str, &str, &str, &str)> = vec![
@@ -1443,7 +1497,7 @@ async fn tags_share_bulk_settings_audit_and_the_keyboard_work_in_chromium() {
     assert!(off, "every managed certificate has reminders off");
 
     // A toast on a phone sits above the page instead of covering it.
-    b.client.set_window_size(390, 844).await.unwrap();
+    b.size(390, 844).await;
     b.page(&s.base, "#/managed", "Certificate management").await;
     b.css("tbody tr input[type=checkbox]")
         .await
@@ -1461,7 +1515,7 @@ async fn tags_share_bulk_settings_audit_and_the_keyboard_work_in_chromium() {
         .await;
     assert_eq!(placed, json!(["static", true]), "the toast covers the page");
     b.shot("05-phone-toast").await;
-    b.client.set_window_size(1280, 800).await.unwrap();
+    b.size(1280, 800).await;
 
     // The CA's settings: an EST client (refused, added, removed), an EAB key shown once,
     // a rate limit.
@@ -1612,16 +1666,26 @@ async fn tags_share_bulk_settings_audit_and_the_keyboard_work_in_chromium() {
     s.stop().await;
 }
 
+/// The first finished download in `dir`: not Chromium's `.crdownload` nor its hidden
+/// `.org.chromium.Chromium.*` scratch file, and not growing any more.
 async fn wait_for_file(dir: &Path) -> PathBuf {
-    for _ in 0..100 {
-        if let Some(f) = std::fs::read_dir(dir)
+    let mut last: Option<(PathBuf, u64)> = None;
+    for _ in 0..150 {
+        let done = std::fs::read_dir(dir)
             .unwrap()
             .filter_map(|e| e.ok())
             .map(|e| e.path())
-            .find(|p| !p.to_string_lossy().ends_with(".crdownload"))
-        {
-            return f;
+            .find(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                !name.starts_with('.') && !name.ends_with(".crdownload")
+            })
+            .and_then(|p| Some((p.clone(), std::fs::metadata(&p).ok()?.len())));
+        if let (Some((p, n)), Some((q, m))) = (&done, &last) {
+            if p == q && n == m && *n > 0 {
+                return p.clone();
+            }
         }
+        last = done;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("nothing was downloaded to {}", dir.display());

@@ -940,11 +940,12 @@ function downloadDialog(c, base) {
   if (hasKey) formats.push(['pkcs12', 'PFX / PKCS#12 (with key)'], ['jks', 'JKS (with key)'], ['pkcs8', 'PKCS#8 key (PEM)']);
   const form = makeForm([
     { name: 'format', label: 'Format', type: 'select', options: formats, value: 'pem' },
-    { name: 'password', label: 'Password (PFX and JKS)', type: 'password', optional: true, autocomplete: 'new-password' },
+    // Without the key (a CSR's certificate, a received share) nothing needs a password.
+    hasKey ? { name: 'password', label: 'Password (PFX and JKS)', type: 'password', optional: true, autocomplete: 'new-password' } : null,
     { name: 'include_chain', label: 'Include the chain', type: 'checkbox', value: true },
-  ], 'Download', async (f) => {
+  ].filter(Boolean), 'Download', async (f) => {
     const format = readField(f, 'format');
-    await download(`${base}/${c.id}/export`, optional({ format, password: readField(f, 'password') || undefined, include_chain: readField(f, 'include_chain') }), `${c.id}.${format}`);
+    await download(`${base}/${c.id}/export`, optional({ format, password: hasKey ? readField(f, 'password') || undefined : undefined, include_chain: readField(f, 'include_chain') }), `${c.id}.${format}`);
     closeDialog();
   });
   openDialog(`Download ${c.common_name || c.name || c.id}`, form);
