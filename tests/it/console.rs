@@ -3,6 +3,7 @@
 //! (Debian's `chromium` + `chromium-driver`, installed by `.ci/install-deps`), with
 //! screenshots under `target/console-screenshots/`.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -468,6 +469,8 @@ both_backends!(
 
 struct Browser {
     driver: std::process::Child,
+    /// The driver's group was killed and the driver reaped.
+    ended: bool,
     client: Client,
     shots: PathBuf,
     downloads: PathBuf,
@@ -480,7 +483,10 @@ impl Browser {
             l.local_addr().unwrap().port()
         };
         ensure_chromium();
+        // Its own process group: Chromium's processes join it, so one signal to the group
+        // ends them all (killing chromedriver alone leaves its Chromium running).
         let driver = std::process::Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -520,6 +526,7 @@ impl Browser {
         std::fs::create_dir_all(&shots).unwrap();
         Browser {
             driver,
+            ended: false,
             client,
             shots,
             downloads: downloads.to_path_buf(),
@@ -686,8 +693,7 @@ impl Browser {
 
     async fn stop(mut self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        self.kill_group();
     }
 }
 
@@ -715,11 +721,29 @@ impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
     }
 }
 
-impl Drop for Browser {
-    /// A failed test leaves no chromedriver (and its Chromium) behind.
-    fn drop(&mut self) {
+impl Browser {
+    /// Ends chromedriver and the Chromium it started: the whole process group of the
+    /// driver (its id), then reaps the driver.
+    fn kill_group(&mut self) {
+        if self.ended {
+            // Once reaped, the id may belong to someone else's process by now.
+            return;
+        }
+        self.ended = true;
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    /// A failed test leaves no chromedriver and no Chromium behind.
+    fn drop(&mut self) {
+        self.kill_group();
     }
 }
 
