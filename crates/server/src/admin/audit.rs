@@ -170,6 +170,71 @@ pub struct AuditQuery {
     cursor: Option<String>,
 }
 
+impl AuditQuery {
+    /// The store's filter for these parameters (`limit` 1–1000, default 100; a malformed
+    /// time or cursor is a 422 naming it).
+    pub fn to_filter(&self) -> Result<AuditFilter> {
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(Error::invalid("limit", "must be between 1 and 1000"));
+        }
+        Ok(AuditFilter {
+            action: self.action.clone().filter(|a| !a.is_empty()),
+            target: self.target.clone().filter(|t| !t.is_empty()),
+            actor: self.actor.clone().filter(|a| !a.is_empty()),
+            since: self
+                .since
+                .as_deref()
+                .map(|s| parse_rfc3339("since", s))
+                .transpose()?,
+            until: self
+                .until
+                .as_deref()
+                .map(|s| parse_rfc3339("until", s))
+                .transpose()?,
+            before_id: self
+                .cursor
+                .as_deref()
+                .map(|c| {
+                    c.parse::<i64>().map_err(|_| {
+                        Error::invalid("cursor", "is not a cursor returned by this API")
+                    })
+                })
+                .transpose()?,
+            limit,
+        })
+    }
+
+    /// Whether the query pages (`limit` or `cursor`), which a CSV download does not.
+    pub fn pages(&self) -> bool {
+        self.limit.is_some() || self.cursor.is_some()
+    }
+
+    /// The filters as `k=v` pairs for an audit event's detail (`all` when none).
+    pub fn describe(&self) -> String {
+        super::certificates::describe_filter(&json!({
+            "action": self.action, "actor": self.actor, "target": self.target,
+            "since": self.since, "until": self.until,
+        }))
+    }
+}
+
+/// One event as the API shows it.
+pub fn event_json(e: &AuditEvent) -> Value {
+    json!({
+        "id": e.id,
+        "at": rfc3339(e.at),
+        "tenant_id": e.tenant_id,
+        "actor": e.actor,
+        "actor_name": e.actor_name,
+        "action": e.action,
+        "target": e.target,
+        "source_ip": e.source_ip,
+        "outcome": e.outcome,
+        "detail": e.detail,
+    })
+}
+
 /// `GET /audit?action=&target=&actor=&since=&until=&limit=&cursor=`: newest first.
 pub async fn list_events(
     State(app): State<Arc<App>>,
@@ -177,56 +242,14 @@ pub async fn list_events(
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<axum::Json<Value>> {
     who.require(Permission::Audit)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Error::invalid("limit", "must be between 1 and 1000").into());
-    }
-    let filter = AuditFilter {
-        action: q.action,
-        target: q.target,
-        actor: q.actor.filter(|a| !a.is_empty()),
-        since: q
-            .since
-            .as_deref()
-            .map(|s| parse_rfc3339("since", s))
-            .transpose()?,
-        until: q
-            .until
-            .as_deref()
-            .map(|s| parse_rfc3339("until", s))
-            .transpose()?,
-        before_id: q
-            .cursor
-            .as_deref()
-            .map(|c| {
-                c.parse::<i64>()
-                    .map_err(|_| Error::invalid("cursor", "is not a cursor returned by this API"))
-            })
-            .transpose()?,
-        limit,
-    };
+    let filter = q.to_filter()?;
+    let limit = filter.limit;
     let mut conn = app.store.reader().acquire().await?;
     let events = store::audit::list(&mut conn, &who.tenant_id, &filter).await?;
     let next = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| e.id.to_string()))
         .flatten();
-    let items = events
-        .iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "at": rfc3339(e.at),
-                "tenant_id": e.tenant_id,
-                "actor": e.actor,
-                "actor_name": e.actor_name,
-                "action": e.action,
-                "target": e.target,
-                "source_ip": e.source_ip,
-                "outcome": e.outcome,
-                "detail": e.detail,
-            })
-        })
-        .collect();
+    let items = events.iter().map(event_json).collect();
     Ok(axum::Json(list(items, next)))
 }
 

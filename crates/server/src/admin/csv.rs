@@ -1,5 +1,5 @@
-//! `GET /certificates.csv` and `GET /managed.csv`: the lists as CSV, streamed with flat
-//! memory. A task pages through the store by keyset, [`CHUNK_ROWS`] rows at a time, each
+//! `GET /certificates.csv`, `GET /managed.csv` and `GET /audit.csv`: the lists as CSV,
+//! streamed with flat memory. A task pages through the store by keyset, [`CHUNK_ROWS`] rows at a time, each
 //! chunk on a reader connection acquired for that chunk only (no connection is held for
 //! the whole download; SQLite writers are never blocked), and sends each encoded chunk
 //! through a bounded channel into the response body. When the client goes away the body
@@ -18,15 +18,16 @@ use axum::extract::State;
 use axum::response::Response;
 use serde_json::Value;
 
-use super::audit::record_detail;
+use super::audit::{self, record_detail};
 use super::auth::{Permission, Principal};
 use super::json::{rfc3339, Query};
 use super::{certificates, managed};
 use crate::problem::ApiResult;
 use crate::App;
+use store::audit::AuditEvent;
 use store::certificates::CertRow;
 use store::managed::ManagedRow;
-use vellum_core::error::Result;
+use vellum_core::error::{Error, Result};
 
 /// Rows read per chunk (and per reader connection acquisition).
 pub const CHUNK_ROWS: i64 = 1000;
@@ -67,6 +68,19 @@ pub const MANAGED_COLUMNS: &[&str] = &[
     "leakage_risk",
     "tags",
     "notifications",
+];
+
+/// Header of `GET /audit.csv`.
+pub const AUDIT_COLUMNS: &[&str] = &[
+    "id",
+    "at",
+    "action",
+    "outcome",
+    "actor",
+    "actor_name",
+    "target",
+    "source_ip",
+    "detail",
 ];
 
 /// `cell` made safe for spreadsheets: a leading `'` when it would start a formula.
@@ -134,6 +148,24 @@ fn managed_record(m: &ManagedRow, now: i64) -> Vec<String> {
         m.leakage_risk.to_string(),
         tags(&m.tags_json),
         m.notifications.to_string(),
+    ]
+}
+
+/// An audit event with its id as text (the stream's keyset cursor).
+struct AuditRow(String, AuditEvent);
+
+fn audit_record(r: &AuditRow, _now: i64) -> Vec<String> {
+    let e = &r.1;
+    vec![
+        r.0.clone(),
+        rfc3339(e.at),
+        e.action.clone(),
+        e.outcome.as_str().to_string(),
+        e.actor.clone().unwrap_or_default(),
+        e.actor_name.clone().unwrap_or_default(),
+        e.target.clone().unwrap_or_default(),
+        e.source_ip.clone().unwrap_or_default(),
+        e.detail.clone().unwrap_or_default(),
     ]
 }
 
@@ -284,6 +316,56 @@ pub async fn managed(
         |r: &ManagedRow| &r.id,
         managed_record,
         now,
+    )
+    .await)
+}
+
+/// `GET /audit.csv?action=&target=&actor=&since=&until=`: every event `GET /audit` would
+/// list for these filters, newest first, as CSV (audited once as `audit.export_csv`).
+/// No `limit`/`cursor` (422 `field: limit`): the file holds them all.
+pub async fn audit(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Query(q): Query<audit::AuditQuery>,
+) -> ApiResult<Response> {
+    who.require(Permission::Audit)?;
+    if q.pages() {
+        return Err(Error::invalid(
+            "limit",
+            "the CSV holds every event the filters select: drop limit and cursor",
+        )
+        .into());
+    }
+    let mut filter = q.to_filter()?;
+    filter.limit = CHUNK_ROWS;
+    let store = app.store.clone();
+    let tenant = who.tenant_id.clone();
+    let fetch = move |after: Option<String>| {
+        let store = store.clone();
+        let tenant = tenant.clone();
+        let mut f = filter.clone();
+        // Newest first: each chunk continues below the previous chunk's last id.
+        f.before_id = after.and_then(|a| a.parse().ok());
+        async move {
+            let mut conn = store.reader().acquire().await?;
+            let rows = store::audit::list(&mut conn, &tenant, &f).await?;
+            Ok(rows
+                .into_iter()
+                .map(|e| AuditRow(e.id.to_string(), e))
+                .collect())
+        }
+    };
+    Ok(audited_stream(
+        &app,
+        &who,
+        "audit.export_csv",
+        &q.describe(),
+        "audit.csv",
+        AUDIT_COLUMNS,
+        fetch,
+        |r: &AuditRow| &r.0,
+        audit_record,
+        app.now(),
     )
     .await)
 }

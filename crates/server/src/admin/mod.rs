@@ -141,6 +141,7 @@ pub fn router() -> Router<Arc<App>> {
             post(pending::snooze).delete(pending::unsnooze),
         )
         .route("/audit", get(audit::list_events))
+        .route("/audit.csv", get(csv::audit))
         .route("/tools/check-installation", post(installation::check))
         .route("/csrs", post(csrs::create).get(csrs::list_csrs))
         .route("/csrs/{id}", get(csrs::show).delete(csrs::delete))

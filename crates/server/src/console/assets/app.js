@@ -91,7 +91,7 @@ async function call(method, path, body, opts = {}) {
     throw new ApiError(0, { detail: `the server did not answer (${e.message})` });
   }
   if (r.status === 401 && !opts.quiet) {
-    signInPage('Your session has ended. Sign in again.');
+    signInPage('Your session has ended. Sign in again.', true);
     throw new ApiError(401, { detail: 'signed out' });
   }
   if (opts.raw && r.ok) return r;
@@ -244,8 +244,10 @@ function makeForm(fields, submitText, onSubmit, extra) {
   });
   return form;
 }
+let opener = null;
 function openDialog(title, body) {
   const d = $('#dialog');
+  if (!d.open) opener = document.activeElement;
   const titleEl = h('h2', { id: 'dialog-title' }, title);
   d.replaceChildren(h('div', { class: 'body' }, titleEl, body));
   if (!d.open) d.showModal();
@@ -288,7 +290,9 @@ function confirmAction(title, text, button, typed, run) {
 }
 
 // ---- Session ---------------------------------------------------------------------------
-function signInPage(message) {
+// `message` is shown above the form: a neutral notice (signed out) or, with `alert`, a
+// warning (the session ended by itself).
+function signInPage(message, alert) {
   S.csrf = null;
   $('#top').hidden = true;
   $('#toast').replaceChildren();
@@ -303,7 +307,7 @@ function signInPage(message) {
   form.querySelector('[data-close]').remove();
   main().replaceChildren(h('div', { class: 'signin card' },
     h('h1', {}, 'Sign in to Vellum'),
-    message ? h('p', { class: 'form-error', role: 'alert' }, message) : null,
+    message ? h('p', alert ? { class: 'form-error', role: 'alert' } : { class: 'notice', role: 'status' }, message) : null,
     form));
   form.querySelector('input').focus();
 }
@@ -313,6 +317,7 @@ async function startSession(s) {
   $('#top').hidden = false;
   $('#who').textContent = `${s.token_name} (${s.role})`;
   for (const el of document.querySelectorAll('[data-role=super]')) el.hidden = S.role !== 'super';
+  for (const el of document.querySelectorAll('[data-can]')) el.closest('li').hidden = !can(el.dataset.can);
   if (S.role === 'super') await fillTenants();
   if (!location.hash || location.hash === '#/') location.hash = '#/overview';
   else route();
@@ -336,6 +341,7 @@ async function signOut() {
 const ROUTES = [
   [/^#\/overview$/, overviewPage],
   [/^#\/cas$/, casPage],
+  [/^#\/ca$/, caPage],
   [/^#\/certificates$/, certificatesPage],
   [/^#\/managed$/, managedPage],
   [/^#\/notifications$/, notificationsPage],
@@ -347,7 +353,7 @@ async function route() {
   const [path] = location.hash.split('?');
   const found = ROUTES.find(([re]) => re.test(path));
   for (const a of document.querySelectorAll('#nav a')) {
-    if (a.getAttribute('href') === path) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+    if (a.getAttribute('href') === (path === '#/ca' ? '#/cas' : path)) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
   const m = main();
   m.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
@@ -489,7 +495,6 @@ function caRow(c, root) {
     if (!isRoot && c.status === 'enabled') act('Assign quota', assignQuota);
     if (c.status === 'enabled') { act('Reset', resetCa); act('Revoke', revokeCa, 'danger'); }
     if (['pending', 'revoked', 'refunded'].includes(c.status)) act('Remove', removeCa, 'danger');
-    if (!isRoot && c.status === 'enabled') act('Settings', caSettings);
   }
   if (!isRoot && c.status === 'enabled' && can('issue')) act('Apply for certificate', (x) => applyDialog(x));
   return h('div', { class: 'ca', 'data-ca': c.id },
@@ -498,6 +503,7 @@ function caRow(c, root) {
     h('span', { class: 'muted' }, `service until ${date(c.service_until)}${c.service_expired ? ' (over)' : ''}`),
     h('span', {}, `quota ${left ?? 0} / ${total ?? 0} `, quotaBar(left || 0, total || 0)),
     !isRoot ? h('a', { href: `#/certificates?ca_id=${encodeURIComponent(c.id)}` }, `${c.issued_count ?? 0} certificates`) : null,
+    ['pending', 'enabled'].includes(c.status) ? h('a', { href: `#/ca?id=${encodeURIComponent(c.id)}`, 'aria-label': `Settings of ${c.common_name}` }, 'Settings') : null,
     h('span', { class: 'actions' }, acts));
 }
 function purchaseRoot() {
@@ -583,46 +589,145 @@ function removeCa(c) {
   confirmAction(`Remove ${c.common_name}`, 'The CA disappears from the list.', 'Remove', c.common_name,
     async () => { await call('DELETE', `/cas/${c.id}`); toast('Removed.'); go('#/cas'); });
 }
-async function caSettings(c) {
-  const [crl, acme, est] = await Promise.all([get(`/cas/${c.id}/crl`), get(`/cas/${c.id}/acme`), get(`/cas/${c.id}/est`)]);
-  const crlForm = makeForm([
-    { name: 'enabled', label: 'Publish a CRL', type: 'checkbox', value: crl.enabled },
-    { name: 'next_update_hours', label: 'Next update (hours)', type: 'number', value: crl.next_update_hours },
-  ], 'Save CRL settings', async (f) => {
-    await call('PUT', `/cas/${c.id}/crl`, { enabled: readField(f, 'enabled'), next_update_hours: numberOr(readField(f, 'next_update_hours')) });
-    toast('CRL settings saved.');
-  });
-  const acmeForm = makeForm([
-    { name: 'enabled', label: 'ACME enabled', type: 'checkbox', value: acme.enabled },
-    { name: 'require_eab', label: 'Require external account binding', type: 'checkbox', value: acme.require_eab },
-  ], 'Save ACME settings', async (f) => {
-    await call('PUT', `/cas/${c.id}/acme`, { enabled: readField(f, 'enabled'), require_eab: readField(f, 'require_eab') });
-    toast('ACME settings saved.');
-  });
-  const eabOut = h('div', { 'aria-live': 'polite' });
-  const eab = h('button', { type: 'button', class: 'secondary', onclick: async () => {
-    try {
-      const k = await post(`/cas/${c.id}/acme/eab`, {});
-      eabOut.replaceChildren(h('div', { class: 'secret' }, h('p', {}, 'Shown once. Key id: ', h('span', { class: 'mono' }, k.kid)), h('p', {}, 'HMAC key: ', h('span', { class: 'mono' }, k.hmac_key)), h('p', {}, 'Directory: ', h('span', { class: 'mono' }, k.directory_url))));
-    } catch (e) { eabOut.replaceChildren(h('p', { class: 'form-error' }, e.message)); }
-  } }, 'New EAB key');
-  const estForm = makeForm([{ name: 'enabled', label: 'EST enabled', type: 'checkbox', value: est.enabled }], 'Save EST settings', async (f) => {
-    await call('PUT', `/cas/${c.id}/est`, { enabled: readField(f, 'enabled') });
-    toast('EST settings saved.');
-  });
-  const clientForm = makeForm([
-    { name: 'username', label: 'EST client user name', required: true },
-    { name: 'password', label: 'Password', type: 'password', autocomplete: 'new-password' },
-  ], 'Add EST client', async (f) => {
-    await post(`/cas/${c.id}/est/clients`, { username: readField(f, 'username').trim(), password: readField(f, 'password') });
-    toast('EST client added.');
-  });
-  for (const f of [crlForm, acmeForm, estForm, clientForm]) f.querySelector('[data-close]').remove();
-  openDialog(`Settings of ${c.common_name}`, h('div', {},
-    h('h3', {}, 'CRL'), h('p', { class: 'muted mono' }, crl.url || ''), crlForm,
-    h('h3', {}, 'ACME'), acmeForm, eab, eabOut,
-    h('h3', {}, 'EST'), estForm, clientForm,
-    h('div', { class: 'dialog-actions' }, h('button', { type: 'button', onclick: closeDialog }, 'Close'))));
+// ---- One CA: its settings (CRL, ACME + EAB keys, EST + clients, rate limits, tags) -----
+// Any role reads them; only the CA lifecycle role (admin) gets the save buttons, and the
+// server refuses the others anyway.
+function readOnly(form) {
+  if (can('ca')) return form;
+  form.querySelectorAll('input, select, textarea').forEach((e) => { e.disabled = true; });
+  const a = form.querySelector('.dialog-actions');
+  if (a) a.remove();
+  return form;
+}
+function pageForm(fields, submitText, onSubmit) {
+  const form = makeForm(fields, submitText, onSubmit);
+  form.querySelector('[data-close]').remove();
+  return readOnly(form);
+}
+function checkGroup(name, legend, options, chosen) {
+  return h('fieldset', { 'data-field': name }, h('legend', {}, legend),
+    options.map(([v, t]) => { const id = nextId(name); return h('div', {}, h('input', { type: 'checkbox', id, name, value: v, checked: (chosen || []).includes(v) }), ' ', h('label', { for: id, class: 'plain' }, t)); }),
+    h('div', { class: 'error', hidden: true }));
+}
+const checked = (f, name) => [...f.querySelectorAll(`input[name="${name}"]:checked`)].map((x) => x.value);
+const lines = (text) => String(text || '').split(/[\n,]/).map((x) => x.trim()).filter(Boolean);
+const RATE_LIMITS = [
+  ['acme_new_accounts_per_ip_per_hour', 'ACME new accounts per IP per hour'],
+  ['acme_orders_per_account_per_hour', 'ACME orders per account per hour'],
+  ['acme_failed_validations_per_name_per_hour', 'ACME failed validations per name per hour'],
+  ['est_failed_logins_per_user', 'EST failed logins per user'],
+  ['est_failed_logins_per_ip', 'EST failed logins per IP'],
+];
+async function caPage(m, params) {
+  const id = params.get('id') || '';
+  const c = await get(`/cas/${encodeURIComponent(id)}`);
+  const inter = c.kind === 'intermediate';
+  const [crl, acme, est, clients, limits] = await Promise.all([
+    get(`/cas/${c.id}/crl`),
+    inter ? get(`/cas/${c.id}/acme`) : null,
+    inter ? get(`/cas/${c.id}/est`) : null,
+    inter ? all(`/cas/${c.id}/est/clients`) : [],
+    inter ? get(`/cas/${c.id}/rate-limits`) : null,
+  ]);
+  const saved = (what) => { toast(`${what} saved.`); route(); };
+  const sections = [];
+
+  sections.push(h('section', { class: 'card', 'aria-labelledby': 'ca-crl' }, h('h2', { id: 'ca-crl' }, 'CRL'),
+    h('p', { class: 'muted' }, 'Published at ', h('span', { class: 'mono' }, crl.url || '—'), ` · CRL number ${crl.crl_number ?? '—'} · ${(crl.entries || []).length} revoked on it`),
+    pageForm([
+      { name: 'enabled', label: 'Publish a CRL (off: the URL answers 404 and new certificates carry no CRL address)', type: 'checkbox', value: crl.enabled },
+      { name: 'next_update_hours', label: 'Next update (hours, 1–8784)', type: 'number', value: crl.next_update_hours, min: 1, max: 8784 },
+    ], 'Save CRL settings', async (f) => {
+      await call('PUT', `/cas/${c.id}/crl`, { enabled: readField(f, 'enabled'), next_update_hours: numberOr(readField(f, 'next_update_hours')) });
+      saved('CRL settings');
+    })));
+
+  if (inter) {
+    const eabOut = h('div', { 'aria-live': 'polite' });
+    const eab = can('ca') ? h('button', { type: 'button', class: 'secondary', onclick: async () => {
+      try {
+        const k = await post(`/cas/${c.id}/acme/eab`, {});
+        eabOut.replaceChildren(h('div', { class: 'secret', role: 'status' },
+          h('p', {}, h('strong', {}, 'Shown once: copy it now. '), 'The HMAC key is not stored in a form anyone can read back.'),
+          h('p', {}, 'Key id: ', h('span', { class: 'mono', 'data-eab': 'kid' }, k.kid)),
+          h('p', {}, 'HMAC key: ', h('span', { class: 'mono', 'data-eab': 'hmac' }, k.hmac_key)),
+          h('p', {}, 'Directory: ', h('span', { class: 'mono' }, k.directory_url)),
+          h('p', { class: 'mono' }, `certbot register --server ${k.directory_url} --eab-kid ${k.kid} --eab-hmac-key ${k.hmac_key}`)));
+      } catch (e) { eabOut.replaceChildren(h('p', { class: 'form-error', role: 'alert' }, e.message)); }
+    } }, 'New EAB key') : null;
+    sections.push(h('section', { class: 'card', 'aria-labelledby': 'ca-acme' }, h('h2', { id: 'ca-acme' }, 'ACME'),
+      h('p', { class: 'muted' }, 'Directory: ', h('span', { class: 'mono' }, acme.directory_url)),
+      pageForm([
+        { name: 'enabled', label: 'ACME enabled', type: 'checkbox', value: acme.enabled },
+        { name: 'require_eab', label: 'Require external account binding (EAB)', type: 'checkbox', value: acme.require_eab },
+        { name: 'allowed_domains', label: 'Allowed domains', type: 'textarea', rows: 3, value: (acme.allowed_domains || []).join('\n'), optional: true, hint: 'One per line (*.example.com for subdomains); empty: any name.' },
+        { name: 'allow_ip', label: 'Allow IP addresses', type: 'checkbox', value: acme.allow_ip },
+        checkGroup('challenges', 'Challenges', [['http-01', 'http-01'], ['dns-01', 'dns-01'], ['tls-alpn-01', 'tls-alpn-01']], acme.challenges),
+        { name: 'default_validity_days', label: 'Validity of ACME certificates (days)', type: 'number', value: acme.default_validity_days, min: 1 },
+      ], 'Save ACME settings', async (f) => {
+        await call('PUT', `/cas/${c.id}/acme`, {
+          enabled: readField(f, 'enabled'), require_eab: readField(f, 'require_eab'), allowed_domains: lines(readField(f, 'allowed_domains')),
+          allow_ip: readField(f, 'allow_ip'), challenges: checked(f, 'challenges'), default_validity_days: numberOr(readField(f, 'default_validity_days')),
+        });
+        saved('ACME settings');
+      }),
+      h('h3', {}, 'External account binding keys'),
+      h('p', { class: 'muted' }, 'Each key binds one ACME account to this CA\'s tenant. The HMAC key is shown once, here, when it is made.'),
+      eab, eabOut));
+
+    const clientRows = clients.map((x) => h('tr', {}, h('td', { class: 'mono' }, x.username), h('td', {}, (x.name_patterns || []).join(', ') || 'any name'), h('td', {}, date(x.created_at)),
+      h('td', {}, can('ca') ? h('button', { type: 'button', class: 'danger', onclick: () => confirmAction(`Remove EST client ${x.username}`, 'It stops authenticating at once, on every replica.', 'Remove', null,
+        async () => { await call('DELETE', `/cas/${c.id}/est/clients/${encodeURIComponent(x.username)}`); toast(`EST client ${x.username} removed.`); route(); }) }, 'Remove') : null)));
+    sections.push(h('section', { class: 'card', 'aria-labelledby': 'ca-est' }, h('h2', { id: 'ca-est' }, 'EST'),
+      h('p', { class: 'muted' }, 'Enrollment URL: ', h('span', { class: 'mono' }, (est.urls && (est.urls.labelled || est.urls.by_id)) || '')),
+      pageForm([
+        { name: 'enabled', label: 'EST enabled', type: 'checkbox', value: est.enabled },
+        { name: 'label', label: 'Label (in the URL instead of the CA id)', value: est.label || '', optional: true, hint: '1–64 characters a-z 0-9 - _ . ; unique across the installation.' },
+        checkGroup('auth', 'Authentication', [['basic', 'user name and password (HTTP basic)'], ['client_cert', 'device certificate (TLS client certificate)']], est.auth),
+        { name: 'default_validity_days', label: 'Validity of EST certificates (days)', type: 'number', value: est.default_validity_days, min: 1 },
+        { name: 'certificate_type', label: 'Certificate type', type: 'select', options: [['client', 'client'], ['server', 'server']], value: est.certificate_type },
+        { name: 'client_cert_trust_pem', label: 'Trusted device CA certificates (PEM)', type: 'textarea', rows: 4, file: 'text', value: est.client_cert_trust_pem || '', optional: true, hint: 'Devices with a certificate from one of these may enroll; empty: none.' },
+        { name: 'client_cert_name_patterns', label: 'Names devices may enroll', type: 'textarea', rows: 2, value: (est.client_cert_name_patterns || []).join('\n'), optional: true, hint: 'One glob per line (*.devices.example); empty: any.' },
+      ], 'Save EST settings', async (f) => {
+        await call('PUT', `/cas/${c.id}/est`, {
+          enabled: readField(f, 'enabled'), label: readField(f, 'label').trim() || null, auth: checked(f, 'auth'),
+          default_validity_days: numberOr(readField(f, 'default_validity_days')), certificate_type: readField(f, 'certificate_type'),
+          client_cert_trust_pem: readField(f, 'client_cert_trust_pem').trim() || null, client_cert_name_patterns: lines(readField(f, 'client_cert_name_patterns')),
+        });
+        saved('EST settings');
+      }),
+      h('h3', {}, 'EST clients'),
+      clients.length ? h('div', { class: 'table-wrap' }, h('table', { 'aria-label': 'EST clients' },
+        h('thead', {}, h('tr', {}, h('th', {}, 'User name'), h('th', {}, 'Names it may enroll'), h('th', {}, 'Created'), h('th', {}, ''))),
+        h('tbody', {}, clientRows))) : h('p', {}, 'No EST client yet.'),
+      can('ca') ? h('div', { class: 'subform' }, h('h3', {}, 'Add an EST client'), pageForm([
+        { name: 'username', label: 'User name', required: true, hint: 'Printable ASCII without spaces, : or /.' },
+        { name: 'password', label: 'Password (8 characters or more)', type: 'password', required: true, autocomplete: 'new-password' },
+        { name: 'name_patterns', label: 'Names it may enroll', type: 'textarea', rows: 2, optional: true, hint: 'One glob per line; empty: any name.' },
+      ], 'Add EST client', async (f) => {
+        await post(`/cas/${c.id}/est/clients`, { username: readField(f, 'username').trim(), password: readField(f, 'password'), name_patterns: lines(readField(f, 'name_patterns')) });
+        saved('EST client');
+      })) : null));
+
+    sections.push(h('section', { class: 'card', 'aria-labelledby': 'ca-limits' }, h('h2', { id: 'ca-limits' }, 'Rate limits'),
+      h('p', { class: 'muted' }, 'Empty: the server\'s configured value. 0 turns that limit off for this CA. Counted by each replica.'),
+      pageForm(RATE_LIMITS.map(([k, label]) => ({ name: k, label, type: 'number', min: 0, optional: true, value: limits.overrides[k] ?? '', hint: `now ${limits.effective[k]}` })),
+        'Save rate limits', async (f) => {
+          await call('PUT', `/cas/${c.id}/rate-limits`, Object.fromEntries(RATE_LIMITS.map(([k]) => [k, readField(f, k) === '' ? null : Number(readField(f, k))])));
+          saved('Rate limits');
+        })));
+  }
+
+  sections.push(h('section', { class: 'card', 'aria-labelledby': 'ca-tags' }, h('h2', { id: 'ca-tags' }, 'Tags'),
+    pageForm([{ name: 'tags', label: 'Tags of this CA', type: 'textarea', rows: 3, value: Object.entries(c.tags || {}).map(([k, v]) => `${k}=${v}`).join('\n'), hint: 'One key=value per line.' }],
+      'Save tags', async (f) => { await call('PATCH', `/cas/${c.id}`, { tags: tagsFrom(readField(f, 'tags')) }); saved('Tags'); })));
+
+  m.replaceChildren(
+    h('p', {}, h('a', { href: '#/cas' }, '← Private CAs')),
+    h('h1', {}, `${c.common_name}`),
+    h('p', {}, badge(c.status), ' ', h('span', { class: 'muted' }, `${c.kind} · service until ${date(c.service_until)} · valid until ${date(c.not_after)}`), ' ',
+      inter ? h('a', { href: `#/certificates?ca_id=${encodeURIComponent(c.id)}` }, `${c.issued_count ?? 0} certificates`) : null),
+    ...sections);
 }
 
 // ---- Certificates ----------------------------------------------------------------------
@@ -648,35 +753,39 @@ async function certificatesPage(m, params) {
     for (const k of CERT_FILTERS) { const v = readField(filterForm, k); if (v) p[k] = v; }
     go(`#/certificates${qs(p)}`);
   });
-  const bulk = (action) => async () => {
-    if (!selected.size) { toast('Select certificates first.'); return; }
-    const ids = [...selected];
-    if (action === 'export') { await download('/certificates/bulk', { action, ids }, 'certificates.zip').catch((e) => toast(e.message)); return; }
-    confirmAction(`${action} ${ids.length} certificates`, `Each selected certificate will be ${action === 'renew' ? 'renewed' : action + 'd'}.`, action, action === 'delete' ? 'DELETE' : null, async () => {
-      const r = await post('/certificates/bulk', { action, ids, force: action === 'renew' ? true : undefined });
-      toast(`${action}: ${r.succeeded ?? ''} done${r.failed ? `, ${r.failed} failed` : ''}.`);
-      go(location.hash);
-    });
-  };
+  const bulk = (action) => () => bulkDialog(action, [...selected]);
+  const boxes = [];
   const rows = page.items.map((c) => {
-    const box = h('input', { type: 'checkbox', 'aria-label': `select ${c.common_name || c.id}` });
-    box.addEventListener('change', () => { if (box.checked) selected.add(c.id); else selected.delete(c.id); });
-    const acts = [h('button', { type: 'button', class: 'secondary', onclick: () => downloadDialog(c, '/certificates') }, 'Download')];
-    if (can('issue') && c.status !== 'revoked') {
-      acts.push(h('button', { type: 'button', class: 'secondary', onclick: () => renewCert(c) }, 'Renew'));
-      acts.push(h('button', { type: 'button', class: 'danger', onclick: () => revokeCert(c) }, 'Revoke'));
+    const box = h('input', { type: 'checkbox', class: 'pick', 'aria-label': `select ${c.common_name || c.id}` });
+    box.addEventListener('change', () => { if (box.checked) selected.add(c.id); else selected.delete(c.id); countSelected(); });
+    boxes.push(box);
+    const acts = [];
+    if (can('issue')) {
+      acts.push(h('button', { type: 'button', class: 'secondary', onclick: () => downloadDialog(c, '/certificates') }, 'Download'));
+      if (c.status !== 'revoked') {
+        acts.push(h('button', { type: 'button', class: 'secondary', onclick: () => renewCert(c) }, 'Renew'));
+        acts.push(h('button', { type: 'button', class: 'danger', onclick: () => revokeCert(c) }, 'Revoke'));
+        acts.push(h('button', { type: 'button', class: 'secondary', onclick: () => shareDialog(c.id, c.common_name || c.id) }, c.shared_with ? 'Shared…' : 'Share'));
+      }
+      acts.push(h('button', { type: 'button', class: 'secondary', onclick: () => tagsDialog(c.common_name || c.id, `/certificates/${c.id}`, c.tags) }, 'Tags'));
+      if (!c.synced && c.status !== 'revoked') acts.push(h('button', { type: 'button', class: 'secondary', onclick: () => syncCert(c) }, 'Sync'));
+      acts.push(h('button', { type: 'button', class: 'secondary', onclick: () => deleteCert(c) }, 'Delete'));
     }
-    if (can('issue') && !c.synced) acts.push(h('button', { type: 'button', class: 'secondary', onclick: () => syncCert(c) }, 'Sync'));
-    if (can('issue')) acts.push(h('button', { type: 'button', class: 'secondary', onclick: () => deleteCert(c) }, 'Delete'));
     return h('tr', { 'data-id': c.id },
-      h('td', {}, can('issue') ? box : null),
+      can('issue') ? h('td', {}, box) : null,
       h('td', {}, h('strong', {}, c.common_name || c.name || c.id), c.name && c.name !== c.common_name ? h('div', { class: 'muted' }, c.name) : null,
-        c.leakage_risk ? h('span', { class: 'risk', title: c.leakage_advice, tabindex: 0, 'aria-label': `leakage risk: ${c.leakage_advice}` }, ' ⚠ leakage risk') : null),
+        c.leakage_risk ? riskTag(c.leakage_advice) : null,
+        c.shared_with ? h('div', { class: 'muted' }, `shared with ${c.shared_with.tenant_name}`) : null),
       h('td', { class: 'opt mono' }, (c.sans || []).map((x) => x.value).join(' ')),
       h('td', {}, badge(c.status)), h('td', { class: 'opt' }, c.type), h('td', { class: 'opt' }, caName[c.ca_id] || c.ca_id || ''),
       h('td', { class: 'opt' }, c.source), h('td', {}, date(c.not_after)), h('td', { class: 'opt' }, tagsText(c.tags)),
       h('td', {}, h('div', { class: 'inline' }, acts)));
   });
+  const pickAll = h('input', { type: 'checkbox', 'aria-label': 'select every certificate on this page' });
+  pickAll.addEventListener('change', () => {
+    for (const b of boxes) { b.checked = pickAll.checked; b.dispatchEvent(new Event('change')); }
+  });
+  const countSelected = () => { const e = $('#selected-count'); if (e) e.textContent = `Selected: ${selected.size}`; };
   const next = page.next_cursor ? h('a', { class: 'button secondary', href: `#/certificates${qs({ ...filters, cursor: page.next_cursor })}` }, 'Next page') : null;
   m.replaceChildren(
     h('h1', {}, 'Certificates'),
@@ -684,15 +793,83 @@ async function certificatesPage(m, params) {
     h('div', { class: 'toolbar' },
       can('issue') ? h('button', { type: 'button', onclick: () => applyDialog(cas.find((c) => c.id === filters.ca_id) || null, cas) }, 'Apply for a certificate') : null,
       h('button', { type: 'button', class: 'secondary', onclick: () => downloadGet(`/certificates.csv${qs(filters)}`, 'certificates.csv').catch((e) => toast(e.message)) }, 'Export CSV'),
-      can('issue') ? [h('span', { class: 'muted' }, 'Selected:'),
+      can('issue') ? [h('span', { class: 'muted', id: 'selected-count', 'aria-live': 'polite' }, 'Selected: 0'),
         h('button', { type: 'button', class: 'secondary', onclick: bulk('renew') }, 'Renew'),
         h('button', { type: 'button', class: 'secondary', onclick: bulk('export') }, 'Export'),
         h('button', { type: 'button', class: 'secondary', onclick: bulk('revoke') }, 'Revoke'),
         h('button', { type: 'button', class: 'secondary', onclick: bulk('delete') }, 'Delete')] : null),
     page.items.length ? h('div', { class: 'table-wrap' }, h('table', {},
-      h('thead', {}, h('tr', {}, h('th', {}, h('span', { class: 'muted' }, '')), h('th', {}, 'Name'), h('th', { class: 'opt' }, 'SANs'), h('th', {}, 'Status'), h('th', { class: 'opt' }, 'Type'), h('th', { class: 'opt' }, 'CA'), h('th', { class: 'opt' }, 'Source'), h('th', {}, 'Expires'), h('th', { class: 'opt' }, 'Tags'), h('th', {}, 'Actions'))),
+      h('thead', {}, h('tr', {}, can('issue') ? h('th', {}, pickAll) : null, h('th', {}, 'Name'), h('th', { class: 'opt' }, 'SANs'), h('th', {}, 'Status'), h('th', { class: 'opt' }, 'Type'), h('th', { class: 'opt' }, 'CA'), h('th', { class: 'opt' }, 'Source'), h('th', {}, 'Expires'), h('th', { class: 'opt' }, 'Tags'), h('th', {}, 'Actions'))),
       h('tbody', {}, rows))) : h('p', { class: 'card' }, 'No certificate matches.'),
     h('div', { class: 'pager' }, cursor ? h('a', { class: 'button secondary', href: `#/certificates${qs(filters)}` }, 'First page') : null, next));
+}
+// Bulk revoke/renew/export/delete of the selected certificates: one call, then the
+// per-item report (each failure with the single call's message).
+function bulkDialog(action, ids) {
+  if (!ids.length) { toast('Select certificates first (the boxes in the first column).'); return; }
+  const words = { revoke: ['Revoke', 'revoked: they go on their CRL at once'], renew: ['Renew', 'renewed (one unit of quota each)'], delete: ['Delete', 'deleted (revoked or expired ones only)'], export: ['Export', 'exported into one zip file'] }[action];
+  const fields = [];
+  if (action === 'revoke') fields.push({ name: 'reason', label: 'Reason', type: 'select', options: REASONS, value: 'unspecified' });
+  if (action === 'export') {
+    fields.push({ name: 'format', label: 'Format', type: 'select', options: [['pem-zip', 'PEM files (certificate, chain, key when held)'], ['pkcs12', 'PFX / PKCS#12 files (one password for all)']], value: 'pem-zip' });
+    fields.push({ name: 'password', label: 'Password (PFX)', type: 'password', optional: true, autocomplete: 'new-password' });
+  }
+  if (action === 'delete') fields.push({ name: 'confirm', label: 'Type DELETE to confirm', required: true });
+  const form = makeForm(fields, `${words[0]} ${ids.length}`, async (f) => {
+    if (action === 'delete' && readField(f, 'confirm').trim() !== 'DELETE') throw new ApiError(422, { field: 'confirm', detail: 'type exactly DELETE' });
+    if (action === 'export') {
+      const format = readField(f, 'format');
+      await download('/certificates/bulk', optional({ action, ids, format, password: format === 'pkcs12' ? readField(f, 'password') : undefined }), 'certificates.zip');
+      closeDialog(); toast(`Exported ${ids.length} certificates.`); return;
+    }
+    const r = await post('/certificates/bulk', optional({ action, ids, reason: action === 'revoke' ? readField(f, 'reason') : undefined, force: action === 'renew' ? true : undefined }));
+    const failed = r.results.filter((x) => !x.ok);
+    route();
+    openDialog(`${words[0]}: ${r.succeeded} done, ${r.failed} failed`, h('div', {},
+      failed.length ? h('ul', { class: 'report' }, failed.map((x) => h('li', {}, h('span', { class: 'mono' }, x.id), `: ${x.error}`))) : h('p', {}, 'Every selected certificate was ' + words[1].split(':')[0].split(' (')[0] + '.'),
+      h('div', { class: 'dialog-actions' }, h('button', { type: 'button', 'data-close': true, onclick: closeDialog }, 'Close'))));
+  });
+  if (action !== 'export') form.querySelector('button[type=submit]').className = 'danger';
+  openDialog(`${words[0]} ${ids.length} selected certificates`, h('div', {}, h('p', {}, `Each will be ${words[1]}.`), form));
+}
+// The leakage-risk tag: its advice shows on hover and on keyboard focus (a tooltip of
+// our own: a title attribute is not reachable by keyboard).
+function riskTag(advice) {
+  const id = nextId('risk');
+  return h('span', { class: 'risk', tabindex: 0, 'aria-describedby': id },
+    '⚠ leakage risk', h('span', { class: 'tip', role: 'tooltip', id }, advice || ''));
+}
+// Tags: one key=value per line; the API's refusal shows on the field.
+function tagsDialog(what, path, tags, after) {
+  const form = makeForm([{ name: 'tags', label: 'Tags', type: 'textarea', rows: 5, value: Object.entries(tags || {}).map(([k, v]) => `${k}=${v}`).join('\n'),
+    hint: 'One key=value per line; at most 32. Filters match them exactly (env=prod is not production).' }], 'Save tags', async (f) => {
+    await call('PATCH', path, { tags: tagsFrom(readField(f, 'tags')) });
+    closeDialog(); toast(`Tags of ${what} saved.`);
+    if (after) after(); else route();
+  });
+  openDialog(`Tags of ${what}`, form);
+}
+// Sharing a private-CA certificate with a tenant of the same legal entity (which sees it
+// read-only, without its key); or withdrawing the share.
+async function shareDialog(certId, what) {
+  const c = await get(`/certificates/${certId}`).catch((e) => { toast(e.message); return null; });
+  if (!c) return;
+  if (c.shared_with) {
+    confirmAction(`${what} is shared`, `Shared with ${c.shared_with.tenant_name} since ${date(c.shared_with.shared_at)}. Withdrawing removes their read-only copy.`, 'Withdraw the share', null,
+      async () => { await call('DELETE', `/certificates/${certId}/share`); toast('Share withdrawn.'); route(); });
+    return;
+  }
+  let tenantField = { name: 'tenant', label: 'Tenant id', required: true, hint: 'A tenant of the same legal entity. Its admin sees the id on its Tenants and tokens page.' };
+  if (S.role === 'super') {
+    const acting = S.acting || S.tenant;
+    const others = (await all('/tenants').catch(() => [])).filter((t) => t.id !== acting && t.name !== acting);
+    if (others.length) tenantField = { name: 'tenant', label: 'Tenant', type: 'select', options: others.map((t) => [t.id, `${t.name} (${t.entity})`]) };
+  }
+  const form = makeForm([tenantField], 'Share', async (f) => {
+    const r = await post(`/certificates/${certId}/share`, { tenant: readField(f, 'tenant').trim() });
+    closeDialog(); toast(`Shared with ${r.shared_with ? r.shared_with.tenant_name : 'the tenant'}: it sees the certificate read-only.`); route();
+  });
+  openDialog(`Share ${what}`, h('div', {}, h('p', {}, 'The other tenant gets a read-only copy in its certificate management: the certificate and chain, never the key.'), form));
 }
 function selectFilter(name, label, options, value) {
   const id = `flt-${name}`;
@@ -763,18 +940,19 @@ function downloadDialog(c, base) {
   if (hasKey) formats.push(['pkcs12', 'PFX / PKCS#12 (with key)'], ['jks', 'JKS (with key)'], ['pkcs8', 'PKCS#8 key (PEM)']);
   const form = makeForm([
     { name: 'format', label: 'Format', type: 'select', options: formats, value: 'pem' },
-    { name: 'password', label: 'Password (PFX and JKS)', type: 'password', optional: true, autocomplete: 'new-password' },
+    // Without the key (a CSR's certificate, a received share) nothing needs a password.
+    hasKey ? { name: 'password', label: 'Password (PFX and JKS)', type: 'password', optional: true, autocomplete: 'new-password' } : null,
     { name: 'include_chain', label: 'Include the chain', type: 'checkbox', value: true },
-  ], 'Download', async (f) => {
+  ].filter(Boolean), 'Download', async (f) => {
     const format = readField(f, 'format');
-    await download(`${base}/${c.id}/export`, optional({ format, password: readField(f, 'password') || undefined, include_chain: readField(f, 'include_chain') }), `${c.id}.${format}`);
+    await download(`${base}/${c.id}/export`, optional({ format, password: hasKey ? readField(f, 'password') || undefined : undefined, include_chain: readField(f, 'include_chain') }), `${c.id}.${format}`);
     closeDialog();
   });
   openDialog(`Download ${c.common_name || c.name || c.id}`, form);
 }
+const REASONS = [['unspecified', 'unspecified'], ['keyCompromise', 'key compromise'], ['superseded', 'superseded'], ['cessationOfOperation', 'cessation of operation'], ['affiliationChanged', 'affiliation changed']];
 function revokeCert(c) {
-  const reasons = [['unspecified', 'unspecified'], ['keyCompromise', 'key compromise'], ['superseded', 'superseded'], ['cessationOfOperation', 'cessation of operation'], ['affiliationChanged', 'affiliation changed']];
-  const form = makeForm([{ name: 'reason', label: 'Reason', type: 'select', options: reasons, value: 'unspecified' }], 'Revoke', async (f) => {
+  const form = makeForm([{ name: 'reason', label: 'Reason', type: 'select', options: REASONS, value: 'unspecified' }], 'Revoke', async (f) => {
     await post(`/certificates/${c.id}/revoke`, { reason: readField(f, 'reason') });
     closeDialog(); toast(`${c.common_name || c.id} revoked: it is on the CRL now.`); route();
   });
@@ -793,40 +971,70 @@ function deleteCert(c) {
 }
 
 // ---- Certificate management (managed certificates) -------------------------------------
+const MANAGED_FILTERS = ['q', 'status', 'source', 'tag', 'risk'];
 async function managedPage(m, params) {
-  const filters = { q: params.get('q') || '', status: params.get('status') || '', source: params.get('source') || '' };
+  const filters = Object.fromEntries(MANAGED_FILTERS.map((k) => [k, params.get(k) || '']));
   const cursor = params.get('cursor') || '';
   const page = await get(`/managed${qs({ ...filters, limit: 50, cursor })}`);
   const filterForm = h('form', { class: 'toolbar', role: 'search', 'aria-label': 'Filter managed certificates' },
-    h('div', { class: 'field' }, h('label', { for: 'mflt-q' }, 'Search'), h('input', { id: 'mflt-q', name: 'q', type: 'search', value: filters.q })),
-    selectFilter('status', 'Status', [['', 'any'], ['issued', 'issued'], ['expiring', 'expiring'], ['expired', 'expired']], filters.status),
-    selectFilter('source', 'Source', [['', 'any'], ['uploaded', 'uploaded'], ['synced', 'synced'], ['shared', 'shared']], filters.source),
+    h('div', { class: 'field' }, h('label', { for: 'mflt-q' }, 'Search'), h('input', { id: 'mflt-q', name: 'q', type: 'search', value: filters.q, placeholder: 'name or SAN' })),
+    selectFilter('status', 'Status', [['', 'any'], ['issued', 'issued'], ['expiring', 'expiring'], ['expired', 'expired'], ['revoked', 'revoked']], filters.status),
+    selectFilter('source', 'Source', [['', 'any'], ['uploaded', 'uploaded'], ['synced', 'synced'], ['shared', 'shared with us']], filters.source),
+    selectFilter('risk', 'Leakage risk', [['', 'any'], ['leakage', 'only at risk']], filters.risk),
+    h('div', { class: 'field' }, h('label', { for: 'mflt-tag' }, 'Tag'), h('input', { id: 'mflt-tag', name: 'tag', value: filters.tag, placeholder: 'key or key=value' })),
     h('button', { type: 'submit' }, 'Filter'));
-  filterForm.addEventListener('submit', (e) => { e.preventDefault(); go(`#/managed${qs({ q: readField(filterForm, 'q'), status: readField(filterForm, 'status'), source: readField(filterForm, 'source') })}`); });
+  filterForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const p = {};
+    for (const k of MANAGED_FILTERS) { const v = readField(filterForm, k); if (v) p[k] = v; }
+    go(`#/managed${qs(p)}`);
+  });
   const rows = page.items.map((c) => {
+    const shared = c.source === 'shared';
     const toggle = h('input', { type: 'checkbox', checked: c.notifications, disabled: !can('issue'), 'aria-label': `reminders for ${c.name}` });
     toggle.addEventListener('change', async () => {
       try { await call('PATCH', `/managed/${c.id}`, { notifications: toggle.checked }); toast(`Reminders ${toggle.checked ? 'on' : 'off'} for ${c.name}.`); } catch (e) { toggle.checked = !toggle.checked; toast(e.message); }
     });
+    const acts = [];
+    if (can('issue')) {
+      acts.push(h('button', { type: 'button', class: 'secondary', onclick: () => downloadDialog(c, '/managed') }, 'Download'));
+      if (!shared) acts.push(h('button', { type: 'button', class: 'secondary', onclick: () => tagsDialog(c.name, `/managed/${c.id}`, c.tags) }, 'Tags'));
+      // Only private-CA certificates are shared: a synced copy shares its origin.
+      if (c.source === 'synced' && c.origin_certificate_id && c.status !== 'revoked') acts.push(h('button', { type: 'button', class: 'secondary', onclick: () => shareDialog(c.origin_certificate_id, c.name) }, 'Share'));
+      acts.push(h('button', { type: 'button', class: 'secondary', onclick: () => confirmAction(`${shared ? 'Remove' : 'Delete'} ${c.name}`, shared ? 'The share ends: the certificate leaves your list (its owner keeps it).' : 'The entry and its key are destroyed. This cannot be undone.', shared ? 'Remove' : 'Delete', null, async () => { await call('DELETE', `/managed/${c.id}`); toast('Deleted.'); route(); }) }, shared ? 'Remove' : 'Delete'));
+    }
     return h('tr', { 'data-id': c.id },
-      h('td', {}, h('strong', {}, c.name), h('div', { class: 'muted' }, c.common_name || '')),
+      h('td', {}, h('strong', {}, c.name), h('div', { class: 'muted' }, c.common_name || ''),
+        c.leakage_risk ? riskTag(c.leakage_advice) : null,
+        shared && c.shared_by ? h('div', { class: 'shared' }, `shared by ${c.shared_by.tenant_name} · read-only, no key`) : null),
       h('td', { class: 'opt' }, c.source), h('td', {}, badge(c.status)), h('td', { class: 'opt' }, c.issuer || ''),
-      h('td', {}, date(c.not_after)), h('td', {}, h('label', {}, toggle, ' reminders')), h('td', { class: 'opt' }, tagsText(c.tags)),
-      h('td', {}, h('div', { class: 'inline' },
-        h('button', { type: 'button', class: 'secondary', onclick: () => downloadDialog(c, '/managed') }, 'Download'),
-        can('issue') ? h('button', { type: 'button', class: 'secondary', onclick: () => confirmAction(`Delete ${c.name}`, 'This cannot be undone.', 'Delete', null, async () => { await call('DELETE', `/managed/${c.id}`); toast('Deleted.'); route(); }) }, 'Delete') : null)));
+      h('td', {}, date(c.not_after)), h('td', {}, h('label', { class: 'plain' }, toggle, ' reminders')), h('td', { class: 'opt' }, tagsText(c.tags)),
+      h('td', {}, h('div', { class: 'inline' }, acts)));
   });
+  const remindAll = (on) => async () => {
+    const filter = optional(filters);
+    const what = Object.keys(filter).length ? 'every certificate matching the filter' : 'every managed certificate';
+    confirmAction(`Reminders ${on ? 'on' : 'off'}`, `Reminders ${on ? 'on' : 'off'} for ${what} (at most 1,000 at a time).`, on ? 'Turn on' : 'Turn off', null, async () => {
+      const r = await post('/managed/bulk', { action: 'notifications', filter, on });
+      const failed = r.results.filter((x) => !x.ok);
+      toast(`Reminders ${on ? 'on' : 'off'}: ${r.succeeded} changed${failed.length ? `, ${failed.length} refused (${failed[0].error})` : ''}.`);
+      route();
+    });
+  };
   m.replaceChildren(
     h('h1', {}, 'Certificate management'),
     filterForm,
     h('div', { class: 'toolbar' },
       can('issue') ? h('button', { type: 'button', onclick: uploadDialog }, 'Upload a certificate') : null,
-      h('button', { type: 'button', class: 'secondary', onclick: convertDialog }, 'Convert a file'),
-      h('button', { type: 'button', class: 'secondary', onclick: () => downloadGet(`/managed.csv${qs(filters)}`, 'managed.csv').catch((e) => toast(e.message)) }, 'Export CSV')),
+      can('issue') ? h('button', { type: 'button', class: 'secondary', onclick: convertDialog }, 'Convert a file') : null,
+      h('button', { type: 'button', class: 'secondary', onclick: () => downloadGet(`/managed.csv${qs(filters)}`, 'managed.csv').catch((e) => toast(e.message)) }, 'Export CSV'),
+      can('issue') ? [h('button', { type: 'button', class: 'secondary', onclick: remindAll(true) }, 'Reminders on for all shown'),
+        h('button', { type: 'button', class: 'secondary', onclick: remindAll(false) }, 'Reminders off for all shown')] : null),
     page.items.length ? h('div', { class: 'table-wrap' }, h('table', {},
-      h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', { class: 'opt' }, 'Source'), h('th', {}, 'Status'), h('th', { class: 'opt' }, 'Issuer'), h('th', {}, 'Expires'), h('th', {}, 'Reminders'), h('th', { class: 'opt' }, 'Tags'), h('th', {}, 'Actions'))),
+      h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', { class: 'opt' }, 'Source'), h('th', {}, 'Status'), h('th', { class: 'opt' }, 'Issuer'), h('th', {}, 'Expires'), h('th', {}, 'Reminders'), h('th', { class: 'opt' }, 'Tags'), h('th', {}, can('issue') ? 'Actions' : ''))),
       h('tbody', {}, rows))) : h('p', { class: 'card' }, 'Nothing here yet. Upload a certificate bought elsewhere, or sync one from a private CA.'),
-    h('div', { class: 'pager' }, page.next_cursor ? h('a', { class: 'button secondary', href: `#/managed${qs({ ...filters, cursor: page.next_cursor })}` }, 'Next page') : null));
+    h('div', { class: 'pager' }, cursor ? h('a', { class: 'button secondary', href: `#/managed${qs(filters)}` }, 'First page') : null,
+      page.next_cursor ? h('a', { class: 'button secondary', href: `#/managed${qs({ ...filters, cursor: page.next_cursor })}` }, 'Next page') : null));
 }
 function uploadDialog() {
   const form = makeForm([
@@ -919,29 +1127,45 @@ function channelDialog(kind) {
 }
 
 // ---- Audit -----------------------------------------------------------------------------
+const AUDIT_FILTERS = [['action', 'Action', 'e.g. certificate.revoke'], ['actor', 'Who (token name or id)', ''], ['target', 'Target id', '']];
+// `since`/`until` are days (UTC) in the form, RFC 3339 bounds in the API.
+function auditQuery(f) {
+  return optional({ action: f.action, actor: f.actor, target: f.target,
+    since: f.since ? `${f.since}T00:00:00Z` : '', until: f.until ? `${f.until}T23:59:59Z` : '' });
+}
 async function auditPage(m, params) {
   if (!can('audit')) { m.replaceChildren(h('h1', {}, 'Audit'), h('p', {}, 'Your role may not read the audit log.')); return; }
-  const f = { action: params.get('action') || '', actor: params.get('actor') || '', target: params.get('target') || '' };
+  const f = Object.fromEntries(['action', 'actor', 'target', 'since', 'until'].map((k) => [k, params.get(k) || '']));
   const cursor = params.get('cursor') || '';
-  const page = await get(`/audit${qs({ ...f, limit: 100, cursor })}`);
+  const page = await get(`/audit${qs({ ...auditQuery(f), limit: 100, cursor })}`);
   const form = h('form', { class: 'toolbar', role: 'search', 'aria-label': 'Filter the audit log' },
-    ['action', 'actor', 'target'].map((k) => h('div', { class: 'field' }, h('label', { for: `aflt-${k}` }, k[0].toUpperCase() + k.slice(1)), h('input', { id: `aflt-${k}`, name: k, value: f[k] }))),
-    h('button', { type: 'submit' }, 'Filter'));
-  form.addEventListener('submit', (e) => { e.preventDefault(); go(`#/audit${qs({ action: readField(form, 'action'), actor: readField(form, 'actor'), target: readField(form, 'target') })}`); });
+    AUDIT_FILTERS.map(([k, label, ph]) => h('div', { class: 'field' }, h('label', { for: `aflt-${k}` }, label), h('input', { id: `aflt-${k}`, name: k, value: f[k], placeholder: ph }))),
+    h('div', { class: 'field' }, h('label', { for: 'aflt-since' }, 'From (UTC day)'), h('input', { id: 'aflt-since', name: 'since', type: 'date', value: f.since })),
+    h('div', { class: 'field' }, h('label', { for: 'aflt-until' }, 'To (UTC day)'), h('input', { id: 'aflt-until', name: 'until', type: 'date', value: f.until })),
+    h('button', { type: 'submit' }, 'Filter'),
+    h('button', { type: 'button', class: 'secondary', onclick: () => downloadGet(`/audit.csv${qs(auditQuery(f))}`, 'audit.csv').catch((e) => toast(e.message)) }, 'Export CSV'));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    go(`#/audit${qs(Object.fromEntries(['action', 'actor', 'target', 'since', 'until'].map((k) => [k, readField(form, k).trim()])))}`);
+  });
   m.replaceChildren(h('h1', {}, 'Audit'), form,
-    h('div', { class: 'table-wrap' }, h('table', {},
-      h('thead', {}, h('tr', {}, h('th', {}, 'When'), h('th', {}, 'Action'), h('th', {}, 'Outcome'), h('th', {}, 'Who'), h('th', { class: 'opt' }, 'Target'), h('th', { class: 'opt' }, 'Detail'))),
+    page.items.length ? h('div', { class: 'table-wrap' }, h('table', {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'When (UTC)'), h('th', {}, 'Action'), h('th', {}, 'Outcome'), h('th', {}, 'Who'), h('th', { class: 'opt' }, 'Target'), h('th', { class: 'opt' }, 'Detail'))),
       h('tbody', {}, page.items.map((e) => h('tr', {},
         h('td', {}, String(e.at).replace('T', ' ').slice(0, 19)), h('td', {}, e.action), h('td', {}, badge(e.outcome === 'success' ? 'enabled' : 'failed'), ' ', e.outcome),
-        h('td', {}, e.actor_name || e.actor || ''), h('td', { class: 'opt mono' }, e.target || ''), h('td', { class: 'opt' }, e.detail || '')))))),
-    h('div', { class: 'pager' }, page.next_cursor ? h('a', { class: 'button secondary', href: `#/audit${qs({ ...f, cursor: page.next_cursor })}` }, 'Older') : null));
+        h('td', {}, e.actor_name || e.actor || ''), h('td', { class: 'opt mono' }, e.target || ''), h('td', { class: 'opt' }, e.detail || '')))))) : h('p', { class: 'card' }, 'No event matches.'),
+    h('div', { class: 'pager' }, cursor ? h('a', { class: 'button secondary', href: `#/audit${qs(f)}` }, 'Newest') : null,
+      page.next_cursor ? h('a', { class: 'button secondary', href: `#/audit${qs({ ...f, cursor: page.next_cursor })}` }, 'Older') : null));
 }
 
 // ---- Tenants and tokens ----------------------------------------------------------------
 async function tenantsPage(m) {
   const [tenants, tokens] = await Promise.all([can('platform') ? all('/tenants') : Promise.resolve([]), can('tokens') ? all('/tokens') : Promise.resolve([])]);
   const out = h('div', { 'aria-live': 'polite' });
+  const mine = can('platform') ? null : (await all('/tenants').catch(() => []))[0];
   m.replaceChildren(h('h1', {}, 'Tenants and tokens'),
+    mine ? h('section', { class: 'card' }, h('h2', {}, 'This tenant'),
+      h('p', {}, `${mine.name} — ${mine.entity}. Its id (give it to a tenant of the same entity that shares certificates with you): `, h('span', { class: 'mono' }, mine.id))) : null,
     can('platform') ? h('section', { class: 'card' }, h('h2', {}, 'Tenants'),
       h('button', { type: 'button', onclick: () => openDialog('New tenant', makeForm([{ name: 'name', label: 'Name', required: true }, { name: 'entity', label: 'Legal entity', required: true, hint: 'Tenants of the same entity may share certificates.' }], 'Create', async (f) => { await post('/tenants', { name: readField(f, 'name').trim(), entity: readField(f, 'entity').trim() }); closeDialog(); await fillTenants(); route(); })) }, 'New tenant'),
       h('ul', {}, tenants.map((t) => h('li', {}, `${t.name} — ${t.entity} `, h('span', { class: 'muted mono' }, t.id))))) : null,
@@ -967,9 +1191,28 @@ document.addEventListener('DOMContentLoaded', async () => {
   $('#tenant-select').addEventListener('change', (e) => {
     S.acting = e.target.value === S.tenant ? '' : e.target.value;
     sessionStorage.setItem('vellum-tenant', S.acting);
-    route();
+    // Another tenant's objects have other ids: start from its overview.
+    go('#/overview');
   });
-  $('#dialog').addEventListener('close', () => $('#dialog').replaceChildren());
+  // Tab and Shift+Tab wrap around inside the open dialog (a modal dialog alone would let
+  // focus leave to the browser's own controls in between).
+  $('#dialog').addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Tab') return;
+    const items = [...$('#dialog').querySelectorAll('a[href], button, input, select, textarea, [tabindex]:not([tabindex="-1"])')]
+      .filter((e) => !e.disabled && e.offsetParent !== null);
+    if (!items.length) return;
+    const first = items[0], last = items[items.length - 1];
+    if (ev.shiftKey && document.activeElement === first) { ev.preventDefault(); last.focus(); }
+    else if (!ev.shiftKey && document.activeElement === last) { ev.preventDefault(); first.focus(); }
+  });
+  // Closing (Escape, Cancel, done) gives focus back to what opened the dialog, or to the
+  // page when that was redrawn meanwhile.
+  $('#dialog').addEventListener('close', () => {
+    $('#dialog').replaceChildren();
+    const back = opener && opener.isConnected ? opener : main();
+    opener = null;
+    back.focus({ preventScroll: back === main() });
+  });
   try {
     startSession(await call('GET', '/console/session', undefined, { quiet: true }));
   } catch (_) {
