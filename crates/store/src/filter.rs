@@ -10,7 +10,8 @@
 //! **Who drives the page** ([`page`]). By default a page walks the `(tenant_id, id)` index
 //! in order and tests each row, stopping after `limit` matches: fast when matches are
 //! common, a read of the whole tenant when they are rare. With a tag or a `q` of 3
-//! characters or more, the walk goes [`WINDOW`] ids at most; a page not full by then is
+//! characters or more, the walk goes [`WINDOW`] ids at most (none with a `key=value` tag,
+//! whose index visits only tagged rows in id order anyway); a page not full by then is
 //! finished by one of two indexes of migration 0017:
 //! - a tag `key=value` walks the tag table's `(tenant_id, key, value, id)` key in id order
 //!   in one statement, each tagged row probed by id with every filter applied: never more
@@ -280,12 +281,21 @@ pub(crate) async fn page(
         let (sql, args) = w.select(columns, inv.table, limit);
         return Ok(bound(&sql, &args).fetch_all(conn).await?);
     };
-    let mut within = w.clone();
-    within.push("id <= {}", boundary.clone());
-    let (sql, args) = within.select(columns, inv.table, limit);
-    let mut rows = bound(&sql, &args).fetch_all(conn).await?;
-    if rows.len() as i64 >= limit {
-        return Ok(rows);
+    // A tag `key=value` drives through its own index in id order and never visits more
+    // rows than the walk would, so it needs no window first (for a rare combination the
+    // window read 5,000 rows to find two or three).
+    let tag_drives = c.tag.is_some_and(|t| t.contains('='));
+    let mut rows = Vec::new();
+    let mut within = None;
+    if !tag_drives {
+        let mut w_in = w.clone();
+        w_in.push("id <= {}", boundary.clone());
+        let (sql, args) = w_in.select(columns, inv.table, limit);
+        rows = bound(&sql, &args).fetch_all(&mut *conn).await?;
+        if rows.len() as i64 >= limit {
+            return Ok(rows);
+        }
+        within = Some(w_in);
     }
     // How common is `q` alone in the window? Common (≥ 0.5 %), its index would return
     // thousands of ids, and PostgreSQL's GIN index builds the whole bitmap first (170 ms
@@ -303,12 +313,18 @@ pub(crate) async fn page(
             false,
         );
         only_q.push("id <= {}", boundary.clone());
-        let n = if only_q.sql == within.sql {
+        let n = if within.as_ref().is_some_and(|w_in| w_in.sql == only_q.sql) {
             // `q` is the page's only filter: the window's matches were just read (fewer
             // than a page), no need to count them again.
             rows.len() as i64
         } else {
-            let sql = format!("SELECT COUNT(*) FROM {} WHERE {}", inv.table, only_q.sql);
+            // Counted up to the threshold only: a common `q` stops after a few rows.
+            let sql = format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM {} WHERE {} LIMIT {}) AS hits",
+                inv.table,
+                only_q.sql,
+                WINDOW / 200
+            );
             bound(&sql, &only_q.args)
                 .fetch_one(&mut *conn)
                 .await?
@@ -326,13 +342,19 @@ pub(crate) async fn page(
             q_index = QIndex::Part(part);
         }
     }
-    // The rest of the page, after the window, driven by an index when one helps.
-    let mut beyond = w.clone();
-    beyond.push("id > {}", boundary.clone());
+    // The rest of the page, driven by an index when one helps: after the window, or from
+    // the cursor when no window was walked.
+    let (beyond, from) = if within.is_some() {
+        let mut beyond = w.clone();
+        beyond.push("id > {}", boundary.clone());
+        (beyond, boundary.clone())
+    } else {
+        (w.clone(), c.after.unwrap_or_default().to_string())
+    };
     let need = limit - rows.len() as i64;
     rows.extend(
         driven(
-            conn, inv, tenant_id, &beyond, c, &boundary, &q_index, columns, need,
+            conn, inv, tenant_id, &beyond, c, &from, &q_index, columns, need,
         )
         .await?,
     );
