@@ -419,6 +419,7 @@ async fn generate(
                 &key,
                 &signer,
                 &urls,
+                parent.ocsp_enabled,
             )?
         }
     };
