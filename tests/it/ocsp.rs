@@ -304,6 +304,32 @@ async fn good_revoked_unknown(s: &TestServer) {
     .await;
     let text = read_response(&pki, &der, &pki.root);
     assert!(text.contains("Cert Status: good"), "{text}");
+    // A second intermediate, revoked: the root says so (through ca_cert_revocations).
+    let (st, v) = s
+        .post(
+            "/cas",
+            json!({"kind": "intermediate", "parent_id": pki.root, "common_name": "Ocsp Second",
+                   "key_algorithm": "ec-p256", "validity_days": 365}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let second = v["id"].as_str().unwrap().to_string();
+    let v = s.enable(&second).await;
+    let second_serial = v["serial"].as_str().unwrap().to_string();
+    let req = request(&root_pem, &second_serial, "sha1", None);
+    let (_, _, der) = post(s, &pki.root, &req).await;
+    assert!(read_response(&pki, &der, &pki.root).contains("Cert Status: good"));
+    let (st, v) = s
+        .post(
+            &format!("/cas/{second}/revoke"),
+            json!({"reason": "cessationOfOperation"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, _, der) = post(s, &pki.root, &req).await;
+    let text = read_response(&pki, &der, &pki.root);
+    assert!(text.contains("Cert Status: revoked"), "{text}");
+    assert!(text.contains("cessationOfOperation"), "{text}");
 }
 both_backends!(
     ocsp_answers_good_then_revoked_and_unknown,
