@@ -6,7 +6,7 @@
 # Needs wrk and ab (apt-get install -y wrk apache2-utils), openssl, curl, jq.
 #
 # - Vellum: `vellum serve` (SQLite, log level warn) with OCSP on for its bootstrap
-#   intermediate (CA key signs), 100 leaves; wrk cycles through their 100 GET URLs
+#   intermediate (CA key signs), BENCH_LEAVES (100) leaves; wrk cycles through their GET URLs
 #   (base64 OCSPRequest without nonce, as RFC 5019 clients send).
 # - Reference: `openssl ocsp -index index.txt -port P -rsigner ca.pem -rkey ca.key -CA
 #   ca.pem` over an openssl-made P-256 CA with 100 valid leaves in index.txt; once as a
@@ -56,7 +56,7 @@ api PUT "/cas/$INT/ocsp" '{"enabled":true}' >/dev/null
 api GET "/cas/$INT" | jq -r .certificate_pem >"$W/int.pem"
 b64url() { openssl base64 -A -in "$1" | sed 's|+|%2B|g; s|/|%2F|g; s|=|%3D|g'; }
 : >"$W/vellum.paths"
-for i in $(seq 1 100); do
+for i in $(seq 1 ${BENCH_LEAVES:-100}); do
   api POST "/cas/$INT/certificates" \
     "{\"type\":\"server\",\"common_name\":\"b$i.bench.example\",\"sans\":[{\"type\":\"dns\",\"value\":\"b$i.bench.example\"}],\"validity_days\":30}" |
     jq -r .certificate_pem >"$W/leaf.pem"
@@ -69,7 +69,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W
   -out "$W/ca.pem" -subj "/CN=Reference OCSP CA" -days 30 2>/dev/null
 : >"$W/index.txt"
 : >"$W/ref.paths"
-for i in $(seq 1 100); do
+for i in $(seq 1 ${BENCH_LEAVES:-100}); do
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/l.key" -subj "/CN=r$i" \
     -out "$W/l.csr" 2>/dev/null
   openssl x509 -req -in "$W/l.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -CAcreateserial -days 30 \
@@ -87,7 +87,7 @@ ref_start() { # PORT [ARGS...]
   openssl ocsp -index "$W/index.txt" -port "$port" -rsigner "$W/ca.pem" -rkey "$W/ca.key" \
     -CA "$W/ca.pem" -nmin 60 "$@" >>"$W/ref.log" 2>&1 &
   REF_PID=$!
-  for _ in $(seq 1 50); do curl -sf -o /dev/null "http://127.0.0.1:$port$(head -n1 "$W/ref.paths")" && break; sleep 0.1; done
+  for _ in $(seq 1 50); do curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$port$(head -n1 "$W/ref.paths")" && break; sleep 0.1; done
 }
 ref_stop() { pkill -P "$REF_PID" 2>/dev/null; kill "$REF_PID" 2>/dev/null; wait "$REF_PID" 2>/dev/null; REF_PID=; }
 
