@@ -359,6 +359,25 @@ pub(crate) enum CaCmd {
         #[arg(long)]
         next_update_hours: Option<i64>,
     },
+    /// Show a CA's OCSP responder settings and delegated signer.
+    Ocsp {
+        /// The CA's id.
+        id: String,
+    },
+    /// Change a CA's OCSP responder settings.
+    OcspSet {
+        /// The CA's id.
+        id: String,
+        /// Answer OCSP requests (true) or not (false).
+        #[arg(long, action = clap::ArgAction::Set)]
+        enabled: bool,
+        /// Sign with a delegated OCSP signing certificate (true) or the CA key (false).
+        #[arg(long, action = clap::ArgAction::Set)]
+        delegated_signer: Option<bool>,
+        /// Hours between a response's thisUpdate and nextUpdate (1 to 168).
+        #[arg(long)]
+        validity_hours: Option<i64>,
+    },
 }
 
 const CA_COLUMNS: &[(&str, &str)] = &[
@@ -718,6 +737,27 @@ fn ca_request(cmd: &CaCmd) -> Result<(Method, String, Option<Value>, Shape), Cli
             (
                 Method::PUT,
                 format!("/cas/{id}/crl"),
+                Some(b),
+                Shape::Object,
+            )
+        }
+        CaCmd::Ocsp { id } => (Method::GET, format!("/cas/{id}/ocsp"), None, Shape::Object),
+        CaCmd::OcspSet {
+            id,
+            enabled,
+            delegated_signer,
+            validity_hours,
+        } => {
+            let mut b = json!({"enabled": enabled});
+            if let Some(d) = delegated_signer {
+                b["delegated_signer"] = json!(d);
+            }
+            if let Some(h) = validity_hours {
+                b["validity_hours"] = json!(h);
+            }
+            (
+                Method::PUT,
+                format!("/cas/{id}/ocsp"),
                 Some(b),
                 Shape::Object,
             )

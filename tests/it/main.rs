@@ -25,6 +25,7 @@ mod inventory;
 mod inventory_lifecycle;
 mod managed;
 mod notifications;
+mod ocsp;
 mod pending;
 mod quota;
 mod rare_filters;

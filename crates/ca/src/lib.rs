@@ -8,6 +8,7 @@ pub mod crl;
 pub mod formats;
 pub mod inspect;
 pub mod keys;
+pub mod ocsp;
 pub mod profile;
 pub mod upload;
 

@@ -93,6 +93,8 @@ pub struct PublicationUrls {
     pub crl: String,
     /// `…/ca/{id}.crt`.
     pub certificate: String,
+    /// `…/ocsp/{id}` (the OCSP responder of the CA).
+    pub ocsp: String,
 }
 
 impl PublicationUrls {
@@ -101,14 +103,27 @@ impl PublicationUrls {
         PublicationUrls {
             crl: format!("{http_base}/crl/{ca_id}.crl"),
             certificate: format!("{http_base}/ca/{ca_id}.crt"),
+            ocsp: format!("{http_base}/ocsp/{ca_id}"),
         }
     }
 }
 
-/// The Authority Information Access extension with one caIssuers URI.
-fn aia_ca_issuers(url: &str) -> CustomExtension {
+/// The Authority Information Access extension: an OCSP URI and a caIssuers URI (either
+/// may be absent, not both).
+fn aia(ca_issuers: Option<&str>, ocsp: Option<&str>) -> CustomExtension {
     let der = yasna::construct_der(|w| {
         w.write_sequence(|w| {
+            if let Some(url) = ocsp {
+                w.next().write_sequence(|w| {
+                    w.next()
+                        .write_oid(&yasna::models::ObjectIdentifier::from_slice(&[
+                            1, 3, 6, 1, 5, 5, 7, 48, 1,
+                        ]));
+                    w.next()
+                        .write_tagged_implicit(yasna::Tag::context(6), |w| w.write_ia5_string(url));
+                });
+            }
+            let Some(url) = ca_issuers else { return };
             w.next().write_sequence(|w| {
                 w.next()
                     .write_oid(&yasna::models::ObjectIdentifier::from_slice(&[
@@ -183,6 +198,7 @@ pub fn intermediate(
     key: &KeyPair,
     parent: &Signer,
     parent_urls: &PublicationUrls,
+    parent_ocsp: bool,
 ) -> Result<(Vec<u8>, String)> {
     let (mut p, serial) = ca_params(subject, validity, Some(0))?;
     p.key_identifier_method = key_identifier(key);
@@ -190,8 +206,10 @@ pub fn intermediate(
     p.crl_distribution_points = vec![CrlDistributionPoint {
         uris: vec![parent_urls.crl.clone()],
     }];
-    p.custom_extensions
-        .push(aia_ca_issuers(&parent_urls.certificate));
+    p.custom_extensions.push(aia(
+        Some(&parent_urls.certificate),
+        parent_ocsp.then_some(parent_urls.ocsp.as_str()),
+    ));
     let cert = p.signed_by(key, parent.issuer())?;
     Ok((cert.der().to_vec(), serial))
 }
@@ -266,6 +284,8 @@ pub struct LeafSpec {
     pub crl_url: Option<String>,
     /// AIA caIssuers URL.
     pub issuer_url: Option<String>,
+    /// AIA OCSP URL, when the issuer answers OCSP.
+    pub ocsp_url: Option<String>,
 }
 
 /// Signs an end-entity certificate for `public_key`. Returns the DER and the hex serial.
@@ -301,8 +321,9 @@ pub fn leaf(
             uris: vec![url.clone()],
         }];
     }
-    if let Some(url) = &spec.issuer_url {
-        p.custom_extensions.push(aia_ca_issuers(url));
+    if spec.issuer_url.is_some() || spec.ocsp_url.is_some() {
+        p.custom_extensions
+            .push(aia(spec.issuer_url.as_deref(), spec.ocsp_url.as_deref()));
     }
     let cert = p.signed_by(public_key, issuer.issuer())?;
     Ok((cert.der().to_vec(), serial_hex))

@@ -419,6 +419,7 @@ async fn generate(
                 &key,
                 &signer,
                 &urls,
+                parent.ocsp_enabled,
             )?
         }
     };
@@ -737,7 +738,17 @@ pub async fn revoke(
     }
     notify_ca(&mut tx, tenant_id, id, NotificationEvent::CaRevoked, now).await?;
     tx.commit().await?;
+    forget_ocsp(ra, &ca);
     load(ra, tenant_id, id).await
+}
+
+/// Drops this process's held OCSP answers about `ca`'s certificate (its root's) and of
+/// `ca` itself; other replicas read the same from the OCSP event feed.
+fn forget_ocsp(ra: &Authority, ca: &CaRow) {
+    if let (Some(parent), Some(serial)) = (&ca.parent_id, &ca.serial) {
+        ra.ocsp.forget(parent, Some(serial));
+    }
+    ra.ocsp.forget(&ca.id, None);
 }
 
 /// Queues `kind` with the CA as it is in `tx` (after the change).
@@ -822,6 +833,7 @@ pub async fn reset(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
         store::cas::return_unspent_quota(&mut tx, id).await?;
     }
     tx.commit().await?;
+    forget_ocsp(ra, &ca);
     load(ra, tenant_id, id).await
 }
 

@@ -350,6 +350,7 @@ pub async fn issue(ra: &Authority, req: IssueRequest) -> Result<Issued> {
         key_encipherment: req.leaf_type == LeafType::Server && is_rsa,
         crl_url: (req.include_crl && ca.crl_enabled).then(|| urls.crl.clone()),
         issuer_url: Some(urls.certificate.clone()),
+        ocsp_url: ca.ocsp_enabled.then(|| urls.ocsp.clone()),
     };
     let signer = super::signer_for(ra, &ca).await?;
 

@@ -21,6 +21,7 @@ pub mod issue;
 pub mod managed;
 pub mod names;
 pub mod notify;
+pub mod ocsp;
 pub mod overview;
 pub mod pending;
 pub mod ratelimit;
@@ -56,6 +57,8 @@ pub struct Authority {
     pub signers: SignerCache,
     /// Serialises CRL signing per CA within this process.
     pub crl_locks: crl::CrlLocks,
+    /// The OCSP responder's responders and responses held ready.
+    pub ocsp: ocsp::Ocsp,
     /// Group-commits the ACME order flow's state changes.
     pub acme_writer: acme::writes::AcmeWriter,
     /// Records issued certificates, many per transaction.
@@ -94,6 +97,7 @@ impl Authority {
             acme_writer: acme::writes::AcmeWriter::start(store.clone())?,
             signers: SignerCache::default(),
             crl_locks: Default::default(),
+            ocsp: Default::default(),
             limits,
             config,
             store,

@@ -31,6 +31,8 @@ pub async fn revoke_certificate(
     }
     if let Some(ca) = &c.ca_id {
         store::crls::bump_revision(&mut tx, ca).await?;
+        // Its held OCSP responses go in the same commit; replicas read the event.
+        store::ocsp::revoked(&mut tx, ca, &c.serial, now).await?;
     }
     // Its synced and shared copies show it revoked.
     store::managed::origin_revoked(&mut tx, id, now).await?;
@@ -46,6 +48,9 @@ pub async fn revoke_certificate(
     )
     .await?;
     tx.commit().await?;
+    if let Some(ca) = &c.ca_id {
+        ra.ocsp.forget(ca, Some(&c.serial));
+    }
     let mut conn = ra.store.reader().acquire().await?;
     store::certificates::get(&mut conn, tenant_id, id)
         .await?

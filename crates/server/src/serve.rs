@@ -99,6 +99,7 @@ pub async fn start_with_clock(
             rx.clone(),
         )),
         tokio::spawn(crate::crl::job::run(app.clone(), rx.clone())),
+        tokio::spawn(crate::crl::ocsp::poll(app.clone(), rx.clone())),
         tokio::spawn(crate::notify_job::schedule(app.clone(), rx.clone())),
         tokio::spawn(crate::notify_job::deliver(app.clone(), rx.clone())),
         tokio::spawn(crate::search_job::run(app.clone(), rx)),

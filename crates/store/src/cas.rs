@@ -104,6 +104,14 @@ pub struct CaRow {
     pub crl_number: i64,
     /// Bumped whenever the CA's CRL content or settings change.
     pub revocation_revision: i64,
+    /// Whether the CA answers OCSP requests (and its new certificates carry the AIA
+    /// OCSP URL).
+    pub ocsp_enabled: bool,
+    /// Whether its OCSP responses are signed by a delegated OCSP signing certificate
+    /// (else by the CA key itself).
+    pub ocsp_delegated: bool,
+    /// nextUpdate − thisUpdate of its OCSP responses, hours.
+    pub ocsp_validity_hours: i64,
     /// When the row was inserted, Unix seconds (the purchase time).
     pub created_at: i64,
 }
@@ -156,6 +164,9 @@ pub(crate) fn row_to_ca(r: &Row) -> Result<CaRow> {
         crl_next_update_hours: r.try_get("crl_next_update_hours")?,
         crl_number: r.try_get("crl_number")?,
         revocation_revision: r.try_get("revocation_revision")?,
+        ocsp_enabled: r.try_get::<i64, _>("ocsp_enabled")? != 0,
+        ocsp_delegated: r.try_get::<i64, _>("ocsp_delegated")? != 0,
+        ocsp_validity_hours: r.try_get("ocsp_validity_hours")?,
         created_at: r.try_get("created_at")?,
     })
 }
@@ -490,6 +501,7 @@ pub async fn record_ca_revocation(
     .bind(reason.as_str())
     .execute(&mut *conn)
     .await?;
+    super::ocsp::revoked(conn, issuer_id, serial, at).await?;
     super::crls::bump_revision(conn, issuer_id).await
 }
 

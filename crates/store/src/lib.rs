@@ -27,6 +27,7 @@ pub mod est;
 pub mod filter;
 pub mod managed;
 pub mod notify;
+pub mod ocsp;
 pub mod pending;
 pub mod pool;
 pub mod rate_limits;

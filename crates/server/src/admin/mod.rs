@@ -14,6 +14,7 @@ pub mod installation;
 pub mod json;
 pub mod managed;
 pub mod notifications;
+pub mod ocsp;
 pub mod overview;
 pub mod pending;
 pub mod rate_limits;
@@ -51,6 +52,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/cas/{id}/reset", post(cas::reset))
         .route("/cas/{id}/refund", post(cas::refund))
         .route("/cas/{id}/crl", get(cas::crl_info).put(cas::crl_settings))
+        .route("/cas/{id}/ocsp", get(ocsp::info).put(ocsp::settings))
         .route(
             "/cas/{id}/acme",
             get(acme::get_settings).put(acme::put_settings),

@@ -45,6 +45,7 @@ pub async fn tick(app: &App, holder: &str) -> vellum_core::error::Result<usize> 
     let mut tx = app.store.begin().await?;
     store::acme::purge_nonces(&mut tx, now).await?;
     tx.commit().await?;
+    ra::ocsp::purge_events(app).await?;
     let ids = {
         let mut conn = app.store.reader().acquire().await?;
         store::crls::ca_ids_with_crl(&mut conn).await?

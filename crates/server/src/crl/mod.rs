@@ -1,8 +1,10 @@
 //! Public distribution points on the plain-HTTP listener (no authentication, cacheable):
 //! CRLs (`/crl/{id}.crl` DER, `/crl/{id}.pem`) and CA certificates (`/ca/{id}.crt` DER,
-//! `/ca/{id}.pem`), the URLs written into CDP and AIA extensions.
+//! `/ca/{id}.pem`), the URLs written into CDP and AIA extensions, and the OCSP responder
+//! (`/ocsp/{id}`, see [`ocsp`]).
 
 pub mod job;
+pub mod ocsp;
 
 use crate::problem::ApiResult;
 use std::sync::Arc;
@@ -23,6 +25,8 @@ pub fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/ca/{file}", get(ca_certificate))
         .route("/crl/{file}", get(crl))
+        .route("/ocsp/{ca_id}", axum::routing::post(ocsp::post))
+        .route("/ocsp/{ca_id}/{*request}", get(ocsp::get))
 }
 
 fn split(file: &str, der_ext: &str) -> Option<(String, bool)> {
