@@ -434,9 +434,9 @@ async fn pages_through_indexed_filters(s: &TestServer) {
             rare
         );
         assert_eq!(all_pages(s, &tok, certs, "q=rarepage", limit).await, rare);
-        // Half of this `q`'s trigrams are in every row (".example"): the index is asked
-        // for its rare part only (SQLite: the rare windows ANDed; PostgreSQL: the rare
-        // substring), and the page's LIKE keeps the rows holding all of it.
+        // Half of this `q`'s trigrams are in every row (".example"): SQLite asks its
+        // index for the rare windows only, and the page's LIKE keeps the rows holding
+        // all of `q`.
         assert_eq!(
             all_pages(s, &tok, certs, "q=rarepage.example", limit).await,
             rare

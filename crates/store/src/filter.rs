@@ -332,16 +332,11 @@ pub(crate) async fn page(
         };
         q_common = n >= WINDOW / 200;
     }
-    let mut q_index = if q_common {
+    let q_index = if q_common {
         QIndex::Skip
     } else {
         QIndex::Whole
     };
-    if indexed_q && !q_common && conn.backend_name() != "SQLite" {
-        if let Some(part) = rare_part(conn, inv, tenant_id, c, &boundary).await? {
-            q_index = QIndex::Part(part);
-        }
-    }
     // The rest of the page, driven by an index when one helps: after the window, or from
     // the cursor when no window was walked.
     let (beyond, from) = if within.is_some() {
@@ -361,100 +356,14 @@ pub(crate) async fn page(
     Ok(rows)
 }
 
-/// How `q`'s index is asked (PostgreSQL's choice of pattern; SQLite picks its windows
-/// itself in [`fts_rowids`]).
+/// Whether `q`'s index is asked (SQLite then picks which of its windows in
+/// [`fts_rowids`]).
 #[derive(Debug)]
 enum QIndex {
     /// `q` is common in the window: its index is not asked.
     Skip,
-    /// The index is asked for `q` itself.
+    /// The index is asked.
     Whole,
-    /// The index is asked for this part of `q`: its rare windows (a superset of `q`'s
-    /// rows; the page's LIKE on all of `q` keeps only `q`'s).
-    Part(String),
-}
-
-/// PostgreSQL: the longest run of `q`'s 3-character windows that are rare in the walked
-/// window (in fewer than 0.5 % of its rows), as a substring of `q`, when shorter than `q`.
-///
-/// `pg_trgm`'s GIN index builds a bitmap per trigram of the pattern, so one trigram found
-/// in most rows costs as much as reading them: `%host-123456%` among a million `host-K`
-/// names took 50 ms, `%123456%` 0.5 ms (docs/PERFORMANCE.md). Which trigrams are common is
-/// read off the rows the page has just walked (one statement over at most [`WINDOW`] rows,
-/// already in the cache), not kept as statistics.
-async fn rare_part(
-    conn: &mut Conn,
-    inv: &Inventory,
-    tenant_id: &str,
-    c: &Common<'_>,
-    boundary: &str,
-) -> Result<Option<String>> {
-    let Some(q) = c.q.map(str::to_ascii_lowercase) else {
-        return Ok(None);
-    };
-    let chars: Vec<char> = q.chars().collect();
-    let windows: Vec<String> = chars
-        .windows(MIN_INDEXED_Q)
-        .map(|w| w.iter().collect())
-        .collect();
-    if windows.len() < 2 {
-        return Ok(None);
-    }
-    let sums = (0..windows.len())
-        .map(|i| {
-            format!(
-                "SUM(CASE WHEN LOWER(common_name || ' ' || sans_json) LIKE ${} ESCAPE '\\' \
-                 THEN 1 ELSE 0 END)",
-                i + 4
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT {sums} FROM {} WHERE tenant_id = $1 AND id > $2 AND id <= $3",
-        inv.table
-    );
-    let mut st = query(&sql)
-        .bind(tenant_id)
-        .bind(c.after.unwrap_or_default())
-        .bind(boundary);
-    for w in &windows {
-        st = st.bind(format!("%{}%", super::like_escape(w)));
-    }
-    let row = st.fetch_one(&mut *conn).await?;
-    let mut rare = Vec::with_capacity(windows.len());
-    for i in 0..windows.len() {
-        let n: Option<i64> = row.try_get(i)?;
-        rare.push(n.unwrap_or(0) < WINDOW / 200);
-    }
-    Ok(longest_rare_run(&chars, &rare))
-}
-
-/// The substring of `chars` covered by the longest run of rare 3-character windows
-/// (`rare[i]`: the window starting at `i`), unless there is none or it is all of them.
-fn longest_rare_run(chars: &[char], rare: &[bool]) -> Option<String> {
-    let (mut best, mut run_start) = ((0, 0), None);
-    for (i, r) in rare.iter().chain([&false]).enumerate() {
-        match (r, run_start) {
-            (true, None) => run_start = Some(i),
-            (false, Some(st)) => {
-                if i - st > best.1 {
-                    best = (st, i - st);
-                }
-                run_start = None;
-            }
-            _ => {}
-        }
-    }
-    let (start, len) = best;
-    if len == 0 || len == rare.len() {
-        return None;
-    }
-    Some(
-        chars[start..start + len + MIN_INDEXED_Q - 1]
-            .iter()
-            .collect(),
-    )
 }
 
 /// The first `limit` rows matching `w` with ids after `after`, driven as [`driver`]
@@ -587,25 +496,12 @@ async fn driver(
                     inv.table,
                     CAP + 1
                 );
-                // A rare part of `q` first (a superset of its rows, [`rare_part`]); if that
-                // finds too many, `q` itself.
-                let patterns = match q_index {
-                    QIndex::Part(part) => vec![part.as_str(), q.as_str()],
-                    _ => vec![q.as_str()],
-                };
-                let mut found = None;
-                for p in patterns {
-                    let rows = query(&sql)
-                        .bind(tenant_id)
-                        .bind(format!("%{}%", super::like_escape(p)))
-                        .fetch_all(&mut *conn)
-                        .await?;
-                    if rows.len() <= CAP {
-                        found = Some(rows);
-                        break;
-                    }
-                }
-                found
+                let rows = query(&sql)
+                    .bind(tenant_id)
+                    .bind(format!("%{}%", super::like_escape(&q)))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                (rows.len() <= CAP).then_some(rows)
             };
             if let Some(found) = found {
                 return candidates(&found, after);
@@ -776,18 +672,6 @@ mod tests {
         );
         assert!(sql.ends_with("ORDER BY id LIMIT 10"), "{sql}");
         assert_eq!(args.len(), 5);
-    }
-
-    #[test]
-    fn the_rare_part_is_the_longest_run_of_rare_windows() {
-        let chars: Vec<char> = "host-123456".chars().collect();
-        // hos ost st- t-1 -12 123 234 345 456
-        let rare = [false, false, false, false, false, true, true, true, true];
-        assert_eq!(longest_rare_run(&chars, &rare).as_deref(), Some("123456"));
-        let rare = [true, false, false, false, false, true, true, false, false];
-        assert_eq!(longest_rare_run(&chars, &rare).as_deref(), Some("1234"));
-        assert_eq!(longest_rare_run(&chars, &[false; 9]), None);
-        assert_eq!(longest_rare_run(&chars, &[true; 9]), None);
     }
 
     #[test]

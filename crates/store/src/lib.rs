@@ -118,6 +118,20 @@ impl Store {
                 let pool = AnyPoolOptions::new()
                     .max_connections(max_connections.max(2))
                     .acquire_timeout(Duration::from_secs(10))
+                    // No parallel workers: Vellum's statements are short and many run at
+                    // once; a Gather Merge under a page's LIMIT tripled a tag page at a
+                    // million rows (10 → 31 ms, docs/PERFORMANCE.md), and the workers take
+                    // cores the requests need.
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::Executor::execute(
+                                conn,
+                                "SET max_parallel_workers_per_gather = 0",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
                     .connect_with(opts)
                     .await
                     .map_err(|e| Error::config(format!("connecting to PostgreSQL: {e}")))?;
