@@ -26,6 +26,60 @@ enum Command {
     },
     /// Call the admin API of a running server.
     Admin(Box<cli::AdminOpts>),
+    /// Write an encrypted, checksummed backup of the database (the server may be running).
+    Backup {
+        /// The backup file to create (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// TOML configuration file (the server's: data dir, database, master key).
+        #[arg(long, env = "VELLUM_CONFIG")]
+        config: Option<PathBuf>,
+        /// Seal with the passphrase in this file (first line) instead of the master key;
+        /// the master key then travels inside the backup.
+        #[arg(long, conflicts_with = "passphrase")]
+        passphrase_file: Option<PathBuf>,
+        /// Seal with this passphrase (12 characters or more) instead of the master key.
+        /// Prefer the environment variable or --passphrase-file: a command line is seen by
+        /// every user of the machine.
+        #[arg(long, env = "VELLUM_BACKUP_PASSPHRASE", hide_env_values = true)]
+        passphrase: Option<String>,
+    },
+    /// Restore a backup into an empty data dir (and, for PostgreSQL, an empty database).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The data dir to restore into (default: the configured one). It holds the master
+        /// key the backup was made under, unless the backup is passphrase-sealed.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The database to restore into (default: the configured one, else the data dir's
+        /// SQLite file).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// TOML configuration file.
+        #[arg(long, env = "VELLUM_CONFIG")]
+        config: Option<PathBuf>,
+        /// The passphrase of a passphrase-sealed backup, in this file (first line).
+        #[arg(long, conflicts_with = "passphrase")]
+        passphrase_file: Option<PathBuf>,
+        /// The passphrase of a passphrase-sealed backup.
+        #[arg(long, env = "VELLUM_BACKUP_PASSPHRASE", hide_env_values = true)]
+        passphrase: Option<String>,
+    },
+    /// Re-seal every stored private key and secret under a new master key, in one
+    /// transaction. Stop every server first.
+    RotateMasterKey {
+        /// The new key: a file holding 64 hex characters (`openssl rand -hex 32`).
+        #[arg(long)]
+        new_key_file: PathBuf,
+        /// TOML configuration file.
+        #[arg(long, env = "VELLUM_CONFIG")]
+        config: Option<PathBuf>,
+        /// Rotate although a server's lease is still live (only when every server is
+        /// known to be stopped).
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -79,6 +133,41 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Backup {
+            out,
+            config,
+            passphrase_file,
+            passphrase,
+        } => maintenance(&runtime, config.as_deref(), |config| async move {
+            let pass =
+                vellum_server::maintenance::passphrase(passphrase_file.as_deref(), passphrase)?;
+            vellum_server::maintenance::backup(&config, &out, pass).await
+        }),
+        Command::Restore {
+            file,
+            data_dir,
+            database_url,
+            config,
+            passphrase_file,
+            passphrase,
+        } => maintenance(&runtime, config.as_deref(), |mut config| async move {
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            if let Some(u) = database_url {
+                config.database_url = Some(u);
+            }
+            let pass =
+                vellum_server::maintenance::passphrase(passphrase_file.as_deref(), passphrase)?;
+            vellum_server::maintenance::restore(&config, &file, pass).await
+        }),
+        Command::RotateMasterKey {
+            new_key_file,
+            config,
+            force,
+        } => maintenance(&runtime, config.as_deref(), |config| async move {
+            vellum_server::maintenance::rotate_master_key(&config, &new_key_file, force).await
+        }),
         Command::Admin(opts) => match runtime.block_on(cli::run(*opts)) {
             Ok(out) => {
                 print!("{out}");
@@ -89,6 +178,36 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Runs an operator command with the server's configuration; prints its report, or the
+/// error (exit 2 for a configuration error, 1 otherwise).
+fn maintenance<F, Fut>(
+    runtime: &tokio::runtime::Runtime,
+    config: Option<&std::path::Path>,
+    f: F,
+) -> ExitCode
+where
+    F: FnOnce(vellum_core::config::Config) -> Fut,
+    Fut: std::future::Future<Output = vellum_core::error::Result<String>>,
+{
+    let config = match vellum_core::config::Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(f(config)) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

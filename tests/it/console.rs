@@ -468,10 +468,9 @@ both_backends!(
 // ---- The browser -------------------------------------------------------------------------
 
 struct Browser {
-    driver: std::process::Child,
-    /// The driver's group was killed and the driver reaped.
-    ended: bool,
+    // Declared before `driver`, so that the session's connection goes first.
     client: Client,
+    driver: Driver,
     shots: PathBuf,
     downloads: PathBuf,
 }
@@ -485,13 +484,17 @@ impl Browser {
         ensure_chromium();
         // Its own process group: Chromium's processes join it, so one signal to the group
         // ends them all (killing chromedriver alone leaves its Chromium running).
-        let driver = std::process::Command::new("chromedriver")
-            .process_group(0)
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("chromedriver runs: install Debian's chromium and chromium-driver with `bash .ci/install-deps`");
+        // Guarded from here on: a panic below (no session) still ends the driver's group.
+        let driver = Driver {
+            child: std::process::Command::new("chromedriver")
+                .process_group(0)
+                .arg(format!("--port={port}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("chromedriver runs: install Debian's chromium and chromium-driver with `bash .ci/install-deps`"),
+            ended: false,
+        };
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
@@ -526,7 +529,6 @@ impl Browser {
         std::fs::create_dir_all(&shots).unwrap();
         Browser {
             driver,
-            ended: false,
             client,
             shots,
             downloads: downloads.to_path_buf(),
@@ -693,7 +695,7 @@ impl Browser {
 
     async fn stop(mut self) {
         let _ = self.client.clone().close().await;
-        self.kill_group();
+        self.driver.kill_group();
     }
 }
 
@@ -721,7 +723,14 @@ impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
     }
 }
 
-impl Browser {
+/// chromedriver, in a process group of its own that Chromium's processes join.
+struct Driver {
+    child: std::process::Child,
+    /// The group was killed and the driver reaped.
+    ended: bool,
+}
+
+impl Driver {
     /// Ends chromedriver and the Chromium it started: the whole process group of the
     /// driver (its id), then reaps the driver.
     fn kill_group(&mut self) {
@@ -731,17 +740,18 @@ impl Browser {
         }
         self.ended = true;
         let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-impl Drop for Browser {
-    /// A failed test leaves no chromedriver and no Chromium behind.
+impl Drop for Driver {
+    /// A failed test (even one failing before the browser's session exists) leaves no
+    /// chromedriver and no Chromium behind.
     fn drop(&mut self) {
         self.kill_group();
     }
@@ -1205,6 +1215,30 @@ async fn every_page_and_dialog_is_labelled_fits_a_phone_and_is_photographed_in_c
             b.all_labelled(&format!("{name} at {size}")).await;
             let over = b.overflow().await;
             assert!(over <= 1, "{name} is {over} px wider than {size}");
+            // Nor does a table scroll sideways inside the page.
+            let wide = b
+                .js(
+                    "return Math.max(0, ...Array.from(document.querySelectorAll('.table-wrap'), \
+                     (w) => w.scrollWidth - w.clientWidth))",
+                )
+                .await;
+            assert!(
+                wide.as_i64().unwrap() <= 1,
+                "a table of {name} scrolls {wide} px sideways at {size}"
+            );
+            if w < 500 {
+                // Each cell of a row drawn as a card names its column.
+                let unlabelled = b
+                    .js("return Array.from(document.querySelectorAll('.table-wrap tbody td')).filter((td) => \
+                         getComputedStyle(td).display !== 'none' && td.textContent.trim() && !td.querySelector('input, button') \
+                         && !td.dataset.label).length")
+                    .await;
+                assert_eq!(
+                    unlabelled,
+                    json!(0),
+                    "cells of {name} without their column's name at {size}"
+                );
+            }
             b.shot(&format!("{name}-{size}")).await;
         }
     }
@@ -1595,6 +1629,29 @@ async fn tags_share_bulk_settings_audit_and_the_keyboard_work_in_chromium() {
         "the HMAC key is shown once, never read back"
     );
     b.shot("06-ca-settings").await;
+    // A negative limit: refused next to its field, in words (not serde's).
+    b.fill(
+        "section[aria-labelledby=ca-limits] [name=acme_orders_per_account_per_hour]",
+        "-1",
+    )
+    .await;
+    b.xpath("//button[normalize-space()='Save rate limits']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.until(
+        "the refusal of -1 next to its field",
+        "(() => { const f = document.querySelector('section[aria-labelledby=ca-limits] form'); \
+          const e = f && f.querySelector('.error:not([hidden])'); \
+          return e && e.textContent.includes('must be a whole number from 0') && e.textContent.includes('-1') \
+            && f.querySelector('[name=acme_orders_per_account_per_hour][aria-invalid=true]'); })()",
+    )
+    .await;
+    let shown = b
+        .js("return document.querySelector('section[aria-labelledby=ca-limits] .error:not([hidden])').textContent")
+        .await;
+    assert!(!shown.as_str().unwrap().contains("u32"), "{shown}");
     b.fill(
         "section[aria-labelledby=ca-limits] [name=acme_orders_per_account_per_hour]",
         "7",

@@ -199,6 +199,17 @@ impl MasterKey {
         Ok((Self::from_bytes(bytes.as_ref())?, true))
     }
 
+    /// The key's public fingerprint (16 hex characters): tells master keys apart in
+    /// messages and in the database without revealing anything of the key.
+    pub fn id(&self) -> String {
+        hex::encode(&self.derive("vellum master key id v1")[..8])
+    }
+
+    /// The key as the text of a `master.key` file (64 hex characters).
+    pub fn to_text(&self) -> Zeroizing<String> {
+        Zeroizing::new(hex::encode(self.raw.as_ref()))
+    }
+
     /// A 256-bit key for another purpose, derived as HMAC-SHA-256(master, label): the
     /// same on every replica that shares the master key.
     pub fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {

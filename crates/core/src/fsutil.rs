@@ -30,6 +30,18 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Creates the new file `path` readable by the owner only (0600); an error if it exists.
+pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+}
+
 /// Creates `dir` (and missing parents) readable by the owner only (0700). An existing
 /// directory keeps its mode; one that others can enter gets a warning in the log, since
 /// it holds the database and the keys' master key.

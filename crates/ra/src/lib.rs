@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod acme;
+pub mod backup;
 pub mod bulk;
 pub mod console;
 pub mod crl;
@@ -28,6 +29,7 @@ pub mod ratelimit;
 pub mod record;
 pub mod renew;
 pub mod revoke;
+pub mod rotate;
 pub mod share;
 pub mod spec;
 pub mod sync;

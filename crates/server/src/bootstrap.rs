@@ -53,6 +53,7 @@ pub async fn prepare(config: Config, clock: Clock) -> Result<(App, Paths)> {
     )?;
     let store = Store::connect(&config.database_url(), config.limits.db_connections).await?;
     let _lock = store.bootstrap_lock().await?;
+    ra::backup::check_master_key(&store, &master).await?;
 
     let mut conn = store.reader().acquire().await?;
     let tenant = match tenants::find_tenant(&mut conn, "default").await? {
@@ -152,7 +153,8 @@ async fn ensure_admin_token(app: &App, paths: &Paths) -> Result<()> {
         id: uuid::Uuid::now_v7().to_string(),
         tenant_id: app.defaults.tenant_id.clone(),
         role: vellum_core::status::Role::Super,
-        name: format!("bootstrap super-admin ({})", paths.admin_token.display()),
+        // A plain name: the console's header shows it (the file's path is in the log).
+        name: "bootstrap super-admin".to_string(),
         created_at: vellum_core::time::now(),
         revoked_at: None,
     };

@@ -332,11 +332,6 @@ pub(crate) async fn page(
         };
         q_common = n >= WINDOW / 200;
     }
-    let q_index = if q_common {
-        QIndex::Skip
-    } else {
-        QIndex::Whole
-    };
     // The rest of the page, driven by an index when one helps: after the window, or from
     // the cursor when no window was walked.
     let (beyond, from) = if within.is_some() {
@@ -349,25 +344,15 @@ pub(crate) async fn page(
     let need = limit - rows.len() as i64;
     rows.extend(
         driven(
-            conn, inv, tenant_id, &beyond, c, &from, &q_index, columns, need,
+            conn, inv, tenant_id, &beyond, c, &from, q_common, columns, need,
         )
         .await?,
     );
     Ok(rows)
 }
 
-/// Whether `q`'s index is asked (SQLite then picks which of its windows in
-/// [`fts_rowids`]).
-#[derive(Debug)]
-enum QIndex {
-    /// `q` is common in the window: its index is not asked.
-    Skip,
-    /// The index is asked.
-    Whole,
-}
-
 /// The first `limit` rows matching `w` with ids after `after`, driven as [`driver`]
-/// decides (`q_index`: how `q`'s index is asked).
+/// decides (`skip_q`: `q` is common in the window, so its index is not asked).
 #[allow(clippy::too_many_arguments)]
 async fn driven(
     conn: &mut Conn,
@@ -376,12 +361,12 @@ async fn driven(
     w: &Where,
     c: &Common<'_>,
     after: &str,
-    q_index: &QIndex,
+    skip_q: bool,
     columns: &str,
     limit: i64,
 ) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
-    match driver(conn, inv, tenant_id, c, after, q_index).await? {
+    match driver(conn, inv, tenant_id, c, after, skip_q).await? {
         Driver::Walk => {
             let (sql, args) = w.select(columns, inv.table, limit);
             rows = bound(&sql, &args).fetch_all(conn).await?;
@@ -456,9 +441,8 @@ async fn driver(
     tenant_id: &str,
     c: &Common<'_>,
     after: &str,
-    q_index: &QIndex,
+    skip_q: bool,
 ) -> Result<Driver> {
-    let skip_q = matches!(q_index, QIndex::Skip);
     if let Some(q) = c.q.map(str::to_ascii_lowercase).filter(|_| !skip_q) {
         if q.chars().count() >= MIN_INDEXED_Q {
             let found = if conn.backend_name() == "SQLite" {

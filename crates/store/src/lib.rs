@@ -16,6 +16,7 @@
 pub mod acme;
 pub mod acme_sets;
 pub mod audit;
+pub mod backup;
 pub mod batch;
 pub mod cache;
 pub mod cas;

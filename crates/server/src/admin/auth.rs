@@ -51,6 +51,17 @@ pub struct Principal {
     pub source_ip: Option<String>,
     /// Where a refusal is noted for the audit layer (`audit::audit_refusals`).
     refusals: Option<RefusalHook>,
+    /// The console session the request came with (none for a bearer token).
+    pub console: Option<ConsoleSession>,
+}
+
+/// The console session a request authenticated with.
+#[derive(Debug, Clone)]
+pub struct ConsoleSession {
+    /// The cookie's value (the session's secret; only its hash is stored).
+    pub secret: String,
+    /// When it ends, Unix seconds.
+    pub expires_at: i64,
 }
 
 /// The request's [`RefusalSlot`] and the app the audit layer writes with.
@@ -114,6 +125,7 @@ impl Principal {
             tenant_id: token.tenant_id.clone(),
             source_ip,
             refusals: None,
+            console: None,
         }
     }
 
@@ -171,6 +183,7 @@ impl FromRequestParts<Arc<App>> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Problem> {
         let remote_ip = parts.extensions.get::<RemoteAddr>().map(|r| r.0.ip());
+        let mut console = None;
         let token = match parts.headers.get(AUTHORIZATION) {
             Some(header) => {
                 let value = header
@@ -187,7 +200,11 @@ impl FromRequestParts<Arc<App>> for Principal {
                 authenticate_token(app, secret, remote_ip).await?
             }
             None => match crate::console::session_cookie(&parts.headers) {
-                Some(secret) => console_token(app, parts, &secret).await?,
+                Some(secret) => {
+                    let (token, expires_at) = console_token(app, parts, &secret).await?;
+                    console = Some(ConsoleSession { secret, expires_at });
+                    token
+                }
                 None => {
                     return Err(Error::Unauthorized(
                         "missing Authorization: Bearer <token> header".into(),
@@ -216,6 +233,7 @@ impl FromRequestParts<Arc<App>> for Principal {
                     slot: slot.clone(),
                     app: app.clone(),
                 }),
+            console,
         };
         if let Some(h) = parts.headers.get("x-vellum-tenant") {
             let wanted = h
@@ -244,9 +262,14 @@ impl FromRequestParts<Arc<App>> for Principal {
     }
 }
 
-/// The token behind the console session of cookie value `secret`. A request that changes
-/// anything must carry the session's `X-CSRF-Token` (`ra::console`).
-async fn console_token(app: &App, parts: &Parts, secret: &str) -> Result<Arc<tenants::Token>> {
+/// The token behind the console session of cookie value `secret`, and when the session
+/// ends. A request that changes anything must carry the session's `X-CSRF-Token`
+/// (`ra::console`).
+async fn console_token(
+    app: &App,
+    parts: &Parts,
+    secret: &str,
+) -> Result<(Arc<tenants::Token>, i64)> {
     let session = ra::console::resume(app, secret).await?.ok_or_else(|| {
         Error::Unauthorized("the console session has ended; sign in again".into())
     })?;
@@ -263,11 +286,12 @@ async fn console_token(app: &App, parts: &Parts, secret: &str) -> Result<Arc<ten
             ));
         }
     }
-    live_token(app, &session.token_hash).await.map_err(|_| {
+    let token = live_token(app, &session.token_hash).await.map_err(|_| {
         Error::Unauthorized(
             "the API token this console session signed in with was revoked; sign in again".into(),
         )
-    })
+    })?;
+    Ok((token, session.expires_at))
 }
 
 /// The live token `secret`. Unknown tokens are counted per source IP; while the IP is

@@ -98,7 +98,7 @@ fn refuse_nul(bytes: &[u8]) -> Result<(), Error> {
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     refuse_nul(bytes)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = deserialize(de)?;
+    let value = deserialize(de, bytes)?;
     // One JSON value and nothing after it but whitespace: `{…} garbage` or `{…} {…}` is
     // not a JSON document.
     de.end().map_err(|e| Error::BadRequest {
@@ -110,11 +110,20 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
 
 fn deserialize<'de, T: DeserializeOwned>(
     de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+    bytes: &[u8],
 ) -> Result<T, Error> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
+        if (inner.is_syntax() || inner.is_eof())
+            && path != "."
+            && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+        {
+            // Valid JSON that serde_json reports as a syntax error: a number or a list
+            // where a choice's name was expected.
+            return Error::invalid(path, "must be one of the names this field accepts, as text");
+        }
         if inner.is_syntax() || inner.is_eof() {
             return Error::BadRequest {
                 field: None,
@@ -140,9 +149,105 @@ fn deserialize<'de, T: DeserializeOwned>(
         } else {
             path
         };
-        let detail = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        Error::invalid(field, detail)
+        let detail = msg.split(" at line ").next().unwrap_or(&msg);
+        Error::invalid(field, in_words(detail))
     })
+}
+
+/// serde's shape errors ("invalid value: integer `-1`, expected u32") in words a person
+/// reads ("must be a whole number from 0 to 4294967295, not -1"). Messages of Vellum's own
+/// deserializers are already in words and pass through.
+fn in_words(msg: &str) -> String {
+    if msg.starts_with("missing field `") {
+        return "is required".into();
+    }
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        return match rest.split_once(", expected ") {
+            Some((_, fields)) => format!(
+                "\"{name}\" is not a field here; the fields are {}",
+                fields.trim_start_matches("one of ").replace('`', "")
+            ),
+            None => format!("\"{name}\" is not a field here; this object takes no fields"),
+        };
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        return match rest.split_once(", expected ") {
+            Some((_, values)) => format!(
+                "must be {}, not \"{name}\"",
+                values
+                    .trim_start_matches("`")
+                    .trim_end_matches('`')
+                    .replace("`, `", ", ")
+                    .replace('`', "")
+            ),
+            None => format!("\"{name}\" is not accepted here"),
+        };
+    }
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            if let Some((got, expected)) = rest.rsplit_once(", expected ") {
+                return format!(
+                    "must be {}, not {}",
+                    expected_words(expected),
+                    got_words(got)
+                );
+            }
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("invalid length ") {
+        if let Some((n, expected)) = rest.split_once(", expected ") {
+            return format!("must hold {expected}, not {n} items");
+        }
+    }
+    msg.to_string()
+}
+
+/// What serde expected, in words.
+fn expected_words(expected: &str) -> String {
+    let unsigned = |max: u64| format!("a whole number from 0 to {max}");
+    match expected {
+        "u8" => unsigned(u8::MAX.into()),
+        "u16" => unsigned(u16::MAX.into()),
+        "u32" => unsigned(u32::MAX.into()),
+        "u64" | "usize" => unsigned(u64::MAX),
+        "i8" | "i16" | "i32" | "i64" | "isize" | "i128" | "u128" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" => "true or false".into(),
+        "a string" | "a borrowed string" | "string" | "a string or bytes" => {
+            "text (a JSON string)".into()
+        }
+        "a character" => "a single character".into(),
+        "a sequence" => "a list (a JSON array)".into(),
+        "a map" => "an object".into(),
+        "unit" => "null".into(),
+        "variant identifier" | "enum" => "one of the names this field accepts".into(),
+        e if e.starts_with("struct ") || e.starts_with("a map") => "an object".into(),
+        e if e.starts_with("a sequence") || e.starts_with("an array") => {
+            "a list (a JSON array)".into()
+        }
+        e => e.replace('`', ""),
+    }
+}
+
+/// What serde got, in words (`integer `-1`` → `-1`, `map` → `an object`).
+fn got_words(got: &str) -> String {
+    for kind in ["integer ", "floating point ", "boolean ", "character "] {
+        if let Some(v) = got.strip_prefix(kind) {
+            return v.trim_matches('`').to_string();
+        }
+    }
+    if let Some(v) = got.strip_prefix("string ") {
+        return format!("the text {v}");
+    }
+    match got {
+        "map" => "an object".into(),
+        "sequence" => "a list".into(),
+        "null" | "unit value" | "unit" => "null".into(),
+        "string" => "text".into(),
+        g => g.replace('`', ""),
+    }
 }
 
 async fn body_bytes(req: Request, app: &Arc<App>) -> Result<(bool, Bytes), Error> {
@@ -298,5 +403,88 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
                 .unwrap_or_else(|| "query".into());
             Problem(Error::invalid(field, format!("query string: {msg}")))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Limits {
+        per_minute: u32,
+        enabled: Option<bool>,
+        name: Option<String>,
+        kind: Option<Kind>,
+        sans: Option<Vec<String>>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Kind {
+        Root,
+        Intermediate,
+    }
+
+    fn refusal(body: &str) -> (String, String) {
+        match parse::<Limits>(body.as_bytes()) {
+            Err(Error::Invalid { field, detail }) => (field, detail),
+            other => panic!("expected a 422, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shape_errors_name_the_field_in_words() {
+        let (field, detail) = refusal(r#"{"per_minute": -1}"#);
+        assert_eq!(field, "per_minute");
+        assert_eq!(
+            detail,
+            "must be a whole number from 0 to 4294967295, not -1"
+        );
+        let (field, detail) = refusal(r#"{"per_minute": "ten"}"#);
+        assert_eq!(field, "per_minute");
+        assert_eq!(
+            detail,
+            r#"must be a whole number from 0 to 4294967295, not the text "ten""#
+        );
+        let (_, detail) = refusal(r#"{"per_minute": 1, "enabled": "yes"}"#);
+        assert_eq!(detail, r#"must be true or false, not the text "yes""#);
+        let (_, detail) = refusal(r#"{"per_minute": 1, "name": 7}"#);
+        assert_eq!(detail, "must be text (a JSON string), not 7");
+        let (field, detail) = refusal(r#"{"per_minute": 1, "kind": "leaf"}"#);
+        assert_eq!(field, "kind");
+        assert_eq!(detail, r#"must be root or intermediate, not "leaf""#);
+        let (_, detail) = refusal(r#"{"per_minute": 1, "sans": {}}"#);
+        assert_eq!(detail, "must be a list (a JSON array), not an object");
+        let (field, detail) = refusal(r#"{}"#);
+        assert_eq!(
+            (field.as_str(), detail.as_str()),
+            ("per_minute", "is required")
+        );
+        let (field, detail) = refusal(r#"{"per_minute": 1, "colour": 1}"#);
+        assert_eq!(field, "colour");
+        assert!(
+            detail.starts_with(r#""colour" is not a field here; the fields are per_minute, "#),
+            "{detail}"
+        );
+        let (field, detail) = refusal(r#"{"per_minute": 1, "kind": 3}"#);
+        assert_eq!(field, "kind");
+        assert_eq!(
+            detail,
+            "must be one of the names this field accepts, as text"
+        );
+        for body in [
+            r#"{"per_minute": -1}"#,
+            r#"{"per_minute": 1, "kind": 3}"#,
+            r#"[]"#,
+        ] {
+            let (_, detail) = refusal(body);
+            assert!(
+                !detail.contains('`') && !detail.contains("u32"),
+                "{body}: {detail}"
+            );
+        }
     }
 }

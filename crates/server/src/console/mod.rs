@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::admin::audit::record;
-use crate::admin::auth::{authenticate_token, Principal};
+use crate::admin::auth::{authenticate_token, ConsoleSession, Principal};
 use crate::admin::json::{rfc3339, Json};
 use crate::listener::RemoteAddr;
 use crate::problem::ApiResult;
@@ -167,32 +167,26 @@ async fn sign_in(
     Ok(r)
 }
 
+/// The console session a request authenticated with (401 for a bearer token or none).
+fn console_session(who: &Principal) -> Result<&ConsoleSession, Error> {
+    who.console
+        .as_ref()
+        .ok_or_else(|| Error::Unauthorized("not signed in to the console".into()))
+}
+
 /// `GET /console/session`: who the session is, and its CSRF token (401 when none).
-async fn session(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    who: Principal,
-) -> ApiResult<Response> {
-    let secret = session_cookie(&headers)
-        .ok_or_else(|| Error::Unauthorized("not signed in to the console".into()))?;
-    let s = ra::console::resume(&app, &secret)
-        .await?
-        .ok_or_else(|| Error::Unauthorized("the console session has ended".into()))?;
-    let mut r = axum::Json(session_json(&who, &secret, s.expires_at)).into_response();
+async fn session(who: Principal) -> ApiResult<Response> {
+    let s = console_session(&who)?;
+    let mut r = axum::Json(session_json(&who, &s.secret, s.expires_at)).into_response();
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
 }
 
 /// `DELETE /console/session`: signs out (CSRF-checked like every state change).
-async fn sign_out(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    who: Principal,
-) -> ApiResult<Response> {
-    let secret = session_cookie(&headers)
-        .ok_or_else(|| Error::Unauthorized("not signed in to the console".into()))?;
-    let res = ra::console::close(&app, &secret).await;
+async fn sign_out(State(app): State<Arc<App>>, who: Principal) -> ApiResult<Response> {
+    let secret = &console_session(&who)?.secret;
+    let res = ra::console::close(&app, secret).await;
     record(&app, &who, "console.sign_out", Some(&who.token_id), &res).await;
     res?;
     let mut r = StatusCode::NO_CONTENT.into_response();

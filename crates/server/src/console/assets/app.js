@@ -46,13 +46,26 @@ const main = () => $('#main');
 let uid = 0;
 const nextId = (p) => `${p}-${++uid}`;
 
+// One message at a time: a stack of them covered forms' buttons.
 function toast(msg) {
-  const box = $('#toast');
   const m = h('div', { class: 'msg' }, msg);
-  box.append(m);
-  while (box.children.length > 3) box.firstChild.remove();
+  $('#toast').replaceChildren(m);
   setTimeout(() => m.remove(), 5000);
 }
+
+// On a phone, table rows are drawn as cards (app.css): each cell is prefixed with its
+// column's heading, taken from the table's head whenever rows are drawn.
+function labelCells() {
+  for (const t of document.querySelectorAll('.table-wrap table')) {
+    const heads = Array.from(t.querySelectorAll('thead th'), (th) => th.textContent.trim());
+    for (const tr of t.querySelectorAll('tbody tr')) {
+      Array.from(tr.children).forEach((td, i) => {
+        if (heads[i] && td.dataset.label !== heads[i]) td.dataset.label = heads[i];
+      });
+    }
+  }
+}
+new MutationObserver(labelCells).observe(document.documentElement, { childList: true, subtree: true });
 function date(v) { return v ? String(v).slice(0, 10) : '—'; }
 function badge(status) { return h('span', { class: `badge status-${status}` }, status); }
 
