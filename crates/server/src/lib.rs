@@ -14,6 +14,7 @@ pub mod crl;
 pub mod est;
 pub mod layers;
 pub mod listener;
+pub mod metrics;
 pub mod notify_job;
 pub mod problem;
 pub mod search_job;
