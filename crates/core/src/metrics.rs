@@ -509,6 +509,25 @@ mod tests {
         assert_eq!(status_class_index(503), 3);
     }
 
+    /// What one admin issuance records, timed alone (`cargo test --release -p vellum-core
+    /// -- --ignored metrics_cost_per_issuance --nocapture`; see docs/PERFORMANCE.md).
+    #[test]
+    #[ignore]
+    fn metrics_cost_per_issuance() {
+        let sizes = group_commit_sizes("vellum-recorder");
+        let n = 1_000_000u32;
+        let started = std::time::Instant::now();
+        for i in 0..n {
+            let took = Duration::from_micros(u64::from(i % 5000));
+            issuance(Door::Admin, Some("01a2-bench-ca"), IssueOutcome::Issued);
+            http_request(RouteFamily::Admin, 201, took);
+            db_transaction(true, took);
+            sizes.observe(8);
+        }
+        let per = started.elapsed() / n;
+        println!("metrics recorded per issuance: {per:?}");
+    }
+
     #[test]
     fn the_exposition_carries_counters_and_scrape_gauges() {
         issuance(Door::Est, Some("ca-unit"), IssueOutcome::RefusedQuota);
