@@ -7,11 +7,12 @@
 # then admin apply with CSRs (`vellum-load --mode csr`, c=64) and EST simpleenroll
 # (`vellum-est-load`, c=32), REQUESTS each (default 10000, 500 warm-up); prints the rates
 # and the server's CPU (user + system, from /proc/<pid>/stat) per certificate.
-# Uses 127.0.0.1:19443/19080.
+# Uses 127.0.0.1:19443/19080 (AB_HTTPS_PORT / AB_HTTP_PORT change them).
 set -u
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: $0 VELLUM_A VELLUM_B [ROUNDS]" >&2; exit 2; }
 A=$1 B=$2 ROUNDS=${3:-3} N=${REQUESTS:-10000}
+HP=${AB_HTTPS_PORT:-19443} PP=${AB_HTTP_PORT:-19080}
 WORK=$(mktemp -d /tmp/vellum-issue-ab.XXXXXX)
 PID=
 TCK=$(getconf CLK_TCK)
@@ -24,17 +25,17 @@ for r in $(seq 1 "$ROUNDS"); do
     bin=${!side}
     # One data directory per side and round (binaries often share a basename: "vellum").
     d="$WORK/r$r-$side"; mkdir -p "$d"
-    VELLUM_DATA_DIR=$d VELLUM_LISTEN_HTTPS=127.0.0.1:19443 VELLUM_LISTEN_HTTP=127.0.0.1:19080 \
+    VELLUM_DATA_DIR=$d VELLUM_LISTEN_HTTPS=127.0.0.1:$HP VELLUM_LISTEN_HTTP=127.0.0.1:$PP \
     VELLUM_LOG_LEVEL=warn "$bin" serve > "$d.log" 2>&1 &
     PID=$!
-    for _ in $(seq 1 150); do curl -sk https://127.0.0.1:19443/healthz >/dev/null && break; sleep 0.2; done
-    target/release/vellum-load --url https://localhost:19443 --data-dir "$d" --quota $((3 * N + 5000)) \
+    for _ in $(seq 1 150); do curl -sk https://127.0.0.1:$HP/healthz >/dev/null && break; sleep 0.2; done
+    target/release/vellum-load --url https://localhost:$HP --data-dir "$d" --quota $((3 * N + 5000)) \
       --requests 10 --concurrency 1 >/dev/null 2>&1
     before=$(ticks)
-    admin=$(target/release/vellum-load --url https://localhost:19443 --data-dir "$d" --mode csr \
+    admin=$(target/release/vellum-load --url https://localhost:$HP --data-dir "$d" --mode csr \
       --concurrency 64 --requests "$N" --warmup 500 2>&1 | grep -o 'certificates/s: *[0-9.]*' | grep -o '[0-9.]*$')/s
     mid=$(ticks)
-    est=$(target/release/vellum-est-load --url https://localhost:19443 --data-dir "$d" \
+    est=$(target/release/vellum-est-load --url https://localhost:$HP --data-dir "$d" \
       --concurrency 32 --requests "$N" --warmup 500 2>&1 | grep -o 'enrollments/s: *[0-9.]*' | grep -o '[0-9.]*$')/s
     after=$(ticks)
     echo "round $r $bin: admin csr $admin, server CPU $(per_cert $((mid - before)) $((N + 500))) ms/cert;" \

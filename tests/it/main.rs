@@ -25,6 +25,7 @@ mod installation;
 mod inventory;
 mod inventory_lifecycle;
 mod managed;
+mod metrics;
 mod notifications;
 mod ocsp;
 mod pending;

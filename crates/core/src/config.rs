@@ -63,6 +63,9 @@ pub const KEYS: &[&str] = &[
     "notifications.lease_secs",
     "notifications.default_quota",
     "notifications.extra_roots_file",
+    "metrics.enabled",
+    "metrics.listen",
+    "metrics.bearer_token_file",
 ];
 
 /// The whole server configuration, after file and environment were merged.
@@ -120,6 +123,35 @@ pub struct Config {
     /// Notifications: scheduler, delivery, where channels may connect.
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    /// `GET /metrics` (Prometheus): where it is served and who may read it.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `GET /metrics`: on the plain-HTTP listener by default; `listen` moves it to a listener
+/// of its own (and off the plain-HTTP one), `bearer_token_file` requires
+/// `Authorization: Bearer <the file's content>`, `enabled = false` answers 404.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Whether `/metrics` is served at all (default true).
+    pub enabled: bool,
+    /// A listener of its own for `/metrics` (e.g. `127.0.0.1:9464`); default: the
+    /// plain-HTTP listener.
+    pub listen: Option<SocketAddr>,
+    /// A file holding the bearer token scrapers must send (surrounding whitespace is
+    /// ignored); default: none required.
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: None,
+            bearer_token_file: None,
+        }
+    }
 }
 
 /// Rate limits of the public doors, counted per replica (see `ra::ratelimit`). A limit

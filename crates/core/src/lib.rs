@@ -6,7 +6,9 @@
 //!   authorization, challenge; CA, certificate, challenge and identifier types, ACME
 //!   profiles, token roles), as enums with one spelling each;
 //! - [`time`]: Unix seconds, RFC 3339 rendering, and the clock the rules read;
-//! - [`fsutil`]: owner-only directories and files.
+//! - [`fsutil`]: owner-only directories and files;
+//! - [`metrics`]: the process's Prometheus registry (counters and histograms every layer
+//!   records into) and its text exposition.
 //!
 //! Arrows point down: front ends (`vellum-server`) → `ra` → `ca` / `va` / `store` → core.
 
@@ -15,6 +17,7 @@
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod metrics;
 pub mod status;
 pub mod time;
 

@@ -134,10 +134,19 @@ pub async fn regenerate(ra: &Authority, ca: &CaRow) -> Result<CrlRow> {
     let next_update = now + ca.crl_next_update_hours.max(1) * 3600;
     let entries_len = entries.len() as i64;
     let der = tokio::task::spawn_blocking(move || {
-        signer_crl::sign(&signer, number, now, next_update, &entries)
+        let started = std::time::Instant::now();
+        let der = signer_crl::sign(&signer, number, now, next_update, &entries);
+        (der, started.elapsed())
     })
     .await
-    .map_err(Error::internal)??;
+    .map_err(Error::internal)?;
+    let der = match der {
+        (Ok(der), took) => {
+            vellum_core::metrics::crl_signed(&ca.id, took);
+            der
+        }
+        (Err(e), _) => return Err(e),
+    };
     let row = CrlRow {
         ca_id: ca.id.clone(),
         crl_number: number,

@@ -307,11 +307,48 @@ fn email_problem(e: &str) -> Option<String> {
     names::dns_name_problem(domain).map(|why| format!("has a domain that {why}"))
 }
 
-/// Issues one certificate through the single path (see the module documentation).
+/// Issues one certificate through the single path (see the module documentation), and
+/// counts the request here, where every door ends (`vellum_issuances_total` by door, CA and
+/// outcome; an ACME certificate also counts its order as valid). The server's own TLS
+/// certificate is not counted: it comes through no door.
 pub async fn issue(ra: &Authority, req: IssueRequest) -> Result<Issued> {
+    use vellum_core::metrics::{self, Door, IssueOutcome};
+    let door = match req.source {
+        CertificateSource::PrivateCa => Some(Door::Admin),
+        CertificateSource::Acme => Some(Door::Acme),
+        CertificateSource::Est => Some(Door::Est),
+        CertificateSource::System => None,
+    };
+    let acme_order = matches!(
+        req.followup,
+        Some(super::record::Followup::AcmeOrderValid { .. })
+    );
+    // The CA label only once the id named an existing CA of the tenant.
+    let mut known_ca = None;
+    let res = issue_uncounted(ra, req, &mut known_ca).await;
+    if let Some(door) = door {
+        let outcome = match &res {
+            Ok(_) => IssueOutcome::Issued,
+            Err(Error::QuotaExhausted { .. }) => IssueOutcome::RefusedQuota,
+            Err(_) => IssueOutcome::RefusedOther,
+        };
+        metrics::issuance(door, known_ca.as_deref(), outcome);
+    }
+    if acme_order && res.is_ok() {
+        metrics::acme_orders(true, 1);
+    }
+    res
+}
+
+async fn issue_uncounted(
+    ra: &Authority,
+    req: IssueRequest,
+    known_ca: &mut Option<String>,
+) -> Result<Issued> {
     let now = ra.now();
     // Possibly a second old: the recorder re-checks status, key and service period.
     let ca = super::cached_ca(ra, &req.tenant_id, &req.ca_id).await?;
+    *known_ca = Some(ca.id.clone());
     check_issuer(&ca, now)?;
     let names_profile = if req.acme_names {
         LeafType::Server

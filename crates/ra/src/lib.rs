@@ -20,6 +20,7 @@ pub mod installation;
 pub mod inventory;
 pub mod issue;
 pub mod managed;
+pub mod metrics;
 pub mod names;
 pub mod notify;
 pub mod ocsp;

@@ -308,6 +308,7 @@ fn sign(
     now: i64,
 ) -> Result<Answer> {
     let next_update = now + responder.ca.ocsp_validity_hours.max(1) * 3600;
+    let started = std::time::Instant::now();
     let der = asn1::sign_response(
         responder.key(),
         &asn1::ResponseSpec {
@@ -318,6 +319,7 @@ fn sign(
             nonce,
         },
     )?;
+    vellum_core::metrics::ocsp_signed(&responder.ca.id, started.elapsed());
     Ok(Answer::new(
         der,
         now,

@@ -1,5 +1,6 @@
-//! The tower stack every request passes: tracing, draining of unread request bodies,
-//! timeout, concurrency limit, body limit, and problem bodies for bare 405s.
+//! The tower stack every request passes: tracing, the request-duration histogram,
+//! draining of unread request bodies, timeout, concurrency limit, body limit, and problem
+//! bodies for bare 405s.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +22,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use vellum_core::config::Limits;
+use vellum_core::metrics::RouteFamily;
 
 /// How long an answer waits at most for the unread rest of its request's body.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
@@ -136,8 +138,18 @@ fn problem_for_bare_405(resp: Response) -> Response {
 
 /// The edge's per-request fixes, in one middleware: [`nul_in_url`] before the request
 /// goes on; [`drain_unread_body`] around it; [`problem_for_bare_405`] and
-/// [`close_after_too_large`] on the answer.
+/// [`close_after_too_large`] on the answer. The same middleware times the request for
+/// `vellum_http_request_duration_seconds` (route family by path prefix, status class):
+/// outside the timeout and the concurrency limit, so waits and 408s are counted too.
 async fn fixups(State(drain): State<Drain>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let family = RouteFamily::of_path(req.uri().path());
+    let resp = fixed(drain, req, next).await;
+    vellum_core::metrics::http_request(family, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+async fn fixed(drain: Drain, req: Request, next: Next) -> Response {
     if let Some(mut refused) = nul_in_url(req.uri()) {
         let http1 = req.version() < Version::HTTP_2;
         let body = req.into_body();

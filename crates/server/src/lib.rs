@@ -15,6 +15,7 @@ pub mod est;
 pub mod layers;
 pub mod listener;
 pub mod maintenance;
+pub mod metrics;
 pub mod notify_job;
 pub mod problem;
 pub mod search_job;

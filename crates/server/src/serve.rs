@@ -26,6 +26,8 @@ pub struct Running {
     pub https_addr: SocketAddr,
     /// Bound HTTP address.
     pub http_addr: SocketAddr,
+    /// Bound address of the metrics listener (`metrics.listen`), when it has its own.
+    pub metrics_addr: Option<SocketAddr>,
     /// Files written by the bootstrap.
     pub paths: Paths,
     shutdown: watch::Sender<bool>,
@@ -65,6 +67,18 @@ pub async fn start_with_clock(
     let http = TcpListener::bind(config.listen_http)
         .await
         .map_err(|e| Error::config(format!("binding HTTP listener {}: {e}", config.listen_http)))?;
+    let metrics_listener = match (config.metrics.enabled, config.metrics.listen) {
+        (true, Some(addr)) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::config(format!("binding metrics listener {addr}: {e}")))?,
+        ),
+        _ => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr().map_err(Error::internal)?),
+        None => None,
+    };
     let https_addr = https.local_addr().map_err(Error::internal)?;
     let http_addr = http.local_addr().map_err(Error::internal)?;
     config.listen_https = https_addr;
@@ -77,11 +91,23 @@ pub async fn start_with_clock(
 
     let limits = app.config.limits.clone();
     let https_router = layers::edge(https_routes(app.clone()), &limits);
-    let http_router = layers::edge(http_routes(app.clone()), &limits);
+    let mut http_routes = http_routes(app.clone());
+    let metrics_routes = if app.config.metrics.enabled {
+        Some(crate::metrics::router(app.clone())?)
+    } else {
+        None
+    };
+    let mut metrics_router = None;
+    match (metrics_routes, metrics_listener) {
+        (Some(r), Some(l)) => metrics_router = Some((layers::edge(r, &limits), l)),
+        (Some(r), None) => http_routes = http_routes.merge(r),
+        (None, _) => {}
+    }
+    let http_router = layers::edge(http_routes, &limits);
 
     let header_case = Arc::new(listener::canonical_header_case().await);
     let (tx, rx) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(listener::serve(
             https,
             Some(tls),
@@ -95,19 +121,30 @@ pub async fn start_with_clock(
             None,
             http_router,
             limits,
-            header_case,
+            header_case.clone(),
             rx.clone(),
         )),
         tokio::spawn(crate::crl::job::run(app.clone(), rx.clone())),
         tokio::spawn(crate::crl::ocsp::poll(app.clone(), rx.clone())),
         tokio::spawn(crate::notify_job::schedule(app.clone(), rx.clone())),
         tokio::spawn(crate::notify_job::deliver(app.clone(), rx.clone())),
-        tokio::spawn(crate::search_job::run(app.clone(), rx)),
+        tokio::spawn(crate::search_job::run(app.clone(), rx.clone())),
     ];
+    if let Some((router, listener)) = metrics_router {
+        tasks.push(tokio::spawn(listener::serve(
+            listener,
+            None,
+            router,
+            app.config.limits.clone(),
+            header_case.clone(),
+            rx,
+        )));
+    }
     Ok(Running {
         app,
         https_addr,
         http_addr,
+        metrics_addr,
         paths,
         shutdown: tx,
         tasks,
@@ -158,6 +195,14 @@ pub async fn run(config: Config) -> Result<()> {
     );
     println!("  HTTPS (admin API):      {}", app.config.public_url());
     println!("  HTTP (CRLs, CA certs):  {}", app.config.public_http_url());
+    match (app.config.metrics.enabled, running.metrics_addr) {
+        (false, _) => {}
+        (true, Some(addr)) => println!("  Metrics (Prometheus):   http://{addr}/metrics"),
+        (true, None) => println!(
+            "  Metrics (Prometheus):   {}/metrics",
+            app.config.public_http_url()
+        ),
+    }
     println!(
         "  Admin API:              {}/admin/v1",
         app.config.public_url()

@@ -496,6 +496,10 @@ pub async fn fail_orders_of_authz(
         .map(|r| r.try_get::<String, _>(0))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let error_json = error_json.to_string();
+    if to == OrderStatus::Invalid && !ids.is_empty() {
+        let n = ids.len() as u64;
+        tx.after_commit(move || vellum_core::metrics::acme_orders(false, n));
+    }
     tx.on_commit(move |r| {
         r.update_orders(&ids, |o| {
             o.status = to;

@@ -103,16 +103,21 @@ impl<W: Work> Batcher<W> {
             Backend::Postgres => COMMITTERS_POSTGRES,
         };
         let failed = |e: std::io::Error| Error::internal(format!("starting {name}: {e}"));
+        let name = name.to_string();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(failed)?;
         std::thread::Builder::new()
-            .name(name.into())
+            .name(name.clone())
             .spawn(move || {
                 runtime.block_on(async move {
+                    let sizes = vellum_core::metrics::group_commit_sizes(&name);
                     let tasks: Vec<_> = (0..committers)
-                        .map(|_| tokio::spawn(committer(store.clone(), work.clone(), rx.clone())))
+                        .map(|_| {
+                            let (store, work, rx) = (store.clone(), work.clone(), rx.clone());
+                            tokio::spawn(committer(store, work, rx, sizes.clone()))
+                        })
                         .collect();
                     for t in tasks {
                         let _ = t.await;
@@ -143,7 +148,12 @@ impl<W: Work> Batcher<W> {
     }
 }
 
-async fn committer<W: Work>(store: Store, work: Arc<W>, rx: Arc<Mutex<mpsc::Receiver<Queued<W>>>>) {
+async fn committer<W: Work>(
+    store: Store,
+    work: Arc<W>,
+    rx: Arc<Mutex<mpsc::Receiver<Queued<W>>>>,
+    sizes: vellum_core::metrics::GroupCommitSizes,
+) {
     loop {
         let mut batch = Vec::new();
         {
@@ -159,6 +169,7 @@ async fn committer<W: Work>(store: Store, work: Arc<W>, rx: Arc<Mutex<mpsc::Rece
                 }
             }
         }
+        sizes.observe(batch.len());
         commit(&store, work.as_ref(), batch).await;
     }
 }

@@ -105,6 +105,8 @@ impl Pool {
         Ok(Tx {
             conn,
             open: true,
+            started: std::time::Instant::now(),
+            after_commit: Vec::new(),
             recent: None,
             edits: Vec::new(),
             caches: None,
@@ -152,6 +154,10 @@ impl Drop for PoolConn {
 pub struct Tx {
     conn: PoolConn,
     open: bool,
+    /// When BEGIN was sent (the transaction-duration histogram of `vellum_core::metrics`).
+    started: std::time::Instant,
+    /// Run once the transaction has committed (counters of what it did).
+    after_commit: Vec<Box<dyn FnOnce() + Send>>,
     /// The in-memory copy of recent rows the commit updates (SQLite), and its edits.
     recent: Option<Arc<Recent>>,
     edits: Vec<Edit>,
@@ -205,9 +211,18 @@ impl Tx {
         self.recent.is_some()
     }
 
+    /// Runs `f` if and when this transaction commits (metrics of what it changed, so a
+    /// rolled-back or retried batch is not counted).
+    pub(crate) fn after_commit(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.after_commit.push(Box::new(f));
+    }
+
     /// Commits.
     pub async fn commit(mut self) -> Result<()> {
         self.finish(true).await?;
+        for f in std::mem::take(&mut self.after_commit) {
+            f();
+        }
         if let Some(recent) = &self.recent {
             recent.apply(std::mem::take(&mut self.edits));
         }
@@ -233,6 +248,7 @@ impl Tx {
                 .map_err(super::sql::lite_error)?,
         }
         self.open = false;
+        vellum_core::metrics::db_transaction(commit, self.started.elapsed());
         Ok(())
     }
 }
@@ -253,6 +269,7 @@ impl DerefMut for Tx {
 impl Drop for Tx {
     fn drop(&mut self) {
         if self.open {
+            vellum_core::metrics::db_transaction(false, self.started.elapsed());
             match &mut *self.conn {
                 // Queued on the connection ahead of whatever its next user sends.
                 Conn::Pg(c) => AnyTransactionManager::start_rollback(c),

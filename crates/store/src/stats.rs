@@ -50,3 +50,36 @@ pub async fn issued_per_day(
         .map(|r| Ok((r.try_get("day")?, r.try_get("source")?, r.try_get("n")?)))
         .collect()
 }
+
+/// `(id, quota_remaining)` of every enabled intermediate CA, of every tenant (the
+/// metrics scrape's gauge; one row per CA, so the scan is as small as the CA table).
+pub async fn quota_remaining(conn: &mut Conn) -> Result<Vec<(String, i64)>> {
+    let rows = query(
+        "SELECT id, quota_remaining FROM cas WHERE kind = 'intermediate' AND status = 'enabled' \
+         ORDER BY id",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("quota_remaining")?)))
+        .collect()
+}
+
+/// Live certificates (not revoked, not deleted) expiring in (`from`, `to`], counted per
+/// issuing CA, over every tenant. Driven from `tenants` so each tenant's
+/// `(tenant_id, not_after, …)` index range is read (never the whole table).
+pub async fn expiring_per_ca(conn: &mut Conn, from: i64, to: i64) -> Result<Vec<(String, i64)>> {
+    let rows = query(
+        "SELECT c.ca_id AS ca_id, COUNT(*) AS n FROM tenants t JOIN certificates c \
+         ON c.tenant_id = t.id AND c.not_after > $1 AND c.not_after <= $2 \
+         AND c.revoked_at IS NULL AND c.deleted_at IS NULL \
+         WHERE c.ca_id IS NOT NULL GROUP BY c.ca_id ORDER BY c.ca_id",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("ca_id")?, r.try_get("n")?)))
+        .collect()
+}

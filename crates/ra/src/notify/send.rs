@@ -9,6 +9,7 @@ use store::notify::{ChannelRow, Claimed, Finished};
 use tokio::task::JoinSet;
 use va::deliver::{Answer, Deliverer, SmtpTarget, SmtpTlsMode};
 use vellum_core::error::{Error, Result};
+use vellum_core::metrics::DeliveryOutcome;
 use vellum_core::status::{ChannelKind, DeliveryStatus, NotificationEvent, SmtpTls};
 
 use super::{message, payload, secret_context, Event};
@@ -192,6 +193,19 @@ pub async fn deliver(ra: &Authority, holder: &str) -> Result<usize> {
     let mut tx = ra.store.begin().await?;
     store::notify::finish(&mut tx, holder, done_at, &finished).await?;
     tx.commit().await?;
+    for ((c, _), f) in results.iter().zip(&finished) {
+        let channel = match targets.get(&c.channel_id).cloned().flatten().as_deref() {
+            Some(Target::Webhook { .. }) => "webhook",
+            Some(Target::Email { .. }) => "email",
+            None => "none",
+        };
+        let outcome = match f.status {
+            DeliveryStatus::Delivered => DeliveryOutcome::Delivered,
+            DeliveryStatus::Pending => DeliveryOutcome::Retry,
+            DeliveryStatus::Failed => DeliveryOutcome::Failed,
+        };
+        vellum_core::metrics::notification_delivery(channel, outcome);
+    }
     Ok(n)
 }
 

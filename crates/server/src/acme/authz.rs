@@ -272,6 +272,7 @@ async fn validate(
             Err(_) => {}
         }
     }
+    vellum_core::metrics::acme_validation(ch.kind.as_str(), outcome.is_ok());
     if outcome.is_err() {
         // Counted for newOrder's limit on failed validations per account and name.
         app.limits

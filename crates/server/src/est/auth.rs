@@ -320,6 +320,18 @@ pub enum Identity {
 }
 
 impl Identity {
+    /// How the client authenticated, as the metrics label it: `basic`, `account-cert` (a
+    /// certificate issued here to an EST account), `trust-anchor` (one chaining to a
+    /// configured anchor) or `renewal` (the certificate being renewed).
+    pub fn auth_kind(&self) -> &'static str {
+        match self {
+            Identity::Basic { .. } => "basic",
+            Identity::AccountCert { .. } => "account-cert",
+            Identity::Anchored { .. } => "trust-anchor",
+            Identity::Renewing { .. } => "renewal",
+        }
+    }
+
     /// The requester recorded with issued certificates and in audit events:
     /// `est:basic:<username>`, `est:cert:<serial>` (a certificate issued here) or
     /// `est:trusted:<serial>` (one chaining to a configured trust anchor).

@@ -16,6 +16,7 @@ use ra::issue::{self, IssueRequest, Issued, KeySource};
 use ra::spec::{CertSpec, SanInput};
 use store::{self, audit::AuditEvent, certificates::CertRow};
 use vellum_core::error::Error;
+use vellum_core::metrics::EstOutcome;
 use vellum_core::status::{AuditOutcome, CertificateSource};
 
 /// A request that passed the CSR rules.
@@ -260,7 +261,13 @@ pub async fn issue(
         followup: None,
         est_client: identity.est_client(),
     };
-    issue::issue(app, request).await
+    let issued = issue::issue(app, request).await;
+    let outcome = match issued {
+        Ok(_) => EstOutcome::Issued,
+        Err(_) => EstOutcome::Refused,
+    };
+    vellum_core::metrics::est_enrollment(op.name(), identity.auth_kind(), outcome);
+    issued
 }
 
 /// Records a refused enrollment of an authenticated client (successes are recorded in the
