@@ -17,6 +17,7 @@ mod certificates;
 mod console;
 mod crl;
 mod csrs;
+mod delta_crl;
 mod edge;
 mod est;
 mod hierarchy;
