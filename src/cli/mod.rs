@@ -358,6 +358,12 @@ pub(crate) enum CaCmd {
         /// Hours between thisUpdate and nextUpdate.
         #[arg(long)]
         next_update_hours: Option<i64>,
+        /// Publish delta CRLs (true) or not (false).
+        #[arg(long, action = clap::ArgAction::Set)]
+        delta_enabled: Option<bool>,
+        /// Minutes between a delta CRL's thisUpdate and nextUpdate.
+        #[arg(long)]
+        delta_interval_minutes: Option<i64>,
     },
     /// Show a CA's OCSP responder settings and delegated signer.
     Ocsp {
@@ -729,10 +735,18 @@ fn ca_request(cmd: &CaCmd) -> Result<(Method, String, Option<Value>, Shape), Cli
             id,
             enabled,
             next_update_hours,
+            delta_enabled,
+            delta_interval_minutes,
         } => {
             let mut b = json!({"enabled": enabled});
             if let Some(h) = next_update_hours {
                 b["next_update_hours"] = json!(h);
+            }
+            if let Some(d) = delta_enabled {
+                b["delta_enabled"] = json!(d);
+            }
+            if let Some(m) = delta_interval_minutes {
+                b["delta_interval_minutes"] = json!(m);
             }
             (
                 Method::PUT,

@@ -18,6 +18,7 @@ mod certificates;
 mod console;
 mod crl;
 mod csrs;
+mod delta_crl;
 mod edge;
 mod est;
 mod hierarchy;

@@ -629,3 +629,149 @@ async fn ocsp_replicas_agree_within_a_second() {
     sa.stop().await;
     sb.stop().await;
 }
+
+const TRY_LATER: &[u8] = &[0x30, 0x03, 0x0a, 0x01, 0x03];
+
+/// A DER OCSPRequest asking about two serials of one issuer (RFC 6960 allows it; RFC 5019
+/// clients send one).
+fn request_two(issuer_pem: &Path, serials: [&str; 2]) -> Vec<u8> {
+    let one = |serial: &str| {
+        let full = request(issuer_pem, serial, "sha1", None);
+        // OCSPRequest → tbsRequest → requestList → the one Request.
+        let list = yasna::parse_der(&full, |r| {
+            r.read_sequence(|r| r.next().read_sequence(|r| r.next().read_der()))
+        })
+        .unwrap();
+        yasna::parse_der(&list, |r| r.read_sequence(|r| r.next().read_der())).unwrap()
+    };
+    let (a, b) = (one(serials[0]), one(serials[1]));
+    yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_sequence(|w| {
+                w.next().write_sequence(|w| {
+                    w.next().write_der(&a);
+                    w.next().write_der(&b);
+                })
+            })
+        })
+    })
+}
+
+fn random_serial() -> String {
+    let mut b = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
+    b[0] = (b[0] & 0x7f) | 0x01;
+    hex::encode(b)
+}
+
+/// Random serials cannot make the responder sign without bound: an unknown serial is
+/// answered from memory for a minute (the same bytes, so not signed again), and what is
+/// signed on demand spends a per-CA budget (here 1 a second) beyond which unknown serials
+/// get `tryLater`, a nonce the held response without it, while known serials are answered
+/// as ever. Several CertIDs in one request are refused with malformedRequest.
+async fn on_demand_budget(s: &TestServer) {
+    let pki = Pki::new(s, "Ocsp Budget").await;
+    set_ocsp(s, &pki.inter, json!({"enabled": true})).await;
+    // The settings change is an event this replica's poll (every 200 ms) reads and then
+    // drops what it holds for the CA: let it pass before anything is held.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let issuer = pki.pem(&pki.inter);
+    let (_, known, _) = issue(s, &pki.inter, "budget.ocsp.example").await;
+    // The known serial's response is signed and held before the flood.
+    let (_, _, good) = post(s, &pki.inter, &request(&issuer, &known, "sha1", None)).await;
+    assert!(read_response(&pki, &good, &pki.inter).contains("Cert Status: good"));
+
+    let start = Instant::now();
+    let mut answered: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut refused = 0;
+    for _ in 0..30 {
+        let serial = random_serial();
+        let (st, h, der) = post(s, &pki.inter, &request(&issuer, &serial, "sha1", None)).await;
+        assert_eq!(st, StatusCode::OK);
+        if der == TRY_LATER {
+            assert_eq!(h["cache-control"], "no-store");
+            refused += 1;
+        } else {
+            let text = read_response(&pki, &der, &pki.inter);
+            assert!(text.contains("Cert Status: unknown"), "{text}");
+            answered.push((serial, der));
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    assert!(
+        refused > 0,
+        "30 random serials at 1 signing a second: some tryLater"
+    );
+    assert!(
+        (answered.len() as f64) <= 2.0 + elapsed,
+        "{} signed in {elapsed:.2} s with a budget of 1 a second",
+        answered.len()
+    );
+    // An unknown serial answered before is answered again with the same bytes (held in
+    // memory, not re-signed: ECDSA signatures differ each time), budget or not.
+    let (serial, first) = answered.last().cloned().expect("one answered");
+    let (_, _, again) = post(s, &pki.inter, &request(&issuer, &serial, "sha1", None)).await;
+    assert_eq!(again, first, "the unknown answer is held");
+    // Spend what refilled, then: the known serial is still answered, and a nonce gets the
+    // held response without the nonce.
+    while post(
+        s,
+        &pki.inter,
+        &request(&issuer, &random_serial(), "sha1", None),
+    )
+    .await
+    .2 != TRY_LATER
+    {}
+    let (_, _, der) = post(s, &pki.inter, &request(&issuer, &known, "sha1", None)).await;
+    assert_eq!(der, good, "the held good response");
+    let nonce = [0x5au8; 16];
+    let (_, _, der) = post(
+        s,
+        &pki.inter,
+        &request(&issuer, &known, "sha1", Some(&nonce)),
+    )
+    .await;
+    let text = read_response(&pki, &der, &pki.inter);
+    assert!(text.contains("Cert Status: good"), "{text}");
+    if !der.windows(nonce.len()).any(|w| w == nonce) {
+        assert_eq!(der, good, "over the budget: the held response, no nonce");
+    }
+    // The budget refills.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_, _, der) = post(
+        s,
+        &pki.inter,
+        &request(&issuer, &random_serial(), "sha1", None),
+    )
+    .await;
+    assert_ne!(
+        der, TRY_LATER,
+        "a second later, a new unknown serial is signed"
+    );
+
+    // Two CertIDs in one request: malformedRequest (one per request, RFC 5019 §2.1.1).
+    let (_, _, der) = post(s, &pki.inter, &request_two(&issuer, [&known, &serial])).await;
+    assert_eq!(der, MALFORMED);
+}
+
+mod ocsp_on_demand_signings_have_a_budget {
+    const ENV: &[(&str, &str)] = &[("VELLUM_RATE_LIMITS_OCSP_ON_DEMAND_SIGNINGS_PER_SECOND", "1")];
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        let s = crate::common::TestServer::start_with(crate::common::Backend::Sqlite, ENV).await;
+        super::on_demand_budget(&s).await;
+        s.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        if crate::common::pg_url().is_none() {
+            eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+            return;
+        }
+        let s = crate::common::TestServer::start_with(crate::common::Backend::Postgres, ENV).await;
+        super::on_demand_budget(&s).await;
+        s.stop().await;
+    }
+}

@@ -317,7 +317,7 @@ impl WriteGTime for yasna::DERWriter<'_> {
 }
 
 /// The DER AlgorithmIdentifier of the signature `key` makes.
-fn signature_algorithm(key: &KeyPair) -> Result<Vec<u8>> {
+pub(crate) fn signature_algorithm(key: &KeyPair) -> Result<Vec<u8>> {
     let alg = key.algorithm();
     let (oid, null): (&[u64], bool) = if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
         (&[1, 2, 840, 10045, 4, 3, 2], false)
@@ -333,7 +333,7 @@ fn signature_algorithm(key: &KeyPair) -> Result<Vec<u8>> {
         (&[1, 2, 840, 113549, 1, 1, 13], true)
     } else {
         return Err(Error::internal(format!(
-            "no OCSP signature algorithm for key algorithm {alg:?}"
+            "no signature algorithm for key algorithm {alg:?}"
         )));
     };
     Ok(yasna::construct_der(|w| {

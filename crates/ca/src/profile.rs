@@ -91,6 +91,8 @@ pub fn random_serial() -> (SerialNumber, String) {
 pub struct PublicationUrls {
     /// `…/crl/{id}.crl`.
     pub crl: String,
+    /// `…/crl/{id}-delta.crl` (the delta CRL, when the CA publishes them).
+    pub delta_crl: String,
     /// `…/ca/{id}.crt`.
     pub certificate: String,
     /// `…/ocsp/{id}` (the OCSP responder of the CA).
@@ -102,6 +104,7 @@ impl PublicationUrls {
     pub fn for_ca(http_base: &str, ca_id: &str) -> PublicationUrls {
         PublicationUrls {
             crl: format!("{http_base}/crl/{ca_id}.crl"),
+            delta_crl: format!("{http_base}/crl/{ca_id}-delta.crl"),
             certificate: format!("{http_base}/ca/{ca_id}.crt"),
             ocsp: format!("{http_base}/ocsp/{ca_id}"),
         }
@@ -282,6 +285,8 @@ pub struct LeafSpec {
     pub key_encipherment: bool,
     /// CRL distribution point, when the certificate should carry one.
     pub crl_url: Option<String>,
+    /// freshestCRL (the delta CRL's URL), when the issuer publishes delta CRLs.
+    pub freshest_crl_url: Option<String>,
     /// AIA caIssuers URL.
     pub issuer_url: Option<String>,
     /// AIA OCSP URL, when the issuer answers OCSP.
@@ -320,6 +325,12 @@ pub fn leaf(
         p.crl_distribution_points = vec![CrlDistributionPoint {
             uris: vec![url.clone()],
         }];
+    }
+    if let Some(url) = &spec.freshest_crl_url {
+        p.custom_extensions.push(CustomExtension::from_oid_content(
+            super::crl::FRESHEST_CRL_OID,
+            super::crl::freshest_crl_value(url),
+        ));
     }
     if spec.issuer_url.is_some() || spec.ocsp_url.is_some() {
         p.custom_extensions

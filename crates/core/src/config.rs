@@ -54,6 +54,7 @@ pub const KEYS: &[&str] = &[
     "rate_limits.max_keys",
     "rate_limits.argon2_workers",
     "rate_limits.argon2_queue",
+    "rate_limits.ocsp_on_demand_signings_per_second",
     "tools.installation_check_networks",
     "tools.installation_check_timeout_secs",
     "notifications.scheduler_interval_secs",
@@ -184,6 +185,11 @@ pub struct RateLimits {
     pub argon2_workers: usize,
     /// Password verifications waiting for a worker; more get 503 with Retry-After.
     pub argon2_queue: usize,
+    /// OCSP responses each CA signs per second (and at most at once) for requests no held
+    /// response answers: unknown serials not answered in the last minute, and nonces.
+    /// Beyond it an unknown serial gets `tryLater` and a nonce the held response without
+    /// it (`ra::ocsp`).
+    pub ocsp_on_demand_signings_per_second: u32,
 }
 
 impl Default for RateLimits {
@@ -200,6 +206,7 @@ impl Default for RateLimits {
             max_keys: 65_536,
             argon2_workers: 0,
             argon2_queue: 64,
+            ocsp_on_demand_signings_per_second: 100,
         }
     }
 }

@@ -1,6 +1,14 @@
 //! Keeping each CA's CRL current: regenerated when a revocation (or a settings change)
 //! made it stale, and before its nextUpdate. Numbers come from the database, so they
 //! strictly increase across restarts and replicas.
+//!
+//! Delta CRLs (RFC 5280 §5.2.4, per CA): when on, the base CRL carries freshestCRL and
+//! is re-signed on its schedule only (before its nextUpdate, or when the delta switch
+//! changed); revocations reach verifiers through the delta CRL, which lists what is
+//! revoked now and not on the current base, is re-signed when a revocation made it
+//! stale, when a new base appeared, and before its own (short) nextUpdate. Base and
+//! delta numbers come from the one `cas.crl_number` sequence, so a delta's number is
+//! above its base's and the next base's above every delta's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,13 +16,16 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 use crate::Authority;
-use ca::crl::{self as signer_crl, Entry};
-use store::{self, cas::CaRow, crls::CrlRow};
+use ca::crl::{self as signer_crl, Entry, Kind};
+use ca::profile::PublicationUrls;
+use store::{self, cas::CaRow, crls::CrlRow, crls::DeltaRow};
 use vellum_core::error::{Error, Result};
 use vellum_core::status::CaStatus;
 
 /// A CRL is re-signed when less than this share of its period is left.
 const REFRESH_FRACTION: i64 = 3;
+/// Bounds of a delta CRL's period (nextUpdate − thisUpdate), minutes.
+pub const DELTA_MINUTES: std::ops::RangeInclusive<i64> = 5..=1440;
 
 /// One lock per CA, so that concurrent readers of a stale CRL sign it once.
 #[derive(Default, Debug)]
@@ -33,7 +44,9 @@ fn needs_refresh(ca: &CrlRowView, now: i64) -> bool {
     match &ca.crl {
         None => true,
         Some(c) => {
-            c.revision < ca.revision
+            // With deltas on, a revocation goes to the delta; the base waits its turn.
+            (c.revision < ca.revision && !ca.delta)
+                || c.freshest != ca.delta
                 || now >= c.next_update - (c.next_update - c.this_update) / REFRESH_FRACTION
         }
     }
@@ -41,6 +54,7 @@ fn needs_refresh(ca: &CrlRowView, now: i64) -> bool {
 
 struct CrlRowView {
     revision: i64,
+    delta: bool,
     crl: Option<CrlRow>,
 }
 
@@ -91,14 +105,14 @@ async fn view(ra: &Authority, ca: &CaRow) -> Result<CrlRowView> {
     let mut conn = ra.store.reader().acquire().await?;
     Ok(CrlRowView {
         revision: store::crls::revision(&mut conn, &ca.id).await?,
+        delta: ca.crl_delta_enabled,
         crl: store::crls::get(&mut conn, &ca.id).await?,
     })
 }
 
-/// Signs a new CRL for `ca` now and stores it.
-pub async fn regenerate(ra: &Authority, ca: &CaRow) -> Result<CrlRow> {
-    let now = ra.now();
-    let (revision, entries): (i64, Vec<Entry>) = {
+/// The CA's revocation revision and what its complete CRL lists now.
+async fn revocations(ra: &Authority, ca: &CaRow, now: i64) -> Result<(i64, Vec<Entry>)> {
+    Ok({
         let mut conn = ra.store.reader().acquire().await?;
         // The revision is read before the entries: a revocation committed after this
         // point bumps the CA's revision past the one stored with this CRL, so the next
@@ -126,16 +140,28 @@ pub async fn regenerate(ra: &Authority, ca: &CaRow) -> Result<CrlRow> {
                 .collect()
         };
         (revision, entries)
-    };
+    })
+}
+
+/// Signs a new CRL for `ca` now and stores it.
+pub async fn regenerate(ra: &Authority, ca: &CaRow) -> Result<CrlRow> {
+    let now = ra.now();
+    let (revision, entries) = revocations(ra, ca, now).await?;
     let signer = super::signer_for(ra, ca).await?;
     let mut tx = ra.store.begin().await?;
     let (number, _) = store::crls::next_number(&mut tx, &ca.id).await?;
     tx.commit().await?;
     let next_update = now + ca.crl_next_update_hours.max(1) * 3600;
     let entries_len = entries.len() as i64;
+    let freshest = ca.crl_delta_enabled;
+    let delta_url = freshest.then(|| delta_url(ra, &ca.id));
     let der = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
-        let der = signer_crl::sign(&signer, number, now, next_update, &entries);
+        let kind = match &delta_url {
+            Some(url) => Kind::Base { delta_url: url },
+            None => Kind::Full,
+        };
+        let der = signer_crl::sign_kind(&signer, kind, number, now, next_update, &entries);
         (der, started.elapsed())
     })
     .await
@@ -154,10 +180,188 @@ pub async fn regenerate(ra: &Authority, ca: &CaRow) -> Result<CrlRow> {
         this_update: now,
         next_update,
         entries: entries_len,
+        freshest,
         der,
     };
     let mut tx = ra.store.begin().await?;
     store::crls::put(&mut tx, &row).await?;
     tx.commit().await?;
     Ok(row)
+}
+
+/// The URL of a CA's delta CRL (what freshestCRL names).
+pub fn delta_url(ra: &Authority, ca_id: &str) -> String {
+    PublicationUrls::for_ca(&ra.config.public_http_url(), ca_id).delta_crl
+}
+
+fn delta_needs_refresh(d: Option<&DeltaRow>, base: &CrlRow, revision: i64, now: i64) -> bool {
+    match d {
+        None => true,
+        Some(d) => {
+            d.base_number != base.crl_number
+                || d.revision < revision
+                || now >= d.next_update - (d.next_update - d.this_update) / REFRESH_FRACTION
+        }
+    }
+}
+
+/// The current delta CRL of a CA (signed now if the stored one is stale: a revocation
+/// since, a newer base, or close to its nextUpdate). 404 for a CA without a key, with
+/// CRLs off or with delta CRLs off.
+pub async fn current_delta(ra: &Authority, ca_id: &str) -> Result<DeltaRow> {
+    let ca = load_ca(ra, ca_id).await?;
+    if !ca.crl_delta_enabled {
+        return Err(Error::not_found(format!(
+            "CA {ca_id} does not publish delta CRLs (turn them on with PUT \
+             /admin/v1/cas/{ca_id}/crl and \"delta_enabled\": true)"
+        )));
+    }
+    let base = current(ra, ca_id).await?;
+    let load = || async {
+        let mut conn = ra.store.reader().acquire().await?;
+        let revision = store::crls::revision(&mut conn, ca_id).await?;
+        let delta = store::crls::get_delta(&mut conn, ca_id).await?;
+        Ok::<_, Error>((revision, delta))
+    };
+    let (revision, delta) = load().await?;
+    if !delta_needs_refresh(delta.as_ref(), &base, revision, ra.now()) {
+        if let Some(d) = delta {
+            return Ok(d);
+        }
+    }
+    let lock = ra.crl_locks.for_ca(ca_id);
+    let _guard = lock.lock().await;
+    let (revision, delta) = load().await?;
+    if !delta_needs_refresh(delta.as_ref(), &base, revision, ra.now()) {
+        if let Some(d) = delta {
+            return Ok(d);
+        }
+    }
+    regenerate_delta(ra, &ca, &base).await
+}
+
+/// Signs a new delta CRL for `ca` relative to `base` now and stores it: every revocation
+/// the complete CRL would list now that `base` does not.
+pub async fn regenerate_delta(ra: &Authority, ca: &CaRow, base: &CrlRow) -> Result<DeltaRow> {
+    let now = ra.now();
+    // As for the base: the revision is read before the entries.
+    let (revision, entries) = revocations(ra, ca, now).await?;
+    let on_base = base_serials(&base.der)?;
+    let entries: Vec<Entry> = entries
+        .into_iter()
+        .filter(|e| !on_base.contains(e.serial_hex.as_str()))
+        .collect();
+    let signer = super::signer_for(ra, ca).await?;
+    let mut tx = ra.store.begin().await?;
+    let (number, _) = store::crls::next_number(&mut tx, &ca.id).await?;
+    tx.commit().await?;
+    let next_update = now + ca.crl_delta_minutes.clamp(1, *DELTA_MINUTES.end()) * 60;
+    let entries_len = entries.len() as i64;
+    let base_number = base.crl_number;
+    let der = tokio::task::spawn_blocking(move || {
+        signer_crl::sign_kind(
+            &signer,
+            Kind::Delta { base_number },
+            number,
+            now,
+            next_update,
+            &entries,
+        )
+    })
+    .await
+    .map_err(Error::internal)??;
+    let row = DeltaRow {
+        ca_id: ca.id.clone(),
+        crl_number: number,
+        base_number,
+        revision,
+        this_update: now,
+        next_update,
+        entries: entries_len,
+        der,
+    };
+    let mut tx = ra.store.begin().await?;
+    store::crls::put_delta(&mut tx, &row).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// The serials (lower-case hex, as stored) a signed CRL lists.
+fn base_serials(der: &[u8]) -> Result<std::collections::HashSet<String>> {
+    let (_, crl) = x509_parser::parse_x509_crl(der)
+        .map_err(|e| Error::internal(format!("stored CRL unreadable: {e}")))?;
+    Ok(crl
+        .iter_revoked_certificates()
+        .map(|r| ca::serial_hex(r.raw_serial()))
+        .collect())
+}
+
+/// The background job's round for one CA: its base CRL, and its delta when on.
+pub async fn refresh(ra: &Authority, ca_id: &str) -> Result<()> {
+    let ca = load_ca(ra, ca_id).await?;
+    if ca.crl_delta_enabled {
+        // Refreshes the base first.
+        current_delta(ra, ca_id).await?;
+    } else {
+        current(ra, ca_id).await?;
+    }
+    Ok(())
+}
+
+/// Wanted CRL settings of a CA (`None`: keep the current value).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Publish a CRL.
+    pub enabled: bool,
+    /// A base CRL's period, hours.
+    pub next_update_hours: Option<i64>,
+    /// Publish delta CRLs.
+    pub delta_enabled: Option<bool>,
+    /// A delta CRL's period, minutes.
+    pub delta_interval_minutes: Option<i64>,
+}
+
+/// Changes the CRL settings of a tenant's CA, each value checked (422 naming the field).
+pub async fn set_settings(ra: &Authority, tenant_id: &str, ca_id: &str, s: Settings) -> Result<()> {
+    let ca = crate::hierarchy::load(ra, tenant_id, ca_id).await?;
+    let hours = s.next_update_hours.unwrap_or(ca.crl_next_update_hours);
+    if !(1..=24 * 366).contains(&hours) {
+        return Err(Error::invalid(
+            "next_update_hours",
+            "must be between 1 and 8784 (a year)",
+        ));
+    }
+    let delta = s.delta_enabled.unwrap_or(ca.crl_delta_enabled);
+    let minutes = s.delta_interval_minutes.unwrap_or(ca.crl_delta_minutes);
+    if !DELTA_MINUTES.contains(&minutes) {
+        return Err(Error::invalid(
+            "delta_interval_minutes",
+            format!(
+                "must be between {} and {} (a day)",
+                DELTA_MINUTES.start(),
+                DELTA_MINUTES.end()
+            ),
+        ));
+    }
+    if delta && !s.enabled {
+        return Err(Error::invalid(
+            "delta_enabled",
+            "delta CRLs need the CRL itself: set enabled to true, or delta_enabled to false",
+        ));
+    }
+    if delta && minutes >= hours * 60 {
+        return Err(Error::invalid(
+            "delta_interval_minutes",
+            format!(
+                "must be shorter than the base CRL's period ({hours} hours = {} minutes); \
+                 a delta CRL that lives as long as its base adds nothing",
+                hours * 60
+            ),
+        ));
+    }
+    let mut tx = ra.store.begin().await?;
+    store::crls::set_settings(&mut tx, ca_id, s.enabled, hours).await?;
+    store::crls::set_delta_settings(&mut tx, ca_id, delta, minutes).await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -386,6 +386,8 @@ async fn issue_uncounted(
         validity,
         key_encipherment: req.leaf_type == LeafType::Server && is_rsa,
         crl_url: (req.include_crl && ca.crl_enabled).then(|| urls.crl.clone()),
+        freshest_crl_url: (req.include_crl && ca.crl_enabled && ca.crl_delta_enabled)
+            .then(|| urls.delta_crl.clone()),
         issuer_url: Some(urls.certificate.clone()),
         ocsp_url: ca.ocsp_enabled.then(|| urls.ocsp.clone()),
     };

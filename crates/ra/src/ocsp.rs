@@ -16,8 +16,21 @@
 //!   never cached (the cache's generation moved), so nothing stale survives a race.
 //!
 //! Requests with a nonce are signed afresh (the nonce is echoed) and never held.
+//!
+//! Unknown serials (not issued by the CA) are answered from memory for a minute
+//! ([`UNKNOWN_TTL`], at most [`MAX_UNKNOWN`] answers, oldest dropped first): they are not
+//! stored, so that random serials cannot fill the database. What is signed on demand
+//! (an unknown serial not held, a nonce) spends a per-CA token bucket of
+//! `rate_limits.ocsp_on_demand_signings_per_second`; when it is empty an unknown serial is
+//! answered `tryLater` (RFC 6960 status 3) and a nonce gets the held response without the
+//! nonce (RFC 8954 lets a responder leave it out), so a flood of random serials or nonces
+//! costs at most that many signatures per second and CA.
+//!
+//! One `Request` per `OCSPRequest` (RFC 5019 §2.1.1); several are refused with
+//! `malformedRequest` (see docs/API.md): an answer to several could not be held ready
+//! and would be a signature per request.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -41,6 +54,10 @@ const RESPONDER_TTL: Duration = Duration::from_secs(1);
 const LOOKBACK: i64 = 256;
 /// Cached responses held before the map is emptied (bounds memory).
 const MAX_CACHED: usize = 500_000;
+/// How long an `unknown` answer is held in memory.
+pub const UNKNOWN_TTL: Duration = Duration::from_secs(60);
+/// `unknown` answers held in memory at most (oldest dropped first).
+pub const MAX_UNKNOWN: usize = 4096;
 /// Shortest life of a delegated signing certificate.
 const SIGNER_MIN_LIFETIME: i64 = 7 * 86_400;
 /// Response validity bounds, hours.
@@ -127,12 +144,28 @@ struct PollState {
     seen: BTreeSet<i64>,
 }
 
+/// `unknown` answers held for [`UNKNOWN_TTL`], at most [`MAX_UNKNOWN`], in insertion
+/// order (`order` holds each key of `map` once).
+#[derive(Default)]
+struct Unknowns {
+    map: HashMap<Key, (Arc<Answer>, Instant)>,
+    order: VecDeque<Key>,
+}
+
+/// A token bucket: `tokens` left at `at`.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
 /// The responder's in-memory state: responders per CA and responses held ready.
 #[derive(Default)]
 pub struct Ocsp {
     generation: AtomicU64,
     responders: RwLock<HashMap<String, Arc<Responder>>>,
     responses: RwLock<HashMap<Key, Arc<Answer>>>,
+    unknowns: RwLock<Unknowns>,
+    budgets: std::sync::Mutex<HashMap<String, Bucket>>,
     rotation: tokio::sync::Mutex<()>,
     poll: tokio::sync::Mutex<PollState>,
 }
@@ -147,6 +180,21 @@ impl Ocsp {
     /// Drops what this process holds for a serial of a CA (`None`: for the whole CA).
     pub fn forget(&self, ca_id: &str, serial: Option<&str>) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        {
+            let mut u = self.unknowns.write().unwrap_or_else(|p| p.into_inner());
+            let gone = |(ca, s, _): &Key| ca == ca_id && serial.is_none_or(|x| x == s);
+            let any = match serial {
+                Some(s) => [HashAlg::Sha1, HashAlg::Sha256].iter().any(|alg| {
+                    u.map
+                        .contains_key(&(ca_id.to_string(), s.to_string(), *alg))
+                }),
+                None => u.map.keys().any(gone),
+            };
+            if any {
+                u.map.retain(|k, _| !gone(k));
+                u.order.retain(|k| !gone(k));
+            }
+        }
         let mut map = self.responses.write().unwrap_or_else(|p| p.into_inner());
         match serial {
             Some(s) => {
@@ -171,6 +219,56 @@ impl Ocsp {
             .unwrap_or_else(|p| p.into_inner())
             .get(key)
             .cloned()
+    }
+
+    fn cached_unknown(&self, key: &Key, fingerprint: &str, now: i64) -> Option<Arc<Answer>> {
+        let u = self.unknowns.read().unwrap_or_else(|p| p.into_inner());
+        let (a, at) = u.map.get(key)?;
+        (at.elapsed() < UNKNOWN_TTL && &*a.responder == fingerprint && a.fresh(now))
+            .then(|| a.clone())
+    }
+
+    fn keep_unknown(&self, key: Key, answer: Arc<Answer>, generation: u64) {
+        let mut u = self.unknowns.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if !u.map.contains_key(&key) {
+            while u.map.len() >= MAX_UNKNOWN {
+                let Some(old) = u.order.pop_front() else {
+                    break;
+                };
+                u.map.remove(&old);
+            }
+            u.order.push_back(key.clone());
+        }
+        u.map.insert(key, (answer, Instant::now()));
+    }
+
+    /// Takes one on-demand signing from the CA's bucket (`per_second` tokens a second,
+    /// holding at most one second's worth; 0: no limit). False when it is empty.
+    fn spend(&self, ca_id: &str, per_second: u32) -> bool {
+        if per_second == 0 {
+            return true;
+        }
+        let rate = f64::from(per_second);
+        let now = Instant::now();
+        let mut map = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        let b = match map.get_mut(ca_id) {
+            Some(b) => b,
+            None => map.entry(ca_id.to_string()).or_insert(Bucket {
+                tokens: rate,
+                at: now,
+            }),
+        };
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(rate);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 
     fn keep(&self, key: Key, answer: Arc<Answer>, generation: u64) {
@@ -205,7 +303,12 @@ pub async fn respond(ra: &Authority, ca_id: &str, request: &[u8]) -> Result<Repl
         )));
     }
     let now = ra.now();
+    let budget = ra.config.rate_limits.ocsp_on_demand_signings_per_second;
     let Some(serial) = req.cert_id.serial.clone() else {
+        // A serial no CA here issues (negative or over-long): signed for its CertID.
+        if !ra.ocsp.spend(ca_id, budget) {
+            return Ok(try_later(ca_id));
+        }
         let answer = sign(&responder, &req.cert_id.der, CertStatus::Unknown, None, now)?;
         return Ok(Reply::Signed {
             answer: Arc::new(answer),
@@ -213,12 +316,15 @@ pub async fn respond(ra: &Authority, ca_id: &str, request: &[u8]) -> Result<Repl
         });
     };
     if let Some(nonce) = &req.nonce {
-        let status = serial_status(ra, &responder.ca, &serial).await?;
-        let answer = sign(&responder, &req.cert_id.der, status, Some(nonce), now)?;
-        return Ok(Reply::Signed {
-            answer: Arc::new(answer),
-            cacheable: false,
-        });
+        if ra.ocsp.spend(ca_id, budget) {
+            let status = serial_status(ra, &responder.ca, &serial).await?;
+            let answer = sign(&responder, &req.cert_id.der, status, Some(nonce), now)?;
+            return Ok(Reply::Signed {
+                answer: Arc::new(answer),
+                cacheable: false,
+            });
+        }
+        // Over the budget: the held response, without the nonce (below).
     }
     let key: Key = (ca_id.to_string(), serial, req.cert_id.alg);
     if let Some(a) = ra.ocsp.cached(&key) {
@@ -228,6 +334,12 @@ pub async fn respond(ra: &Authority, ca_id: &str, request: &[u8]) -> Result<Repl
                 cacheable: true,
             });
         }
+    }
+    if let Some(a) = ra.ocsp.cached_unknown(&key, &responder.fingerprint, now) {
+        return Ok(Reply::Signed {
+            answer: a,
+            cacheable: true,
+        });
     }
     let generation = ra.ocsp.generation.load(Ordering::Acquire);
     let (stored, status) = {
@@ -250,6 +362,17 @@ pub async fn respond(ra: &Authority, ca_id: &str, request: &[u8]) -> Result<Repl
                 });
             }
         }
+    }
+    if status == CertStatus::Unknown {
+        if !ra.ocsp.spend(ca_id, budget) {
+            return Ok(try_later(ca_id));
+        }
+        let answer = Arc::new(sign(&responder, &req.cert_id.der, status, None, now)?);
+        ra.ocsp.keep_unknown(key, answer.clone(), generation);
+        return Ok(Reply::Signed {
+            answer,
+            cacheable: true,
+        });
     }
     let answer = Arc::new(sign(&responder, &req.cert_id.der, status, None, now)?);
     if status != CertStatus::Unknown {
@@ -275,6 +398,11 @@ pub async fn respond(ra: &Authority, ca_id: &str, request: &[u8]) -> Result<Repl
         answer,
         cacheable: true,
     })
+}
+
+fn try_later(ca_id: &str) -> Reply {
+    tracing::debug!(ca = %ca_id, "OCSP on-demand signing budget spent; answering tryLater");
+    Reply::Refused(asn1::error_response(ErrorStatus::TryLater))
 }
 
 fn status_name(s: CertStatus) -> &'static str {

@@ -104,6 +104,12 @@ pub struct CaRow {
     pub crl_number: i64,
     /// Bumped whenever the CA's CRL content or settings change.
     pub revocation_revision: i64,
+    /// Whether the CA publishes delta CRLs (RFC 5280 §5.2.4) next to its base CRL (then
+    /// base CRLs and new certificates carry freshestCRL, and the base is re-signed on its
+    /// schedule only: revocations reach verifiers through the delta).
+    pub crl_delta_enabled: bool,
+    /// A new delta CRL's nextUpdate is its thisUpdate plus this many minutes.
+    pub crl_delta_minutes: i64,
     /// Whether the CA answers OCSP requests (and its new certificates carry the AIA
     /// OCSP URL).
     pub ocsp_enabled: bool,
@@ -164,6 +170,8 @@ pub(crate) fn row_to_ca(r: &Row) -> Result<CaRow> {
         crl_next_update_hours: r.try_get("crl_next_update_hours")?,
         crl_number: r.try_get("crl_number")?,
         revocation_revision: r.try_get("revocation_revision")?,
+        crl_delta_enabled: r.try_get::<i64, _>("crl_delta_enabled")? != 0,
+        crl_delta_minutes: r.try_get("crl_delta_minutes")?,
         ocsp_enabled: r.try_get::<i64, _>("ocsp_enabled")? != 0,
         ocsp_delegated: r.try_get::<i64, _>("ocsp_delegated")? != 0,
         ocsp_validity_hours: r.try_get("ocsp_validity_hours")?,

@@ -431,7 +431,8 @@ pub async fn remove(
     Ok(axum::Json(ca_view(&app, &res?)))
 }
 
-/// `GET /cas/{id}/crl`: CRL settings and the current CRL's number, dates and entries.
+/// `GET /cas/{id}/crl`: CRL settings and the current CRL's number, dates and entries;
+/// the delta CRL's settings and, when on, its number and base.
 pub async fn crl_info(
     State(app): State<Arc<App>>,
     who: Principal,
@@ -448,6 +449,14 @@ pub async fn crl_info(
         "this_update": null,
         "next_update": null,
         "entries": [],
+        "delta_enabled": ca.crl_delta_enabled,
+        "delta_interval_minutes": ca.crl_delta_minutes,
+        "delta_url": null,
+        "delta_crl_number": null,
+        "delta_base_crl_number": null,
+        "delta_this_update": null,
+        "delta_next_update": null,
+        "delta_entries": null,
     });
     if ca.crl_enabled && ca.key_sealed.is_some() {
         let crl = ra::crl::current(&app, &id).await?;
@@ -469,6 +478,15 @@ pub async fn crl_info(
         v["this_update"] = json!(json::rfc3339(crl.this_update));
         v["next_update"] = json!(json::rfc3339(crl.next_update));
         v["entries"] = json!(entries);
+        if ca.crl_delta_enabled {
+            let d = ra::crl::current_delta(&app, &id).await?;
+            v["delta_url"] = json!(ra::crl::delta_url(&app, &ca.id));
+            v["delta_crl_number"] = json!(d.crl_number);
+            v["delta_base_crl_number"] = json!(d.base_number);
+            v["delta_this_update"] = json!(json::rfc3339(d.this_update));
+            v["delta_next_update"] = json!(json::rfc3339(d.next_update));
+            v["delta_entries"] = json!(d.entries);
+        }
     }
     Ok(axum::Json(v))
 }
@@ -479,9 +497,11 @@ pub async fn crl_info(
 pub struct CrlSettings {
     enabled: bool,
     next_update_hours: Option<i64>,
+    delta_enabled: Option<bool>,
+    delta_interval_minutes: Option<i64>,
 }
 
-/// `PUT /cas/{id}/crl`: turn the CRL on or off, set its validity period.
+/// `PUT /cas/{id}/crl`: turn the CRL (and its delta CRLs) on or off, set their periods.
 pub async fn crl_settings(
     State(app): State<Arc<App>>,
     who: Principal,
@@ -489,20 +509,17 @@ pub async fn crl_settings(
     Json(body): Json<CrlSettings>,
 ) -> JsonResult {
     who.require(Permission::CaLifecycle)?;
-    let res = async {
-        let ca = hierarchy::load(&app, &who.tenant_id, &id).await?;
-        let hours = body.next_update_hours.unwrap_or(ca.crl_next_update_hours);
-        if !(1..=24 * 366).contains(&hours) {
-            return Err(Error::invalid(
-                "next_update_hours",
-                "must be between 1 and 8784 (a year)",
-            ));
-        }
-        let mut tx = app.store.begin().await?;
-        store::crls::set_settings(&mut tx, &id, body.enabled, hours).await?;
-        tx.commit().await?;
-        Ok(())
-    }
+    let res = ra::crl::set_settings(
+        &app,
+        &who.tenant_id,
+        &id,
+        ra::crl::Settings {
+            enabled: body.enabled,
+            next_update_hours: body.next_update_hours,
+            delta_enabled: body.delta_enabled,
+            delta_interval_minutes: body.delta_interval_minutes,
+        },
+    )
     .await;
     record(&app, &who, "ca.crl.settings", Some(&id), &res).await;
     res?;

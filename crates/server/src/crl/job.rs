@@ -1,5 +1,5 @@
 //! Background CRL refresh: every minute, the replica holding the `crl-refresh` lease
-//! re-signs each CRL that is stale or close to its nextUpdate.
+//! re-signs each CRL (and delta CRL) that is stale or close to its nextUpdate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +51,7 @@ pub async fn tick(app: &App, holder: &str) -> vellum_core::error::Result<usize> 
         store::crls::ca_ids_with_crl(&mut conn).await?
     };
     for id in &ids {
-        if let Err(e) = ra::crl::current(app, id).await {
+        if let Err(e) = ra::crl::refresh(app, id).await {
             tracing::warn!(ca = %id, error = %e, "could not refresh CRL");
         }
     }

@@ -1,5 +1,6 @@
 //! Public distribution points on the plain-HTTP listener (no authentication, cacheable):
-//! CRLs (`/crl/{id}.crl` DER, `/crl/{id}.pem`) and CA certificates (`/ca/{id}.crt` DER,
+//! CRLs (`/crl/{id}.crl` DER, `/crl/{id}.pem`), delta CRLs (`/crl/{id}-delta.crl`,
+//! `/crl/{id}-delta.pem`, when the CA publishes them) and CA certificates (`/ca/{id}.crt` DER,
 //! `/ca/{id}.pem`), the URLs written into CDP and AIA extensions, and the OCSP responder
 //! (`/ocsp/{id}`, see [`ocsp`]).
 
@@ -46,21 +47,49 @@ fn http_date(unix: i64) -> String {
     t.format(&fmt).unwrap_or_default()
 }
 
-/// `GET /crl/{id}.crl` (DER, `application/pkix-crl`) or `/crl/{id}.pem`.
+/// `GET /crl/{id}.crl` (DER, `application/pkix-crl`) or `/crl/{id}.pem`; the delta CRL
+/// at `/crl/{id}-delta.crl` or `/crl/{id}-delta.pem`.
 async fn crl(
     State(app): State<Arc<App>>,
     Path(file): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (id, pem) = split(&file, ".crl")
-        .ok_or_else(|| Error::not_found("use /crl/{id}.crl (DER) or /crl/{id}.pem"))?;
-    let crl = ra::crl::current(&app, &id).await?;
-    let etag = format!(
-        "\"{}-{}{}\"",
-        crl.ca_id,
-        crl.crl_number,
-        if pem { "p" } else { "" }
-    );
+    let (id, pem) = split(&file, ".crl").ok_or_else(|| {
+        Error::not_found(
+            "use /crl/{id}.crl (DER) or /crl/{id}.pem, and /crl/{id}-delta.crl or \
+             /crl/{id}-delta.pem for the delta CRL",
+        )
+    })?;
+    let (ca_id, number, this_update, next_update, der, kind) = match id.strip_suffix("-delta") {
+        Some(ca_id) => {
+            let d = ra::crl::current_delta(&app, ca_id).await?;
+            (
+                d.ca_id,
+                d.crl_number,
+                d.this_update,
+                d.next_update,
+                d.der,
+                "d",
+            )
+        }
+        None => {
+            let c = ra::crl::current(&app, &id).await?;
+            (
+                c.ca_id,
+                c.crl_number,
+                c.this_update,
+                c.next_update,
+                c.der,
+                "",
+            )
+        }
+    };
+    let crl = Served {
+        this_update,
+        next_update,
+        der,
+    };
+    let etag = format!("\"{ca_id}-{number}{kind}{}\"", if pem { "p" } else { "" });
     let mut h = HeaderMap::new();
     h.insert(
         header::ETAG,
@@ -103,6 +132,13 @@ async fn crl(
         );
         Ok((h, crl.der).into_response())
     }
+}
+
+/// The parts of a stored CRL or delta CRL the response is made of.
+struct Served {
+    this_update: i64,
+    next_update: i64,
+    der: Vec<u8>,
 }
 
 /// `GET /ca/{id}.crt` (DER, `application/pkix-cert`) or `/ca/{id}.pem`.
