@@ -27,6 +27,7 @@ mod managed;
 mod notifications;
 mod ocsp;
 mod pending;
+mod pkcs11;
 mod quota;
 mod rare_filters;
 mod ratelimit;
