@@ -300,6 +300,10 @@ pub(crate) enum CaCmd {
         /// Its unencrypted private key (PEM).
         #[arg(long, requires = "cert")]
         key: Option<PathBuf>,
+        /// Where a generated key is kept: `database` (sealed under the master key) or
+        /// `pkcs11` (generated inside the configured HSM token, never leaving it).
+        #[arg(long, value_name = "database|pkcs11", conflicts_with = "cert")]
+        key_storage: Option<String>,
     },
     /// Add purchased quota to a root.
     PurchaseQuota {
@@ -671,7 +675,12 @@ fn ca_request(cmd: &CaCmd) -> Result<(Method, String, Option<Value>, Shape), Cli
                 Shape::Object,
             )
         }
-        CaCmd::Enable { id, cert, key } => {
+        CaCmd::Enable {
+            id,
+            cert,
+            key,
+            key_storage,
+        } => {
             let body = match (cert, key) {
                 (Some(c), Some(k)) => {
                     json!({
@@ -680,7 +689,10 @@ fn ca_request(cmd: &CaCmd) -> Result<(Method, String, Option<Value>, Shape), Cli
                         "private_key_pem": client::read_pem_file(k, "--key")?,
                     })
                 }
-                _ => json!({"mode": "generate"}),
+                _ => match key_storage {
+                    Some(s) => json!({"mode": "generate", "key_storage": s}),
+                    None => json!({"mode": "generate"}),
+                },
             };
             (
                 Method::POST,

@@ -30,6 +30,7 @@ mod metrics;
 mod notifications;
 mod ocsp;
 mod pending;
+mod pkcs11;
 mod quota;
 mod rare_filters;
 mod ratelimit;

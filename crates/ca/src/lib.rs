@@ -1,7 +1,10 @@
 //! The signer: the only module that touches CA private keys.
 //!
-//! Keys live sealed in the database (see [`keys::MasterKey`]); a [`Signer`] is a CA's key
-//! opened in memory together with the issuer name and key identifier of its certificate.
+//! Keys live sealed in the database (see [`keys::MasterKey`]) or inside a PKCS#11 token
+//! ([`pkcs11`]); a [`Signer`] is a CA's key opened ([`CaKey`]) together with the issuer
+//! name and key identifier of its certificate. Everything a CA signs (its certificate,
+//! leaves, CRLs, OCSP responses, delegated OCSP signer certificates) goes through
+//! [`CaKey`]'s [`rcgen::SigningKey`] implementation, whichever way the key is kept.
 
 pub mod chain;
 pub mod crl;
@@ -9,15 +12,72 @@ pub mod formats;
 pub mod inspect;
 pub mod keys;
 pub mod ocsp;
+pub mod pkcs11;
 pub mod profile;
 pub mod upload;
 
-use rcgen::{Issuer, KeyPair};
+use std::sync::Arc;
+
+use rcgen::{Issuer, KeyPair, PublicKeyData, SignatureAlgorithm, SigningKey};
 use rustls_pki_types::CertificateDer;
 
-use keys::MasterKey;
+use keys::{KeyAlgorithm, MasterKey};
+use pkcs11::{Hsm, HsmKey};
 use store::cas::CaRow;
 use vellum_core::error::{Error, Result};
+use vellum_core::status::KeyStorage;
+
+/// A CA's private key: opened from the database, or a handle on a key in the token.
+#[derive(Debug)]
+pub enum CaKey {
+    /// Sealed in the database, opened in memory.
+    Database(KeyPair),
+    /// Kept in the PKCS#11 token; signing goes through `C_Sign`.
+    Pkcs11(HsmKey),
+}
+
+impl From<KeyPair> for CaKey {
+    fn from(k: KeyPair) -> Self {
+        CaKey::Database(k)
+    }
+}
+
+impl PublicKeyData for CaKey {
+    fn der_bytes(&self) -> &[u8] {
+        match self {
+            CaKey::Database(k) => k.der_bytes(),
+            CaKey::Pkcs11(k) => k.public_raw(),
+        }
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        match self {
+            CaKey::Database(k) => k.algorithm(),
+            CaKey::Pkcs11(k) => k.signature_algorithm(),
+        }
+    }
+}
+
+impl SigningKey for CaKey {
+    fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, rcgen::Error> {
+        match self {
+            CaKey::Database(k) => k.sign(msg),
+            CaKey::Pkcs11(k) => k.sign(msg).map_err(|e| {
+                // rcgen's error carries no text: say what failed here.
+                tracing::error!(key = k.id_hex(), error = %e, "PKCS#11 signing failed");
+                rcgen::Error::RemoteKeyError
+            }),
+        }
+    }
+}
+
+/// The raw public key (rcgen's `der_bytes`) of a DER certificate: the subjectPublicKey
+/// BIT STRING's content.
+fn certificate_public_key(der: &[u8]) -> Result<Vec<u8>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| Error::internal(format!("unparseable CA certificate: {e}")))?;
+    Ok(cert.public_key().subject_public_key.data.to_vec())
+}
 
 /// An enabled CA, ready to sign.
 pub struct Signer {
@@ -25,7 +85,7 @@ pub struct Signer {
     certificate_der: Vec<u8>,
     /// The CA's certificate followed by its issuers' (for chains handed out with leaves).
     chain_der: Vec<Vec<u8>>,
-    issuer: Issuer<'static, KeyPair>,
+    issuer: Issuer<'static, CaKey>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -37,23 +97,62 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
-    /// Opens the key of an enabled CA.
+    /// Opens the key of an enabled CA whose key is in the database (a CA whose key is in
+    /// a PKCS#11 token needs [`Signer::open`]).
     pub fn load(master: &MasterKey, ca: &CaRow) -> Result<Signer> {
-        let (Some(cert), Some(sealed)) = (&ca.certificate_der, &ca.key_sealed) else {
+        Self::open(master, None, ca)
+    }
+
+    /// Opens the key of an enabled CA: unseals it, or finds it in the token `hsm`.
+    pub fn open(master: &MasterKey, hsm: Option<&Arc<Hsm>>, ca: &CaRow) -> Result<Signer> {
+        let Some(cert) = &ca.certificate_der else {
             return Err(Error::conflict(format!(
                 "CA {} is {}; it has no key to sign with",
                 ca.id, ca.status
             )));
         };
-        let key = master.open_key(&ca.id, sealed)?;
+        let key = match ca.key_storage {
+            KeyStorage::Database => {
+                let Some(sealed) = &ca.key_sealed else {
+                    return Err(Error::conflict(format!(
+                        "CA {} is {}; it has no key to sign with",
+                        ca.id, ca.status
+                    )));
+                };
+                CaKey::Database(master.open_key(&ca.id, sealed)?)
+            }
+            KeyStorage::Pkcs11 => {
+                let Some(hsm) = hsm else {
+                    return Err(Error::config(format!(
+                        "CA {} keeps its key in a PKCS#11 token, but no [pkcs11] token is \
+                         configured (set pkcs11.module, pkcs11.token_label and the PIN)",
+                        ca.id
+                    )));
+                };
+                let (Some(id), Some(label)) = (&ca.pkcs11_key_id, &ca.pkcs11_key_label) else {
+                    return Err(Error::internal(format!(
+                        "CA {} is stored as pkcs11 but names no token object",
+                        ca.id
+                    )));
+                };
+                let alg: KeyAlgorithm = ca.key_algorithm.parse().map_err(Error::internal)?;
+                CaKey::Pkcs11(hsm.key(id, label, alg, certificate_public_key(cert)?)?)
+            }
+        };
         Self::from_parts(&ca.id, cert.clone(), key)
     }
 
     /// A signer from a certificate and its key.
-    pub fn from_parts(ca_id: &str, certificate_der: Vec<u8>, key: KeyPair) -> Result<Signer> {
-        let issuer =
-            Issuer::from_ca_cert_der(&CertificateDer::from(certificate_der.as_slice()), key)
-                .map_err(|e| Error::internal(format!("CA {ca_id} certificate unusable: {e}")))?;
+    pub fn from_parts(
+        ca_id: &str,
+        certificate_der: Vec<u8>,
+        key: impl Into<CaKey>,
+    ) -> Result<Signer> {
+        let issuer = Issuer::from_ca_cert_der(
+            &CertificateDer::from(certificate_der.as_slice()),
+            key.into(),
+        )
+        .map_err(|e| Error::internal(format!("CA {ca_id} certificate unusable: {e}")))?;
         Ok(Signer {
             ca_id: ca_id.to_string(),
             chain_der: vec![certificate_der.clone()],
@@ -84,7 +183,7 @@ impl Signer {
     }
 
     /// The rcgen issuer (name, key identifier, key).
-    pub fn issuer(&self) -> &Issuer<'static, KeyPair> {
+    pub fn issuer(&self) -> &Issuer<'static, CaKey> {
         &self.issuer
     }
 }

@@ -262,12 +262,21 @@ pub enum CertStatus {
 
 /// What signs responses: the CA's key, or a delegated OCSP signing certificate's key
 /// (then sent along in `certs`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct ResponderKey<'a> {
-    /// The signing key.
-    pub key: &'a KeyPair,
+    /// The signing key: the CA's ([`crate::CaKey`], in the database or a PKCS#11 token)
+    /// or a delegated signer's ([`KeyPair`]).
+    pub key: &'a (dyn SigningKey + Send + Sync),
     /// The delegated signer's certificate; `None` when the CA signs.
     pub delegated_cert: Option<&'a [u8]>,
+}
+
+impl std::fmt::Debug for ResponderKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponderKey")
+            .field("delegated", &self.delegated_cert.is_some())
+            .finish()
+    }
 }
 
 impl<'a> ResponderKey<'a> {
@@ -317,7 +326,7 @@ impl WriteGTime for yasna::DERWriter<'_> {
 }
 
 /// The DER AlgorithmIdentifier of the signature `key` makes.
-pub(crate) fn signature_algorithm(key: &KeyPair) -> Result<Vec<u8>> {
+pub(crate) fn signature_algorithm(key: &(impl PublicKeyData + ?Sized)) -> Result<Vec<u8>> {
     let alg = key.algorithm();
     let (oid, null): (&[u64], bool) = if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
         (&[1, 2, 840, 10045, 4, 3, 2], false)

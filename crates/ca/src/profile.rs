@@ -186,7 +186,7 @@ fn ca_params(
 pub fn self_signed_root(
     subject: &SubjectFields,
     validity: Validity,
-    key: &KeyPair,
+    key: &impl rcgen::SigningKey,
 ) -> Result<(Vec<u8>, String)> {
     let (mut p, serial) = ca_params(subject, validity, None)?;
     p.key_identifier_method = key_identifier(key);
@@ -198,7 +198,7 @@ pub fn self_signed_root(
 pub fn intermediate(
     subject: &SubjectFields,
     validity: Validity,
-    key: &KeyPair,
+    key: &impl PublicKeyData,
     parent: &Signer,
     parent_urls: &PublicationUrls,
     parent_ocsp: bool,

@@ -67,7 +67,16 @@ pub const KEYS: &[&str] = &[
     "metrics.enabled",
     "metrics.listen",
     "metrics.bearer_token_file",
+    "pkcs11.module",
+    "pkcs11.token_label",
+    "pkcs11.slot",
+    "pkcs11.pin_file",
+    "pkcs11.sessions",
 ];
+
+/// The environment variable holding the PKCS#11 user PIN (read as is, never from the
+/// file, never stored).
+pub const PKCS11_PIN_ENV: &str = "VELLUM_PKCS11_PIN";
 
 /// The whole server configuration, after file and environment were merged.
 #[derive(Debug, Clone, Deserialize)]
@@ -127,6 +136,10 @@ pub struct Config {
     /// `GET /metrics` (Prometheus): where it is served and who may read it.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The PKCS#11 token (HSM) that holds the keys of CAs enabled with `key_storage =
+    /// "pkcs11"`; `None`: no token, such CAs cannot be enabled or used.
+    #[serde(default)]
+    pub pkcs11: Option<Pkcs11Config>,
 }
 
 /// `GET /metrics`: on the plain-HTTP listener by default; `listen` moves it to a listener
@@ -152,6 +165,76 @@ impl Default for MetricsConfig {
             listen: None,
             bearer_token_file: None,
         }
+    }
+}
+
+/// Where the PKCS#11 token is and how to log in to it (`[pkcs11]`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Config {
+    /// Path of the PKCS#11 module (shared library), e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+    pub module: PathBuf,
+    /// The token, by its label (the usual way to name it).
+    #[serde(default)]
+    pub token_label: Option<String>,
+    /// The token, by its slot id (when labels are not unique).
+    #[serde(default)]
+    pub slot: Option<u64>,
+    /// A file holding the user PIN (its first line); else `VELLUM_PKCS11_PIN` gives it.
+    #[serde(default)]
+    pub pin_file: Option<PathBuf>,
+    /// Logged-in sessions kept open for signing (1–64; default 4). More sessions let more
+    /// signatures run at once on a token that computes them in parallel.
+    #[serde(default = "default_pkcs11_sessions")]
+    pub sessions: usize,
+    /// The PIN from `VELLUM_PKCS11_PIN`; never read from the file.
+    #[serde(skip)]
+    pub pin: Option<String>,
+}
+
+fn default_pkcs11_sessions() -> usize {
+    4
+}
+
+impl std::fmt::Debug for Pkcs11Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pkcs11Config")
+            .field("module", &self.module)
+            .field("token_label", &self.token_label)
+            .field("slot", &self.slot)
+            .field("pin_file", &self.pin_file)
+            .field("sessions", &self.sessions)
+            .field("pin", &self.pin.as_ref().map(|_| "(set)"))
+            .finish()
+    }
+}
+
+impl Pkcs11Config {
+    /// The user PIN: `VELLUM_PKCS11_PIN`, else the first line of `pin_file`.
+    pub fn read_pin(&self) -> Result<String> {
+        if let Some(pin) = &self.pin {
+            return Ok(pin.clone());
+        }
+        let Some(path) = &self.pin_file else {
+            return Err(Error::config(format!(
+                "pkcs11: no PIN; set pkcs11.pin_file or {PKCS11_PIN_ENV}"
+            )));
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(format!("pkcs11.pin_file {}: {e}", path.display())))?;
+        let pin = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end()
+            .to_string();
+        if pin.is_empty() {
+            return Err(Error::config(format!(
+                "pkcs11.pin_file {} is empty",
+                path.display()
+            )));
+        }
+        Ok(pin)
     }
 }
 
@@ -496,9 +579,15 @@ impl Config {
                 set_path(&mut root, key, parse_env_value(value));
             }
         }
-        let config: Config = toml::Value::Table(root)
+        let mut config: Config = toml::Value::Table(root)
             .try_into()
             .map_err(|e| Error::config(format!("invalid configuration: {e}")))?;
+        if let Some(p) = config.pkcs11.as_mut() {
+            p.pin = env
+                .iter()
+                .find(|(k, _)| k == PKCS11_PIN_ENV)
+                .map(|(_, v)| v.clone());
+        }
         config.validate()?;
         Ok(config)
     }
@@ -568,6 +657,23 @@ impl Config {
             return Err(Error::config(
                 "tools.installation_check_timeout_secs must be between 1 and 30".to_string(),
             ));
+        }
+        if let Some(p) = &self.pkcs11 {
+            if p.token_label.is_none() == p.slot.is_none() {
+                return Err(Error::config(
+                    "pkcs11: set exactly one of pkcs11.token_label and pkcs11.slot".to_string(),
+                ));
+            }
+            if p.pin.is_none() && p.pin_file.is_none() {
+                return Err(Error::config(format!(
+                    "pkcs11: no PIN; set pkcs11.pin_file or {PKCS11_PIN_ENV}"
+                )));
+            }
+            if !(1..=64).contains(&p.sessions) {
+                return Err(Error::config(
+                    "pkcs11.sessions must be between 1 and 64".to_string(),
+                ));
+            }
         }
         if !(1..=self.bootstrap.root_quota).contains(&self.bootstrap.intermediate_quota) {
             return Err(Error::config(
@@ -648,9 +754,10 @@ fn set_path(root: &mut toml::Table, key: &str, value: toml::Value) {
         if parts.peek().is_none() {
             // Keys that hold strings stay strings even when the value looks like a number.
             let value = match (&value, part) {
-                (toml::Value::Integer(i), "master_key" | "database_url" | "default_ca") => {
-                    toml::Value::String(i.to_string())
-                }
+                (
+                    toml::Value::Integer(i),
+                    "master_key" | "database_url" | "default_ca" | "token_label",
+                ) => toml::Value::String(i.to_string()),
                 _ => value,
             };
             table.insert(part.to_string(), value);
@@ -792,5 +899,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("tls.key_file"), "{err}");
+    }
+
+    #[test]
+    fn pkcs11_section_takes_the_pin_from_the_environment_only() {
+        let c = Config::load_with_env(
+            None,
+            &env(&[
+                ("VELLUM_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"),
+                ("VELLUM_PKCS11_TOKEN_LABEL", "1234"),
+                ("VELLUM_PKCS11_PIN", "0042"),
+            ]),
+        )
+        .unwrap();
+        let p = c.pkcs11.expect("pkcs11 section");
+        assert_eq!(p.token_label.as_deref(), Some("1234"));
+        assert_eq!(p.read_pin().unwrap(), "0042");
+        assert!(!format!("{p:?}").contains("0042"), "the PIN never prints");
+        let err = Config::load_with_env(
+            None,
+            &env(&[
+                ("VELLUM_PKCS11_MODULE", "/m.so"),
+                ("VELLUM_PKCS11_SLOT", "0"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("VELLUM_PKCS11_PIN"), "{err}");
+        let err = Config::load_with_env(
+            None,
+            &env(&[
+                ("VELLUM_PKCS11_MODULE", "/m.so"),
+                ("VELLUM_PKCS11_PIN", "1"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("token_label"), "{err}");
     }
 }

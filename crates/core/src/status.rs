@@ -507,6 +507,18 @@ spelled! {
 }
 
 spelled! {
+    /// Where an enabled CA's private key is kept (`cas.key_storage`).
+    #[derive(Default)]
+    pub enum KeyStorage ("key storage") {
+        /// Sealed under the master key in the database.
+        #[default]
+        Database = "database",
+        /// Generated inside a PKCS#11 token (an HSM), never leaving it.
+        Pkcs11 = "pkcs11",
+    }
+}
+
+spelled! {
     /// Why a certificate was revoked: the RFC 5280 §5.3.1 CRL reasons Vellum accepts
     /// (`certificates.revocation_reason`, `cas.revocation_reason`; CRL entries, ACME
     /// `reason` codes). `certificateHold` and `removeFromCRL` are not accepted: a
@@ -717,6 +729,7 @@ mod tests {
         round_trips::<CertificateSource>();
         round_trips::<AuditOutcome>();
         round_trips::<KeySource>();
+        round_trips::<KeyStorage>();
     }
 
     #[test]

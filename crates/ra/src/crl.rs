@@ -92,7 +92,7 @@ async fn load_ca(ra: &Authority, ca_id: &str) -> Result<CaRow> {
             "CA {ca_id} does not publish a CRL"
         )));
     }
-    if ca.key_sealed.is_none() {
+    if !ca.has_key() {
         return Err(Error::not_found(format!(
             "CA {ca_id} is {}; it has no key to sign a CRL with",
             ca.status

@@ -8,10 +8,12 @@ use time::OffsetDateTime;
 use crate::Authority;
 use ca::keys::KeyAlgorithm;
 use ca::profile::{self, PublicationUrls, SubjectFields, Validity};
-use ca::{cert_facts, upload, Signer};
+use ca::{cert_facts, upload};
 use store::{self, cas::CaRow, cas::Enablement, cas::QuotaPair, cas::ServicePeriod};
 use vellum_core::error::{Error, Result};
-use vellum_core::status::{CaKind, CaStatus, KeySource, NotificationEvent, RevocationReason};
+use vellum_core::status::{
+    CaKind, CaStatus, KeySource, KeyStorage, NotificationEvent, RevocationReason,
+};
 
 /// Days a purchase stays refundable.
 pub const REFUND_WINDOW_DAYS: i64 = 7;
@@ -73,8 +75,11 @@ pub struct Purchase {
 
 /// How a CA gets its key and certificate.
 pub enum EnableMode {
-    /// Generate a key pair and a certificate.
+    /// Generate a key pair (sealed in the database) and a certificate.
     Generate,
+    /// Generate the key pair inside the configured PKCS#11 token (it never leaves it) and
+    /// a certificate signed through the token.
+    GenerateInToken,
     /// Use an uploaded certificate and its private key.
     Upload {
         /// The CA certificate (PEM).
@@ -343,7 +348,12 @@ pub async fn enable(ra: &Authority, tenant_id: &str, id: &str, mode: EnableMode)
         None => None,
     };
     let enablement = match mode {
-        EnableMode::Generate => generate(ra, &ca, parent.as_ref(), now).await?,
+        EnableMode::Generate => {
+            generate(ra, &ca, parent.as_ref(), now, KeyStorage::Database).await?
+        }
+        EnableMode::GenerateInToken => {
+            generate(ra, &ca, parent.as_ref(), now, KeyStorage::Pkcs11).await?
+        }
         EnableMode::Upload {
             certificate_pem,
             private_key_pem,
@@ -362,7 +372,9 @@ pub async fn enable(ra: &Authority, tenant_id: &str, id: &str, mode: EnableMode)
                 not_before: facts.not_before,
                 not_after: facts.not_after,
                 serial: facts.serial,
-                key_sealed: ra.master.seal_key(&ca.id, &v.key)?,
+                key_sealed: Some(ra.master.seal_key(&ca.id, &v.key)?),
+                key_storage: KeyStorage::Database,
+                pkcs11_key: None,
                 certificate_der: v.certificate_der,
             }
         }
@@ -383,19 +395,39 @@ async fn generate(
     ca: &CaRow,
     parent: Option<&CaRow>,
     now: i64,
+    storage: KeyStorage,
 ) -> Result<Enablement> {
     let alg: KeyAlgorithm = ca
         .key_algorithm
         .parse()
         .map_err(|e: String| Error::invalid("key_algorithm", e))?;
-    // RSA key generation takes up to seconds: keep it off the async workers.
-    let key = tokio::task::spawn_blocking(move || alg.generate())
-        .await
-        .map_err(Error::internal)??;
+    let hsm = match storage {
+        KeyStorage::Database => None,
+        KeyStorage::Pkcs11 => Some(ra.hsm.clone().ok_or_else(|| {
+            Error::invalid(
+                "key_storage",
+                "is \"pkcs11\" but this server has no PKCS#11 token configured ([pkcs11] \
+                 module, token_label or slot, and the PIN); use \"database\" or configure one",
+            )
+        })?),
+    };
+    // Key generation takes up to seconds (RSA; any key in a token): keep it off the async
+    // workers.
+    let ca_id = ca.id.clone();
+    let key: ca::CaKey = tokio::task::spawn_blocking(move || match hsm {
+        None => alg.generate().map(ca::CaKey::Database),
+        Some(hsm) => hsm.generate(alg, &ca_id).map(ca::CaKey::Pkcs11),
+    })
+    .await
+    .map_err(Error::internal)??;
+    let (key_sealed, pkcs11_key) = match &key {
+        ca::CaKey::Database(k) => (Some(ra.master.seal_key(&ca.id, k)?), None),
+        ca::CaKey::Pkcs11(k) => (None, Some((k.id_hex().to_string(), k.label().to_string()))),
+    };
     let not_before = now - 60;
     let mut not_after = now + ca.validity_days * 86_400;
     let subject = subject_of(ca);
-    let (der, serial) = match parent {
+    let signed = match parent {
         None => profile::self_signed_root(
             &subject,
             Validity {
@@ -403,24 +435,36 @@ async fn generate(
                 not_after,
             },
             &key,
-        )?,
+        ),
         Some(parent) => {
             if let Some(limit) = parent.not_after {
                 not_after = not_after.min(limit);
             }
-            let signer = Signer::load(&ra.master, parent)?;
             let urls = PublicationUrls::for_ca(&ra.config.public_http_url(), &parent.id);
-            profile::intermediate(
-                &subject,
-                Validity {
-                    not_before,
-                    not_after,
-                },
-                &key,
-                &signer,
-                &urls,
-                parent.ocsp_enabled,
-            )?
+            match crate::signer_for(ra, parent).await {
+                Ok(signer) => profile::intermediate(
+                    &subject,
+                    Validity {
+                        not_before,
+                        not_after,
+                    },
+                    &key,
+                    &signer,
+                    &urls,
+                    parent.ocsp_enabled,
+                ),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let (der, serial) = match signed {
+        Ok(v) => v,
+        Err(e) => {
+            // Leave no orphan key behind in the token.
+            if let (ca::CaKey::Pkcs11(k), Some(hsm)) = (&key, &ra.hsm) {
+                let _ = hsm.destroy(k.id_hex());
+            }
+            return Err(e);
         }
     };
     let facts = cert_facts(&der)?;
@@ -431,9 +475,30 @@ async fn generate(
         not_before,
         not_after,
         serial,
-        key_sealed: ra.master.seal_key(&ca.id, &key)?,
+        key_sealed,
+        key_storage: storage,
+        pkcs11_key,
         certificate_der: der,
     })
+}
+
+/// At startup: every enabled CA whose key is in a PKCS#11 token finds it there (the
+/// token is configured, logged in, and holds the key matching the CA's certificate).
+/// The error names the CA and what to fix.
+pub async fn check_token_keys(ra: &Authority) -> Result<()> {
+    let cas = {
+        let mut conn = ra.store.reader().acquire().await?;
+        store::cas::enabled_in_token(&mut conn).await?
+    };
+    for ca in cas {
+        crate::signer_for(ra, &ca).await.map_err(|e| {
+            Error::config(format!(
+                "CA {} ({}) keeps its key in a PKCS#11 token: {}",
+                ca.id, ca.common_name, e
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 /// Adds purchased quota to a root.
@@ -834,7 +899,24 @@ pub async fn reset(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
     }
     tx.commit().await?;
     forget_ocsp(ra, &ca);
+    destroy_token_key(ra, &ca);
     load(ra, tenant_id, id).await
+}
+
+/// After a reset: the old key of a `pkcs11` CA is destroyed in the token (its
+/// certificate is gone and will never be used again). Best effort: a key the token
+/// could not destroy is logged and left for the operator.
+fn destroy_token_key(ra: &Authority, ca: &CaRow) {
+    if ca.key_storage != KeyStorage::Pkcs11 {
+        return;
+    }
+    let (Some(hsm), Some(key_id)) = (&ra.hsm, &ca.pkcs11_key_id) else {
+        return;
+    };
+    if let Err(e) = hsm.destroy(key_id) {
+        tracing::warn!(ca = %ca.id, key_id = %key_id, error = %e,
+            "could not destroy the reset CA's key in the PKCS#11 token");
+    }
 }
 
 /// pending → refunded, within the refund window of the purchase. A root's pending

@@ -58,6 +58,9 @@ pub struct Authority {
     pub master: MasterKey,
     /// CA keys opened in memory.
     pub signers: SignerCache,
+    /// The PKCS#11 token holding the keys of `pkcs11` CAs, when `[pkcs11]` is configured
+    /// (opened and logged in by [`Authority::new`]).
+    pub hsm: Option<Arc<ca::pkcs11::Hsm>>,
     /// Serialises CRL signing per CA within this process.
     pub crl_locks: crl::CrlLocks,
     /// The OCSP responder's responders and responses held ready.
@@ -94,8 +97,13 @@ impl Authority {
             extra_roots,
         )
         .map_err(Error::config)?;
+        let hsm = match &config.pkcs11 {
+            Some(p) => Some(ca::pkcs11::Hsm::open(p)?),
+            None => None,
+        };
         Ok(Authority {
             deliverer,
+            hsm,
             recorder: record::Recorder::start(store.clone(), clock.clone())?,
             acme_writer: acme::writes::AcmeWriter::start(store.clone())?,
             signers: SignerCache::default(),
@@ -147,7 +155,7 @@ pub async fn signer_for(ra: &Authority, ca: &CaRow) -> Result<Arc<Signer>> {
             }
         }
     }
-    let signer = Signer::load(&ra.master, ca)?.with_issuers(issuers);
+    let signer = Signer::open(&ra.master, ra.hsm.as_ref(), ca)?.with_issuers(issuers);
     Ok(ra.signers.insert(ca, signer))
 }
 

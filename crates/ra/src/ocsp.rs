@@ -475,7 +475,7 @@ async fn responder(ra: &Authority, ca_id: &str) -> Result<Arc<Responder>> {
         let mut conn = ra.store.reader().acquire().await?;
         store::cas::get_any_tenant(&mut conn, ca_id)
             .await?
-            .filter(|c| c.status != CaStatus::Removed && c.key_sealed.is_some())
+            .filter(|c| c.status != CaStatus::Removed && c.has_key())
             .ok_or_else(|| Error::not_found(format!("no CA {ca_id} with a signing key")))?
     };
     let signer = crate::signer_for(ra, &ca).await?;

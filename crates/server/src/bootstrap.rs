@@ -122,6 +122,7 @@ pub async fn prepare(config: Config, clock: Clock) -> Result<(App, Paths)> {
     app.defaults.root_id = root;
     app.defaults.intermediate_id = inter;
     check_master_key(&app).await?;
+    hierarchy::check_token_keys(&app).await?;
     write_root_pem(&app, &paths).await?;
     Ok((app, paths))
 }

@@ -7,7 +7,7 @@
 use super::{decode_spelled, query, Conn, Row};
 use crate::pool::Tx;
 use vellum_core::error::Result;
-use vellum_core::status::{CaKind, CaStatus, KeySource, RevocationReason};
+use vellum_core::status::{CaKind, CaStatus, KeySource, KeyStorage, RevocationReason};
 
 /// One CA as stored.
 #[derive(Debug, Clone, Default)]
@@ -74,6 +74,12 @@ pub struct CaRow {
     /// The CA's private key as PKCS#8 PEM, sealed with the master key (AES-256-GCM: a
     /// 12-byte nonce, then ciphertext and tag) bound to the CA's id; `None` while pending.
     pub key_sealed: Option<Vec<u8>>,
+    /// Where the private key is kept: sealed here (`database`) or in the PKCS#11 token.
+    pub key_storage: KeyStorage,
+    /// `pkcs11` keys: the token object's CKA_ID, lower-case hex.
+    pub pkcs11_key_id: Option<String>,
+    /// `pkcs11` keys: the token object's CKA_LABEL.
+    pub pkcs11_key_label: Option<String>,
     /// Roots: certificate units purchased in all (zeroed by a refund); 0 for
     /// intermediates.
     pub quota_total: i64,
@@ -127,6 +133,14 @@ impl CaRow {
     pub fn is_root(&self) -> bool {
         self.kind.is_root()
     }
+
+    /// Whether the CA has a key to sign with: sealed here, or named in the PKCS#11 token.
+    pub fn has_key(&self) -> bool {
+        match self.key_storage {
+            KeyStorage::Database => self.key_sealed.is_some(),
+            KeyStorage::Pkcs11 => self.pkcs11_key_id.is_some(),
+        }
+    }
 }
 
 pub(crate) fn row_to_ca(r: &Row) -> Result<CaRow> {
@@ -157,6 +171,9 @@ pub(crate) fn row_to_ca(r: &Row) -> Result<CaRow> {
         serial: r.try_get("serial")?,
         certificate_der: r.try_get("certificate_der")?,
         key_sealed: r.try_get("key_sealed")?,
+        key_storage: decode_spelled(r, "cas", "key_storage")?,
+        pkcs11_key_id: r.try_get("pkcs11_key_id")?,
+        pkcs11_key_label: r.try_get("pkcs11_key_label")?,
         quota_total: r.try_get("quota_total")?,
         quota_available: r.try_get("quota_available")?,
         quota_assigned: r.try_get("quota_assigned")?,
@@ -298,6 +315,15 @@ pub async fn children(conn: &mut Conn, parent_id: &str) -> Result<Vec<CaRow>> {
     rows.iter().map(row_to_ca).collect()
 }
 
+/// Enabled CAs of every tenant whose key is kept in a PKCS#11 token (startup checks them).
+pub async fn enabled_in_token(conn: &mut Conn) -> Result<Vec<CaRow>> {
+    let rows =
+        query("SELECT * FROM cas WHERE status = 'enabled' AND key_storage = 'pkcs11' ORDER BY id")
+            .fetch_all(conn)
+            .await?;
+    rows.iter().map(row_to_ca).collect()
+}
+
 /// What enabling writes.
 #[derive(Debug, Clone)]
 pub struct Enablement {
@@ -315,8 +341,13 @@ pub struct Enablement {
     pub serial: String,
     /// The CA certificate, DER.
     pub certificate_der: Vec<u8>,
-    /// The private key as PKCS#8 PEM sealed with the master key, bound to the CA's id.
-    pub key_sealed: Vec<u8>,
+    /// The private key as PKCS#8 PEM sealed with the master key, bound to the CA's id;
+    /// `None` when the key is in the PKCS#11 token.
+    pub key_sealed: Option<Vec<u8>>,
+    /// Where the key is kept.
+    pub key_storage: KeyStorage,
+    /// `pkcs11` keys: the token object's CKA_ID (hex) and CKA_LABEL.
+    pub pkcs11_key: Option<(String, String)>,
 }
 
 /// pending → enabled: installs the key and certificate of `e`, sets `enabled_at` to `at`
@@ -326,7 +357,8 @@ pub async fn enable(conn: &mut Tx, id: &str, e: &Enablement, at: i64) -> Result<
     let res = query(
         "UPDATE cas SET status = 'enabled', enabled_at = $1, subject = $2, key_algorithm = $3, \
          key_source = $4, not_before = $5, not_after = $6, serial = $7, certificate_der = $8, \
-         key_sealed = $9, revoked_at = NULL, revocation_reason = NULL \
+         key_sealed = $9, revoked_at = NULL, revocation_reason = NULL, key_storage = $11, \
+         pkcs11_key_id = $12, pkcs11_key_label = $13 \
          WHERE id = $10 AND status = 'pending'",
     )
     .bind(at)
@@ -339,6 +371,9 @@ pub async fn enable(conn: &mut Tx, id: &str, e: &Enablement, at: i64) -> Result<
     .bind(&e.certificate_der)
     .bind(&e.key_sealed)
     .bind(id)
+    .bind(e.key_storage.as_str())
+    .bind(e.pkcs11_key.as_ref().map(|k| k.0.as_str()))
+    .bind(e.pkcs11_key.as_ref().map(|k| k.1.as_str()))
     .execute(conn)
     .await?;
     Ok(res.rows_affected() == 1)
@@ -554,7 +589,8 @@ pub async fn reset(conn: &mut Tx, id: &str) -> Result<bool> {
     let res = query(
         "UPDATE cas SET status = 'pending', enabled_at = NULL, key_source = NULL, \
          not_before = NULL, not_after = NULL, serial = NULL, certificate_der = NULL, \
-         key_sealed = NULL WHERE id = $1 AND status = 'enabled'",
+         key_sealed = NULL, key_storage = 'database', pkcs11_key_id = NULL, \
+         pkcs11_key_label = NULL WHERE id = $1 AND status = 'enabled'",
     )
     .bind(id)
     .execute(conn)

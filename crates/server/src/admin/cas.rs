@@ -18,7 +18,7 @@ use ca::profile::SubjectFields;
 use ra::hierarchy::{self, EnableMode, Purchase};
 use store::{self, cas::CaFilter};
 use vellum_core::error::{Error, Result};
-use vellum_core::status::{parse_field, CaKind, CaStatus, RevocationReason};
+use vellum_core::status::{parse_field, CaKind, CaStatus, KeyStorage, RevocationReason};
 
 type JsonResult = ApiResult<axum::Json<Value>>;
 
@@ -206,6 +206,8 @@ pub struct EnableBody {
     mode: String,
     certificate_pem: Option<String>,
     private_key_pem: Option<String>,
+    /// `"database"` (default) or `"pkcs11"` (generate mode only).
+    key_storage: Option<String>,
 }
 
 /// `POST /cas/{id}/enable`.
@@ -217,6 +219,10 @@ pub async fn enable(
 ) -> JsonResult {
     who.require(Permission::CaLifecycle)?;
     let res = async {
+        let storage = match body.key_storage.as_deref() {
+            None => KeyStorage::Database,
+            Some(s) => parse_field::<KeyStorage>("key_storage", s)?,
+        };
         let mode = match body.mode.as_str() {
             "generate" => {
                 if body.certificate_pem.is_some() || body.private_key_pem.is_some() {
@@ -225,7 +231,18 @@ pub async fn enable(
                         "is \"generate\" but a certificate or key was sent; use \"upload\" to install them",
                     ));
                 }
-                EnableMode::Generate
+                match storage {
+                    KeyStorage::Database => EnableMode::Generate,
+                    KeyStorage::Pkcs11 => EnableMode::GenerateInToken,
+                }
+            }
+            "upload" if storage == KeyStorage::Pkcs11 => {
+                return Err(Error::invalid(
+                    "key_storage",
+                    "\"pkcs11\" keys are generated inside the token and cannot be uploaded into \
+                     it; use mode \"generate\" with key_storage \"pkcs11\", or upload with \
+                     key_storage \"database\"",
+                ))
             }
             "upload" => EnableMode::Upload {
                 certificate_pem: body
@@ -458,7 +475,7 @@ pub async fn crl_info(
         "delta_next_update": null,
         "delta_entries": null,
     });
-    if ca.crl_enabled && ca.key_sealed.is_some() {
+    if ca.crl_enabled && ca.has_key() {
         let crl = ra::crl::current(&app, &id).await?;
         let (_, parsed) = x509_parser::parse_x509_crl(&crl.der).map_err(Error::internal)?;
         let entries: Vec<Value> = parsed

@@ -353,6 +353,11 @@ pub fn ca(ca: &CaRow, http_base: &str) -> Value {
         "locality": ca.locality,
         "key_algorithm": ca.key_algorithm,
         "key_source": ca.key_source,
+        "key_storage": ca.key_storage,
+        "pkcs11_key": match (&ca.pkcs11_key_id, &ca.pkcs11_key_label) {
+            (Some(id), Some(label)) => json!({"id": id, "label": label}),
+            _ => Value::Null,
+        },
         "validity_days": ca.validity_days,
         "serial": ca.serial,
         "certificate_pem": ca.certificate_der.as_deref().map(cert_pem),
