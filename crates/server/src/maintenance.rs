@@ -150,7 +150,7 @@ pub async fn restore(
             }
             Unseal::Passphrase(p)
         }
-        _ => Unseal::Master(existing.clone().ok_or_else(|| {
+        _ => Unseal::Master(Box::new(existing.clone().ok_or_else(|| {
             Error::invalid(
                 "master_key",
                 format!(
@@ -160,7 +160,7 @@ pub async fn restore(
                     config.data_dir.display()
                 ),
             )
-        })?),
+        })?)),
     };
     // Where the database goes: a new SQLite file, or an empty PostgreSQL database.
     let tag = uuid::Uuid::new_v4().simple().to_string();
@@ -265,7 +265,7 @@ pub async fn restore(
 }
 
 enum Unseal {
-    Master(MasterKey),
+    Master(Box<MasterKey>),
     Passphrase(Zeroizing<String>),
 }
 
