@@ -7,9 +7,9 @@ use std::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use x509_parser::prelude::*;
 
 use crate::common::{env_for, fresh_pg_database, start_with_env, Backend, TestServer};
+use crate::crl::crl_number;
 
 /// Runs the `vellum` binary with only `env` (and PATH, for pg_dump); (success, output).
 fn vellum(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
@@ -26,21 +26,6 @@ fn vellum(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
-}
-
-async fn crl_number(s: &TestServer, ca: &str) -> u64 {
-    let resp = s
-        .client
-        .get(format!("{}/crl/{ca}.crl", s.http_base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let der = resp.bytes().await.unwrap();
-    let (_, crl) = parse_x509_crl(&der).unwrap();
-    let n = crl.crl_number().unwrap().to_u64_digits();
-    assert!(n.len() <= 1, "a CRL number beyond 64 bits: {n:?}");
-    n.first().copied().unwrap_or(0)
 }
 
 async fn issue(s: &TestServer, inter: &str, cn: &str) -> String {

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use x509_parser::prelude::*;
 
-async fn crl_number(s: &TestServer, ca: &str) -> u64 {
+pub(crate) async fn crl_number(s: &TestServer, ca: &str) -> u64 {
     let resp = s
         .client
         .get(format!("{}/crl/{ca}.crl", s.http_base))
