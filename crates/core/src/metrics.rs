@@ -231,9 +231,19 @@ const SIGNING_BUCKETS: &[f64] = &[
 /// Buckets of group-commit batch sizes (jobs per transaction; at most 512).
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
+/// Registers `c`; a refusal (a name registered twice) is logged and the series is left
+/// out of `/metrics`, never a panic on a request's path.
+fn register(r: &Registry, name: &str, c: Box<dyn prometheus::core::Collector>) {
+    if let Err(e) = r.register(c) {
+        tracing::error!(metric = name, error = %e, "metric not registered; left out of /metrics");
+    }
+}
+
+// The names, labels and buckets below are constants; `new` fails only on an invalid
+// one, which the unit tests (they build the registry) would show first.
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("registered once");
+    register(r, name, Box::new(c.clone()));
     c
 }
 
@@ -249,14 +259,14 @@ fn histogram_vec(
         labels,
     )
     .expect("valid metric");
-    r.register(Box::new(h.clone())).expect("registered once");
+    register(r, name, Box::new(h.clone()));
     h
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
         .expect("valid metric");
-    r.register(Box::new(h.clone())).expect("registered once");
+    register(r, name, Box::new(h.clone()));
     h
 }
 
