@@ -177,7 +177,9 @@ est_leaf() {
   ocsp_all "EST leaf" "$D/est.pem" good
   local serial; serial=$(openssl x509 -in "$D/est.pem" -noout -serial | cut -d= -f2 | tr A-F a-f | sed 's/^0*//')
   api GET "/certificates?q=ocsp.devices.vellum.test"
-  local id; id=$(jq -r --arg s "$serial" '[.items[]? | select(.serial == $s)][0].id // empty' <<<"$API_BODY")
+  # Without leading zeros on both sides: openssl prints whole bytes ("05AE…"), as does the
+  # inventory; a serial whose first byte is below 0x10 otherwise never matched.
+  local id; id=$(jq -r --arg s "$serial" '[.items[]? | select((.serial | ltrimstr("0")) == $s)][0].id // empty' <<<"$API_BODY")
   if [[ -z $id ]]; then
     fail "find the EST certificate in the inventory" "$(_api_failure_details)"
     return 0

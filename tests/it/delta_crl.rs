@@ -321,3 +321,33 @@ async fn delta_on(s: &TestServer) {
     assert!(cert_freshest(&der).is_none());
 }
 both_backends!(delta_on_freshest_indicator_sequence_and_openssl, delta_on);
+
+/// A root that publishes delta ARLs names them in the intermediates it signs afterwards
+/// (freshestCRL next to the CRL distribution point), as leaves of a delta-publishing
+/// intermediate do.
+async fn intermediate_names_root_deltas(s: &TestServer) {
+    let (root, inter) = s.buy_root("Delta Root", "ec-p256", 10).await;
+    s.enable(&root).await;
+    let (st, v) = set_crl(s, &root, json!({"enabled": true, "delta_enabled": true})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    s.enable(&inter).await;
+    let der = ::pem::parse(ca_pem(s, &inter).await)
+        .unwrap()
+        .into_contents();
+    let (critical, value) = cert_freshest(&der).expect("freshestCRL in the intermediate");
+    assert!(!critical);
+    let delta_url = format!("{}/crl/{root}-delta.crl", s.http_base);
+    assert!(contains(&value, &delta_url), "{value:?}");
+    // Without deltas on the root, an intermediate names none.
+    let (root2, inter2) = s.buy_root("No Delta Root", "ec-p256", 10).await;
+    s.enable(&root2).await;
+    s.enable(&inter2).await;
+    let der = ::pem::parse(ca_pem(s, &inter2).await)
+        .unwrap()
+        .into_contents();
+    assert!(cert_freshest(&der).is_none());
+}
+both_backends!(
+    an_intermediate_names_its_roots_delta_arls,
+    intermediate_names_root_deltas
+);

@@ -202,6 +202,7 @@ pub fn intermediate(
     parent: &Signer,
     parent_urls: &PublicationUrls,
     parent_ocsp: bool,
+    parent_deltas: bool,
 ) -> Result<(Vec<u8>, String)> {
     let (mut p, serial) = ca_params(subject, validity, Some(0))?;
     p.key_identifier_method = key_identifier(key);
@@ -209,6 +210,14 @@ pub fn intermediate(
     p.crl_distribution_points = vec![CrlDistributionPoint {
         uris: vec![parent_urls.crl.clone()],
     }];
+    // The root publishes delta ARLs: verifiers find them through freshestCRL (RFC 5280
+    // §5.2.6), as in leaves.
+    if parent_deltas {
+        p.custom_extensions.push(CustomExtension::from_oid_content(
+            super::crl::FRESHEST_CRL_OID,
+            super::crl::freshest_crl_value(&parent_urls.delta_crl),
+        ));
+    }
     p.custom_extensions.push(aia(
         Some(&parent_urls.certificate),
         parent_ocsp.then_some(parent_urls.ocsp.as_str()),

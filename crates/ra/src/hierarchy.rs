@@ -452,6 +452,7 @@ async fn generate(
                     &signer,
                     &urls,
                     parent.ocsp_enabled,
+                    parent.crl_enabled && parent.crl_delta_enabled,
                 ),
                 Err(e) => Err(e),
             }

@@ -63,26 +63,22 @@ pub struct Overview {
     pub cas: Vec<CaQuota>,
 }
 
-/// The smallest UUIDv7 (as text) of Unix second `t`: ids minted at or after `t` sort at
-/// or after it.
-fn first_uuid_v7(t: i64) -> String {
-    let ms = (t.max(0) as u64) * 1000;
-    format!(
-        "{:08x}-{:04x}-0000-0000-000000000000",
-        ms >> 16,
-        ms & 0xffff
-    )
-}
-
 /// The overview of `tenant_id` at the authority's clock.
+///
+/// Reads the kept counters of `store::stats` (a few hundred rows whatever the tenant's
+/// size) plus one exact index range: the certificates expiring during the rest of today.
+/// Weeks are whole UTC days: week 0 runs from now to the end of the 7th day after today,
+/// week `w` over the 7 days after that.
 pub async fn overview(ra: &Authority, tenant_id: &str) -> Result<Overview> {
     let now = ra.now();
-    let today = now - now.rem_euclid(86_400);
-    let since = today - (DAYS - 1) * 86_400;
+    let today = now.div_euclid(86_400);
+    let first_day = today - (DAYS - 1);
     let mut conn = ra.store.reader().acquire().await?;
-    let per_week = store::stats::expiring_per_week(&mut conn, tenant_id, now, WEEKS).await?;
+    let rest_of_today =
+        store::stats::expiring_between(&mut conn, tenant_id, now, (today + 1) * 86_400).await?;
     let per_day =
-        store::stats::issued_per_day(&mut conn, tenant_id, since, &first_uuid_v7(since)).await?;
+        store::stats::expiring_per_day(&mut conn, tenant_id, today + 1, today + WEEKS * 7).await?;
+    let issued_counts = store::stats::issued_per_day(&mut conn, tenant_id, first_day).await?;
     let cas = store::cas::list(
         &mut conn,
         tenant_id,
@@ -93,25 +89,29 @@ pub async fn overview(ra: &Authority, tenant_id: &str) -> Result<Overview> {
     )
     .await?;
     let expiring = (0..WEEKS)
-        .map(|w| Week {
-            from: now + w * 604_800,
-            count: per_week
+        .map(|w| {
+            let days = today + 1 + w * 7..=today + (w + 1) * 7;
+            let counted: i64 = per_day
                 .iter()
-                .filter(|(i, _)| *i == w)
+                .filter(|(d, _)| days.contains(d))
                 .map(|(_, n)| n)
-                .sum(),
+                .sum();
+            Week {
+                from: if w == 0 { now } else { days.start() * 86_400 },
+                count: counted + if w == 0 { rest_of_today } else { 0 },
+            }
         })
         .collect();
     let issued = (0..DAYS)
         .map(|d| {
-            let day = since + d * 86_400;
+            let day = first_day + d;
             let mut out = Day {
-                day,
+                day: day * 86_400,
                 admin: 0,
                 acme: 0,
                 est: 0,
             };
-            for (_, source, n) in per_day.iter().filter(|(k, _, _)| *k * 86_400 == day) {
+            for (_, source, n) in issued_counts.iter().filter(|(k, _, _)| *k == day) {
                 match source.as_str() {
                     "acme" => out.acme += n,
                     "est" => out.est += n,
@@ -144,23 +144,4 @@ pub async fn overview(ra: &Authority, tenant_id: &str) -> Result<Overview> {
         issued,
         cas,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_first_uuid_of_a_second_sorts_before_every_id_minted_then() {
-        let t = 1_790_000_000;
-        let floor = super::first_uuid_v7(t);
-        let ts = uuid::Timestamp::from_unix(uuid::NoContext, t as u64, 0);
-        let minted = uuid::Uuid::new_v7(ts).to_string();
-        assert!(floor <= minted, "{floor} > {minted}");
-        let before = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            (t - 1) as u64,
-            999_000_000,
-        ))
-        .to_string();
-        assert!(before < floor, "{before} >= {floor}");
-    }
 }

@@ -36,6 +36,8 @@ pub async fn revoke_certificate(
     }
     // Its synced and shared copies show it revoked.
     store::managed::origin_revoked(&mut tx, id, now).await?;
+    // The overview's expiry counters; last, after the CA row (the group commit's lock order).
+    store::stats::count_revoked(&mut tx, &c).await?;
     let mut data = crate::notify::certificate_data(&c);
     data["reason"] = serde_json::json!(reason);
     data["revoked_at"] = serde_json::json!(vellum_core::time::rfc3339(now));

@@ -234,7 +234,7 @@ pub async fn insert(conn: &mut Conn, c: &CertRow) -> Result<()> {
 }
 
 /// Records certificates with one multi-row INSERT per 100 rows (the group commit of
-/// `ra::record`). A serial its CA already used fails the whole statement with an internal
+/// `ra::record`), and counts them for the overview ([`super::stats::count_recorded`]). A serial its CA already used fails the whole statement with an internal
 /// error.
 pub async fn insert_many(conn: &mut Conn, rows: &[&CertRow]) -> Result<()> {
     for chunk in rows.chunks(CERT_ROWS_PER_STATEMENT) {
@@ -281,7 +281,8 @@ pub async fn insert_many(conn: &mut Conn, rows: &[&CertRow]) -> Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    // The overview's counters, in the same transaction.
+    super::stats::count_recorded(conn, rows).await
 }
 
 /// A certificate by id, whatever its tenant (deleted ones included).
@@ -439,7 +440,8 @@ pub async fn ids(
 
 /// Marks a certificate revoked at `at` for `reason`. False when it was already revoked,
 /// is deleted or does not exist. The caller bumps the CA's revocation revision
-/// ([`crate::crls::bump_revision`]) in the same transaction so its CRL is re-signed.
+/// ([`crate::crls::bump_revision`]) in the same transaction so its CRL is re-signed, then
+/// takes it out of the overview's counters ([`crate::stats::count_revoked`], last).
 pub async fn revoke(conn: &mut Conn, id: &str, at: i64, reason: RevocationReason) -> Result<bool> {
     let res = query(
         "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
