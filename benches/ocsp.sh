@@ -3,7 +3,8 @@
 # machine (absolute numbers drift between minutes; runs are interleaved and medians kept):
 #   cargo build --release
 #   bash benches/ocsp.sh [ROUNDS] [SECONDS]
-# Needs wrk and ab (apt-get install -y wrk apache2-utils), openssl, curl, jq.
+# Needs wrk and ab (apt-get install -y wrk apache2-utils), openssl, curl, jq; nginx
+# (apt-get install -y nginx-light) for the ceiling column (skipped without it).
 #
 # - Vellum: `vellum serve` (SQLite, log level warn) with OCSP on for its bootstrap
 #   intermediate (CA key signs), BENCH_LEAVES (100) leaves; wrk cycles through their GET URLs
@@ -16,22 +17,26 @@
 #   read() == 0 forever. So the side-by-side uses ab (one tool for both): the reference
 #   with new connections (it allows nothing else), Vellum with new connections too and
 #   with keep-alive (-k); wrk (keep-alive, 2 threads, 100 URLs) gives Vellum's peak.
+# - The ceiling: nginx (2 workers, access log off) serving one of Vellum's responses as a
+#   static file, with the same wrk and ab runs: what any HTTP responder that only looks up
+#   ready bytes can reach on this machine with this load generator beside it.
 # - Then the revocation latency: a leaf whose `good` answer Vellum holds is revoked
 #   through the admin API; GET is polled until it says revoked (median of 5).
 # wrk: 2 threads, 32 connections (WRK_CONNECTIONS); ab: 32 concurrent requests (8 for
 # the single-process reference); SECONDS (default 10) per run.
-# Ports 18420-18423 (VELLUM_BENCH_PORT_BASE moves them).
+# Ports 18420-18424 (VELLUM_BENCH_PORT_BASE moves them).
 set -u
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3} SECS=${2:-10}
 BASE=${VELLUM_BENCH_PORT_BASE:-18420}
-HTTPS=$BASE HTTP=$((BASE + 1)) REF1=$((BASE + 2)) REF2=$((BASE + 3))
+HTTPS=$BASE HTTP=$((BASE + 1)) REF1=$((BASE + 2)) REF2=$((BASE + 3)) NGX=$((BASE + 4))
 CONNS=${WRK_CONNECTIONS:-32}
 BIN=${VELLUM_BIN:-target/release/vellum}
 W=$(mktemp -d /tmp/vellum-ocsp-bench.XXXXXX)
 PIDS=()
 cleanup() {
   [ -n "${REF_PID:-}" ] && { pkill -P "$REF_PID" 2>/dev/null; kill "$REF_PID" 2>/dev/null; }
+  [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   rm -rf "$W"
 }
@@ -121,11 +126,38 @@ run_ab() { # URL CONCURRENCY [-k] -> requests/s (ab's "Failed" counts length cha
     awk '/Requests per second/{print int($4)}'
 }
 V1=$(head -n1 "$W/vellum.paths") P1=$(head -n1 "$W/ref.paths")
-VW=() VK=() VN=() R1=() R2=()
+# The ceiling: nginx serving Vellum's first response as a static file.
+NGINX=$(command -v nginx || true)
+if [ -n "$NGINX" ]; then
+  mkdir -p "$W/www"
+  curl -sf -o "$W/www/resp.der" "http://127.0.0.1:$HTTP$V1"
+  : >"$W/nginx.paths"
+  for _ in $(seq 1 ${BENCH_LEAVES:-100}); do echo /resp.der >>"$W/nginx.paths"; done
+  cat >"$W/nginx.conf" <<EOF
+worker_processes 2;
+pid $W/nginx.pid;
+error_log $W/nginx.err;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:$NGX;
+    root $W/www;
+    location / { default_type application/ocsp-response; }
+  }
+}
+EOF
+  "$NGINX" -c "$W/nginx.conf" || NGINX=
+fi
+VW=() VK=() VN=() R1=() R2=() NW=() NN=()
 for r in $(seq 1 "$ROUNDS"); do
   VW+=("$(run_wrk "http://127.0.0.1:$HTTP" "$W/vellum.paths")")
   VK+=("$(run_ab "http://127.0.0.1:$HTTP$V1" 32 -k)")
   VN+=("$(run_ab "http://127.0.0.1:$HTTP$V1" 32)")
+  if [ -n "$NGINX" ]; then
+    NW+=("$(run_wrk "http://127.0.0.1:$NGX" "$W/nginx.paths")")
+    NN+=("$(run_ab "http://127.0.0.1:$NGX/resp.der" 32)")
+  fi
   ref_start "$REF1"
   R1+=("$(run_ab "http://127.0.0.1:$REF1$P1" 8)")
   ref_stop
@@ -133,7 +165,8 @@ for r in $(seq 1 "$ROUNDS"); do
   R2+=("$(run_ab "http://127.0.0.1:$REF2$P1" 8)")
   ref_stop
   echo "round $r: vellum wrk ${VW[-1]}/s, ab -k ${VK[-1]}/s, ab ${VN[-1]}/s;" \
-    "openssl ocsp ab ${R1[-1]}/s, openssl ocsp -multi 2 ab ${R2[-1]}/s"
+    "openssl ocsp ab ${R1[-1]}/s, openssl ocsp -multi 2 ab ${R2[-1]}/s;" \
+    "nginx (static) wrk ${NW[-1]:-}/s, ab ${NN[-1]:-}/s"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 mw=$(median "${VW[@]}") mk=$(median "${VK[@]}") mn=$(median "${VN[@]}") m1=$(median "${R1[@]}") m2=$(median "${R2[@]}")
@@ -141,6 +174,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.1f", a/b; else pri
 echo "median of $ROUNDS: vellum wrk $mw/s, ab -k $mk/s, ab $mn/s; openssl ocsp $m1/s, -multi 2 $m2/s"
 echo "ratios: wrk/openssl $(ratio "$mw" "$m1")x, ab -k/openssl $(ratio "$mk" "$m1")x," \
   "ab/openssl $(ratio "$mn" "$m1")x, wrk/openssl -multi 2 $(ratio "$mw" "$m2")x"
+if [ -n "$NGINX" ]; then
+  nw=$(median "${NW[@]}") nn=$(median "${NN[@]}")
+  echo "ceiling: nginx static wrk $nw/s, ab $nn/s; vellum wrk/nginx wrk $(ratio "$mw" "$nw")," \
+    "nginx wrk/openssl $(ratio "$nw" "$m1")x, nginx ab/openssl $(ratio "$nn" "$m1")x"
+fi
 grep -h "Non-2xx\|Socket errors" "$W/wrk.log" | sort | uniq -c | sed 's/^/wrk: /'
 
 # --- revocation -> revoked --------------------------------------------------------

@@ -34,15 +34,10 @@ enum Command {
         /// TOML configuration file (the server's: data dir, database, master key).
         #[arg(long, env = "VELLUM_CONFIG")]
         config: Option<PathBuf>,
-        /// Seal with the passphrase in this file (first line) instead of the master key;
-        /// the master key then travels inside the backup.
-        #[arg(long, conflicts_with = "passphrase")]
-        passphrase_file: Option<PathBuf>,
-        /// Seal with this passphrase (12 characters or more) instead of the master key.
-        /// Prefer the environment variable or --passphrase-file: a command line is seen by
-        /// every user of the machine.
-        #[arg(long, env = "VELLUM_BACKUP_PASSPHRASE", hide_env_values = true)]
-        passphrase: Option<String>,
+        /// Seal with a passphrase instead of the master key (the master key then travels
+        /// inside the backup).
+        #[command(flatten)]
+        passphrase: Passphrase,
     },
     /// Restore a backup into an empty data dir (and, for PostgreSQL, an empty database).
     Restore {
@@ -59,12 +54,9 @@ enum Command {
         /// TOML configuration file.
         #[arg(long, env = "VELLUM_CONFIG")]
         config: Option<PathBuf>,
-        /// The passphrase of a passphrase-sealed backup, in this file (first line).
-        #[arg(long, conflicts_with = "passphrase")]
-        passphrase_file: Option<PathBuf>,
         /// The passphrase of a passphrase-sealed backup.
-        #[arg(long, env = "VELLUM_BACKUP_PASSPHRASE", hide_env_values = true)]
-        passphrase: Option<String>,
+        #[command(flatten)]
+        passphrase: Passphrase,
     },
     /// Re-seal every stored private key and secret under a new master key, in one
     /// transaction. Stop every server first.
@@ -82,6 +74,24 @@ enum Command {
     },
     /// Print the version.
     Version,
+}
+
+/// A backup's passphrase (`backup` seals with it, `restore` opens with it).
+#[derive(Debug, clap::Args)]
+struct Passphrase {
+    /// The passphrase in this file (first line).
+    #[arg(long, conflicts_with = "passphrase")]
+    passphrase_file: Option<PathBuf>,
+    /// The passphrase (12 characters or more). Prefer the environment variable or
+    /// --passphrase-file: a command line is seen by every user of the machine.
+    #[arg(long, env = "VELLUM_BACKUP_PASSPHRASE", hide_env_values = true)]
+    passphrase: Option<String>,
+}
+
+impl Passphrase {
+    fn read(self) -> vellum_core::error::Result<Option<zeroize::Zeroizing<String>>> {
+        vellum_server::maintenance::passphrase(self.passphrase_file.as_deref(), self.passphrase)
+    }
 }
 
 fn init_logging(level: &str, json: bool) {
@@ -136,19 +146,15 @@ fn main() -> ExitCode {
         Command::Backup {
             out,
             config,
-            passphrase_file,
             passphrase,
         } => maintenance(&runtime, config.as_deref(), |config| async move {
-            let pass =
-                vellum_server::maintenance::passphrase(passphrase_file.as_deref(), passphrase)?;
-            vellum_server::maintenance::backup(&config, &out, pass).await
+            vellum_server::maintenance::backup(&config, &out, passphrase.read()?).await
         }),
         Command::Restore {
             file,
             data_dir,
             database_url,
             config,
-            passphrase_file,
             passphrase,
         } => maintenance(&runtime, config.as_deref(), |mut config| async move {
             if let Some(d) = data_dir {
@@ -157,9 +163,7 @@ fn main() -> ExitCode {
             if let Some(u) = database_url {
                 config.database_url = Some(u);
             }
-            let pass =
-                vellum_server::maintenance::passphrase(passphrase_file.as_deref(), passphrase)?;
-            vellum_server::maintenance::restore(&config, &file, pass).await
+            vellum_server::maintenance::restore(&config, &file, passphrase.read()?).await
         }),
         Command::RotateMasterKey {
             new_key_file,

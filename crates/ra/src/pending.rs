@@ -94,7 +94,7 @@ pub async fn pending(ra: &Authority, tenant_id: &str, token_id: &str) -> Result<
     };
     let mut certs = Vec::new();
     for w in [soon, past] {
-        let count = store::pending::count_certificates(c, tenant_id, w).await?
+        let count = store::stats::live_between(c, tenant_id, w.after, w.until).await?
             + store::pending::count_managed(c, tenant_id, w).await?;
         let issued = store::pending::certificates(c, tenant_id, w, limit).await?;
         let managed = store::pending::managed(c, tenant_id, w, limit).await?;

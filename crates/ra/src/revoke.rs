@@ -37,7 +37,7 @@ pub async fn revoke_certificate(
     // Its synced and shared copies show it revoked.
     store::managed::origin_revoked(&mut tx, id, now).await?;
     // The overview's expiry counters; last, after the CA row (the group commit's lock order).
-    store::stats::count_revoked(&mut tx, &c).await?;
+    store::stats::uncount(&mut tx, &c).await?;
     let mut data = crate::notify::certificate_data(&c);
     data["reason"] = serde_json::json!(reason);
     data["revoked_at"] = serde_json::json!(vellum_core::time::rfc3339(now));
@@ -77,7 +77,8 @@ pub async fn delete_certificate(
     };
     let now = ra.now();
     let mut tx = ra.store.begin().await?;
-    if !store::certificates::delete(&mut tx, id, now).await? {
+    let deleted = store::certificates::delete(&mut tx, id, now).await?;
+    if deleted == store::certificates::Deleted::No {
         return Err(Error::conflict(format!(
             "certificate {id} is {} (valid until {}); revoke it before deleting it",
             c.status(now),
@@ -85,6 +86,10 @@ pub async fn delete_certificate(
         )));
     }
     let recipient = store::managed::end_share(&mut tx, id, now).await?;
+    if deleted == store::certificates::Deleted::Unrevoked {
+        // Out of the expiry counters (`/pending`'s expired window reads them); last.
+        store::stats::uncount(&mut tx, &c).await?;
+    }
     tx.commit().await?;
     Ok((c, recipient))
 }

@@ -213,52 +213,41 @@ pub async fn snapshot(store: &Store, url: &str, dest: &Path) -> Result<()> {
             Ok(())
         }
         Backend::Postgres => {
-            let out = tokio::process::Command::new("pg_dump")
-                .args(["--format=custom", "--no-owner", "--no-privileges", "--file"])
+            let mut cmd = tokio::process::Command::new("pg_dump");
+            cmd.args(["--format=custom", "--no-owner", "--no-privileges", "--file"])
                 .arg(dest)
                 .arg("--dbname")
-                .arg(url)
-                .output()
-                .await
-                .map_err(|e| {
-                    Error::config(format!(
-                        "running pg_dump (PostgreSQL's client tools, Debian package \
-                         postgresql-client): {e}"
-                    ))
-                })?;
-            if !out.status.success() {
-                return Err(Error::config(format!(
-                    "pg_dump failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
-            Ok(())
+                .arg(url);
+            run_pg_tool("pg_dump", cmd).await
         }
     }
 }
 
 /// Loads a `pg_dump --format=custom` file into the empty PostgreSQL database `url`.
 pub async fn pg_restore(url: &str, dump: &Path) -> Result<()> {
-    let out = tokio::process::Command::new("pg_restore")
-        .args([
-            "--no-owner",
-            "--no-privileges",
-            "--exit-on-error",
-            "--dbname",
-        ])
-        .arg(url)
-        .arg(dump)
-        .output()
-        .await
-        .map_err(|e| {
-            Error::config(format!(
-                "running pg_restore (PostgreSQL's client tools, Debian package \
-                 postgresql-client): {e}"
-            ))
-        })?;
+    let mut cmd = tokio::process::Command::new("pg_restore");
+    cmd.args([
+        "--no-owner",
+        "--no-privileges",
+        "--exit-on-error",
+        "--dbname",
+    ])
+    .arg(url)
+    .arg(dump);
+    run_pg_tool("pg_restore", cmd).await
+}
+
+/// Runs one of PostgreSQL's client tools; its refusal becomes an error naming the tool
+/// and quoting what it printed.
+async fn run_pg_tool(name: &str, mut cmd: tokio::process::Command) -> Result<()> {
+    let out = cmd.output().await.map_err(|e| {
+        Error::config(format!(
+            "running {name} (PostgreSQL's client tools, Debian package postgresql-client): {e}"
+        ))
+    })?;
     if !out.status.success() {
         return Err(Error::config(format!(
-            "pg_restore failed: {}",
+            "{name} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }

@@ -441,7 +441,7 @@ pub async fn ids(
 /// Marks a certificate revoked at `at` for `reason`. False when it was already revoked,
 /// is deleted or does not exist. The caller bumps the CA's revocation revision
 /// ([`crate::crls::bump_revision`]) in the same transaction so its CRL is re-signed, then
-/// takes it out of the overview's counters ([`crate::stats::count_revoked`], last).
+/// takes it out of the overview's counters ([`crate::stats::uncount`], last).
 pub async fn revoke(conn: &mut Conn, id: &str, at: i64, reason: RevocationReason) -> Result<bool> {
     let res = query(
         "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
@@ -455,18 +455,35 @@ pub async fn revoke(conn: &mut Conn, id: &str, at: i64, reason: RevocationReason
     Ok(res.rows_affected() == 1)
 }
 
+/// What [`delete`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// Nothing: no such live row, or it is neither revoked nor expired.
+    No,
+    /// A revoked certificate.
+    Revoked,
+    /// An expired, unrevoked one: the caller takes it out of the expiry counters
+    /// ([`crate::stats::uncount`], last in its transaction).
+    Unrevoked,
+}
+
 /// Hides a revoked or expired certificate from the inventory (it stays on CRLs while it
-/// has not expired). False when it is neither revoked nor expired.
-pub async fn delete(conn: &mut Conn, id: &str, now: i64) -> Result<bool> {
-    let res = query(
+/// has not expired).
+pub async fn delete(conn: &mut Conn, id: &str, now: i64) -> Result<Deleted> {
+    let row = query(
         "UPDATE certificates SET deleted_at = $1 \
-         WHERE id = $2 AND deleted_at IS NULL AND (revoked_at IS NOT NULL OR not_after <= $1)",
+         WHERE id = $2 AND deleted_at IS NULL AND (revoked_at IS NOT NULL OR not_after <= $1) \
+         RETURNING revoked_at",
     )
     .bind(now)
     .bind(id)
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(res.rows_affected() == 1)
+    Ok(match row {
+        None => Deleted::No,
+        Some(r) if r.try_get::<Option<i64>, _>("revoked_at")?.is_some() => Deleted::Revoked,
+        Some(_) => Deleted::Unrevoked,
+    })
 }
 
 /// Records that certificate `id` renewed certificate `from`.

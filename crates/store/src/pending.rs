@@ -90,12 +90,6 @@ async fn first(
 
 const CERT_COLUMNS: &str = "id, common_name, name, not_after";
 
-/// How many of the tenant's private-CA certificates, neither revoked nor deleted, end
-/// inside `w`.
-pub async fn count_certificates(conn: &mut Conn, tenant_id: &str, w: Window) -> Result<i64> {
-    count(conn, CERT_WHERE, tenant_id, Some(w)).await
-}
-
 /// The first `limit` of those [`count_certificates`] counts, by `not_after` (and id).
 pub async fn certificates(
     conn: &mut Conn,

@@ -3,11 +3,11 @@
 --
 -- issued_counts:   certificates recorded per tenant, UTC day of created_at and source;
 --                  only ever incremented (deleted certificates stay counted, as before).
--- expiry_counts:   unrevoked certificates per tenant and expiry day, key
---                  (not_after - 1) / 86400, so day k holds not_after in (k·86400, (k+1)·86400];
---                  incremented when recorded, decremented when revoked. Deleting needs no
---                  change: only revoked or expired certificates can be deleted, and the
---                  overview reads future days only.
+-- expiry_counts:   certificates neither revoked nor deleted per tenant and expiry day,
+--                  key (not_after - 1) / 86400, so day k holds not_after in
+--                  (k·86400, (k+1)·86400]; incremented when recorded, decremented when
+--                  revoked or when an expired, unrevoked one is deleted (the overview and
+--                  /pending's windows read them).
 -- Both are written by the issuing (group commit) and revoking transactions. `shard`
 -- spreads one busy day over several rows, so replicas' concurrent commits on PostgreSQL
 -- seldom wait for one row's lock; readers sum the shards.
@@ -34,5 +34,5 @@ INSERT INTO issued_counts (tenant_id, day, source, shard, n)
 
 INSERT INTO expiry_counts (tenant_id, day, shard, n)
     SELECT tenant_id, (not_after - 1) / 86400, 0, COUNT(*) FROM certificates
-    WHERE revoked_at IS NULL
+    WHERE revoked_at IS NULL AND deleted_at IS NULL
     GROUP BY tenant_id, (not_after - 1) / 86400;
