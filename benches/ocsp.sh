@@ -131,6 +131,8 @@ NGINX=$(command -v nginx || true)
 if [ -n "$NGINX" ]; then
   mkdir -p "$W/www"
   curl -sf -o "$W/www/resp.der" "http://127.0.0.1:$HTTP$V1"
+  # nginx's workers drop root: the file must be readable by them (mktemp -d is 0700).
+  chmod a+x "$W" && chmod a+rx "$W/www" && chmod a+r "$W/www/resp.der"
   : >"$W/nginx.paths"
   for _ in $(seq 1 ${BENCH_LEAVES:-100}); do echo /resp.der >>"$W/nginx.paths"; done
   cat >"$W/nginx.conf" <<EOF
@@ -148,6 +150,9 @@ http {
 }
 EOF
   "$NGINX" -c "$W/nginx.conf" || NGINX=
+  sleep 0.3
+  [ -n "$NGINX" ] && ! curl -sf -o /dev/null "http://127.0.0.1:$NGX/resp.der" &&
+    { echo "nginx does not serve the response; ceiling skipped" >&2; NGINX=; }
 fi
 VW=() VK=() VN=() R1=() R2=() NW=() NN=()
 for r in $(seq 1 "$ROUNDS"); do
