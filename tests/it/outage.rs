@@ -146,6 +146,23 @@ async fn postgres_outage_answers_503_then_recovers() {
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let mut acme = Raw::new(&s, &inter);
     acme.register().await;
+    let est_ca = s.app().defaults.intermediate_id.clone();
+    crate::est::add_client(&s, &est_ca, "dev", Some(json!(["*.outage.test"]))).await;
+    let est_http = crate::est::est_client(&s, None);
+    let est_csr = crate::est::cn_csr(&rcgen::KeyPair::generate().unwrap(), "d.outage.test");
+    let enroll = || {
+        crate::est::enroll(
+            &s,
+            &est_http,
+            None,
+            "simpleenroll",
+            Some(("dev", crate::est::PASSWORD)),
+            &est_csr,
+        )
+    };
+    assert_eq!(enroll().await.certs().len(), 1);
+    let (_, e) = s.get(&format!("/cas/{est_ca}")).await;
+    let est_issued = e["issued_count"].as_i64().unwrap();
     // Taken now: during the outage new-nonce answers 503 too (once the CA's cached row
     // is older than a second).
     let nonce = acme.nonce().await;
@@ -174,6 +191,12 @@ async fn postgres_outage_answers_503_then_recovers() {
         "{v}"
     );
     assert!(h.contains_key("retry-after"), "{h:?}");
+    // EST: 503 with Retry-After and the sentence (RFC 7030 section 4.2.3). The password
+    // was verified a moment ago; the account is read again once its cached row is old.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let a = enroll().await;
+    a.text_error(StatusCode::SERVICE_UNAVAILABLE, "database is unavailable");
+    assert!(a.header("retry-after").parse::<u64>().unwrap() >= 1);
     // Health check: 503 too (a load balancer takes the replica out).
     let health = s
         .client
@@ -208,11 +231,18 @@ async fn postgres_outage_answers_503_then_recovers() {
     assert!(issued["serial"].is_string(), "{issued}");
     let (st, _) = s.get("/certificates").await;
     assert_eq!(st, StatusCode::OK);
+    assert_eq!(enroll().await.certs().len(), 1, "EST works again");
 
     // Quota: the refused issuance spent nothing.
     let (_, i) = s.get(&format!("/cas/{inter}")).await;
     let (_, r) = s.get(&format!("/cas/{root}")).await;
     assert_eq!(i["issued_count"], 2, "{i}");
+    let (_, e) = s.get(&format!("/cas/{est_ca}")).await;
+    assert_eq!(
+        e["issued_count"].as_i64().unwrap(),
+        est_issued + 1,
+        "one EST enrollment since, none during the outage: {e}"
+    );
     assert_eq!(
         i["quota_assigned"].as_i64().unwrap(),
         i["issued_count"].as_i64().unwrap() + i["quota_remaining"].as_i64().unwrap(),
