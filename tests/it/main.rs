@@ -29,6 +29,7 @@ mod managed;
 mod metrics;
 mod notifications;
 mod ocsp;
+mod outage;
 mod pending;
 mod pkcs11;
 mod quota;

@@ -30,6 +30,7 @@ pub const KEYS: &[&str] = &[
     "limits.header_timeout_secs",
     "limits.concurrency",
     "limits.db_connections",
+    "limits.db_acquire_timeout_secs",
     "log.level",
     "log.json",
     "bootstrap.root_common_name",
@@ -479,6 +480,21 @@ pub struct Limits {
     pub concurrency: usize,
     /// Database connections in the pool (readers, for SQLite; all, for PostgreSQL).
     pub db_connections: u32,
+    /// Longest wait for a PostgreSQL connection, seconds (connecting included): past it,
+    /// the request is answered 503 with `Retry-After`. Used capped below
+    /// `request_timeout_secs` ([`Limits::db_acquire_timeout`]), so that a database outage
+    /// is answered as one, not as a timeout.
+    pub db_acquire_timeout_secs: u64,
+}
+
+impl Limits {
+    /// The wait for a database connection in force: `db_acquire_timeout_secs`, but at
+    /// most half of `request_timeout_secs` (a request may wait for a connection twice:
+    /// a read, then its write transaction), and at least 1 s.
+    pub fn db_acquire_timeout(&self) -> std::time::Duration {
+        let cap = (self.request_timeout_secs * 1000 / 2).max(1000);
+        std::time::Duration::from_millis((self.db_acquire_timeout_secs * 1000).min(cap))
+    }
 }
 
 impl Default for Limits {
@@ -489,6 +505,7 @@ impl Default for Limits {
             header_timeout_secs: 10,
             concurrency: 512,
             db_connections: 16,
+            db_acquire_timeout_secs: 5,
         }
     }
 }
@@ -601,6 +618,12 @@ impl Config {
         if self.limits.body_bytes == 0 || self.limits.concurrency == 0 {
             return Err(Error::config(
                 "limits.body_bytes and limits.concurrency must be above 0".to_string(),
+            ));
+        }
+        if self.limits.db_acquire_timeout_secs == 0 || self.limits.request_timeout_secs == 0 {
+            return Err(Error::config(
+                "limits.db_acquire_timeout_secs and limits.request_timeout_secs must be above 0"
+                    .to_string(),
             ));
         }
         if self.rate_limits.argon2_queue == 0 || self.rate_limits.argon2_workers > 64 {

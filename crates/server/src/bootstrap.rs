@@ -51,7 +51,12 @@ pub async fn prepare(config: Config, clock: Clock) -> Result<(App, Paths)> {
         config.master_key.as_deref(),
         &config.data_dir.join("master.key"),
     )?;
-    let store = Store::connect(&config.database_url(), config.limits.db_connections).await?;
+    let store = Store::connect_with(
+        &config.database_url(),
+        config.limits.db_connections,
+        config.limits.db_acquire_timeout(),
+    )
+    .await?;
     let _lock = store.bootstrap_lock().await?;
     ra::backup::check_master_key(&store, &master).await?;
 

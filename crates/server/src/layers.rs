@@ -53,7 +53,8 @@ pub fn edge(router: Router, limits: &Limits) -> Router {
 }
 
 /// Server errors in the log: 501 (an operation Vellum does not offer, such as EST
-/// fullcmc) is a client's choice, logged at info; every other 5xx is an error.
+/// fullcmc) is a client's choice, logged at info; 503 (retry later) a warning; every
+/// other 5xx is an error.
 fn log_failure(
     class: tower_http::classify::ServerErrorsFailureClass,
     latency: Duration,
@@ -64,6 +65,11 @@ fn log_failure(
     match class {
         ServerErrorsFailureClass::StatusCode(StatusCode::NOT_IMPLEMENTED) => {
             tracing::info!(latency_ms = ms, "answered 501 Not Implemented")
+        }
+        // The database is down or its disk full (logged where it was seen), or EST's
+        // "cannot issue now": the client is told to retry.
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::warn!(latency_ms = ms, "answered 503 Service Unavailable")
         }
         ServerErrorsFailureClass::StatusCode(code) => {
             tracing::error!(latency_ms = ms, status = %code, "response failed")

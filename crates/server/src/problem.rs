@@ -1,5 +1,6 @@
 //! The admin API's dialect of the domain error: RFC 9457 problem+json with the HTTP status
-//! each kind means, the `field` it names, and `Retry-After` for rate limits. The one place
+//! each kind means, the `field` it names, and `Retry-After` for rate limits and for an
+//! unavailable database. The one place
 //! where [`Error`] becomes HTTP for the admin API and the distribution points (ACME and
 //! EST have their own mappers: `acme::problem`, `est::EstError`).
 
@@ -42,7 +43,7 @@ pub fn status(e: &Error) -> StatusCode {
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -62,7 +63,7 @@ pub fn slug(e: &Error) -> &'static str {
         Error::TooLarge(_) => "too-large",
         Error::UnsupportedMediaType(_) => "unsupported-media-type",
         Error::RateLimited { .. } => "rate-limited",
-        Error::Unavailable(_) => "unavailable",
+        Error::Unavailable { .. } => "unavailable",
         Error::Config(_) | Error::Internal(_) => "internal",
     }
 }
@@ -71,7 +72,9 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let Problem(e) = self;
         let status = status(&e);
-        if status.is_server_error() {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error = %e, "request refused: unavailable");
+        } else if status.is_server_error() {
             tracing::error!(error = %e, "request failed");
         }
         let mut body = json!({
@@ -84,7 +87,9 @@ impl IntoResponse for Problem {
             body["field"] = json!(field);
         }
         let retry_after = match &e {
-            Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            Error::RateLimited { retry_after, .. } | Error::Unavailable { retry_after, .. } => {
+                Some(*retry_after)
+            }
             _ => None,
         };
         let mut resp = (status, axum::Json(body)).into_response();

@@ -173,7 +173,12 @@ fn http_routes(app: Arc<App>) -> Router {
 async fn healthz(State(app): State<Arc<App>>) -> ApiResult<(StatusCode, &'static str)> {
     tokio::time::timeout(Duration::from_secs(5), app.store.ping())
         .await
-        .map_err(|_| Error::Unavailable("database did not answer within 5 s".into()))??;
+        .map_err(|_| {
+            Error::unavailable(
+                "database did not answer within 5 s",
+                vellum_core::error::DATABASE_RETRY_AFTER_SECS,
+            )
+        })??;
     Ok((StatusCode::OK, "ok\n"))
 }
 

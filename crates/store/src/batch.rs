@@ -9,7 +9,8 @@
 //! longer ready, a CA without quota). A refusal is an answer, not an error: the transaction
 //! commits the other jobs. Each caller gets its answer only after that commit. When the
 //! transaction fails as a whole (an error), the jobs are retried one per transaction, so
-//! the error reaches only the job that caused it.
+//! the error reaches only the job that caused it; unless the error says the database is
+//! unavailable (down, or its disk full), which every job of the batch gets at once.
 //!
 //! On SQLite (one writer connection) this turns a few statements per request into a few
 //! per batch; on PostgreSQL several committers run side by side.
@@ -184,6 +185,16 @@ async fn commit<W: Work>(store: &Store, work: &W, batch: Vec<Queued<W>>) {
         Ok(outcomes) => {
             for ((job, done), outcome) in batch.into_iter().zip(outcomes) {
                 let _ = done.send(Ok(answer::<W>(job, outcome)));
+            }
+        }
+        // The database is down (or its disk full): one job at a time would fail the same
+        // way, each after the pool's acquire timeout. Every job gets the answer now.
+        Err(Error::Unavailable {
+            detail,
+            retry_after,
+        }) => {
+            for (_, done) in batch {
+                let _ = done.send(Err(Error::unavailable(detail.clone(), retry_after)));
             }
         }
         Err(e) if batch.len() == 1 => {

@@ -71,12 +71,29 @@ pub struct Store {
     caches: std::sync::Arc<cache::Caches>,
 }
 
+/// How long [`Store::connect`] waits at most for a PostgreSQL connection.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 impl Store {
-    /// Connects, applies the migrations of the backend, and returns the handle.
+    /// Connects, applies the migrations of the backend, and returns the handle (PostgreSQL
+    /// connections are waited for at most [`DEFAULT_ACQUIRE_TIMEOUT`]).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        Store::connect_with(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// [`Store::connect`] with the longest wait for a PostgreSQL connection: past it (the
+    /// server is down, restarting or unreachable; sqlx retries refused connections until
+    /// then), a request gets `Error::Unavailable` (503 with `Retry-After`). The pool
+    /// reconnects by itself once the server is back: every idle connection is tested
+    /// before it is handed out, and broken ones are replaced.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -118,7 +135,8 @@ impl Store {
                     .log_statements(tracing::log::LevelFilter::Trace);
                 let pool = AnyPoolOptions::new()
                     .max_connections(max_connections.max(2))
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(acquire_timeout)
+                    .test_before_acquire(true)
                     // No parallel workers: Vellum's statements are short and many run at
                     // once; a Gather Merge under a page's LIMIT tripled a tag page at a
                     // million rows (10 → 31 ms, docs/PERFORMANCE.md), and the workers take

@@ -351,4 +351,77 @@ mod tests {
         );
         store.close().await;
     }
+
+    /// A full disk (SQLite's `max_page_count` stands in for it): the write is refused with
+    /// the domain's 503 saying the disk is full, rolled back whole, the writer stays
+    /// usable, the file stays sound, and once there is room writing goes on with the same
+    /// connections.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_refuses_writes_until_there_is_room() {
+        use vellum_core::error::Error;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/full.db", dir.path().display());
+        let store = Store::connect(&url, 4).await.unwrap();
+        // The writer's connection keeps the cap: the file may not grow past its size now
+        // (a cap below the current size is raised to it).
+        let mut tx = store.begin().await.unwrap();
+        crate::query("PRAGMA max_page_count = 1")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let big = "x".repeat(64 * 1024);
+        let mut written = 0;
+        let refusal = loop {
+            assert!(written < 200, "the capped file never filled up");
+            let mut tx = store.begin().await.unwrap();
+            let put = settings::put(&mut tx, &format!("k{written}"), &big).await;
+            let done = match put {
+                Ok(()) => tx.commit().await,
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(()) => written += 1,
+                Err(e) => break e,
+            }
+        };
+        match &refusal {
+            Error::Unavailable {
+                detail,
+                retry_after,
+            } => {
+                assert!(detail.contains("disk is full"), "{detail}");
+                assert!(*retry_after > 0);
+            }
+            other => panic!("a full disk became {other:?}"),
+        }
+        let read = |key: String| {
+            let store = store.clone();
+            async move {
+                let mut conn = store.reader().acquire().await.unwrap();
+                settings::get(&mut conn, &key).await.unwrap()
+            }
+        };
+        assert!(
+            read(format!("k{written}")).await.is_none(),
+            "nothing half-written"
+        );
+        // Room again: the same writer connection writes.
+        let mut tx = store.begin().await.unwrap();
+        crate::query("PRAGMA max_page_count = 1073741823")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        settings::put(&mut tx, "after", "room again").await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(read("after".into()).await.as_deref(), Some("room again"));
+        let mut conn = store.reader().acquire().await.unwrap();
+        let check = crate::query("PRAGMA integrity_check")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(check.try_get::<String, _>(0).unwrap(), "ok");
+        drop(conn);
+        store.close().await;
+    }
 }

@@ -497,6 +497,24 @@ impl sqlx::error::DatabaseError for LiteError {
     }
 }
 
+/// The SQLSTATE of the PostgreSQL condition a SQLite failure of its environment means
+/// (the disk, the file, memory, another writer), so that `vellum_core::error` classifies
+/// both backends' outages with one table: a full disk is 53100 (`disk_full`), an I/O error
+/// or a file that cannot be opened 58030 (`io_error`), a busy or locked database 55P03
+/// (`lock_not_available`), no memory 53200, a read-only file 25006. Other failures keep
+/// SQLite's extended code (constraints are told apart by their [`Kind`]).
+fn environment_sqlstate(code: rusqlite::ErrorCode) -> Option<&'static str> {
+    use rusqlite::ErrorCode as C;
+    Some(match code {
+        C::DiskFull => "53100",
+        C::SystemIoFailure | C::CannotOpen => "58030",
+        C::DatabaseBusy | C::DatabaseLocked => "55P03",
+        C::OutOfMemory => "53200",
+        C::ReadOnly => "25006",
+        _ => return None,
+    })
+}
+
 /// Maps a rusqlite error to sqlx's error type.
 pub(crate) fn lite_error(e: rusqlite::Error) -> sqlx::Error {
     use rusqlite::ffi;
@@ -509,9 +527,14 @@ pub(crate) fn lite_error(e: rusqlite::Error) -> sqlx::Error {
                 ffi::SQLITE_CONSTRAINT_CHECK => Kind::Check,
                 _ => Kind::Other,
             };
+            let message = msg.clone().unwrap_or_else(|| f.to_string());
             sqlx::Error::Database(Box::new(LiteError {
-                message: msg.clone().unwrap_or_else(|| f.to_string()),
-                code: Some(f.extended_code.to_string()),
+                code: Some(
+                    environment_sqlstate(f.code)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| f.extended_code.to_string()),
+                ),
+                message: format!("{message} (SQLite code {})", f.extended_code),
                 kind,
             }))
         }

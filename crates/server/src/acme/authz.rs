@@ -250,6 +250,9 @@ async fn attempt(
     }
 }
 
+/// How long a validation's outcome is retried while the database is unavailable.
+const RECORD_RETRY: Duration = Duration::from_secs(120);
+
 /// Validates with retries, then records the outcome on the challenge, its authorization
 /// and the orders waiting for it; then releases the polls waiting (`running`).
 async fn validate(
@@ -279,8 +282,27 @@ async fn validate(
             .acme_failed_validations
             .record(&ratelimit::key(&[&a.account_id, &a.id_value]), fail_rate);
     }
-    if let Err(e) = record(&app, &ch, &a, outcome).await {
-        tracing::error!(challenge = %ch.id, error = %e.detail, "could not record a validation result");
+    // A database outage must not leave the challenge `processing` for good: the result
+    // is recorded again, with growing pauses, until the database answers (or for at most
+    // RECORD_RETRY, after which the authorization stays processing until it expires).
+    let deadline = tokio::time::Instant::now() + RECORD_RETRY;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match record(&app, &ch, &a, outcome.clone()).await {
+            Ok(()) => break,
+            Err(e)
+                if e.status == StatusCode::SERVICE_UNAVAILABLE
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tracing::warn!(challenge = %ch.id, error = %e.detail, "database unavailable; recording the validation result again shortly");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::error!(challenge = %ch.id, error = %e.detail, "could not record a validation result");
+                break;
+            }
+        }
     }
     drop(running);
 }

@@ -88,6 +88,15 @@ impl AcmeError {
             .push((header::RETRY_AFTER, retry_after.max(1).to_string()));
         e
     }
+    /// 503 serverInternal with `Retry-After`: the database is down or its disk is full
+    /// (RFC 8555 has no type of its own for it; 503 and `Retry-After` tell a client that
+    /// a retry may succeed, RFC 9110 section 15.6.4).
+    pub fn unavailable(detail: impl Into<String>, retry_after: u64) -> AcmeError {
+        let mut e = Self::new("serverInternal", StatusCode::SERVICE_UNAVAILABLE, detail);
+        e.headers
+            .push((header::RETRY_AFTER, retry_after.max(1).to_string()));
+        e
+    }
     /// 500 serverInternal.
     pub fn internal(detail: impl Into<String>) -> AcmeError {
         Self::new("serverInternal", StatusCode::INTERNAL_SERVER_ERROR, detail)
@@ -150,9 +159,7 @@ impl From<Error> for AcmeError {
                 AcmeError::new("malformed", StatusCode::UNSUPPORTED_MEDIA_TYPE, detail)
             }
             Error::RateLimited { retry_after, .. } => AcmeError::rate_limited(detail, retry_after),
-            Error::Unavailable(_) => {
-                AcmeError::new("serverInternal", StatusCode::SERVICE_UNAVAILABLE, detail)
-            }
+            Error::Unavailable { retry_after, .. } => AcmeError::unavailable(detail, retry_after),
             Error::Config(_) | Error::Internal(_) => {
                 tracing::error!(error = %e, "ACME request failed");
                 AcmeError::internal(detail)

@@ -38,6 +38,12 @@ pub async fn record_detail<T>(
     result: &Result<T>,
     extra: Option<&str>,
 ) {
+    if let Err(Error::Unavailable { .. }) = result {
+        // The database is down (or its disk full): the event cannot be written either, and
+        // trying would hold the answer for another acquire timeout.
+        tracing::warn!(action, target = ?target, "not audited: the database is unavailable");
+        return;
+    }
     let (outcome, detail) = match (result, extra) {
         (Ok(_), extra) => (AuditOutcome::Success, extra.map(str::to_string)),
         (Err(e), None) => (AuditOutcome::Failure, Some(e.client_detail())),

@@ -55,6 +55,9 @@ pub struct EstError {
     pub retry_after: Option<u64>,
     /// `Allow` (405).
     pub allow: Option<&'static str>,
+    /// The database was unavailable: the refusal is not audited (the write would wait
+    /// for the database again and fail the same way).
+    pub database_unavailable: bool,
 }
 
 impl EstError {
@@ -70,6 +73,7 @@ impl EstError {
             message,
             retry_after: None,
             allow: None,
+            database_unavailable: false,
         }
     }
     /// 400.
@@ -128,7 +132,16 @@ impl From<Error> for EstError {
                 e.retry_after = Some(retry_after);
                 e
             }
-            Error::Unavailable(m) => EstError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            // RFC 7030 section 4.2.3: 503 with Retry-After, the client tries again later.
+            Error::Unavailable {
+                detail,
+                retry_after,
+            } => {
+                let mut e = EstError::new(StatusCode::SERVICE_UNAVAILABLE, detail);
+                e.retry_after = Some(retry_after);
+                e.database_unavailable = true;
+                e
+            }
             e @ (Error::Config(_) | Error::Internal(_)) => {
                 tracing::error!(error = %e, "EST request failed");
                 EstError::new(
@@ -425,7 +438,7 @@ async fn enroll_operation(
     let issued = match outcome {
         Ok(i) => i,
         Err(e) => {
-            if e.status != StatusCode::INTERNAL_SERVER_ERROR {
+            if e.status != StatusCode::INTERNAL_SERVER_ERROR && !e.database_unavailable {
                 enroll::audit_failure(app, ctx, &identity, op, source_ip, &e.message).await;
             }
             return Err(e);
