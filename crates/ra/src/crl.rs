@@ -492,3 +492,30 @@ pub async fn set_settings(ra: &Authority, tenant_id: &str, ca_id: &str, s: Setti
     tx.commit().await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_key_file;
+
+    #[test]
+    fn key_file_names() {
+        let id = "01a22625-a46a-77c3-829b-08c565d1c761";
+        assert_eq!(parse_key_file(id), (id, 1));
+        assert_eq!(parse_key_file(&format!("{id}-g2")), (id, 2));
+        assert_eq!(parse_key_file(&format!("{id}-g17")), (id, 17));
+        // Not a key generation: the whole name is the CA id (a 404 later).
+        for odd in [
+            "-g1",
+            "-g0",
+            "-g02",
+            "-g",
+            "-g+2",
+            "-g-2",
+            "-gx",
+            "-g1234567890",
+        ] {
+            let name = format!("{id}{odd}");
+            assert_eq!(parse_key_file(&name), (name.as_str(), 1), "{odd}");
+        }
+    }
+}

@@ -350,8 +350,11 @@ async fn issue_uncounted(
     let mut ca = super::cached_ca(ra, &req.tenant_id, &req.ca_id).await?;
     if ca.rollover_at.is_some_and(|t| t <= now) {
         // A renewed certificate's time has come: switch first (this process's caches
-        // are retired by the switch, so the read below sees it).
-        super::rollover::switch_due(ra, &ca.id).await?;
+        // are retired by the switch, so the read below sees it). A switch that fails
+        // leaves the old certificate signing, which is still valid: issuance goes on.
+        if let Err(e) = super::rollover::switch_due(ra, &ca.id).await {
+            tracing::warn!(ca = %ca.id, error = %e, "could not switch over a renewed CA");
+        }
         ca = super::cached_ca(ra, &req.tenant_id, &req.ca_id).await?;
     }
     *known_ca = Some(ca.id.clone());

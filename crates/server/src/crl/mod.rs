@@ -60,7 +60,7 @@ async fn crl(
              /crl/{id}-delta.pem for the delta CRL",
         )
     })?;
-    let (ca_id, number, this_update, next_update, der, kind) = match id.strip_suffix("-delta") {
+    let (number, this_update, next_update, der, kind) = match id.strip_suffix("-delta") {
         Some(name) => {
             // A delta CRL is published for the CA's current key only.
             let (ca_id, key_generation) = ra::crl::parse_key_file(name);
@@ -71,26 +71,12 @@ async fn crl(
                 ))
                 .into());
             }
-            (
-                d.ca_id,
-                d.crl_number,
-                d.this_update,
-                d.next_update,
-                d.der,
-                "d",
-            )
+            (d.crl_number, d.this_update, d.next_update, d.der, "d")
         }
         None => {
             let (ca_id, key_generation) = ra::crl::parse_key_file(&id);
             let c = ra::crl::current_for_key(&app, ca_id, key_generation).await?;
-            (
-                c.ca_id,
-                c.crl_number,
-                c.this_update,
-                c.next_update,
-                c.der,
-                "",
-            )
+            (c.crl_number, c.this_update, c.next_update, c.der, "")
         }
     };
     let crl = Served {
@@ -99,7 +85,6 @@ async fn crl(
         der,
     };
     let etag = format!("\"{id}-{number}{kind}{}\"", if pem { "p" } else { "" });
-    let _ = ca_id;
     let mut h = HeaderMap::new();
     h.insert(
         header::ETAG,
