@@ -37,7 +37,8 @@ fn spki_of(pem: &str) -> Vec<u8> {
 
 /// (subject key id, authority key id) of a PEM certificate.
 fn key_ids(pem: &str) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    ca::key_ids(&der_of(pem)).unwrap()
+    let ids = ca::key_ids(&der_of(pem)).unwrap();
+    (ids.subject, ids.authority)
 }
 
 /// The CRL distribution point URL of a PEM certificate.

@@ -229,23 +229,32 @@ pub fn cert_facts(der: &[u8]) -> Result<CertFacts> {
     })
 }
 
+/// The key identifiers a certificate carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyIds {
+    /// subjectKeyIdentifier: the certified key's.
+    pub subject: Option<Vec<u8>>,
+    /// authorityKeyIdentifier's keyIdentifier: the signing key's.
+    pub authority: Option<Vec<u8>>,
+}
+
 /// The subject key identifier and the authority key identifier (keyIdentifier) of a DER
 /// certificate, when it carries them.
-pub fn key_ids(der: &[u8]) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+pub fn key_ids(der: &[u8]) -> Result<KeyIds> {
     use x509_parser::extensions::ParsedExtension;
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| Error::internal(format!("unparseable certificate: {e}")))?;
-    let (mut ski, mut aki) = (None, None);
+    let mut ids = KeyIds::default();
     for ext in cert.extensions() {
         match ext.parsed_extension() {
-            ParsedExtension::SubjectKeyIdentifier(k) => ski = Some(k.0.to_vec()),
+            ParsedExtension::SubjectKeyIdentifier(k) => ids.subject = Some(k.0.to_vec()),
             ParsedExtension::AuthorityKeyIdentifier(a) => {
-                aki = a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                ids.authority = a.key_identifier.as_ref().map(|k| k.0.to_vec())
             }
             _ => {}
         }
     }
-    Ok((ski, aki))
+    Ok(ids)
 }
 
 /// Lower-case hex of a serial's bytes with leading zero bytes dropped.

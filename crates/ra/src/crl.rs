@@ -235,8 +235,7 @@ pub async fn current_for_key(ra: &Authority, ca_id: &str, key_generation: i64) -
         store::generations::list(&mut conn, ca_id)
             .await?
             .into_iter()
-            .filter(|g| g.key_generation == key_generation && g.generation <= ca.generation)
-            .next_back()
+            .rfind(|g| g.key_generation == key_generation && g.generation <= ca.generation)
     };
     let Some(g) = key else {
         return Err(Error::not_found(format!(

@@ -425,7 +425,7 @@ pub async fn switch_due(ra: &Authority, ca_id: &str) -> Result<bool> {
         let Some(ca) = store::cas::get_any_tenant(&mut conn, ca_id).await? else {
             return Ok(false);
         };
-        if ca.status != CaStatus::Enabled || !ca.rollover_at.is_some_and(|t| t <= now) {
+        if ca.status != CaStatus::Enabled || ca.rollover_at.is_none_or(|t| t > now) {
             return Ok(false);
         }
         let gens = generations::list(&mut conn, ca_id).await?;
@@ -460,7 +460,7 @@ pub async fn switch_due(ra: &Authority, ca_id: &str) -> Result<bool> {
 /// `ca` as it stands once a due switch-over has happened (read again only then; a switch
 /// that fails is logged and `ca` returned as it was).
 pub async fn current(ra: &Authority, ca: CaRow) -> Result<CaRow> {
-    if !ca.rollover_at.is_some_and(|t| t <= ra.now()) {
+    if ca.rollover_at.is_none_or(|t| t > ra.now()) {
         return Ok(ca);
     }
     if let Err(e) = switch_due(ra, &ca.id).await {
@@ -502,15 +502,14 @@ pub async fn issuer_certificate(
     let Some(current) = &parent.certificate_der else {
         return Ok(None);
     };
-    let (_, aki) = ca::key_ids(child_der)?;
-    let Some(aki) = aki else {
+    let Some(aki) = ca::key_ids(child_der)?.authority else {
         return Ok(Some(current.clone()));
     };
-    if ca::key_ids(current)?.0.as_deref() == Some(aki.as_slice()) {
+    if ca::key_ids(current)?.subject.as_deref() == Some(aki.as_slice()) {
         return Ok(Some(current.clone()));
     }
     for g in generations::list(conn, &parent.id).await?.iter().rev() {
-        if ca::key_ids(&g.certificate_der)?.0.as_deref() == Some(aki.as_slice()) {
+        if ca::key_ids(&g.certificate_der)?.subject.as_deref() == Some(aki.as_slice()) {
             return Ok(Some(g.certificate_der.clone()));
         }
     }

@@ -167,8 +167,7 @@ async fn ca_certificate(
         store::generations::list(&mut conn, id)
             .await?
             .into_iter()
-            .filter(|g| g.key_generation == key_generation && g.generation <= ca.generation)
-            .next_back()
+            .rfind(|g| g.key_generation == key_generation && g.generation <= ca.generation)
             .map(|g| g.certificate_der)
             .ok_or_else(|| {
                 Error::not_found(format!("CA {id} has no key of generation {key_generation}"))
