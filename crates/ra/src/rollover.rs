@@ -61,7 +61,8 @@ pub async fn renew(
     id: &str,
     req: &RenewRequest,
 ) -> Result<Renewed> {
-    let ca = crate::hierarchy::load(ra, tenant_id, id).await?;
+    // A renewal whose time has come is switched over first (it is then the one renewed).
+    let ca = current(ra, crate::hierarchy::load(ra, tenant_id, id).await?).await?;
     let now = ra.now();
     check_renewable(&ca, now)?;
     if !(1..=crate::hierarchy::MAX_CA_VALIDITY_DAYS).contains(&req.validity_days) {
@@ -108,7 +109,7 @@ pub async fn renew(
     let parent = match &ca.parent_id {
         None => None,
         Some(pid) => {
-            let parent = crate::hierarchy::load(ra, tenant_id, pid).await?;
+            let parent = current(ra, crate::hierarchy::load(ra, tenant_id, pid).await?).await?;
             if parent.status != CaStatus::Enabled {
                 return Err(Error::conflict(format!(
                     "root CA {pid} is {}; an intermediate is renewed by its enabled root",
