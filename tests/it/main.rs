@@ -13,6 +13,7 @@ mod acme;
 mod backup;
 mod bulk;
 mod ca_admin;
+mod ca_renewal;
 mod caches;
 mod certificates;
 mod console;

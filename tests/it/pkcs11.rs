@@ -586,3 +586,160 @@ async fn refusals_and_restarts_postgres() {
     }
     refusals_and_restarts(Backend::Postgres).await;
 }
+
+/// CA renewal with keys in the token: a root renewed with a new key (generated in the
+/// token, label `vellum-ca-{id}-g2`) and its intermediate renewed by it with a new key;
+/// the new leaf verifies with the new root alone and with the old root through the
+/// cross-signed certificate (signed by the old key, in the token); the old key, still in
+/// the token, keeps signing its CRL; no private key in the database or the data dir.
+async fn renewal_in_the_token(backend: Backend) {
+    let Some((hsm, label)) = token(&format!("renew-{backend:?}")) else {
+        return;
+    };
+    let s = start(backend, &pkcs11_env(hsm, &label)).await;
+    let keys_before = private_key_files(&s.data_dir());
+    let (st, v) = s
+        .post(
+            "/cas",
+            json!({"kind": "root", "common_name": "Token Rollover Root", "key_algorithm": "ec-p256",
+                   "validity_days": 3650, "service_months": 24, "quota": 10}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let root = v["id"].as_str().unwrap().to_string();
+    let inter = v["intermediate_id"].as_str().unwrap().to_string();
+    let old_root = enable_in_token(&s, &root).await;
+    enable_in_token(&s, &inter).await;
+    let (st, v) = s
+        .post(
+            &format!("/cas/{root}/quota/assign"),
+            json!({"intermediate_id": inter, "count": 5}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let f = Files(tempfile::tempdir().unwrap());
+    let old_root_file = f.put(
+        "old-root.pem",
+        old_root["certificate_pem"].as_str().unwrap().as_bytes(),
+    );
+
+    let (st, r) = s
+        .post(
+            &format!("/cas/{root}/renew"),
+            json!({"same_key": false, "validity_days": 3650}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    assert_eq!(r["ca"]["key_storage"], "pkcs11", "{r}");
+    assert_eq!(
+        r["ca"]["pkcs11_key"]["label"],
+        format!("vellum-ca-{root}-g2"),
+        "{r}"
+    );
+    assert_ne!(r["ca"]["pkcs11_key"]["id"], old_root["pkcs11_key"]["id"]);
+    let new_root_file = f.put(
+        "root.pem",
+        r["generation"]["certificate_pem"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+    );
+    let cross = r["generation"]["cross_signed_pem"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, ri) = s
+        .post(
+            &format!("/cas/{inter}/renew"),
+            json!({"same_key": false, "validity_days": 365}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ri}");
+    assert_eq!(
+        ri["ca"]["pkcs11_key"]["label"],
+        format!("vellum-ca-{inter}-g2"),
+        "{ri}"
+    );
+    let inter_pem = ri["generation"]["certificate_pem"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    f.put("inter.pem", inter_pem.as_bytes());
+    let (st, leaf) = s
+        .post(
+            &format!("/cas/{inter}/certificates"),
+            json!({"type": "server", "common_name": "token-rollover.example", "validity_days": 30}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{leaf}");
+    let leaf_pem = leaf["certificate_pem"].as_str().unwrap();
+    let (ok, out) = verify(&f, leaf_pem, false);
+    assert!(ok, "new root alone: {out}");
+    let leaf_file = f.put("leaf2.pem", leaf_pem.as_bytes());
+    let bundle = f.put("bundle.pem", format!("{inter_pem}{cross}").as_bytes());
+    let (ok, out) = openssl(&[
+        "verify",
+        "-CAfile",
+        &old_root_file,
+        "-untrusted",
+        &bundle,
+        &leaf_file,
+    ]);
+    assert!(ok, "old root through the cross certificate: {out}");
+    // The old root key (in the token) signs the CRL at /crl/{root}.crl.
+    let der = fetch(&s, &format!("{}/crl/{root}.crl", s.http_base)).await;
+    let crl = f.put("old-root.crl", &der);
+    let (ok, out) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &crl,
+        "-CAfile",
+        &old_root_file,
+        "-noout",
+    ]);
+    assert!(ok && out.contains("verify OK"), "{out}");
+    let der = fetch(&s, &format!("{}/crl/{root}-g2.crl", s.http_base)).await;
+    let crl = f.put("new-root.crl", &der);
+    let (ok, out) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &crl,
+        "-CAfile",
+        &new_root_file,
+        "-noout",
+    ]);
+    assert!(ok && out.contains("verify OK"), "{out}");
+    // No key material outside the token.
+    let (_, gens) = s.get(&format!("/cas/{root}/generations")).await;
+    assert_eq!(gens["generations"].as_array().unwrap().len(), 2, "{gens}");
+    let mut conn = s.app().store.reader().acquire().await.unwrap();
+    let n: i64 =
+        store::query("SELECT COUNT(*) AS n FROM ca_generations WHERE key_sealed IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap();
+    assert_eq!(n, 0, "token keys are never sealed into the database");
+    drop(conn);
+    assert_eq!(private_key_files(&s.data_dir()), keys_before);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn renewal_in_the_token_sqlite() {
+    renewal_in_the_token(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn renewal_in_the_token_postgres() {
+    if crate::common::pg_url().is_none() {
+        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+        return;
+    }
+    renewal_in_the_token(Backend::Postgres).await;
+}

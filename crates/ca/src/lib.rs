@@ -85,6 +85,9 @@ pub struct Signer {
     certificate_der: Vec<u8>,
     /// The CA's certificate followed by its issuers' (for chains handed out with leaves).
     chain_der: Vec<Vec<u8>>,
+    /// What the issuers in `chain_der` were chosen against (the parent's serial): a
+    /// cached signer whose tag differs has a stale chain.
+    chain_tag: String,
     issuer: Issuer<'static, CaKey>,
 }
 
@@ -156,6 +159,7 @@ impl Signer {
         Ok(Signer {
             ca_id: ca_id.to_string(),
             chain_der: vec![certificate_der.clone()],
+            chain_tag: String::new(),
             certificate_der,
             issuer,
         })
@@ -165,6 +169,18 @@ impl Signer {
     pub fn with_issuers(mut self, issuers: Vec<Vec<u8>>) -> Signer {
         self.chain_der.extend(issuers);
         self
+    }
+
+    /// Like [`Signer::with_issuers`], remembering what the issuers were chosen against
+    /// (see [`Signer::chain_tag`]).
+    pub fn with_issuers_tagged(mut self, issuers: Vec<Vec<u8>>, tag: String) -> Signer {
+        self.chain_tag = tag;
+        self.with_issuers(issuers)
+    }
+
+    /// What the issuers of [`Signer::chain_der`] were chosen against (empty for a root).
+    pub fn chain_tag(&self) -> &str {
+        &self.chain_tag
     }
 
     /// The CA's certificate followed by its issuers' certificates (DER).
@@ -211,6 +227,34 @@ pub fn cert_facts(der: &[u8]) -> Result<CertFacts> {
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
     })
+}
+
+/// The key identifiers a certificate carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyIds {
+    /// subjectKeyIdentifier: the certified key's.
+    pub subject: Option<Vec<u8>>,
+    /// authorityKeyIdentifier's keyIdentifier: the signing key's.
+    pub authority: Option<Vec<u8>>,
+}
+
+/// The subject key identifier and the authority key identifier (keyIdentifier) of a DER
+/// certificate, when it carries them.
+pub fn key_ids(der: &[u8]) -> Result<KeyIds> {
+    use x509_parser::extensions::ParsedExtension;
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| Error::internal(format!("unparseable certificate: {e}")))?;
+    let mut ids = KeyIds::default();
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => ids.subject = Some(k.0.to_vec()),
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                ids.authority = a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => {}
+        }
+    }
+    Ok(ids)
 }
 
 /// Lower-case hex of a serial's bytes with leading zero bytes dropped.

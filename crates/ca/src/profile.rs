@@ -100,14 +100,34 @@ pub struct PublicationUrls {
 }
 
 impl PublicationUrls {
-    /// URLs of CA `ca_id` under the HTTP base URL.
+    /// URLs of CA `ca_id` under the HTTP base URL (its first key's).
     pub fn for_ca(http_base: &str, ca_id: &str) -> PublicationUrls {
+        Self::for_key(http_base, ca_id, 1)
+    }
+
+    /// URLs of the key that CA `ca_id` took at generation `key_generation` (a renewal
+    /// with a new key): the first key keeps `/crl/{id}.crl` and `/ca/{id}.crt`, a key
+    /// introduced at generation n > 1 publishes at `/crl/{id}-g{n}.crl` and
+    /// `/ca/{id}-g{n}.crt`, so certificates signed by every key find a CRL and an issuer
+    /// certificate of that key. The OCSP responder is the CA's.
+    pub fn for_key(http_base: &str, ca_id: &str, key_generation: i64) -> PublicationUrls {
+        let name = key_file_name(ca_id, key_generation);
         PublicationUrls {
-            crl: format!("{http_base}/crl/{ca_id}.crl"),
-            delta_crl: format!("{http_base}/crl/{ca_id}-delta.crl"),
-            certificate: format!("{http_base}/ca/{ca_id}.crt"),
+            crl: format!("{http_base}/crl/{name}.crl"),
+            delta_crl: format!("{http_base}/crl/{name}-delta.crl"),
+            certificate: format!("{http_base}/ca/{name}.crt"),
             ocsp: format!("{http_base}/ocsp/{ca_id}"),
         }
+    }
+}
+
+/// The file name (without extension) of a CA key's CRL and certificate: `{id}` for the
+/// first key, `{id}-g{n}` for the key introduced at generation n.
+pub fn key_file_name(ca_id: &str, key_generation: i64) -> String {
+    if key_generation <= 1 {
+        ca_id.to_string()
+    } else {
+        format!("{ca_id}-g{key_generation}")
     }
 }
 
@@ -168,8 +188,16 @@ fn ca_params(
     validity: Validity,
     path_len: Option<u8>,
 ) -> Result<(CertificateParams, String)> {
+    ca_params_named(subject.distinguished_name(), validity, path_len)
+}
+
+fn ca_params_named(
+    name: DistinguishedName,
+    validity: Validity,
+    path_len: Option<u8>,
+) -> Result<(CertificateParams, String)> {
     let mut p = CertificateParams::default();
-    p.distinguished_name = subject.distinguished_name();
+    p.distinguished_name = name;
     p.not_before = offset(validity.not_before)?;
     p.not_after = offset(validity.not_after)?;
     let (serial, serial_hex) = random_serial();
@@ -180,6 +208,129 @@ fn ca_params(
     });
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     Ok((p, serial_hex))
+}
+
+/// The subject of a DER certificate as rcgen writes names (same attributes, order and
+/// string types): what a renewed CA certificate carries, and what rcgen writes as the
+/// issuer of everything the CA signs, so the two always match byte for byte.
+pub fn subject_name_of(der: &[u8]) -> Result<DistinguishedName> {
+    use rcgen::string::{BmpString, Ia5String, PrintableString, TeletexString, UniversalString};
+    use rcgen::DnValue;
+    use x509_parser::der_parser::asn1_rs::Tag;
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| Error::internal(format!("unparseable CA certificate: {e}")))?;
+    let bad = |why: &str| Error::internal(format!("CA certificate subject: {why}"));
+    // What rcgen's `Issuer::from_ca_cert_der` does with the name (its own parser is not
+    // public): one attribute per RDN, each string type kept.
+    let mut dn = DistinguishedName::new();
+    for rdn in cert.subject().iter() {
+        let mut attrs = rdn.iter();
+        let (Some(attr), None) = (attrs.next(), attrs.next()) else {
+            return Err(bad("multi-valued or empty RDNs are not supported"));
+        };
+        let oid: Vec<u64> = attr
+            .attr_type()
+            .iter()
+            .ok_or_else(|| bad("attribute type"))?
+            .collect();
+        let data = attr.attr_value().data;
+        let text = || std::str::from_utf8(data).map_err(|_| bad("not UTF-8"));
+        let value = match attr.attr_value().header.tag() {
+            Tag::BmpString => DnValue::BmpString(
+                BmpString::from_utf16be(data.to_vec()).map_err(|_| bad("BMPString"))?,
+            ),
+            Tag::Ia5String => {
+                DnValue::Ia5String(Ia5String::try_from(text()?).map_err(|_| bad("IA5String"))?)
+            }
+            Tag::PrintableString => DnValue::PrintableString(
+                PrintableString::try_from(text()?).map_err(|_| bad("PrintableString"))?,
+            ),
+            Tag::T61String => DnValue::TeletexString(
+                TeletexString::try_from(text()?).map_err(|_| bad("TeletexString"))?,
+            ),
+            Tag::UniversalString => DnValue::UniversalString(
+                UniversalString::from_utf32be(data.to_vec()).map_err(|_| bad("UniversalString"))?,
+            ),
+            Tag::Utf8String => DnValue::Utf8String(text()?.to_owned()),
+            _ => return Err(bad("unsupported string type")),
+        };
+        dn.push(DnType::from_oid(&oid), value);
+    }
+    Ok(dn)
+}
+
+/// A renewed root certificate (rollover): the subject of `old_der`, self-signed with
+/// `key` (the old key or a new one). Returns the DER and the hex serial.
+pub fn renewed_root(
+    old_der: &[u8],
+    validity: Validity,
+    key: &impl rcgen::SigningKey,
+) -> Result<(Vec<u8>, String)> {
+    let (mut p, serial) = ca_params_named(subject_name_of(old_der)?, validity, None)?;
+    p.key_identifier_method = key_identifier(key);
+    let cert = p.self_signed(key)?;
+    Ok((cert.der().to_vec(), serial))
+}
+
+/// A renewed intermediate certificate (rollover): the subject of `old_der`, for `key`
+/// (the old key or a new one), signed by `parent` like [`intermediate`].
+pub fn renewed_intermediate(
+    old_der: &[u8],
+    validity: Validity,
+    key: &impl PublicKeyData,
+    parent: &Signer,
+    parent_urls: &PublicationUrls,
+    parent_ocsp: bool,
+    parent_deltas: bool,
+) -> Result<(Vec<u8>, String)> {
+    let (mut p, serial) = ca_params_named(subject_name_of(old_der)?, validity, Some(0))?;
+    intermediate_extensions(&mut p, key, parent_urls, parent_ocsp, parent_deltas);
+    let cert = p.signed_by(key, parent.issuer())?;
+    Ok((cert.der().to_vec(), serial))
+}
+
+/// The cross-signed certificate of a root renewed with a new key: subject = the root's
+/// (that of `new_root_der`), public key = the new key, issuer = the old certificate's
+/// subject, signed by the old key (`old`), AKI = the old key's identifier, SKI = the new
+/// key's, CA without a path length limit, like the root itself. Clients that trust only
+/// the old root reach the new one through it. Returns the DER and the hex serial.
+pub fn cross_signed(
+    new_root_der: &[u8],
+    new_key: &impl PublicKeyData,
+    old: &Signer,
+    validity: Validity,
+) -> Result<(Vec<u8>, String)> {
+    let (mut p, serial) = ca_params_named(subject_name_of(new_root_der)?, validity, None)?;
+    p.key_identifier_method = key_identifier(new_key);
+    p.use_authority_key_identifier_extension = true;
+    let cert = p.signed_by(new_key, old.issuer())?;
+    Ok((cert.der().to_vec(), serial))
+}
+
+fn intermediate_extensions(
+    p: &mut CertificateParams,
+    key: &impl PublicKeyData,
+    parent_urls: &PublicationUrls,
+    parent_ocsp: bool,
+    parent_deltas: bool,
+) {
+    p.key_identifier_method = key_identifier(key);
+    p.use_authority_key_identifier_extension = true;
+    p.crl_distribution_points = vec![CrlDistributionPoint {
+        uris: vec![parent_urls.crl.clone()],
+    }];
+    // The root publishes delta ARLs: verifiers find them through freshestCRL (RFC 5280
+    // §5.2.6), as in leaves.
+    if parent_deltas {
+        p.custom_extensions.push(CustomExtension::from_oid_content(
+            super::crl::FRESHEST_CRL_OID,
+            super::crl::freshest_crl_value(&parent_urls.delta_crl),
+        ));
+    }
+    p.custom_extensions.push(aia(
+        Some(&parent_urls.certificate),
+        parent_ocsp.then_some(parent_urls.ocsp.as_str()),
+    ));
 }
 
 /// A self-signed root certificate. Returns the DER and the hex serial.
@@ -205,23 +356,7 @@ pub fn intermediate(
     parent_deltas: bool,
 ) -> Result<(Vec<u8>, String)> {
     let (mut p, serial) = ca_params(subject, validity, Some(0))?;
-    p.key_identifier_method = key_identifier(key);
-    p.use_authority_key_identifier_extension = true;
-    p.crl_distribution_points = vec![CrlDistributionPoint {
-        uris: vec![parent_urls.crl.clone()],
-    }];
-    // The root publishes delta ARLs: verifiers find them through freshestCRL (RFC 5280
-    // §5.2.6), as in leaves.
-    if parent_deltas {
-        p.custom_extensions.push(CustomExtension::from_oid_content(
-            super::crl::FRESHEST_CRL_OID,
-            super::crl::freshest_crl_value(&parent_urls.delta_crl),
-        ));
-    }
-    p.custom_extensions.push(aia(
-        Some(&parent_urls.certificate),
-        parent_ocsp.then_some(parent_urls.ocsp.as_str()),
-    ));
+    intermediate_extensions(&mut p, key, parent_urls, parent_ocsp, parent_deltas);
     let cert = p.signed_by(key, parent.issuer())?;
     Ok((cert.der().to_vec(), serial))
 }

@@ -369,6 +369,8 @@ spelled! {
         CaEnabled = "ca.enabled",
         /// A CA certificate was revoked.
         CaRevoked = "ca.revoked",
+        /// A CA got a renewed certificate (`POST /cas/{id}/renew`).
+        CaRenewed = "ca.renewed",
         /// A CA certificate crossed a reminder threshold.
         CaExpiring = "ca.expiring",
         /// A CA's service period crossed a reminder threshold.

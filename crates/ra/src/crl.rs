@@ -154,7 +154,7 @@ pub async fn regenerate(ra: &Authority, ca: &CaRow) -> Result<CrlRow> {
     let next_update = now + ca.crl_next_update_hours.max(1) * 3600;
     let entries_len = entries.len() as i64;
     let freshest = ca.crl_delta_enabled;
-    let delta_url = freshest.then(|| delta_url(ra, &ca.id));
+    let delta_url = freshest.then(|| delta_url(ra, &ca.id, ca.key_generation));
     let der = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
         let kind = match &delta_url {
@@ -189,9 +189,135 @@ pub async fn regenerate(ra: &Authority, ca: &CaRow) -> Result<CrlRow> {
     Ok(row)
 }
 
-/// The URL of a CA's delta CRL (what freshestCRL names).
-pub fn delta_url(ra: &Authority, ca_id: &str) -> String {
-    PublicationUrls::for_ca(&ra.config.public_http_url(), ca_id).delta_crl
+/// The URL of a CA's delta CRL (what freshestCRL names): its current key's.
+pub fn delta_url(ra: &Authority, ca_id: &str, key_generation: i64) -> String {
+    PublicationUrls::for_key(&ra.config.public_http_url(), ca_id, key_generation).delta_crl
+}
+
+/// Splits a CRL file name (`{id}` or `{id}-g{n}`, see
+/// [`ca::profile::PublicationUrls::for_key`]) into the CA id and the key generation.
+pub fn parse_key_file(name: &str) -> (&str, i64) {
+    if let Some((id, digits)) = name.rsplit_once("-g") {
+        let canonical = !digits.is_empty()
+            && digits.len() <= 9
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        if let Some(n) = canonical.then(|| digits.parse::<i64>().ok()).flatten() {
+            if n > 1 {
+                return (id, n);
+            }
+        }
+    }
+    (name, 1)
+}
+
+/// CRLs of retired keys (a CA renewed with a new key), held in this process's memory:
+/// `(CA id, key generation)` → the latest signed.
+#[derive(Default, Debug)]
+pub struct RetiredCrls {
+    held: std::sync::Mutex<HashMap<(String, i64), CrlRow>>,
+}
+
+/// The CRL of the key CA `ca_id` took at generation `key_generation`: for its current key
+/// the stored CRL ([`current`]); for a retired key (the CA was renewed with a new key) a
+/// complete CRL signed by that key — certificates it signed keep finding a CRL their
+/// issuer's key verifies. It lists every revoked certificate of the CA (one name, so one
+/// scope), has no delta, and is signed again when a revocation made it stale or a third
+/// of its period is left. 404 for a key the CA never had.
+pub async fn current_for_key(ra: &Authority, ca_id: &str, key_generation: i64) -> Result<CrlRow> {
+    let ca = load_ca(ra, ca_id).await?;
+    let ca = crate::rollover::current(ra, ca).await?;
+    if key_generation == ca.key_generation {
+        return current(ra, ca_id).await;
+    }
+    let key = {
+        let mut conn = ra.store.reader().acquire().await?;
+        store::generations::list(&mut conn, ca_id)
+            .await?
+            .into_iter()
+            .rfind(|g| g.key_generation == key_generation && g.generation <= ca.generation)
+    };
+    let Some(g) = key else {
+        return Err(Error::not_found(format!(
+            "CA {ca_id} has no key of generation {key_generation}"
+        )));
+    };
+    let now = ra.now();
+    let revision = {
+        let mut conn = ra.store.reader().acquire().await?;
+        store::crls::revision(&mut conn, ca_id).await?
+    };
+    let slot = (ca_id.to_string(), key_generation);
+    let fresh = |c: &CrlRow| {
+        c.revision >= revision
+            && now < c.next_update - (c.next_update - c.this_update) / REFRESH_FRACTION
+    };
+    {
+        let held = ra
+            .retired_crls
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = held.get(&slot).filter(|c| fresh(c)) {
+            return Ok(c.clone());
+        }
+    }
+    let lock = ra.crl_locks.for_ca(&format!("{ca_id}-g{key_generation}"));
+    let _guard = lock.lock().await;
+    {
+        let held = ra
+            .retired_crls
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = held.get(&slot).filter(|c| fresh(c)) {
+            return Ok(c.clone());
+        }
+    }
+    let (revision, entries) = revocations(ra, &ca, now).await?;
+    // The retired key, opened from its newest generation (a CaRow carrying it, so the one
+    // opening path serves database and token keys alike).
+    let key_row = CaRow {
+        certificate_der: Some(g.certificate_der.clone()),
+        key_sealed: match &g.key_sealed {
+            Some(sealed) => {
+                let plain = ra.master.open(&g.seal_context(), sealed)?;
+                Some(ra.master.seal(&ca.id, &plain)?)
+            }
+            None => None,
+        },
+        key_storage: g.key_storage,
+        pkcs11_key_id: g.pkcs11_key_id.clone(),
+        pkcs11_key_label: g.pkcs11_key_label.clone(),
+        ..ca.clone()
+    };
+    let signer = ca::Signer::open(&ra.master, ra.hsm.as_ref(), &key_row)?;
+    let mut tx = ra.store.begin().await?;
+    let (number, _) = store::crls::next_number(&mut tx, &ca.id).await?;
+    tx.commit().await?;
+    let next_update = now + ca.crl_next_update_hours.max(1) * 3600;
+    let entries_len = entries.len() as i64;
+    let der = tokio::task::spawn_blocking(move || {
+        signer_crl::sign_kind(&signer, Kind::Full, number, now, next_update, &entries)
+    })
+    .await
+    .map_err(Error::internal)??;
+    let row = CrlRow {
+        ca_id: ca.id.clone(),
+        crl_number: number,
+        revision,
+        this_update: now,
+        next_update,
+        entries: entries_len,
+        freshest: false,
+        der,
+    };
+    ra.retired_crls
+        .held
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(slot, row.clone());
+    Ok(row)
 }
 
 fn delta_needs_refresh(d: Option<&DeltaRow>, base: &CrlRow, revision: i64, now: i64) -> bool {
@@ -364,4 +490,31 @@ pub async fn set_settings(ra: &Authority, tenant_id: &str, ca_id: &str, s: Setti
     store::crls::set_delta_settings(&mut tx, ca_id, delta, minutes).await?;
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_key_file;
+
+    #[test]
+    fn key_file_names() {
+        let id = "01a22625-a46a-77c3-829b-08c565d1c761";
+        assert_eq!(parse_key_file(id), (id, 1));
+        assert_eq!(parse_key_file(&format!("{id}-g2")), (id, 2));
+        assert_eq!(parse_key_file(&format!("{id}-g17")), (id, 17));
+        // Not a key generation: the whole name is the CA id (a 404 later).
+        for odd in [
+            "-g1",
+            "-g0",
+            "-g02",
+            "-g",
+            "-g+2",
+            "-g-2",
+            "-gx",
+            "-g1234567890",
+        ] {
+            let name = format!("{id}{odd}");
+            assert_eq!(parse_key_file(&name), (name.as_str(), 1), "{odd}");
+        }
+    }
 }

@@ -440,7 +440,11 @@ async fn generate(
             if let Some(limit) = parent.not_after {
                 not_after = not_after.min(limit);
             }
-            let urls = PublicationUrls::for_ca(&ra.config.public_http_url(), &parent.id);
+            let urls = PublicationUrls::for_key(
+                &ra.config.public_http_url(),
+                &parent.id,
+                parent.key_generation,
+            );
             match crate::signer_for(ra, parent).await {
                 Ok(signer) => profile::intermediate(
                     &subject,
@@ -872,6 +876,13 @@ pub async fn reset(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
     let now = ra.now();
     let mut tx = ra.store.begin().await?;
     lock_parent_first(&mut tx, &ca).await?;
+    // Older certificates of a renewed CA stay cryptographically valid too: they go on the
+    // root's CRL with the current one, and their keys in the token with its key.
+    let older: Vec<store::generations::GenerationRow> = store::generations::list(&mut tx, id)
+        .await?
+        .into_iter()
+        .filter(|g| Some(&g.serial) != ca.serial.as_ref())
+        .collect();
     // Change the row first: it locks it, so the count below sees every issuance that
     // committed before us, and none can commit after.
     if !store::cas::reset(&mut tx, id).await? {
@@ -896,11 +907,30 @@ pub async fn reset(ra: &Authority, tenant_id: &str, id: &str) -> Result<CaRow> {
             RevocationReason::Superseded,
         )
         .await?;
+        for g in older.iter().filter(|g| g.not_after > now) {
+            store::cas::record_ca_revocation(
+                &mut tx,
+                parent,
+                id,
+                &g.serial,
+                now,
+                RevocationReason::Superseded,
+            )
+            .await?;
+        }
         store::cas::return_unspent_quota(&mut tx, id).await?;
     }
     tx.commit().await?;
     forget_ocsp(ra, &ca);
     destroy_token_key(ra, &ca);
+    for g in older.iter().filter(|g| g.pkcs11_key_id != ca.pkcs11_key_id) {
+        let key = CaRow {
+            key_storage: g.key_storage,
+            pkcs11_key_id: g.pkcs11_key_id.clone(),
+            ..ca.clone()
+        };
+        destroy_token_key(ra, &key);
+    }
     load(ra, tenant_id, id).await
 }
 

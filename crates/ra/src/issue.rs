@@ -347,7 +347,16 @@ async fn issue_uncounted(
 ) -> Result<Issued> {
     let now = ra.now();
     // Possibly a second old: the recorder re-checks status, key and service period.
-    let ca = super::cached_ca(ra, &req.tenant_id, &req.ca_id).await?;
+    let mut ca = super::cached_ca(ra, &req.tenant_id, &req.ca_id).await?;
+    if ca.rollover_at.is_some_and(|t| t <= now) {
+        // A renewed certificate's time has come: switch first (this process's caches
+        // are retired by the switch, so the read below sees it). A switch that fails
+        // leaves the old certificate signing, which is still valid: issuance goes on.
+        if let Err(e) = super::rollover::switch_due(ra, &ca.id).await {
+            tracing::warn!(ca = %ca.id, error = %e, "could not switch over a renewed CA");
+        }
+        ca = super::cached_ca(ra, &req.tenant_id, &req.ca_id).await?;
+    }
     *known_ca = Some(ca.id.clone());
     check_issuer(&ca, now)?;
     let names_profile = if req.acme_names {
@@ -378,7 +387,7 @@ async fn issue_uncounted(
         .map_err(|e| Error::invalid("csr_pem", format!("public key unusable: {e}")))?;
 
     let http = ra.config.public_http_url();
-    let urls = PublicationUrls::for_ca(&http, &ca.id);
+    let urls = PublicationUrls::for_key(&http, &ca.id, ca.key_generation);
     let spec = LeafSpec {
         leaf_type: req.leaf_type,
         subject: req.subject.clone(),

@@ -30,6 +30,7 @@ pub mod ratelimit;
 pub mod record;
 pub mod renew;
 pub mod revoke;
+pub mod rollover;
 pub mod rotate;
 pub mod share;
 pub mod spec;
@@ -63,6 +64,8 @@ pub struct Authority {
     pub hsm: Option<Arc<ca::pkcs11::Hsm>>,
     /// Serialises CRL signing per CA within this process.
     pub crl_locks: crl::CrlLocks,
+    /// CRLs signed by the retired keys of renewed CAs.
+    pub retired_crls: crl::RetiredCrls,
     /// The OCSP responder's responders and responses held ready.
     pub ocsp: ocsp::Ocsp,
     /// Group-commits the ACME order flow's state changes.
@@ -108,6 +111,7 @@ impl Authority {
             acme_writer: acme::writes::AcmeWriter::start(store.clone())?,
             signers: SignerCache::default(),
             crl_locks: Default::default(),
+            retired_crls: Default::default(),
             ocsp: Default::default(),
             limits,
             config,
@@ -140,22 +144,32 @@ pub async fn cached_ca(ra: &Authority, tenant_id: &str, id: &str) -> Result<Arc<
         .ok_or_else(|| Error::not_found(format!("no CA with id {id} in this tenant")))
 }
 
-/// The signer of an enabled CA with its chain (the CA's certificate, then its root's),
-/// opened once and cached.
+/// The signer of an enabled CA with its chain (the CA's certificate, then the certificate
+/// of its root that issued it), opened once and cached. A cached intermediate's chain is
+/// checked against its root's current serial (read through the 1-second cache), so a
+/// renewed root's new certificate reaches the chain without a restart.
 pub async fn signer_for(ra: &Authority, ca: &CaRow) -> Result<Arc<Signer>> {
+    let parent = match &ca.parent_id {
+        Some(pid) => cached_ca(ra, &ca.tenant_id, pid).await.ok(),
+        None => None,
+    };
+    let tag = parent
+        .as_ref()
+        .and_then(|p| p.serial.clone())
+        .unwrap_or_default();
     if let Some(s) = ra.signers.lookup(ca) {
-        return Ok(s);
-    }
-    let mut issuers = Vec::new();
-    if let Some(pid) = &ca.parent_id {
-        let mut conn = ra.store.reader().acquire().await?;
-        if let Some(parent) = store::cas::get_any_tenant(&mut conn, pid).await? {
-            if let Some(der) = parent.certificate_der {
-                issuers.push(der);
-            }
+        if s.chain_tag() == tag {
+            return Ok(s);
         }
     }
-    let signer = Signer::open(&ra.master, ra.hsm.as_ref(), ca)?.with_issuers(issuers);
+    let mut issuers = Vec::new();
+    if let (Some(parent), Some(der)) = (&parent, &ca.certificate_der) {
+        let mut conn = ra.store.reader().acquire().await?;
+        if let Some(p) = rollover::issuer_certificate(&mut conn, parent, der).await? {
+            issuers.push(p);
+        }
+    }
+    let signer = Signer::open(&ra.master, ra.hsm.as_ref(), ca)?.with_issuers_tagged(issuers, tag);
     Ok(ra.signers.insert(ca, signer))
 }
 

@@ -64,21 +64,7 @@ pub struct Report {
 
 /// The chain of certificates issued by `ca_id`: the CA's certificate, then its parents'.
 pub async fn ca_chain(conn: &mut store::Conn, ca_id: &str) -> Result<Vec<Vec<u8>>> {
-    let mut chain = Vec::new();
-    let mut next = Some(ca_id.to_string());
-    while let Some(id) = next.take() {
-        let Some(ca) = store::cas::get_any_tenant(conn, &id).await? else {
-            break;
-        };
-        if let Some(der) = ca.certificate_der {
-            chain.push(der);
-        }
-        next = ca.parent_id;
-        if chain.len() > 4 {
-            break;
-        }
-    }
-    Ok(chain)
+    crate::rollover::ca_chain(conn, ca_id).await
 }
 
 /// JSON list of `{"type","value"}` of a certificate's SANs (the managed list's shape).

@@ -43,6 +43,12 @@ pub const SEALED: &[SealedColumn] = &[
         context: "{}",
     },
     SealedColumn {
+        table: "ca_generations",
+        key: "id",
+        column: "key_sealed",
+        context: "ca-generation:{}",
+    },
+    SealedColumn {
         table: "certificates",
         key: "id",
         column: "key_sealed",

@@ -126,6 +126,14 @@ pub struct CaRow {
     pub ocsp_validity_hours: i64,
     /// When the row was inserted, Unix seconds (the purchase time).
     pub created_at: i64,
+    /// When a renewed certificate waiting in `ca_generations` becomes the current one
+    /// (see [`crate::generations`]); `None` when none waits.
+    pub rollover_at: Option<i64>,
+    /// The generation of the current certificate (1 until the first renewal takes over).
+    pub generation: i64,
+    /// The generation that introduced the current key: names the CRL and certificate
+    /// URLs that new certificates carry (1: `/crl/{id}.crl`; n: `/crl/{id}-g{n}.crl`).
+    pub key_generation: i64,
 }
 
 impl CaRow {
@@ -193,6 +201,9 @@ pub(crate) fn row_to_ca(r: &Row) -> Result<CaRow> {
         ocsp_delegated: r.try_get::<i64, _>("ocsp_delegated")? != 0,
         ocsp_validity_hours: r.try_get("ocsp_validity_hours")?,
         created_at: r.try_get("created_at")?,
+        rollover_at: r.try_get("rollover_at")?,
+        generation: r.try_get("generation")?,
+        key_generation: r.try_get("key_generation")?,
     })
 }
 
@@ -590,12 +601,21 @@ pub async fn reset(conn: &mut Tx, id: &str) -> Result<bool> {
         "UPDATE cas SET status = 'pending', enabled_at = NULL, key_source = NULL, \
          not_before = NULL, not_after = NULL, serial = NULL, certificate_der = NULL, \
          key_sealed = NULL, key_storage = 'database', pkcs11_key_id = NULL, \
-         pkcs11_key_label = NULL WHERE id = $1 AND status = 'enabled'",
+         pkcs11_key_label = NULL, rollover_at = NULL, generation = 1, key_generation = 1 \
+         WHERE id = $1 AND status = 'enabled'",
     )
     .bind(id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(res.rows_affected() == 1)
+    if res.rows_affected() != 1 {
+        return Ok(false);
+    }
+    // Its renewals went with the key they certified.
+    query("DELETE FROM ca_generations WHERE ca_id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(true)
 }
 
 /// pending → refunded at `at`; a root's `quota_total` and `quota_available` are zeroed.

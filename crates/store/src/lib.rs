@@ -26,6 +26,7 @@ pub mod crls;
 pub mod csrs;
 pub mod est;
 pub mod filter;
+pub mod generations;
 pub mod managed;
 pub mod notify;
 pub mod ocsp;

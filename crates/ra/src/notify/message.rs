@@ -67,6 +67,7 @@ pub(crate) fn render(v: &Value) -> Rendered {
         "managed.shared" => format!("Certificate {cert_label} was shared with you"),
         "ca.enabled" => format!("The {ca_label} was enabled"),
         "ca.revoked" => format!("The {ca_label} was revoked"),
+        "ca.renewed" => format!("The {ca_label} got a renewed certificate"),
         "ca.expiring" => format!("The certificate of the {ca_label} expires in {days} days"),
         "ca.service_ending" => format!("The service of the {ca_label} ends in {days} days"),
         "quota.low" => format!(

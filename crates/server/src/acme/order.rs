@@ -692,19 +692,25 @@ async fn cert_response(
     })
     .ok_or_else(|| AcmeError::not_found(format!("no certificate {id} for this account")))?;
     let mut chain = cert_pem(&cert.certificate_der);
-    if let Some(inter) = &ctx.ca.certificate_der {
+    // The issuer's current certificate once a renewal has switched over (same key), or
+    // the certificate of the key that signed this one (renewed with a new key since).
+    let ca = ra::rollover::current(app, (*ctx.ca).clone()).await?;
+    let mut conn = app.store.reader().acquire().await?;
+    let inter = ra::rollover::issuer_certificate(&mut conn, &ca, &cert.certificate_der).await?;
+    if let Some(inter) = &inter {
         chain.push_str(&cert_pem(inter));
     }
     if alt {
-        let mut conn = app.store.reader().acquire().await?;
-        if let Some(pid) = &ctx.ca.parent_id {
+        if let (Some(pid), Some(inter)) = (&ca.parent_id, &inter) {
             if let Some(root) = store::cas::get_any_tenant(&mut conn, pid).await? {
-                if let Some(der) = root.certificate_der {
+                if let Some(der) = ra::rollover::issuer_certificate(&mut conn, &root, inter).await?
+                {
                     chain.push_str(&cert_pem(&der));
                 }
             }
         }
     }
+    drop(conn);
     let mut resp = chain.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

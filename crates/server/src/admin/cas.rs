@@ -497,7 +497,7 @@ pub async fn crl_info(
         v["entries"] = json!(entries);
         if ca.crl_delta_enabled {
             let d = ra::crl::current_delta(&app, &id).await?;
-            v["delta_url"] = json!(ra::crl::delta_url(&app, &ca.id));
+            v["delta_url"] = json!(ra::crl::delta_url(&app, &ca.id, ca.key_generation));
             v["delta_crl_number"] = json!(d.crl_number);
             v["delta_base_crl_number"] = json!(d.base_number);
             v["delta_this_update"] = json!(json::rfc3339(d.this_update));
@@ -541,4 +541,125 @@ pub async fn crl_settings(
     record(&app, &who, "ca.crl.settings", Some(&id), &res).await;
     res?;
     crl_info(State(app), who, Path(id)).await
+}
+
+/// Body of `POST /cas/{id}/renew`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewBody {
+    same_key: bool,
+    validity_days: i64,
+    /// RFC 3339; omitted: now.
+    switch_over_at: Option<String>,
+}
+
+/// `POST /cas/{id}/renew`: a new certificate for an enabled root or intermediate (same
+/// key or a new one), current from `switch_over_at`.
+pub async fn renew(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<RenewBody>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    who.require(Permission::CaLifecycle)?;
+    let res = async {
+        let switch_over_at = body
+            .switch_over_at
+            .as_deref()
+            .map(|s| json::parse_rfc3339("switch_over_at", s))
+            .transpose()?;
+        let req = ra::rollover::RenewRequest {
+            same_key: body.same_key,
+            validity_days: body.validity_days,
+            switch_over_at,
+        };
+        ra::rollover::renew(&app, &who.tenant_id, &id, &req).await
+    }
+    .await;
+    let action = if body.same_key {
+        "ca.renew.same_key"
+    } else {
+        "ca.renew.new_key"
+    };
+    let detail = res.as_ref().ok().map(|r| {
+        format!(
+            "generation={} serial={} switch_over_at={}",
+            r.generation.generation,
+            r.generation.serial,
+            vellum_core::time::rfc3339(r.generation.switch_over_at)
+        )
+    });
+    super::audit::record_detail(&app, &who, action, Some(&id), &res, detail.as_deref()).await;
+    let r = res?;
+    let mut conn = app.store.reader().acquire().await?;
+    let parent = match &r.ca.parent_id {
+        Some(pid) => store::cas::get_any_tenant(&mut conn, pid).await?,
+        None => None,
+    };
+    let mut chain = vec![r.generation.certificate_der.clone()];
+    if let Some(parent) = &parent {
+        if let Some(p) =
+            ra::rollover::issuer_certificate(&mut conn, parent, &r.generation.certificate_der)
+                .await?
+        {
+            chain.push(p);
+        }
+    }
+    drop(conn);
+    let view = ra::rollover::GenerationView {
+        current: r.ca.serial.as_deref() == Some(r.generation.serial.as_str()),
+        urls: ca::profile::PublicationUrls::for_key(
+            &app.config.public_http_url(),
+            &r.ca.id,
+            r.generation.key_generation,
+        ),
+        chain,
+        row: r.generation,
+    };
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "ca": ca_view(&app, &r.ca),
+            "generation": generation_view(&view),
+        })),
+    ))
+}
+
+/// `GET /cas/{id}/generations`: every certificate the CA has held, oldest first, with
+/// its chain and (a root renewed with a new key) its cross-signed certificate.
+pub async fn generations(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> JsonResult {
+    who.require(Permission::Read)?;
+    let (ca, gens) = ra::rollover::list(&app, &who.tenant_id, &id).await?;
+    Ok(axum::Json(json!({
+        "ca_id": ca.id,
+        "generation": ca.generation,
+        "rollover_at": ca.rollover_at.map(vellum_core::time::rfc3339),
+        "generations": gens.iter().map(generation_view).collect::<Vec<_>>(),
+    })))
+}
+
+fn generation_view(g: &ra::rollover::GenerationView) -> Value {
+    use ca::cert_pem;
+    use vellum_core::time::rfc3339;
+    let r = &g.row;
+    json!({
+        "generation": r.generation,
+        "key_generation": r.key_generation,
+        "current": g.current,
+        "serial": r.serial,
+        "not_before": rfc3339(r.not_before),
+        "not_after": rfc3339(r.not_after),
+        "switch_over_at": rfc3339(r.switch_over_at),
+        "created_at": rfc3339(r.created_at),
+        "key_storage": r.key_storage,
+        "certificate_pem": cert_pem(&r.certificate_der),
+        "chain_pem": g.chain.iter().map(|d| cert_pem(d)).collect::<String>(),
+        "cross_signed_pem": r.cross_signed_der.as_deref().map(cert_pem),
+        "crl_url": g.urls.crl,
+        "certificate_url": g.urls.certificate,
+    })
 }

@@ -209,24 +209,14 @@ pub fn view(c: &CertRow, links: &CertLinks, chain_der: &[Vec<u8>]) -> Value {
     })
 }
 
-/// The chain (issuing CA, then root) of certificates issued by `ca_id`.
+/// The chain (issuing CA, then the root certificate that issued it) of certificates
+/// issued by `ca_id`.
 async fn chain_for(app: &App, ca_id: Option<&str>) -> Result<Vec<Vec<u8>>> {
-    let mut chain = Vec::new();
-    let mut next = ca_id.map(str::to_string);
+    let Some(ca_id) = ca_id else {
+        return Ok(Vec::new());
+    };
     let mut conn = app.store.reader().acquire().await?;
-    while let Some(id) = next.take() {
-        let Some(ca) = store::cas::get_any_tenant(&mut conn, &id).await? else {
-            break;
-        };
-        if let Some(der) = ca.certificate_der {
-            chain.push(der);
-        }
-        next = ca.parent_id;
-        if chain.len() > 4 {
-            break;
-        }
-    }
-    Ok(chain)
+    ra::rollover::ca_chain(&mut conn, ca_id).await
 }
 
 /// A certificate just issued: no copy of it exists yet.

@@ -337,7 +337,7 @@ pub fn next_cursor<T>(rows: &[T], limit: i64, key: impl Fn(&T) -> &str) -> Optio
 
 /// The JSON view of a CA (a contract: see the admin API documentation).
 pub fn ca(ca: &CaRow, http_base: &str) -> Value {
-    let urls = PublicationUrls::for_ca(http_base, &ca.id);
+    let urls = PublicationUrls::for_key(http_base, &ca.id, ca.key_generation);
     let now = vellum_core::time::now();
     let mut v = json!({
         "id": ca.id,
@@ -377,6 +377,9 @@ pub fn ca(ca: &CaRow, http_base: &str) -> Value {
         "refundable": ra::hierarchy::refundable(ca, now),
         "crl_url": urls.crl,
         "certificate_url": urls.certificate,
+        "generation": ca.generation,
+        "key_generation": ca.key_generation,
+        "rollover_at": ts(ca.rollover_at),
     });
     if ca.is_root() {
         v["quota_total"] = json!(ca.quota_total);

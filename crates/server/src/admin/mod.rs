@@ -50,6 +50,8 @@ pub fn router() -> Router<Arc<App>> {
         .route("/cas/{id}/quota/assign", post(cas::assign_quota))
         .route("/cas/{id}/revoke", post(cas::revoke))
         .route("/cas/{id}/reset", post(cas::reset))
+        .route("/cas/{id}/renew", post(cas::renew))
+        .route("/cas/{id}/generations", get(cas::generations))
         .route("/cas/{id}/refund", post(cas::refund))
         .route("/cas/{id}/crl", get(cas::crl_info).put(cas::crl_settings))
         .route("/cas/{id}/ocsp", get(ocsp::info).put(ocsp::settings))

@@ -46,6 +46,9 @@ pub async fn tick(app: &App, holder: &str) -> vellum_core::error::Result<usize> 
     store::acme::purge_nonces(&mut tx, now).await?;
     tx.commit().await?;
     ra::ocsp::purge_events(app).await?;
+    if let Err(e) = ra::rollover::switch_all_due(app).await {
+        tracing::warn!(error = %e, "could not switch over renewed CAs");
+    }
     let ids = {
         let mut conn = app.store.reader().acquire().await?;
         store::crls::ca_ids_with_crl(&mut conn).await?

@@ -60,28 +60,23 @@ async fn crl(
              /crl/{id}-delta.pem for the delta CRL",
         )
     })?;
-    let (ca_id, number, this_update, next_update, der, kind) = match id.strip_suffix("-delta") {
-        Some(ca_id) => {
+    let (number, this_update, next_update, der, kind) = match id.strip_suffix("-delta") {
+        Some(name) => {
+            // A delta CRL is published for the CA's current key only.
+            let (ca_id, key_generation) = ra::crl::parse_key_file(name);
             let d = ra::crl::current_delta(&app, ca_id).await?;
-            (
-                d.ca_id,
-                d.crl_number,
-                d.this_update,
-                d.next_update,
-                d.der,
-                "d",
-            )
+            if key_generation != current_key_generation(&app, ca_id).await? {
+                return Err(Error::not_found(format!(
+                    "CA {ca_id} publishes delta CRLs for its current key only"
+                ))
+                .into());
+            }
+            (d.crl_number, d.this_update, d.next_update, d.der, "d")
         }
         None => {
-            let c = ra::crl::current(&app, &id).await?;
-            (
-                c.ca_id,
-                c.crl_number,
-                c.this_update,
-                c.next_update,
-                c.der,
-                "",
-            )
+            let (ca_id, key_generation) = ra::crl::parse_key_file(&id);
+            let c = ra::crl::current_for_key(&app, ca_id, key_generation).await?;
+            (c.crl_number, c.this_update, c.next_update, c.der, "")
         }
     };
     let crl = Served {
@@ -89,7 +84,7 @@ async fn crl(
         next_update,
         der,
     };
-    let etag = format!("\"{ca_id}-{number}{kind}{}\"", if pem { "p" } else { "" });
+    let etag = format!("\"{id}-{number}{kind}{}\"", if pem { "p" } else { "" });
     let mut h = HeaderMap::new();
     h.insert(
         header::ETAG,
@@ -134,6 +129,14 @@ async fn crl(
     }
 }
 
+async fn current_key_generation(app: &App, ca_id: &str) -> ApiResult<i64> {
+    let mut conn = app.store.reader().acquire().await?;
+    Ok(store::cas::get_any_tenant(&mut conn, ca_id)
+        .await?
+        .map(|c| c.key_generation)
+        .unwrap_or(1))
+}
+
 /// The parts of a stored CRL or delta CRL the response is made of.
 struct Served {
     this_update: i64,
@@ -148,14 +151,28 @@ async fn ca_certificate(
 ) -> ApiResult<Response> {
     let (id, pem) = split(&file, ".crt")
         .ok_or_else(|| Error::not_found("use /ca/{id}.crt (DER) or /ca/{id}.pem"))?;
+    let (id, key_generation) = ra::crl::parse_key_file(&id);
     let mut conn = app.store.reader().acquire().await?;
-    let ca = store::cas::get_any_tenant(&mut conn, &id)
+    let ca = store::cas::get_any_tenant(&mut conn, id)
         .await?
         .filter(|ca| ca.status != CaStatus::Removed)
         .ok_or_else(|| Error::not_found(format!("no CA {id}")))?;
-    let der = ca.certificate_der.ok_or_else(|| {
-        Error::not_found(format!("CA {id} has no certificate (it is {})", ca.status))
-    })?;
+    let der = if key_generation == ca.key_generation {
+        ca.certificate_der.ok_or_else(|| {
+            Error::not_found(format!("CA {id} has no certificate (it is {})", ca.status))
+        })?
+    } else {
+        // A key the CA held before (or the first key, after a renewal with a new key):
+        // the newest certificate of that key that has been current.
+        store::generations::list(&mut conn, id)
+            .await?
+            .into_iter()
+            .rfind(|g| g.key_generation == key_generation && g.generation <= ca.generation)
+            .map(|g| g.certificate_der)
+            .ok_or_else(|| {
+                Error::not_found(format!("CA {id} has no key of generation {key_generation}"))
+            })?
+    };
     let mut resp = if pem {
         (
             [(

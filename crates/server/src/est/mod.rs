@@ -391,6 +391,8 @@ async fn cacerts(app: &App, ctx: &Ctx) -> Result<Response, EstError> {
             .await?
             .ok_or_else(|| EstError::not_found(format!("no CA {}", ctx.ca_id)))?
     };
+    // The renewed certificate's chain once its switch-over time has come.
+    let ca = ra::rollover::current(app, ca).await?;
     let signer = ra::signer_for(app, &ca).await?;
     let chain: Vec<&[u8]> = signer.chain_der().iter().map(Vec::as_slice).collect();
     Ok(base64_response(CERTS_ONLY, &encode::certs_only(&chain)))

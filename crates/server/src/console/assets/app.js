@@ -1085,7 +1085,7 @@ function convertDialog() {
 }
 
 // ---- Notifications ---------------------------------------------------------------------
-const EVENTS = ['*', 'certificate.issued', 'certificate.revoked', 'certificate.expiring', 'certificate.expired', 'ca.enabled', 'ca.revoked', 'ca.expiring', 'ca.service_ending', 'quota.low', 'managed.uploaded', 'managed.shared', 'enrollment.refused'];
+const EVENTS = ['*', 'certificate.issued', 'certificate.revoked', 'certificate.expiring', 'certificate.expired', 'ca.enabled', 'ca.revoked', 'ca.renewed', 'ca.expiring', 'ca.service_ending', 'quota.low', 'managed.uploaded', 'managed.shared', 'enrollment.refused'];
 async function notificationsPage(m) {
   const [channels, quota, deliveries] = await Promise.all([get('/notifications/channels'), get('/notifications/quota'), get('/notifications/deliveries?limit=50')]);
   m.replaceChildren(
