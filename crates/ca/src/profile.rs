@@ -219,7 +219,14 @@ pub fn subject_name_of(der: &[u8]) -> Result<DistinguishedName> {
     use x509_parser::der_parser::asn1_rs::Tag;
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| Error::internal(format!("unparseable CA certificate: {e}")))?;
-    let bad = |why: &str| Error::internal(format!("CA certificate subject: {why}"));
+    // A name this copy cannot reproduce exactly is the CA's state, not a server fault: the
+    // renewal is refused (409) with what to do instead.
+    let bad = |why: &str| {
+        Error::conflict(format!(
+            "the CA certificate's subject cannot be copied into a renewed certificate \
+             ({why}); reset the CA and enable it again with a new certificate instead"
+        ))
+    };
     // What rcgen's `Issuer::from_ca_cert_der` does with the name (its own parser is not
     // public): one attribute per RDN, each string type kept.
     let mut dn = DistinguishedName::new();
