@@ -252,27 +252,24 @@ pub async fn current_for_key(ra: &Authority, ca_id: &str, key_generation: i64) -
         c.revision >= revision
             && now < c.next_update - (c.next_update - c.this_update) / REFRESH_FRACTION
     };
-    {
-        let held = ra
-            .retired_crls
+    // The held CRL if still fresh (the map's lock is released at once).
+    let held_fresh = || {
+        ra.retired_crls
             .held
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = held.get(&slot).filter(|c| fresh(c)) {
-            return Ok(c.clone());
-        }
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&slot)
+            .filter(|c| fresh(c))
+            .cloned()
+    };
+    if let Some(c) = held_fresh() {
+        return Ok(c);
     }
     let lock = ra.crl_locks.for_ca(&format!("{ca_id}-g{key_generation}"));
     let _guard = lock.lock().await;
-    {
-        let held = ra
-            .retired_crls
-            .held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = held.get(&slot).filter(|c| fresh(c)) {
-            return Ok(c.clone());
-        }
+    // Another request may have signed it while this one waited for the lock.
+    if let Some(c) = held_fresh() {
+        return Ok(c);
     }
     let (revision, entries) = revocations(ra, &ca, now).await?;
     // The retired key, opened from its newest generation (a CaRow carrying it, so the one
