@@ -1,7 +1,7 @@
 //! Enabling CAs with an uploaded certificate and key: the happy path and each rule's own
 //! refusal.
 
-use crate::common::TestServer;
+use crate::common::{openssl, TestServer};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -93,6 +93,26 @@ async fn uploads(s: &TestServer) {
         {
             let m = self_signed("Old", true, true, -30, -1);
             (m.cert_pem, m.key.serialize_pem(), "certificate_pem", "expired")
+        },
+        // A subject with a multi-valued RDN (O + CN in one RDN): enabled, it could never
+        // sign anything.
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let (k, c) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
+            let (ok, out) = openssl(&[
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                "-nodes", "-keyout", k.to_str().unwrap(), "-out", c.to_str().unwrap(),
+                "-subj", "/CN=Multi Root+O=Corp", "-multivalue-rdn", "-days", "365",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            ]);
+            assert!(ok, "{out}");
+            (
+                std::fs::read_to_string(&c).unwrap(),
+                std::fs::read_to_string(&k).unwrap(),
+                "certificate_pem",
+                "multi-valued",
+            )
         },
     ];
     for (cert, key, field, words) in cases {

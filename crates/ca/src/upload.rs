@@ -103,6 +103,19 @@ pub fn validate(
             ));
         }
     }
+    // The signer (rcgen's Issuer) reads one attribute per RDN: a certificate whose subject
+    // has a multi-valued RDN could be enabled but never sign anything.
+    if cert.subject().iter().any(|rdn| rdn.iter().count() != 1) {
+        return Err(Error::invalid(
+            "certificate_pem",
+            format!(
+                "has a subject with a multi-valued or empty RDN ({}), which Vellum cannot \
+                 sign under; re-issue the CA certificate with one attribute per RDN \
+                 (openssl: -subj \"/O=Corp/CN=Name\", not \"/O=Corp+CN=Name\")",
+                cert.subject()
+            ),
+        ));
+    }
     let not_after = cert.validity().not_after.timestamp();
     if not_after <= now {
         return Err(Error::invalid(
