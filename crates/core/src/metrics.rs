@@ -240,11 +240,14 @@ fn register(r: &Registry, name: &str, c: Box<dyn prometheus::core::Collector>) {
 }
 
 // The names, labels and buckets below are constants; `new` fails only on an invalid
-// one, which the unit tests (they build the registry) would show first.
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+// one, which the unit tests (they build the registry) would show first. Should it fail
+// anyway, the process runs without metrics (logged), never panics.
+type Built<T> = std::result::Result<T, prometheus::Error>;
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Built<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     register(r, name, Box::new(c.clone()));
-    c
+    Ok(c)
 }
 
 fn histogram_vec(
@@ -253,57 +256,55 @@ fn histogram_vec(
     help: &str,
     labels: &[&str],
     buckets: &[f64],
-) -> HistogramVec {
+) -> Built<HistogramVec> {
     let h = HistogramVec::new(
         HistogramOpts::new(name, help).buckets(buckets.to_vec()),
         labels,
-    )
-    .expect("valid metric");
+    )?;
     register(r, name, Box::new(h.clone()));
-    h
+    Ok(h)
 }
 
-fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
-        .expect("valid metric");
+fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> Built<Histogram> {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
     register(r, name, Box::new(h.clone()));
-    h
+    Ok(h)
 }
 
 impl Metrics {
-    fn new() -> Metrics {
+    fn new() -> Built<Metrics> {
         let r = Registry::new();
         let acme_orders = counter_vec(
             &r,
             "vellum_acme_orders_total",
             "ACME orders that reached a final status, by that status.",
             &["status"],
-        );
+        )?;
         let http_vec = histogram_vec(
             &r,
             "vellum_http_request_duration_seconds",
             "Time from a request's arrival to its response's head, by route family and status class.",
             &["route", "status_class"],
             DURATION_BUCKETS,
-        );
+        )?;
         let db_tx_vec = histogram_vec(
             &r,
             "vellum_db_transaction_duration_seconds",
             "Time from BEGIN to COMMIT or ROLLBACK of a write transaction.",
             &["outcome"],
             DURATION_BUCKETS,
-        );
+        )?;
         let http = RouteFamily::ALL
             .iter()
             .map(|f| STATUS_CLASSES.map(|c| http_vec.with_label_values(&[f.as_str(), c])))
             .collect();
-        Metrics {
+        Ok(Metrics {
             issuances: counter_vec(
                 &r,
                 "vellum_issuances_total",
                 "Requests that reached the issuance path, by door, issuing CA and outcome.",
                 &["door", "ca", "outcome"],
-            ),
+            )?,
             acme_orders: [
                 acme_orders.with_label_values(&["valid"]),
                 acme_orders.with_label_values(&["invalid"]),
@@ -313,37 +314,37 @@ impl Metrics {
                 "vellum_acme_validations_total",
                 "Finished ACME challenge validations (after retries), by challenge type and outcome.",
                 &["challenge", "outcome"],
-            ),
+            )?,
             est_enrollments: counter_vec(
                 &r,
                 "vellum_est_enrollments_total",
                 "EST enrollments of authenticated clients, by operation, authentication kind and outcome.",
                 &["operation", "auth", "outcome"],
-            ),
+            )?,
             crl_signings: counter_vec(
                 &r,
                 "vellum_crl_signings_total",
                 "CRLs signed, by CA.",
                 &["ca"],
-            ),
+            )?,
             crl_signing_seconds: histogram(
                 &r,
                 "vellum_crl_signing_duration_seconds",
                 "Time to sign one CRL.",
                 SIGNING_BUCKETS,
-            ),
+            )?,
             ocsp_signings: counter_vec(
                 &r,
                 "vellum_ocsp_signings_total",
                 "OCSP responses signed, by CA.",
                 &["ca"],
-            ),
+            )?,
             ocsp_signing_seconds: histogram(
                 &r,
                 "vellum_ocsp_signing_duration_seconds",
                 "Time to sign one OCSP response.",
                 SIGNING_BUCKETS,
-            ),
+            )?,
             http,
             db_tx: [
                 db_tx_vec.with_label_values(&["commit"]),
@@ -355,38 +356,48 @@ impl Metrics {
                 "Jobs written per group-commit transaction, by writer.",
                 &["writer"],
                 BATCH_BUCKETS,
-            ),
+            )?,
             deliveries: counter_vec(
                 &r,
                 "vellum_notification_deliveries_total",
                 "Notification delivery attempts, by channel kind and outcome.",
                 &["channel", "outcome"],
-            ),
+            )?,
             registry: r,
-        }
+        })
     }
 }
 
-static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
+    Metrics::new()
+        .map_err(|e| tracing::error!(error = %e, "metrics could not be built; none are recorded"))
+        .ok()
+});
+
+fn metrics() -> Option<&'static Metrics> {
+    METRICS.as_ref()
+}
 
 /// Counts one request of the issuance path. `ca` is the issuing CA's id when the request
 /// named an existing CA of its tenant, `None` otherwise (no label from unchecked input).
 pub fn issuance(door: Door, ca: Option<&str>, outcome: IssueOutcome) {
-    METRICS
-        .issuances
+    let Some(m) = metrics() else { return };
+    m.issuances
         .with_label_values(&[door.as_str(), ca.unwrap_or(""), outcome.as_str()])
         .inc();
 }
 
 /// Counts an ACME order reaching `valid` (`true`) or `invalid` (`false`), `n` of them.
 pub fn acme_orders(valid: bool, n: u64) {
-    METRICS.acme_orders[usize::from(!valid)].inc_by(n);
+    if let Some(m) = metrics() {
+        m.acme_orders[usize::from(!valid)].inc_by(n);
+    }
 }
 
 /// Counts one finished ACME validation of a challenge type (`http-01`…).
 pub fn acme_validation(challenge: &'static str, valid: bool) {
-    METRICS
-        .acme_validations
+    let Some(m) = metrics() else { return };
+    m.acme_validations
         .with_label_values(&[challenge, if valid { "valid" } else { "invalid" }])
         .inc();
 }
@@ -397,63 +408,73 @@ pub fn est_enrollment(operation: &'static str, auth: &'static str, outcome: EstO
         EstOutcome::Issued => "issued",
         EstOutcome::Refused => "refused",
     };
-    METRICS
-        .est_enrollments
+    let Some(m) = metrics() else { return };
+    m.est_enrollments
         .with_label_values(&[operation, auth, outcome])
         .inc();
 }
 
 /// Counts one CRL signed for `ca` in `took`.
 pub fn crl_signed(ca: &str, took: Duration) {
-    METRICS.crl_signings.with_label_values(&[ca]).inc();
-    METRICS.crl_signing_seconds.observe(took.as_secs_f64());
+    if let Some(m) = metrics() {
+        m.crl_signings.with_label_values(&[ca]).inc();
+        m.crl_signing_seconds.observe(took.as_secs_f64());
+    }
 }
 
 /// Counts one OCSP response signed for `ca` in `took`.
 pub fn ocsp_signed(ca: &str, took: Duration) {
-    METRICS.ocsp_signings.with_label_values(&[ca]).inc();
-    METRICS.ocsp_signing_seconds.observe(took.as_secs_f64());
+    if let Some(m) = metrics() {
+        m.ocsp_signings.with_label_values(&[ca]).inc();
+        m.ocsp_signing_seconds.observe(took.as_secs_f64());
+    }
 }
 
 /// Records one HTTP request's duration (lock-free: the label set is resolved already).
 pub fn http_request(family: RouteFamily, status: u16, took: Duration) {
-    METRICS.http[family.index()][status_class_index(status)].observe(took.as_secs_f64());
+    if let Some(m) = metrics() {
+        m.http[family.index()][status_class_index(status)].observe(took.as_secs_f64());
+    }
 }
 
 /// Records one write transaction's duration, committed or rolled back.
 pub fn db_transaction(committed: bool, took: Duration) {
-    METRICS.db_tx[usize::from(!committed)].observe(took.as_secs_f64());
+    if let Some(m) = metrics() {
+        m.db_tx[usize::from(!committed)].observe(took.as_secs_f64());
+    }
 }
 
 /// The batch-size histogram of one group-commit writer.
 #[derive(Clone)]
-pub struct GroupCommitSizes(Histogram);
+pub struct GroupCommitSizes(Option<Histogram>);
 
 impl GroupCommitSizes {
     /// Records one transaction of `jobs` jobs.
     pub fn observe(&self, jobs: usize) {
-        self.0.observe(jobs as f64);
+        if let Some(h) = &self.0 {
+            h.observe(jobs as f64);
+        }
     }
 }
 
 /// The batch-size histogram of the group-commit writer `writer` (resolved once, at its
 /// start; the writers are named in the code, so the label set is closed).
 pub fn group_commit_sizes(writer: &str) -> GroupCommitSizes {
-    GroupCommitSizes(METRICS.batch_jobs.with_label_values(&[writer]))
+    GroupCommitSizes(metrics().map(|m| m.batch_jobs.with_label_values(&[writer])))
 }
 
 /// Counts one notification delivery attempt on a channel kind (`webhook`, `email`, or
 /// `none` when the channel is gone).
 pub fn notification_delivery(channel: &'static str, outcome: DeliveryOutcome) {
-    METRICS
-        .deliveries
+    let Some(m) = metrics() else { return };
+    m.deliveries
         .with_label_values(&[channel, outcome.as_str()])
         .inc();
 }
 
 /// The whole exposition: every series of the registry, then the gauges of `snapshot`.
 pub fn render(snapshot: &Snapshot) -> crate::Result<String> {
-    let mut families = METRICS.registry.gather();
+    let mut families = metrics().map(|m| m.registry.gather()).unwrap_or_default();
     let scrape = Registry::new();
     let quota = IntGaugeVec::new(
         Opts::new(
