@@ -135,6 +135,8 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&config.log.level, config.log.json);
+            // One server per process here: with /metrics off, nothing is recorded either.
+            vellum_core::metrics::set_recording(config.metrics.enabled);
             match runtime.block_on(vellum_server::serve::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -15,6 +15,7 @@
 //! Gauges that describe the database (quota remaining, certificates expiring) are not
 //! kept here: the scrape computes them ([`Snapshot`]) and [`render`] adds them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -374,7 +375,22 @@ static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
         .ok()
 });
 
+/// Whether this process records metrics at all (see [`set_recording`]).
+static RECORDING: AtomicBool = AtomicBool::new(true);
+
+/// Turns recording on or off for the whole process. The `vellum serve` binary turns it
+/// off when `[metrics] enabled = false`: nobody can scrape the values, so no counter,
+/// histogram or label lookup is paid for on any request. It is a process-wide switch, so
+/// only a binary that runs one server sets it (tests that run many servers in one process
+/// leave it on). It is also what the metrics A/B benchmark compares (docs/PERFORMANCE.md).
+pub fn set_recording(on: bool) {
+    RECORDING.store(on, Ordering::Relaxed);
+}
+
 fn metrics() -> Option<&'static Metrics> {
+    if !RECORDING.load(Ordering::Relaxed) {
+        return None;
+    }
     METRICS.as_ref()
 }
 
