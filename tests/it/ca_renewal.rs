@@ -617,9 +617,201 @@ async fn intermediate_new_key_crls(s: &TestServer) {
         &leaf_before,
     );
     assert!(!ok && out.contains("revoked"), "{out}");
-    // The delta CRL belongs to the current key only.
+    // The new key's certificate is published under its own name.
     let (st, _) = fetch(s, &format!("/ca/{inter}-g2.crt")).await;
     assert_eq!(st, StatusCode::OK);
+}
+
+/// `(CRL number, delta CRL indicator)` of a PEM CRL, as `openssl crl -text` prints them.
+fn crl_numbers(crl: &Path) -> (Option<String>, Option<String>) {
+    let (ok, text) = openssl(&["crl", "-in", crl.to_str().unwrap(), "-noout", "-text"]);
+    assert!(ok, "{text}");
+    let after = |label: &str| {
+        let mut lines = text.lines();
+        lines.find(|l| l.contains(label))?;
+        lines.next().map(|l| l.trim().to_string())
+    };
+    (after("X509v3 CRL Number"), after("Delta CRL Indicator"))
+}
+
+/// Whether `openssl crl` verifies the CRL's signature with `issuer`.
+fn crl_signed_by(crl: &Path, issuer: &Path) -> bool {
+    let (ok, out) = openssl(&[
+        "crl",
+        "-in",
+        crl.to_str().unwrap(),
+        "-CAfile",
+        issuer.to_str().unwrap(),
+        "-noout",
+    ]);
+    ok && out.contains("verify OK")
+}
+
+/// A key renewed away keeps its delta CRL: the old key's certificates name
+/// `/crl/{id}-delta.crl` (freshestCRL); after the renewal that URL still answers, with a
+/// delta signed by the old key whose deltaCRLIndicator is the old key's complete CRL, and
+/// `openssl verify -crl_check -use_deltas` over the old chain judges the old leaf good,
+/// then revoked. The new key's delta is `/crl/{id}-g2-delta.crl`, signed by the new key.
+async fn retired_key_delta(s: &TestServer) {
+    let (root, inter) = s.enabled_pair("Delta Roll Root", 100, 50).await;
+    let (st, v) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/cas/{inter}/crl"),
+            Some(json!({"enabled": true, "delta_enabled": true})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root_pem = write(d, "root.pem", &ca_pem(s, &root).await);
+    let old_inter = write(d, "inter-1.pem", &ca_pem(s, &inter).await);
+    let before = issue(s, &inter, "delta-old.example").await;
+    let leaf = write(d, "leaf.pem", before["certificate_pem"].as_str().unwrap());
+    let (ok, ext) = openssl(&[
+        "x509",
+        "-in",
+        leaf.to_str().unwrap(),
+        "-noout",
+        "-ext",
+        "freshestCRL",
+    ]);
+    assert!(ok, "{ext}");
+    assert!(ext.contains(&format!("/crl/{inter}-delta.crl")), "{ext}");
+
+    let (st, r) = renew(s, &inter, json!({"same_key": false, "validity_days": 365})).await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let new_inter = write(
+        d,
+        "inter-2.pem",
+        r["generation"]["certificate_pem"].as_str().unwrap(),
+    );
+
+    let judge = |crls: &[&Path]| {
+        let mut args = vec![
+            "verify".to_string(),
+            "-crl_check".into(),
+            "-use_deltas".into(),
+            "-CAfile".into(),
+            root_pem.display().to_string(),
+            "-untrusted".into(),
+            old_inter.display().to_string(),
+        ];
+        for c in crls {
+            args.push("-CRLfile".into());
+            args.push(c.display().to_string());
+        }
+        args.push(leaf.display().to_string());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        openssl(&refs)
+    };
+    let root_crl = crl_file(s, &format!("/crl/{root}.crl"), d, "root.crl.pem").await;
+    for round in ["before", "after"] {
+        let base = crl_file(
+            s,
+            &format!("/crl/{inter}.crl"),
+            d,
+            &format!("b-{round}.pem"),
+        )
+        .await;
+        let delta = crl_file(
+            s,
+            &format!("/crl/{inter}-delta.crl"),
+            d,
+            &format!("d-{round}.pem"),
+        )
+        .await;
+        assert!(
+            crl_signed_by(&base, &old_inter),
+            "{round}: base by the old key"
+        );
+        assert!(
+            crl_signed_by(&delta, &old_inter),
+            "{round}: delta by the old key"
+        );
+        let (base_number, none) = crl_numbers(&base);
+        let (delta_number, indicator) = crl_numbers(&delta);
+        assert!(none.is_none(), "{round}: the base is no delta");
+        assert!(base_number.is_some() && delta_number.is_some());
+        assert_eq!(indicator, base_number, "{round}: the delta names its base");
+        let (ok, out) = judge(&[&root_crl, &base, &delta]);
+        if round == "before" {
+            assert!(ok, "{round}: {out}");
+            let id = before["id"].as_str().unwrap();
+            let (st, v) = s
+                .post(&format!("/certificates/{id}/revoke"), json!({}))
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+        } else {
+            assert!(!ok && out.contains("revoked"), "{round}: {out}");
+        }
+    }
+    // The new key's delta, signed by the new key.
+    let delta = crl_file(s, &format!("/crl/{inter}-g2-delta.crl"), d, "d-g2.pem").await;
+    assert!(crl_signed_by(&delta, &new_inter));
+    assert!(!crl_signed_by(&delta, &old_inter));
+    // A key the CA never had has no delta.
+    let (st, _) = fetch(s, &format!("/crl/{inter}-g7-delta.crl")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}
+
+/// Revoking an intermediate whose renewal still waits for its switch-over: the waiting
+/// renewal is deleted (it never takes over), and every unexpired certificate the root
+/// signed for the intermediate (the first, the current one, the waiting one, which may
+/// have been downloaded) is on the root's CRL.
+async fn revoke_with_waiting_renewal(s: &TestServer) {
+    let (root, inter) = s.enabled_pair("Revoke Waiting Root", 100, 50).await;
+    let first = serial_of(&ca_pem(s, &inter).await);
+    let (st, r) = renew(s, &inter, json!({"same_key": true, "validity_days": 365})).await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let current = serial_of(r["generation"]["certificate_pem"].as_str().unwrap());
+    let at = vellum_core::time::now() + 3600;
+    let (st, r) = renew(
+        s,
+        &inter,
+        json!({"same_key": false, "validity_days": 365,
+               "switch_over_at": vellum_core::time::rfc3339(at)}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    assert_eq!(r["generation"]["current"], false);
+    let waiting = serial_of(r["generation"]["certificate_pem"].as_str().unwrap());
+
+    let (st, v) = s
+        .post(
+            &format!("/cas/{inter}/revoke"),
+            json!({"reason": "keyCompromise"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "revoked", "{v}");
+    assert!(v["rollover_at"].is_null(), "no switch-over waits: {v}");
+    assert_eq!(v["generation"], 2, "{v}");
+    let (_, list) = s.get(&format!("/cas/{inter}/generations")).await;
+    let gens = list["generations"].as_array().unwrap();
+    assert_eq!(gens.len(), 2, "the waiting renewal is gone: {list}");
+    assert!(gens.iter().all(|g| g["generation"].as_i64() != Some(3)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let crl = crl_file(s, &format!("/crl/{root}.crl"), dir.path(), "root.crl.pem").await;
+    let (ok, text) = openssl(&["crl", "-in", crl.to_str().unwrap(), "-noout", "-text"]);
+    assert!(ok, "{text}");
+    let listed: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Serial Number: "))
+        .map(|h| h.trim().to_lowercase())
+        .collect();
+    for (what, serial) in [
+        ("first", &first),
+        ("current", &current),
+        ("waiting", &waiting),
+    ] {
+        let bare = serial.trim_start_matches('0');
+        assert!(
+            listed.iter().any(|l| l.trim_start_matches('0') == bare),
+            "the {what} certificate {serial} is on the root's CRL: {listed:?}"
+        );
+    }
 }
 
 /// A switch-over in the future: until then the old certificate signs and is served;
@@ -715,4 +907,9 @@ both_backends!(
     intermediate_new_key_crls
 );
 both_backends!(renew_switch_over_later, switch_over_later);
+both_backends!(
+    revoking_a_ca_revokes_its_renewals_and_drops_a_waiting_one,
+    revoke_with_waiting_renewal
+);
+both_backends!(renew_retired_key_keeps_its_delta_crl, retired_key_delta);
 both_backends!(renew_switch_over_by_background_job, job_switches_over);

@@ -574,6 +574,103 @@ async fn delegated(s: &TestServer) {
 }
 both_backends!(ocsp_delegated_signer_is_an_ocsp_signing_cert, delegated);
 
+/// A CA renewed with a new key keeps answering for what its old key signed: a CertID
+/// naming the old key is answered (good, then revoked at once after a revocation),
+/// signed by the old key itself (verified against the old certificate), while the new
+/// key's CertIDs are answered by the delegated signer; a key the CA never had is still
+/// `unauthorized`.
+async fn retired_key(s: &TestServer) {
+    let pki = Pki::new(s, "Ocsp Rollover").await;
+    let other = Pki::new(s, "Ocsp Rollover Foreign").await;
+    set_ocsp(
+        s,
+        &pki.inter,
+        json!({"enabled": true, "delegated_signer": true, "validity_hours": 6}),
+    )
+    .await;
+    let (id, serial, _) = issue(s, &pki.inter, "old-key.ocsp.example").await;
+    let old = format!("{}-g1", pki.inter);
+    std::fs::copy(pki.pem(&pki.inter), pki.pem(&old)).unwrap();
+    let (st, r) = s
+        .post(
+            &format!("/cas/{}/renew", pki.inter),
+            json!({"same_key": false, "validity_days": 365}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let new = format!("{}-g2", pki.inter);
+    pki.file(
+        &format!("{new}.pem"),
+        r["generation"]["certificate_pem"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+    );
+
+    // The old key's CertID: answered, signed by the old key, by POST and GET.
+    let old_req = request(&pki.pem(&old), &serial, "sha1", None);
+    let (st, _, der) = post(s, &pki.inter, &old_req).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_ne!(der, UNAUTHORIZED, "the retired key's CertID is answered");
+    let text = read_response(&pki, &der, &old);
+    assert!(text.contains("Cert Status: good"), "{text}");
+    assert!(
+        !text.contains("OCSP Signing"),
+        "signed by the old key itself, not the delegated signer: {text}"
+    );
+    let (_, _, der) = get(
+        s,
+        &pki.inter,
+        &request(&pki.pem(&old), &serial, "sha256", None),
+    )
+    .await;
+    assert!(read_response(&pki, &der, &old).contains("Cert Status: good"));
+
+    // A leaf of the new key under the new key's CertID: the delegated signer answers.
+    let (_, new_serial, _) = issue(s, &pki.inter, "new-key.ocsp.example").await;
+    let (_, _, der) = post(
+        s,
+        &pki.inter,
+        &request(&pki.pem(&new), &new_serial, "sha1", None),
+    )
+    .await;
+    let text = read_response(&pki, &der, &new);
+    assert!(text.contains("Cert Status: good"), "{text}");
+
+    // Revoking the old key's leaf shows at once on the old key's CertID (held answers
+    // replaced), by GET too.
+    let (st, rv) = s
+        .post(
+            &format!("/certificates/{id}/revoke"),
+            json!({"reason": "keyCompromise"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{rv}");
+    for (alg, by_get) in [("sha1", true), ("sha256", false)] {
+        let req = request(&pki.pem(&old), &serial, alg, None);
+        let der = if by_get {
+            get(s, &pki.inter, &req).await.2
+        } else {
+            post(s, &pki.inter, &req).await.2
+        };
+        let text = read_response(&pki, &der, &old);
+        assert!(text.contains("Cert Status: revoked"), "{alg}: {text}");
+        assert!(text.contains("keyCompromise"), "{alg}: {text}");
+    }
+
+    // A key the CA never had is still refused.
+    let (_, foreign_serial, _) = issue(s, &other.inter, "foreign.rollover.example").await;
+    let (_, _, der) = post(
+        s,
+        &pki.inter,
+        &request(&other.pem(&other.inter), &foreign_serial, "sha1", None),
+    )
+    .await;
+    assert_eq!(der, UNAUTHORIZED);
+}
+
+both_backends!(ocsp_answers_for_a_retired_ca_key, retired_key);
+
 /// Two replicas on one PostgreSQL database: B holds a `good` response; a revocation on A
 /// reaches B's answers within a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

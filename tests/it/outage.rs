@@ -255,3 +255,65 @@ async fn postgres_outage_answers_503_then_recovers() {
     );
     s.stop().await;
 }
+
+/// A statement stuck behind a lock another client holds is ended by PostgreSQL after
+/// `limits.db_statement_timeout_secs` (1 s here): the issuance is answered 503 with
+/// `Retry-After` and words saying the database did not answer in time, its transaction
+/// rolled back (no quota spent); once the lock is gone, issuance works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_statement_stuck_on_a_lock_answers_503() {
+    use sqlx::Connection as _;
+    let Some(_) = crate::common::pg_url() else {
+        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let url = crate::common::fresh_pg_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = crate::common::env_for(
+        &data,
+        &url,
+        &[("VELLUM_LIMITS_DB_STATEMENT_TIMEOUT_SECS", "1")],
+    );
+    let running = crate::common::start_with_env(&env).await.unwrap();
+    let s = TestServer::attach(running, dir, Backend::Postgres, url.clone());
+    let (_root, inter) = s.enabled_pair("Stuck", 100, 50).await;
+    let path = format!("/cas/{inter}/certificates");
+    let (st, v) = s.post(&path, server_body("before.stuck.test")).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+
+    // Another client holds the certificates table (an operator's long transaction).
+    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut held = other.begin().await.unwrap();
+    sqlx::query("LOCK TABLE certificates IN EXCLUSIVE MODE")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (st, v) = s.post(&path, server_body("stuck.stuck.test")).await;
+    let took = started.elapsed();
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["type"], "urn:vellum:problem:unavailable", "{v}");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(detail.contains("did not answer in time"), "{detail}");
+    assert!(detail.contains("nothing was done"), "{detail}");
+    assert!(
+        took < Duration::from_secs(8),
+        "answered after the statement timeout, not the request timeout: {took:?}"
+    );
+    held.rollback().await.unwrap();
+
+    let (st, v) = s.post(&path, server_body("after.stuck.test")).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (_, i) = s.get(&format!("/cas/{inter}")).await;
+    assert_eq!(
+        i["issued_count"], 2,
+        "the refused issuance spent nothing: {i}"
+    );
+    assert_eq!(
+        i["quota_assigned"].as_i64().unwrap(),
+        i["issued_count"].as_i64().unwrap() + i["quota_remaining"].as_i64().unwrap(),
+        "{i}"
+    );
+    s.stop().await;
+}

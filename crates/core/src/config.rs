@@ -31,6 +31,7 @@ pub const KEYS: &[&str] = &[
     "limits.concurrency",
     "limits.db_connections",
     "limits.db_acquire_timeout_secs",
+    "limits.db_statement_timeout_secs",
     "log.level",
     "log.json",
     "bootstrap.root_common_name",
@@ -485,6 +486,13 @@ pub struct Limits {
     /// `request_timeout_secs` ([`Limits::db_acquire_timeout`]), so that a database outage
     /// is answered as one, not as a timeout.
     pub db_acquire_timeout_secs: u64,
+    /// Longest a PostgreSQL statement may run, seconds (its `statement_timeout`; 0: no
+    /// limit). A statement stuck behind a lock or on an overloaded server is cancelled,
+    /// its transaction rolled back and the request answered 503 with `Retry-After`,
+    /// rather than holding a pooled connection until the request times out (background
+    /// jobs have no request timeout). Migrations run without it. SQLite has no such
+    /// statements (its writers wait `busy_timeout`).
+    pub db_statement_timeout_secs: u64,
 }
 
 impl Limits {
@@ -494,6 +502,12 @@ impl Limits {
     pub fn db_acquire_timeout(&self) -> std::time::Duration {
         let cap = (self.request_timeout_secs * 1000 / 2).max(1000);
         std::time::Duration::from_millis((self.db_acquire_timeout_secs * 1000).min(cap))
+    }
+
+    /// The PostgreSQL statement timeout in force, `None` when off.
+    pub fn db_statement_timeout(&self) -> Option<std::time::Duration> {
+        (self.db_statement_timeout_secs > 0)
+            .then(|| std::time::Duration::from_secs(self.db_statement_timeout_secs))
     }
 }
 
@@ -506,6 +520,7 @@ impl Default for Limits {
             concurrency: 512,
             db_connections: 16,
             db_acquire_timeout_secs: 5,
+            db_statement_timeout_secs: 20,
         }
     }
 }

@@ -185,6 +185,10 @@ pub enum DatabaseFault {
     Unreachable,
     /// The database's disk is full (53100; SQLite's `SQLITE_FULL`).
     DiskFull,
+    /// A statement ran past `limits.db_statement_timeout_secs` and PostgreSQL cancelled
+    /// it (57014, `query_canceled`: Vellum cancels nothing else); its transaction is
+    /// rolled back.
+    TimedOut,
     /// Anything else: a bug or a constraint, handled by the caller or answered 500.
     Other,
 }
@@ -202,6 +206,7 @@ impl DatabaseFault {
             | sqlx::Error::WorkerCrashed => DatabaseFault::Unreachable,
             sqlx::Error::Database(db) => match db.code().as_deref() {
                 Some("53100") => DatabaseFault::DiskFull,
+                Some("57014") => DatabaseFault::TimedOut,
                 Some(c) if c.starts_with("08") => DatabaseFault::Unreachable,
                 Some(
                     "57P01" | "57P02" | "57P03" | "53300" | "53200" | "25006" | "55P03" | "58030",
@@ -230,6 +235,14 @@ impl From<sqlx::Error> for Error {
                     "the database's disk is full; nothing was done; retry once the operator \
                      has freed space",
                     DISK_FULL_RETRY_AFTER_SECS,
+                );
+            }
+            DatabaseFault::TimedOut => {
+                tracing::warn!(error = %e, "a database statement timed out");
+                return Error::unavailable(
+                    "the database did not answer in time (busy, or a lock held elsewhere); \
+                     nothing was done; retry in a few seconds",
+                    DATABASE_RETRY_AFTER_SECS,
                 );
             }
             DatabaseFault::Other => {}
@@ -294,6 +307,23 @@ mod tests {
 
     fn coded(code: &'static str) -> sqlx::Error {
         sqlx::Error::Database(Box::new(Coded(code)))
+    }
+
+    #[test]
+    fn a_statement_timeout_is_unavailable_with_retry_after() {
+        let e = coded("57014"); // query_canceled (statement_timeout)
+        assert_eq!(DatabaseFault::of(&e), DatabaseFault::TimedOut);
+        match Error::from(e) {
+            Error::Unavailable {
+                detail,
+                retry_after,
+            } => {
+                assert_eq!(retry_after, DATABASE_RETRY_AFTER_SECS);
+                assert!(detail.contains("did not answer in time"), "{detail}");
+                assert!(detail.contains("nothing was done"), "{detail}");
+            }
+            other => panic!("57014 became {other:?}"),
+        }
     }
 
     #[test]

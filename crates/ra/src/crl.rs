@@ -148,14 +148,35 @@ pub async fn regenerate(ra: &Authority, ca: &CaRow) -> Result<CrlRow> {
     let now = ra.now();
     let (revision, entries) = revocations(ra, ca, now).await?;
     let signer = super::signer_for(ra, ca).await?;
+    let delta_url = ca
+        .crl_delta_enabled
+        .then(|| delta_url(ra, &ca.id, ca.key_generation));
+    let row = sign_complete(ra, signer, ca, revision, now, entries, delta_url).await?;
+    let mut tx = ra.store.begin().await?;
+    store::crls::put(&mut tx, &row).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Signs a complete CRL of `ca` covering revocation `revision` with the next number (a
+/// base CRL naming `delta_url` when given) on the blocking pool, counts and times the
+/// signing, and returns the row to keep.
+async fn sign_complete(
+    ra: &Authority,
+    signer: Arc<ca::Signer>,
+    ca: &CaRow,
+    revision: i64,
+    now: i64,
+    entries: Vec<Entry>,
+    delta_url: Option<String>,
+) -> Result<CrlRow> {
     let mut tx = ra.store.begin().await?;
     let (number, _) = store::crls::next_number(&mut tx, &ca.id).await?;
     tx.commit().await?;
     let next_update = now + ca.crl_next_update_hours.max(1) * 3600;
     let entries_len = entries.len() as i64;
-    let freshest = ca.crl_delta_enabled;
-    let delta_url = freshest.then(|| delta_url(ra, &ca.id, ca.key_generation));
-    let der = tokio::task::spawn_blocking(move || {
+    let freshest = delta_url.is_some();
+    let (der, took) = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
         let kind = match &delta_url {
             Some(url) => Kind::Base { delta_url: url },
@@ -166,14 +187,9 @@ pub async fn regenerate(ra: &Authority, ca: &CaRow) -> Result<CrlRow> {
     })
     .await
     .map_err(Error::internal)?;
-    let der = match der {
-        (Ok(der), took) => {
-            vellum_core::metrics::crl_signed(&ca.id, took);
-            der
-        }
-        (Err(e), _) => return Err(e),
-    };
-    let row = CrlRow {
+    let der = der?;
+    vellum_core::metrics::crl_signed(&ca.id, took);
+    Ok(CrlRow {
         ca_id: ca.id.clone(),
         crl_number: number,
         revision,
@@ -182,11 +198,7 @@ pub async fn regenerate(ra: &Authority, ca: &CaRow) -> Result<CrlRow> {
         entries: entries_len,
         freshest,
         der,
-    };
-    let mut tx = ra.store.begin().await?;
-    store::crls::put(&mut tx, &row).await?;
-    tx.commit().await?;
-    Ok(row)
+    })
 }
 
 /// The URL of a CA's delta CRL (what freshestCRL names): its current key's.
@@ -216,6 +228,7 @@ pub fn parse_key_file(name: &str) -> (&str, i64) {
 #[derive(Default, Debug)]
 pub struct RetiredCrls {
     held: std::sync::Mutex<HashMap<(String, i64), CrlRow>>,
+    deltas: std::sync::Mutex<HashMap<(String, i64), DeltaRow>>,
 }
 
 /// The CRL of the key CA `ca_id` took at generation `key_generation`: for its current key
@@ -230,13 +243,10 @@ pub async fn current_for_key(ra: &Authority, ca_id: &str, key_generation: i64) -
     if key_generation == ca.key_generation {
         return current(ra, ca_id).await;
     }
-    let key = {
-        let mut conn = ra.store.reader().acquire().await?;
-        store::generations::list(&mut conn, ca_id)
-            .await?
-            .into_iter()
-            .rfind(|g| g.key_generation == key_generation && g.generation <= ca.generation)
-    };
+    let key = crate::rollover::retired_keys(ra, &ca)
+        .await?
+        .into_iter()
+        .find(|g| g.key_generation == key_generation);
     let Some(g) = key else {
         return Err(Error::not_found(format!(
             "CA {ca_id} has no key of generation {key_generation}"
@@ -272,43 +282,8 @@ pub async fn current_for_key(ra: &Authority, ca_id: &str, key_generation: i64) -
         return Ok(c);
     }
     let (revision, entries) = revocations(ra, &ca, now).await?;
-    // The retired key, opened from its newest generation (a CaRow carrying it, so the one
-    // opening path serves database and token keys alike).
-    let key_row = CaRow {
-        certificate_der: Some(g.certificate_der.clone()),
-        key_sealed: match &g.key_sealed {
-            Some(sealed) => {
-                let plain = ra.master.open(&g.seal_context(), sealed)?;
-                Some(ra.master.seal(&ca.id, &plain)?)
-            }
-            None => None,
-        },
-        key_storage: g.key_storage,
-        pkcs11_key_id: g.pkcs11_key_id.clone(),
-        pkcs11_key_label: g.pkcs11_key_label.clone(),
-        ..ca.clone()
-    };
-    let signer = ca::Signer::open(&ra.master, ra.hsm.as_ref(), &key_row)?;
-    let mut tx = ra.store.begin().await?;
-    let (number, _) = store::crls::next_number(&mut tx, &ca.id).await?;
-    tx.commit().await?;
-    let next_update = now + ca.crl_next_update_hours.max(1) * 3600;
-    let entries_len = entries.len() as i64;
-    let der = tokio::task::spawn_blocking(move || {
-        signer_crl::sign_kind(&signer, Kind::Full, number, now, next_update, &entries)
-    })
-    .await
-    .map_err(Error::internal)??;
-    let row = CrlRow {
-        ca_id: ca.id.clone(),
-        crl_number: number,
-        revision,
-        this_update: now,
-        next_update,
-        entries: entries_len,
-        freshest: false,
-        der,
-    };
+    let signer = Arc::new(crate::rollover::open_retired(ra, &ca, &g)?);
+    let row = sign_complete(ra, signer, &ca, revision, now, entries, None).await?;
     ra.retired_crls
         .held
         .lock()
@@ -366,6 +341,22 @@ pub async fn current_delta(ra: &Authority, ca_id: &str) -> Result<DeltaRow> {
 /// Signs a new delta CRL for `ca` relative to `base` now and stores it: every revocation
 /// the complete CRL would list now that `base` does not.
 pub async fn regenerate_delta(ra: &Authority, ca: &CaRow, base: &CrlRow) -> Result<DeltaRow> {
+    let signer = super::signer_for(ra, ca).await?;
+    let row = sign_delta(ra, signer, ca, base).await?;
+    let mut tx = ra.store.begin().await?;
+    store::crls::put_delta(&mut tx, &row).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Signs a delta CRL of `ca` with `signer` relative to `base` now: every revocation the
+/// complete CRL would list now that `base` does not.
+async fn sign_delta(
+    ra: &Authority,
+    signer: Arc<ca::Signer>,
+    ca: &CaRow,
+    base: &CrlRow,
+) -> Result<DeltaRow> {
     let now = ra.now();
     // As for the base: the revision is read before the entries.
     let (revision, entries) = revocations(ra, ca, now).await?;
@@ -374,26 +365,29 @@ pub async fn regenerate_delta(ra: &Authority, ca: &CaRow, base: &CrlRow) -> Resu
         .into_iter()
         .filter(|e| !on_base.contains(e.serial_hex.as_str()))
         .collect();
-    let signer = super::signer_for(ra, ca).await?;
     let mut tx = ra.store.begin().await?;
     let (number, _) = store::crls::next_number(&mut tx, &ca.id).await?;
     tx.commit().await?;
     let next_update = now + ca.crl_delta_minutes.clamp(1, *DELTA_MINUTES.end()) * 60;
     let entries_len = entries.len() as i64;
     let base_number = base.crl_number;
-    let der = tokio::task::spawn_blocking(move || {
-        signer_crl::sign_kind(
+    let (der, took) = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let der = signer_crl::sign_kind(
             &signer,
             Kind::Delta { base_number },
             number,
             now,
             next_update,
             &entries,
-        )
+        );
+        (der, started.elapsed())
     })
     .await
-    .map_err(Error::internal)??;
-    let row = DeltaRow {
+    .map_err(Error::internal)?;
+    let der = der?;
+    vellum_core::metrics::crl_signed(&ca.id, took);
+    Ok(DeltaRow {
         ca_id: ca.id.clone(),
         crl_number: number,
         base_number,
@@ -402,10 +396,59 @@ pub async fn regenerate_delta(ra: &Authority, ca: &CaRow, base: &CrlRow) -> Resu
         next_update,
         entries: entries_len,
         der,
+    })
+}
+
+/// The delta CRL of one of a CA's keys: the current key's ([`current_delta`]), or for a
+/// retired key one signed by that key relative to the key's complete CRL
+/// ([`current_for_key`]), held in this process's memory like it. Certificates the retired
+/// key signed name this delta in their freshestCRL extension. The retired key's complete
+/// CRL is signed again at every revocation, so its delta is usually empty; it exists so
+/// that a client following freshestCRL gets a valid delta signed by the right key. 404
+/// when the CA does not publish delta CRLs or never had that key.
+pub async fn current_delta_for_key(
+    ra: &Authority,
+    ca_id: &str,
+    key_generation: i64,
+) -> Result<DeltaRow> {
+    let ca = crate::rollover::current(ra, load_ca(ra, ca_id).await?).await?;
+    if key_generation == ca.key_generation || !ca.crl_delta_enabled {
+        // The current key's delta, or the 404 naming the setting.
+        return current_delta(ra, ca_id).await;
+    }
+    let base = current_for_key(ra, ca_id, key_generation).await?;
+    let slot = (ca_id.to_string(), key_generation);
+    let held = || {
+        let map = ra.retired_crls.deltas.lock();
+        let map = map.unwrap_or_else(|p| p.into_inner());
+        map.get(&slot)
+            .filter(|d| !delta_needs_refresh(Some(d), &base, base.revision, ra.now()))
+            .cloned()
     };
-    let mut tx = ra.store.begin().await?;
-    store::crls::put_delta(&mut tx, &row).await?;
-    tx.commit().await?;
+    if let Some(d) = held() {
+        return Ok(d);
+    }
+    let lock = ra.crl_locks.for_ca(&format!("{ca_id}-g{key_generation}"));
+    let _guard = lock.lock().await;
+    if let Some(d) = held() {
+        return Ok(d);
+    }
+    let Some(g) = crate::rollover::retired_keys(ra, &ca)
+        .await?
+        .into_iter()
+        .find(|g| g.key_generation == key_generation)
+    else {
+        return Err(Error::not_found(format!(
+            "CA {ca_id} has no key of generation {key_generation}"
+        )));
+    };
+    let signer = Arc::new(crate::rollover::open_retired(ra, &ca, &g)?);
+    let row = sign_delta(ra, signer, &ca, &base).await?;
+    ra.retired_crls
+        .deltas
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(slot, row.clone());
     Ok(row)
 }
 

@@ -802,13 +802,38 @@ pub async fn revoke(
             "CA {id} changed state; fetch it and retry"
         )));
     }
+    // A renewal still waiting for its switch-over never becomes current; it is deleted.
+    let waiting = store::generations::delete_waiting(&mut tx, id, ca.generation).await?;
+    let kept = store::generations::list(&mut tx, id).await?;
     if let (Some(parent), Some(serial)) = (&ca.parent_id, &ca.serial) {
         store::cas::record_ca_revocation(&mut tx, parent, id, serial, now, reason).await?;
+        // Every other certificate the root signed for this CA and that has not expired
+        // (older generations, and the waiting renewal's, which may have been downloaded)
+        // is revoked with it: each would otherwise still validate the CA's issuance.
+        for g in kept.iter().chain(&waiting) {
+            if Some(&g.serial) != ca.serial.as_ref() && g.not_after > now {
+                store::cas::record_ca_revocation(&mut tx, parent, id, &g.serial, now, reason)
+                    .await?;
+            }
+        }
         store::cas::return_unspent_quota(&mut tx, id).await?;
     }
     notify_ca(&mut tx, tenant_id, id, NotificationEvent::CaRevoked, now).await?;
     tx.commit().await?;
     forget_ocsp(ra, &ca);
+    // A waiting renewal's new key in the token will never sign: destroyed (its sealed
+    // copy went with its row).
+    for g in waiting.iter().filter(|g| {
+        g.pkcs11_key_id != ca.pkcs11_key_id
+            && !kept.iter().any(|k| k.pkcs11_key_id == g.pkcs11_key_id)
+    }) {
+        let key = CaRow {
+            key_storage: g.key_storage,
+            pkcs11_key_id: g.pkcs11_key_id.clone(),
+            ..ca.clone()
+        };
+        destroy_token_key(ra, &key);
+    }
     load(ra, tenant_id, id).await
 }
 

@@ -122,6 +122,9 @@ struct Responder {
     fingerprint: Arc<str>,
     loaded: Instant,
     generation: u64,
+    /// The CA's retired keys (it was renewed with a new key), read on the first request
+    /// that names one ([`retired_responder`]).
+    retired: tokio::sync::OnceCell<Vec<Arc<Responder>>>,
 }
 
 impl Responder {
@@ -296,12 +299,19 @@ pub async fn respond(ra: &Authority, ca_id: &str, request: &[u8]) -> Result<Repl
             )));
         }
     };
-    let responder = responder(ra, ca_id).await?;
-    if !responder.ca.ocsp_enabled || !responder.hashes.matches(&req.cert_id) {
+    let current = responder(ra, ca_id).await?;
+    let responder = if !current.ca.ocsp_enabled {
+        None
+    } else if current.hashes.matches(&req.cert_id) {
+        Some(current)
+    } else {
+        retired_responder(ra, &current, &req.cert_id).await?
+    };
+    let Some(responder) = responder else {
         return Ok(Reply::Refused(asn1::error_response(
             ErrorStatus::Unauthorized,
         )));
-    }
+    };
     let now = ra.now();
     let budget = ra.config.rate_limits.ocsp_on_demand_signings_per_second;
     let Some(serial) = req.cert_id.serial.clone() else {
@@ -500,6 +510,7 @@ async fn responder(ra: &Authority, ca_id: &str) -> Result<Arc<Responder>> {
         fingerprint,
         loaded: Instant::now(),
         generation,
+        retired: tokio::sync::OnceCell::new(),
     });
     ra.ocsp
         .responders
@@ -507,6 +518,44 @@ async fn responder(ra: &Authority, ca_id: &str) -> Result<Arc<Responder>> {
         .unwrap_or_else(|p| p.into_inner())
         .insert(ca_id.to_string(), r.clone());
     Ok(r)
+}
+
+/// The responder for a CertID naming one of the CA's retired keys (its certificates
+/// were signed before a renewal with a new key), `None` when no key of the CA matches.
+/// It answers for the CA's certificates as the current key does, signed by the retired
+/// key itself (RFC 6960 §4.2.2.2: the CA that issued the certificate), never by the
+/// delegated signer, which the current key certified. Its responses are held like the
+/// current key's, told apart by the responder fingerprint.
+async fn retired_responder(
+    ra: &Authority,
+    current: &Responder,
+    cert_id: &asn1::CertId,
+) -> Result<Option<Arc<Responder>>> {
+    let retired = current
+        .retired
+        .get_or_try_init(|| async {
+            let mut out = Vec::new();
+            for g in crate::rollover::retired_keys(ra, &current.ca).await? {
+                let signer = Arc::new(crate::rollover::open_retired(ra, &current.ca, &g)?);
+                out.push(Arc::new(Responder {
+                    ca: current.ca.clone(),
+                    hashes: IssuerHashes::of(&g.certificate_der)?,
+                    signer,
+                    delegated: None,
+                    fingerprint: format!(
+                        "g{}/{}/ca/{}h",
+                        g.key_generation, g.serial, current.ca.ocsp_validity_hours
+                    )
+                    .into(),
+                    loaded: current.loaded,
+                    generation: current.generation,
+                    retired: tokio::sync::OnceCell::new_with(Some(Vec::new())),
+                }));
+            }
+            Ok::<_, Error>(out)
+        })
+        .await?;
+    Ok(retired.iter().find(|r| r.hashes.matches(cert_id)).cloned())
 }
 
 fn signer_lifetime(ca: &CaRow) -> i64 {

@@ -418,6 +418,48 @@ fn sealed_for_ca(ra: &Authority, ca_id: &str, g: &GenerationRow) -> Result<Optio
     Ok(Some(ra.master.seal(ca_id, &plain)?))
 }
 
+/// The keys `ca` signed with before its current one (it was renewed with a new key), each
+/// by the newest certificate that carried it, oldest key first. Renewals still waiting for
+/// their switch-over are not retired keys (they never signed anything).
+pub(crate) async fn retired_keys(ra: &Authority, ca: &CaRow) -> Result<Vec<GenerationRow>> {
+    let gens = {
+        let mut conn = ra.store.reader().acquire().await?;
+        generations::list(&mut conn, &ca.id).await?
+    };
+    let mut keys: Vec<GenerationRow> = Vec::new();
+    for g in gens
+        .into_iter()
+        .filter(|g| g.generation <= ca.generation && g.key_generation != ca.key_generation)
+    {
+        match keys
+            .iter_mut()
+            .find(|k| k.key_generation == g.key_generation)
+        {
+            Some(k) if k.generation < g.generation => *k = g,
+            Some(_) => {}
+            None => keys.push(g),
+        }
+    }
+    keys.sort_by_key(|k| k.key_generation);
+    Ok(keys)
+}
+
+/// Opens the key of a retired generation `g` of `ca` (sealed here or held in the token),
+/// with `g`'s certificate as the signer's: for CRLs and OCSP responses about what that key
+/// signed.
+pub(crate) fn open_retired(ra: &Authority, ca: &CaRow, g: &GenerationRow) -> Result<Signer> {
+    let row = CaRow {
+        certificate_der: Some(g.certificate_der.clone()),
+        key_sealed: sealed_for_ca(ra, &ca.id, g)?,
+        key_storage: g.key_storage,
+        pkcs11_key_id: g.pkcs11_key_id.clone(),
+        pkcs11_key_label: g.pkcs11_key_label.clone(),
+        serial: Some(g.serial.clone()),
+        ..ca.clone()
+    };
+    Signer::open(&ra.master, ra.hsm.as_ref(), &row)
+}
+
 /// Makes the waiting renewal of CA `ca_id` current if its switch-over time has come.
 /// True when this call switched it (false: nothing due, or another request did it).
 pub async fn switch_due(ra: &Authority, ca_id: &str) -> Result<bool> {

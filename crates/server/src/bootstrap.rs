@@ -54,7 +54,10 @@ pub async fn prepare(config: Config, clock: Clock) -> Result<(App, Paths)> {
     let store = Store::connect_with(
         &config.database_url(),
         config.limits.db_connections,
-        config.limits.db_acquire_timeout(),
+        store::Timeouts {
+            acquire: config.limits.db_acquire_timeout(),
+            statement: config.limits.db_statement_timeout(),
+        },
     )
     .await?;
     let _lock = store.bootstrap_lock().await?;

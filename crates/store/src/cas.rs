@@ -522,8 +522,8 @@ pub async fn return_unspent_quota(conn: &mut Tx, intermediate_id: &str) -> Resul
 pub async fn revoke(conn: &mut Tx, id: &str, at: i64, reason: RevocationReason) -> Result<bool> {
     conn.retire_caches();
     let res = query(
-        "UPDATE cas SET status = 'revoked', revoked_at = $1, revocation_reason = $2 \
-         WHERE id = $3 AND status = 'enabled'",
+        "UPDATE cas SET status = 'revoked', revoked_at = $1, revocation_reason = $2, \
+         rollover_at = NULL WHERE id = $3 AND status = 'enabled'",
     )
     .bind(at)
     .bind(reason.as_str())

@@ -92,6 +92,22 @@ pub async fn list(conn: &mut Conn, ca_id: &str) -> Result<Vec<GenerationRow>> {
     rows.iter().map(row_to_generation).collect()
 }
 
+/// Deletes the renewals of CA `ca_id` newer than its current generation `current` (a
+/// renewal still waiting for its switch-over when the CA was revoked: it never becomes
+/// current). Returns the rows deleted.
+pub async fn delete_waiting(
+    conn: &mut Tx,
+    ca_id: &str,
+    current: i64,
+) -> Result<Vec<GenerationRow>> {
+    let rows = query("DELETE FROM ca_generations WHERE ca_id = $1 AND generation > $2 RETURNING *")
+        .bind(ca_id)
+        .bind(current)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(row_to_generation).collect()
+}
+
 /// Inserts a generation. A second row for the same CA and generation is an error (a
 /// concurrent renewal won).
 pub async fn insert(conn: &mut Tx, g: &GenerationRow) -> Result<()> {

@@ -59,6 +59,15 @@ pub enum Backend {
     Postgres,
 }
 
+/// How long the store waits on PostgreSQL (see [`Store::connect_with`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Longest wait for a pooled connection (connecting included).
+    pub acquire: Duration,
+    /// Each connection's `statement_timeout`; `None`: no limit.
+    pub statement: Option<Duration>,
+}
+
 /// The database handle shared by every request.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -82,7 +91,11 @@ impl Store {
     /// Connects, applies the migrations of the backend, and returns the handle (PostgreSQL
     /// connections are waited for at most [`DEFAULT_ACQUIRE_TIMEOUT`]).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
-        Store::connect_with(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT).await
+        let timeouts = Timeouts {
+            acquire: DEFAULT_ACQUIRE_TIMEOUT,
+            statement: None,
+        };
+        Store::connect_with(url, max_connections, timeouts).await
     }
 
     /// [`Store::connect`] with the longest wait for a PostgreSQL connection: past it (the
@@ -93,7 +106,7 @@ impl Store {
     pub async fn connect_with(
         url: &str,
         max_connections: u32,
-        acquire_timeout: Duration,
+        timeouts: Timeouts,
     ) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
@@ -131,22 +144,30 @@ impl Store {
                 }
             }
             Backend::Postgres => {
+                let statement_ms = timeouts.statement.map_or(0, |t| t.as_millis().max(1));
                 let opts = AnyConnectOptions::from_str(url)
                     .map_err(|e| Error::config(format!("database_url: {e}")))?
                     .log_statements(tracing::log::LevelFilter::Trace);
                 let pool = AnyPoolOptions::new()
                     .max_connections(max_connections.max(2))
-                    .acquire_timeout(acquire_timeout)
+                    .acquire_timeout(timeouts.acquire)
                     .test_before_acquire(true)
                     // No parallel workers: Vellum's statements are short and many run at
                     // once; a Gather Merge under a page's LIMIT tripled a tag page at a
                     // million rows (10 → 31 ms, docs/PERFORMANCE.md), and the workers take
                     // cores the requests need.
-                    .after_connect(|conn, _| {
+                    // The statement timeout (whole milliseconds, 0: none) ends statements
+                    // stuck on a lock or an overloaded server (a 503, see Error::from).
+                    .after_connect(move |conn, _| {
                         Box::pin(async move {
                             sqlx::Executor::execute(
-                                conn,
+                                &mut *conn,
                                 "SET max_parallel_workers_per_gather = 0",
+                            )
+                            .await?;
+                            sqlx::Executor::execute(
+                                &mut *conn,
+                                format!("SET statement_timeout = {statement_ms}").as_str(),
                             )
                             .await?;
                             Ok(())
@@ -155,7 +176,16 @@ impl Store {
                     .connect_with(opts)
                     .await
                     .map_err(|e| Error::config(format!("connecting to PostgreSQL: {e}")))?;
-                POSTGRES_MIGRATIONS.run(&pool).await.map_err(|e| {
+                // Migrations may rewrite large tables: no statement timeout for them.
+                let migrate = async {
+                    let mut conn = pool.acquire().await?;
+                    sqlx::Executor::execute(&mut *conn, "SET statement_timeout = 0").await?;
+                    let run = POSTGRES_MIGRATIONS.run(&mut *conn).await;
+                    let reset = format!("SET statement_timeout = {statement_ms}");
+                    sqlx::Executor::execute(&mut *conn, reset.as_str()).await?;
+                    run.map_err(sqlx::Error::from)
+                };
+                migrate.await.map_err(|e: sqlx::Error| {
                     Error::config(format!("migrating the PostgreSQL database: {e}"))
                 })?;
                 Store {

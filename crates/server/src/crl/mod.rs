@@ -62,15 +62,9 @@ async fn crl(
     })?;
     let (number, this_update, next_update, der, kind) = match id.strip_suffix("-delta") {
         Some(name) => {
-            // A delta CRL is published for the CA's current key only.
+            // Each key's delta, signed by that key (certificates name their key's).
             let (ca_id, key_generation) = ra::crl::parse_key_file(name);
-            let d = ra::crl::current_delta(&app, ca_id).await?;
-            if key_generation != current_key_generation(&app, ca_id).await? {
-                return Err(Error::not_found(format!(
-                    "CA {ca_id} publishes delta CRLs for its current key only"
-                ))
-                .into());
-            }
+            let d = ra::crl::current_delta_for_key(&app, ca_id, key_generation).await?;
             (d.crl_number, d.this_update, d.next_update, d.der, "d")
         }
         None => {
@@ -127,14 +121,6 @@ async fn crl(
         );
         Ok((h, crl.der).into_response())
     }
-}
-
-async fn current_key_generation(app: &App, ca_id: &str) -> ApiResult<i64> {
-    let mut conn = app.store.reader().acquire().await?;
-    Ok(store::cas::get_any_tenant(&mut conn, ca_id)
-        .await?
-        .map(|c| c.key_generation)
-        .unwrap_or(1))
 }
 
 /// The parts of a stored CRL or delta CRL the response is made of.
