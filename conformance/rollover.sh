@@ -13,7 +13,12 @@
 # key's certificate (openssl crl -CAfile) and openssl verify -crl_check_all
 # passes over both chains; a revoked old leaf is found on the CRL the old
 # intermediate key verifies; pkilint on the cross certificate and the renewed
-# certificates.
+# certificates. The intermediate has OCSP (delegated signer) and delta CRLs on
+# from the start: after its key changed, `openssl ocsp` with the old
+# intermediate as issuer still gets answers for the old leaf (good, then revoked,
+# the response verified against the old certificate), and the old key's delta CRL
+# (the URL in the old leaf's freshestCRL) is signed by the old key and accepted
+# by openssl verify -crl_check -use_deltas.
 #
 #   bash conformance/rollover.sh      (see lib.sh for the environment)
 set -euo pipefail
@@ -83,8 +88,27 @@ enable_generate "1. root" "$ROOT" "$R/root-1.pem" rsa-2048 || finish
 enable_generate "1. intermediate" "$INT" "$R/int-1.pem" rsa-2048 || finish
 api POST "/cas/$ROOT/quota/assign" "$(jq -nc --arg i "$INT" '{intermediate_id:$i, count:20}')"
 expect "assign quota -> 200" 200
+api PUT "/cas/$INT/ocsp" '{"enabled": true, "delegated_signer": true, "validity_hours": 2}'
+expect "PUT /cas/{int}/ocsp {enabled, delegated_signer} -> 200" 200
+api PUT "/cas/$INT/crl" '{"enabled": true, "delta_enabled": true}'
+expect "PUT /cas/{int}/crl {delta_enabled} -> 200" 200
 leaf "$INT" before.rollover.example "$R/before" || finish
 BEFORE_ID=$LEAF_ID
+
+# ocsp_says NAME ISSUER_PEM CERT_PEM EXPECTED(good|revoked): openssl ocsp against the
+# URL in the certificate's AIA, the response verified with ISSUER_PEM + root 1.
+ocsp_says() {
+  local name=$1 issuer=$2 cert=$3 want=$4 url out
+  url=$(openssl x509 -in "$cert" -noout -ocsp_uri 2>/dev/null)
+  cat "$issuer" "$R/root-1.pem" "$R/root-2.pem" 2>/dev/null >"$R/ocsp-trust.pem"
+  out=$(openssl ocsp -issuer "$issuer" -cert "$cert" -url "$url" -CAfile "$R/ocsp-trust.pem" \
+    -no_nonce -resp_text 2>&1) || true
+  if grep -q "Response verify OK" <<<"$out" && grep -qE "^$cert: $want\$" <<<"$out"; then
+    pass "$name" "$(grep -E "^$cert:|Responder Id" <<<"$out" | tr '\n' ' ')"
+  else
+    fail "$name" "openssl ocsp -issuer $issuer -cert $cert -url $url" "$out"
+  fi
+}
 verify "the first leaf verifies (root 1, intermediate 1)" ok "$R/root-1.pem" "$R/int-1.pem" "$R/before.pem"
 
 # =================================================================================
@@ -187,8 +211,18 @@ verify "old leaf: the old chain with the old root" ok "$R/root-1.pem" "$R/int-1.
 # =================================================================================
 section "one CRL per key"
 # =================================================================================
+ocsp_says "OCSP: the old leaf, CertID of the old intermediate key -> good" "$R/int-1.pem" "$R/before.pem" good
+ocsp_says "OCSP: the new leaf, CertID of the new intermediate key -> good" "$R/int-3.pem" "$R/new.pem" good
 api POST "/certificates/$BEFORE_ID/revoke" '{"reason":"key_compromise"}'
 expect "revoke the leaf of the old intermediate key -> 200" 200
+ocsp_says "OCSP: the revoked old leaf, CertID of the old key -> revoked (signed by the old key)" "$R/int-1.pem" "$R/before.pem" revoked
+if cert_text "$R/before.pem" | grep -A3 "Freshest CRL" | grep -q "/crl/$INT-delta.crl"; then
+  pass "the old leaf's freshestCRL names the old key's delta (/crl/{int}-delta.crl)"
+else
+  fail "the old leaf's freshestCRL names the old key's delta" "$(cert_text "$R/before.pem")"
+fi
+crl_signed_by "/crl/{int}-delta.crl (the old key's delta) is signed by the old intermediate key" "/crl/$INT-delta.crl" "$R/int-1.pem"
+crl_signed_by "/crl/{int}-g3-delta.crl (the new key's delta) is signed by the new intermediate key" "/crl/$INT-g3-delta.crl" "$R/int-3.pem"
 crl_signed_by "/crl/{root}.crl is signed by the old root key" "/crl/$ROOT.crl" "$R/root-1.pem"
 crl_signed_by "/crl/{root}-g2.crl is signed by the new root key" "/crl/$ROOT-g2.crl" "$R/root-2.pem"
 crl_signed_by "/crl/{int}.crl is signed by the old intermediate key" "/crl/$INT.crl" "$R/int-1.pem"
@@ -200,6 +234,13 @@ if grep -q "certificate revoked" <<<"$out"; then
   pass "the revoked old leaf: openssl verify -crl_check with the old key's CRL says revoked"
 else
   fail "the revoked old leaf: openssl verify -crl_check with the old key's CRL says revoked" "$out"
+fi
+cat "$R/old-crls.pem" "$R/_crl_$INT-delta.crl.pem" >"$R/old-crls+delta.pem"
+out=$(openssl verify -crl_check -use_deltas -CAfile "$R/root-1.pem" -untrusted "$R/int-1.pem" -CRLfile "$R/old-crls+delta.pem" "$R/before.pem" 2>&1) || true
+if grep -q "certificate revoked" <<<"$out"; then
+  pass "the revoked old leaf: openssl verify -crl_check -use_deltas with the old key's base + delta says revoked"
+else
+  fail "the revoked old leaf: openssl verify -crl_check -use_deltas with the old key's base + delta says revoked" "$out"
 fi
 verify "the new chain: openssl verify -crl_check_all with the new keys' CRLs" ok \
   "$R/root-2.pem" "$R/int-3.pem" "$R/new.pem" -crl_check_all -CRLfile "$R/new-crls.pem"
