@@ -96,6 +96,20 @@ async fn renew(s: &TestServer, id: &str, body: Value) -> (StatusCode, Value) {
     s.post(&format!("/cas/{id}/renew"), body).await
 }
 
+/// A renewal (365 days) that switches over at `at`: created, not current yet.
+async fn renew_at(s: &TestServer, id: &str, same_key: bool, at: i64) -> Value {
+    let (st, r) = renew(
+        s,
+        id,
+        json!({"same_key": same_key, "validity_days": 365,
+               "switch_over_at": vellum_core::time::rfc3339(at)}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    assert_eq!(r["generation"]["current"], false, "{r}");
+    r
+}
+
 async fn ca_pem(s: &TestServer, id: &str) -> String {
     let (st, v) = s.get(&format!("/cas/{id}")).await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -250,15 +264,7 @@ async fn intermediate_same_key(s: &TestServer) {
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let crl = crl_file(s, &format!("/crl/{inter}.crl"), d, "inter.crl.pem").await;
-    let (ok, out) = openssl(&[
-        "crl",
-        "-in",
-        crl.to_str().unwrap(),
-        "-CAfile",
-        old_inter.to_str().unwrap(),
-        "-noout",
-    ]);
-    assert!(ok && out.contains("verify OK"), "{out}");
+    assert!(crl_signed_by(&crl, &old_inter), "{}", crl.display());
     let (ok, out) = verify(&root_pem, &[&old_inter], &[&crl], &leaf_before);
     assert!(!ok && out.contains("revoked"), "{out}");
     let root_crl = crl_file(s, &format!("/crl/{root}.crl"), d, "root.crl.pem").await;
@@ -456,18 +462,10 @@ async fn root_new_key(s: &TestServer) {
         (&crl_new, &new_root, true),
         (&crl_old, &new_root, false),
     ] {
-        let (ok, out) = openssl(&[
-            "crl",
-            "-in",
-            crl.to_str().unwrap(),
-            "-CAfile",
-            cert.to_str().unwrap(),
-            "-noout",
-        ]);
         assert_eq!(
-            ok && out.contains("verify OK"),
+            crl_signed_by(crl, cert),
             ok_expected,
-            "{} with {}: {out}",
+            "{} with {}",
             crl.display(),
             cert.display()
         );
@@ -570,15 +568,7 @@ async fn intermediate_new_key_crls(s: &TestServer) {
     assert_eq!(st, StatusCode::OK, "{v}");
     let root_crl = crl_file(s, &format!("/crl/{root}.crl"), d, "root.crl.pem").await;
     let old_crl = crl_file(s, &format!("/crl/{inter}.crl"), d, "inter-1.crl.pem").await;
-    let (ok, out) = openssl(&[
-        "crl",
-        "-in",
-        old_crl.to_str().unwrap(),
-        "-CAfile",
-        old_inter.to_str().unwrap(),
-        "-noout",
-    ]);
-    assert!(ok && out.contains("verify OK"), "{out}");
+    assert!(crl_signed_by(&old_crl, &old_inter), "{}", old_crl.display());
     let (ok, out) = verify(
         &root_pem,
         &[&old_inter],
@@ -765,16 +755,7 @@ async fn revoke_with_waiting_renewal(s: &TestServer) {
     let (st, r) = renew(s, &inter, json!({"same_key": true, "validity_days": 365})).await;
     assert_eq!(st, StatusCode::CREATED, "{r}");
     let current = serial_of(r["generation"]["certificate_pem"].as_str().unwrap());
-    let at = vellum_core::time::now() + 3600;
-    let (st, r) = renew(
-        s,
-        &inter,
-        json!({"same_key": false, "validity_days": 365,
-               "switch_over_at": vellum_core::time::rfc3339(at)}),
-    )
-    .await;
-    assert_eq!(st, StatusCode::CREATED, "{r}");
-    assert_eq!(r["generation"]["current"], false);
+    let r = renew_at(s, &inter, false, vellum_core::time::now() + 3600).await;
     let waiting = serial_of(r["generation"]["certificate_pem"].as_str().unwrap());
 
     let (st, v) = s
@@ -822,15 +803,7 @@ async fn switch_over_later(s: &TestServer) {
     let d = dir.path();
     let old_pem = ca_pem(s, &inter).await;
     let at = vellum_core::time::now() + 3;
-    let (st, r) = renew(
-        s,
-        &inter,
-        json!({"same_key": true, "validity_days": 365,
-               "switch_over_at": vellum_core::time::rfc3339(at)}),
-    )
-    .await;
-    assert_eq!(st, StatusCode::CREATED, "{r}");
-    assert_eq!(r["generation"]["current"], false);
+    let r = renew_at(s, &inter, true, at).await;
     assert_eq!(r["ca"]["generation"], 1);
     assert_eq!(r["ca"]["rollover_at"], vellum_core::time::rfc3339(at));
     let new_pem = r["generation"]["certificate_pem"]

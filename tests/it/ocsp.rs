@@ -187,6 +187,18 @@ fn read_response(pki: &Pki, der: &[u8], issuer: &str) -> String {
     out
 }
 
+/// A CertID naming `other`'s intermediate as issuer, sent to `pki`'s: `unauthorized`.
+async fn foreign_is_unauthorized(s: &TestServer, pki: &Pki, other: &Pki, cn: &str) {
+    let (_, foreign_serial, _) = issue(s, &other.inter, cn).await;
+    let (_, _, der) = post(
+        s,
+        &pki.inter,
+        &request(&other.pem(&other.inter), &foreign_serial, "sha1", None),
+    )
+    .await;
+    assert_eq!(der, UNAUTHORIZED, "{cn}");
+}
+
 fn has_ocsp_aia(pem: &str, pki: &Pki) -> bool {
     let f = pki.file("leaf-aia.pem", pem.as_bytes());
     let (ok, out) = openssl(&[
@@ -377,14 +389,7 @@ async fn refusals(s: &TestServer) {
     assert_eq!(der, MALFORMED);
 
     // A CertID naming another CA as issuer.
-    let (_, foreign_serial, _) = issue(s, &other.inter, "foreign.ocsp.example").await;
-    let (_, _, der) = post(
-        s,
-        &pki.inter,
-        &request(&other.pem(&other.inter), &foreign_serial, "sha1", None),
-    )
-    .await;
-    assert_eq!(der, UNAUTHORIZED);
+    foreign_is_unauthorized(s, &pki, &other, "foreign.ocsp.example").await;
 
     // Nonces: 32 bytes echoed, 33 refused.
     let nonce = [0xa5u8; 32];
@@ -659,14 +664,7 @@ async fn retired_key(s: &TestServer) {
     }
 
     // A key the CA never had is still refused.
-    let (_, foreign_serial, _) = issue(s, &other.inter, "foreign.rollover.example").await;
-    let (_, _, der) = post(
-        s,
-        &pki.inter,
-        &request(&other.pem(&other.inter), &foreign_serial, "sha1", None),
-    )
-    .await;
-    assert_eq!(der, UNAUTHORIZED);
+    foreign_is_unauthorized(s, &pki, &other, "foreign.rollover.example").await;
 }
 
 both_backends!(ocsp_answers_for_a_retired_ca_key, retired_key);

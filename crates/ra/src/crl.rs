@@ -158,6 +158,23 @@ pub async fn regenerate(ra: &Authority, ca: &CaRow) -> Result<CrlRow> {
     Ok(row)
 }
 
+/// Runs one CRL signing of CA `ca_id` on the blocking pool (a CRL of a million entries
+/// takes seconds), counted and timed in the metrics.
+async fn signed_off_thread(
+    ca_id: &str,
+    sign: impl FnOnce() -> Result<Vec<u8>> + Send + 'static,
+) -> Result<Vec<u8>> {
+    let (der, took) = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        (sign(), started.elapsed())
+    })
+    .await
+    .map_err(Error::internal)?;
+    let der = der?;
+    vellum_core::metrics::crl_signed(ca_id, took);
+    Ok(der)
+}
+
 /// Signs a complete CRL of `ca` covering revocation `revision` with the next number (a
 /// base CRL naming `delta_url` when given) on the blocking pool, counts and times the
 /// signing, and returns the row to keep.
@@ -176,19 +193,14 @@ async fn sign_complete(
     let next_update = now + ca.crl_next_update_hours.max(1) * 3600;
     let entries_len = entries.len() as i64;
     let freshest = delta_url.is_some();
-    let (der, took) = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
+    let der = signed_off_thread(&ca.id, move || {
         let kind = match &delta_url {
             Some(url) => Kind::Base { delta_url: url },
             None => Kind::Full,
         };
-        let der = signer_crl::sign_kind(&signer, kind, number, now, next_update, &entries);
-        (der, started.elapsed())
+        signer_crl::sign_kind(&signer, kind, number, now, next_update, &entries)
     })
-    .await
-    .map_err(Error::internal)?;
-    let der = der?;
-    vellum_core::metrics::crl_signed(&ca.id, took);
+    .await?;
     Ok(CrlRow {
         ca_id: ca.id.clone(),
         crl_number: number,
@@ -371,22 +383,11 @@ async fn sign_delta(
     let next_update = now + ca.crl_delta_minutes.clamp(1, *DELTA_MINUTES.end()) * 60;
     let entries_len = entries.len() as i64;
     let base_number = base.crl_number;
-    let (der, took) = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
-        let der = signer_crl::sign_kind(
-            &signer,
-            Kind::Delta { base_number },
-            number,
-            now,
-            next_update,
-            &entries,
-        );
-        (der, started.elapsed())
+    let der = signed_off_thread(&ca.id, move || {
+        let kind = Kind::Delta { base_number };
+        signer_crl::sign_kind(&signer, kind, number, now, next_update, &entries)
     })
-    .await
-    .map_err(Error::internal)?;
-    let der = der?;
-    vellum_core::metrics::crl_signed(&ca.id, took);
+    .await?;
     Ok(DeltaRow {
         ca_id: ca.id.clone(),
         crl_number: number,
