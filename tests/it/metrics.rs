@@ -348,19 +348,7 @@ async fn counts_every_door(backend: Backend) {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn counts_every_door_sqlite() {
-    counts_every_door(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn counts_every_door_postgres() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
-        return;
-    }
-    counts_every_door(Backend::Postgres).await;
-}
+each_backend!(counts_every_door, counts_every_door);
 
 /// A bearer token and a listener of its own: 401 without the token or with a wrong one,
 /// the exposition with the right one; nothing on the plain-HTTP listener.
@@ -403,19 +391,7 @@ async fn token_and_own_listener(backend: Backend) {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn bearer_token_and_own_listener_sqlite() {
-    token_and_own_listener(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn bearer_token_and_own_listener_postgres() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
-        return;
-    }
-    token_and_own_listener(Backend::Postgres).await;
-}
+each_backend!(bearer_token_and_own_listener, token_and_own_listener);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn disabled_metrics_answer_404() {

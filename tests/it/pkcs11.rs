@@ -404,33 +404,12 @@ async fn hierarchy_in_the_token(backend: Backend, alg: &str) {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rsa_hierarchy_in_the_token_sqlite() {
-    hierarchy_in_the_token(Backend::Sqlite, "rsa-2048").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn ec_hierarchy_in_the_token_sqlite() {
-    hierarchy_in_the_token(Backend::Sqlite, "ec-p256").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rsa_hierarchy_in_the_token_postgres() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
-        return;
-    }
-    hierarchy_in_the_token(Backend::Postgres, "rsa-2048").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn ec_hierarchy_in_the_token_postgres() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
-        return;
-    }
-    hierarchy_in_the_token(Backend::Postgres, "ec-p256").await;
-}
+each_backend!(
+    rsa_hierarchy_in_the_token,
+    hierarchy_in_the_token,
+    "rsa-2048"
+);
+each_backend!(ec_hierarchy_in_the_token, hierarchy_in_the_token, "ec-p256");
 
 /// Refusals in words, restarts, and startup errors.
 async fn refusals_and_restarts(backend: Backend) {
@@ -573,19 +552,7 @@ async fn refusals_and_restarts(backend: Backend) {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn refusals_and_restarts_sqlite() {
-    refusals_and_restarts(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn refusals_and_restarts_postgres() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
-        return;
-    }
-    refusals_and_restarts(Backend::Postgres).await;
-}
+each_backend!(refusals_and_restarts, refusals_and_restarts);
 
 /// CA renewal with keys in the token: a root renewed with a new key (generated in the
 /// token, label `vellum-ca-{id}-g2`) and its intermediate renewed by it with a new key;
@@ -730,16 +697,4 @@ async fn renewal_in_the_token(backend: Backend) {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn renewal_in_the_token_sqlite() {
-    renewal_in_the_token(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn renewal_in_the_token_postgres() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
-        return;
-    }
-    renewal_in_the_token(Backend::Postgres).await;
-}
+each_backend!(renewal_in_the_token, renewal_in_the_token);

@@ -566,16 +566,4 @@ async fn killed_first_start(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn first_start_survives_kill_9_sqlite() {
-    killed_first_start(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn first_start_survives_kill_9_postgres() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
-        return;
-    }
-    killed_first_start(Backend::Postgres).await;
-}
+each_backend!(first_start_survives_kill_9, killed_first_start);

@@ -71,6 +71,29 @@ macro_rules! both_backends {
     };
 }
 
+/// `mod $name { sqlite, postgres }` for a test body that starts its own server(s): each
+/// calls `$body(Backend::…, args…)`; the PostgreSQL one is skipped without
+/// `VELLUM_TEST_DATABASE_URL`.
+#[macro_export]
+macro_rules! each_backend {
+    ($name:ident, $body:ident $(, $arg:expr)*) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$body($crate::common::Backend::Sqlite $(, $arg)*).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                if $crate::common::pg_url().is_none() {
+                    eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+                    return;
+                }
+                super::$body($crate::common::Backend::Postgres $(, $arg)*).await;
+            }
+        }
+    };
+}
+
 /// A running server plus a client that trusts its root.
 pub struct TestServer {
     pub running: Option<Running>,
