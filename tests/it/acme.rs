@@ -820,7 +820,7 @@ async fn replicas_share_nonces_and_orders() {
 
 /// Store-level fixtures: an account of the default intermediate, and a pending
 /// authorization and order of it.
-mod fixtures {
+pub(crate) mod fixtures {
     use store::acme::{Account, Authz, Order};
     use vellum_core::status::{AccountStatus, AuthzStatus, IdentifierType, OrderStatus};
 
@@ -1217,7 +1217,10 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
         commit(vec![new_order("a"), new_order("b")]).await,
         [true, true]
     );
-    let start = |id: &str| Change::StartChallenge { id: id.into() };
+    let start = |id: &str| Change::StartChallenge {
+        id: id.into(),
+        at: now,
+    };
     assert_eq!(
         commit(vec![
             start("ch-a-http-01"),
