@@ -31,7 +31,8 @@
 # in /tmp/vellum-faults-pg.PID, removed at exit; VELLUM_CONFORMANCE_DATABASE_URL is not
 # used. The figures it measures (answers per door during the outage, the slowest, the
 # time to the first success after the restart) are printed as notes; docs/OPERATIONS.md
-# ("Outages") quotes a run. About a minute.
+# ("Outages") quotes a run. About two minutes (section 2 waits out the ACME takeover's
+# lease, 47 s).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

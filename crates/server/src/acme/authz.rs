@@ -299,7 +299,8 @@ async fn validate(
     }
     // A database outage must not leave the challenge `processing` for good: the result
     // is recorded again, with growing pauses, until the database answers (or for at most
-    // RECORD_RETRY, after which the authorization stays processing until it expires).
+    // RECORD_RETRY; after that, a replica's takeover sweep validates it again once its
+    // lease has passed, `ra::acme::takeover`).
     let deadline = tokio::time::Instant::now() + RECORD_RETRY;
     let mut pause = Duration::from_millis(250);
     loop {
