@@ -14,8 +14,16 @@ order on one server and finish it on another.
   client.py begin  --directory URL --cafile PEM --name NAME --state FILE
       Creates an account and an order; writes what `finish` needs to FILE (JSON).
   client.py finish --directory URL --cafile PEM --http-port P --state FILE --acked FILE
-      Answers the order's http-01 challenge, polls, finalizes and downloads the
-      certificate; appends its serial to --acked and prints it.
+                   [--deadline S]
+      Answers the order's http-01 challenge (POSTs it only if still pending), polls (for
+      at most S seconds, default 60), finalizes and downloads the certificate; appends its
+      serial to --acked and prints it.
+  client.py answer --directory URL --cafile PEM --http-port P --state FILE --delay S
+                   --via PORT
+      Starts an http-01 responder on 127.0.0.1:P that answers after S seconds, POSTs the
+      order's http-01 challenge to the server listening on PORT (the URLs signed are the
+      directory's, so one replica behind a balancer can be chosen), prints the status it
+      answered, and keeps the responder running until killed.
 
 Each request is bounded by a 60 s timeout. Exit status 0 on success (load: always)."""
 
@@ -28,6 +36,7 @@ import os
 import sys
 import threading
 import time
+import urllib.parse
 
 import requests
 from cryptography import x509
@@ -42,8 +51,12 @@ def b64(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+DELAY = 0.0
+
+
 class Responder(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        time.sleep(DELAY)
         token = self.path.rsplit("/", 1)[-1]
         value = TOKENS.get(token)
         if value is None:
@@ -85,6 +98,7 @@ class Client:
         self.key = key or ec.generate_private_key(ec.SECP256R1())
         self.kid = kid
         self.nonce = None
+        self.via = None  # a port: requests go to localhost:via, whatever the URL says
 
     def record(self, status, started, headers):
         if self.results:
@@ -97,6 +111,9 @@ class Client:
     def request(self, method, url, **kw):
         started = time.monotonic()
         self.started_at = time.time()
+        if self.via:
+            u = urllib.parse.urlsplit(url)
+            url = urllib.parse.urlunsplit(u._replace(netloc=f"localhost:{self.via}"))
         try:
             r = self.http.request(method, url, timeout=60, verify=self.cafile, **kw)
         except requests.RequestException as e:
@@ -218,7 +235,7 @@ class Client:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["load", "begin", "finish"])
+    ap.add_argument("mode", choices=["load", "begin", "finish", "answer"])
     ap.add_argument("--directory", required=True)
     ap.add_argument("--cafile", required=True)
     ap.add_argument("--http-port", type=int)
@@ -228,6 +245,9 @@ def main():
     ap.add_argument("--results")
     ap.add_argument("--acked")
     ap.add_argument("--state")
+    ap.add_argument("--deadline", type=float, default=60)
+    ap.add_argument("--delay", type=float, default=0)
+    ap.add_argument("--via", type=int)
     a = ap.parse_args()
 
     if a.mode == "load":
@@ -264,10 +284,20 @@ def main():
 
     with open(a.state) as f:
         st = json.load(f)
+    global DELAY
+    DELAY = a.delay
     start_responder(a.http_port)
     key = serialization.load_pem_private_key(st["key"].encode(), None)
     c = Client(a.directory, a.cafile, key=key, kid=st["kid"])
-    serial = c.finish(st["order"], st["name"])
+    if a.mode == "answer":
+        c.via = a.via
+        authz = c.post(st["order"]["authorizations"][0], None).json()
+        ch = next(x for x in authz["challenges"] if x["type"] == "http-01")
+        TOKENS[ch["token"]] = f"{ch['token']}.{c.thumbprint()}"
+        print(c.post(ch["url"], {}).json()["status"], flush=True)
+        while True:
+            time.sleep(3600)
+    serial = c.finish(st["order"], st["name"], a.deadline)
     with open(a.acked, "a") as f:
         f.write(serial + "\n")
     print(serial)

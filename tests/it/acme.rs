@@ -820,7 +820,7 @@ async fn replicas_share_nonces_and_orders() {
 
 /// Store-level fixtures: an account of the default intermediate, and a pending
 /// authorization and order of it.
-mod fixtures {
+pub(crate) mod fixtures {
     use store::acme::{Account, Authz, Order};
     use vellum_core::status::{AccountStatus, AuthzStatus, IdentifierType, OrderStatus};
 
@@ -890,6 +890,23 @@ async fn order_ready_needs_every_authorization(s: &TestServer) {
     )
     .await
     .unwrap();
+    // Each authorization's challenge is being validated (an outcome is recorded only for
+    // a challenge still processing).
+    let processing = |id: &str, authz_id: &str| sa::Challenge {
+        id: id.into(),
+        authz_id: authz_id.into(),
+        kind: vellum_core::status::ChallengeType::Http01,
+        token: format!("tok-{id}"),
+        status: vellum_core::status::ChallengeStatus::Processing,
+        validated_at: None,
+        error_json: None,
+    };
+    sa::insert_challenges(
+        &mut tx,
+        &[&processing("ch-ra", "az-a"), &processing("ch-rb", "az-b")],
+    )
+    .await
+    .unwrap();
     for (o, ids) in [("ord-ab", vec!["az-a", "az-b"]), ("ord-a", vec!["az-a"])] {
         sa::insert_orders(&mut tx, &[&order(o, &ids)])
             .await
@@ -903,7 +920,7 @@ async fn order_ready_needs_every_authorization(s: &TestServer) {
     }
     // The writer's set-oriented statement (one batch may carry many authorizations).
     let validated = ra::acme::state::VALIDATED;
-    store::acme_sets::validated(&mut tx, &[], &["az-a"], now, now + 86_400, validated)
+    store::acme_sets::validated(&mut tx, &["ch-ra"], &["az-a"], now, now + 86_400, validated)
         .await
         .unwrap();
     let status = |o: Option<Order>| o.unwrap().status;
@@ -915,7 +932,7 @@ async fn order_ready_needs_every_authorization(s: &TestServer) {
         status(sa::order_by_id(&mut tx, "ord-a").await.unwrap()),
         OrderStatus::Ready
     );
-    store::acme_sets::validated(&mut tx, &[], &["az-b"], now, now + 86_400, validated)
+    store::acme_sets::validated(&mut tx, &["ch-rb"], &["az-b"], now, now + 86_400, validated)
         .await
         .unwrap();
     assert_eq!(
@@ -926,7 +943,15 @@ async fn order_ready_needs_every_authorization(s: &TestServer) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((a.status, challenges.len()), (AuthzStatus::Valid, 0));
+    assert_eq!(a.status, AuthzStatus::Valid);
+    let shown: Vec<_> = challenges
+        .iter()
+        .map(|c| (c.id.as_str(), c.status))
+        .collect();
+    assert_eq!(
+        shown,
+        [("ch-ra", vellum_core::status::ChallengeStatus::Valid)]
+    );
     tx.commit().await.unwrap();
 }
 both_backends!(
@@ -1217,7 +1242,10 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
         commit(vec![new_order("a"), new_order("b")]).await,
         [true, true]
     );
-    let start = |id: &str| Change::StartChallenge { id: id.into() };
+    let start = |id: &str| Change::StartChallenge {
+        id: id.into(),
+        at: now,
+    };
     assert_eq!(
         commit(vec![
             start("ch-a-http-01"),

@@ -10,6 +10,7 @@ mod common;
 
 mod access;
 mod acme;
+mod acme_takeover;
 mod backup;
 mod bulk;
 mod ca_admin;

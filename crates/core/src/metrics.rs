@@ -208,6 +208,7 @@ struct Metrics {
     issuances: IntCounterVec,
     acme_orders: [IntCounter; 2],
     acme_validations: IntCounterVec,
+    acme_takeovers: IntCounterVec,
     est_enrollments: IntCounterVec,
     crl_signings: IntCounterVec,
     crl_signing_seconds: Histogram,
@@ -316,6 +317,12 @@ impl Metrics {
                 "Finished ACME challenge validations (after retries), by challenge type and outcome.",
                 &["challenge", "outcome"],
             )?,
+            acme_takeovers: counter_vec(
+                &r,
+                "vellum_acme_takeovers_total",
+                "ACME challenges left processing by a replica that stopped, validated again here, by challenge type.",
+                &["challenge"],
+            )?,
             est_enrollments: counter_vec(
                 &r,
                 "vellum_est_enrollments_total",
@@ -416,6 +423,13 @@ pub fn acme_validation(challenge: &'static str, valid: bool) {
     m.acme_validations
         .with_label_values(&[challenge, if valid { "valid" } else { "invalid" }])
         .inc();
+}
+
+/// Counts one ACME challenge (of type `challenge`) taken over from a replica that stopped
+/// before recording its outcome (`ra::acme::takeover`).
+pub fn acme_takeover(challenge: &'static str) {
+    let Some(m) = metrics() else { return };
+    m.acme_takeovers.with_label_values(&[challenge]).inc();
 }
 
 /// Counts one EST enrollment: operation (`simpleenroll`…), authentication kind.

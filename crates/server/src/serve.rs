@@ -129,6 +129,7 @@ pub async fn start_with_clock(
         tokio::spawn(crate::notify_job::schedule(app.clone(), rx.clone())),
         tokio::spawn(crate::notify_job::deliver(app.clone(), rx.clone())),
         tokio::spawn(crate::search_job::run(app.clone(), rx.clone())),
+        tokio::spawn(crate::acme::takeover::run(app.clone(), rx.clone())),
     ];
     if let Some((router, listener)) = metrics_router {
         tasks.push(tokio::spawn(listener::serve(

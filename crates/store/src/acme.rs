@@ -5,7 +5,7 @@ use super::{decode_spelled, placeholder_list, query, Conn, Row, Tx};
 use vellum_core::error::Result;
 use vellum_core::status::{
     AccountStatus, AcmeProfile, AuthzStatus, ChallengeStatus, ChallengeType, IdentifierType,
-    OrderStatus,
+    OrderStatus, Transition,
 };
 
 /// Most rows one multi-row INSERT carries (the widest, orders, binds 12 values a row).
@@ -768,24 +768,31 @@ pub async fn challenge_with_authz(conn: &mut Conn, id: &str) -> Result<Option<(C
     }
 }
 
-/// Records the outcome of a validation: the challenge becomes `status` at `at`, with
-/// `error_json` (a problem document) or none (unconditionally).
+/// Records the outcome of a validation: the challenge, if still in `t.from`, becomes
+/// `t.to` at `at`, with `error_json` (a problem document) or none. False when it was not
+/// in `t.from` (nothing changed).
 pub async fn finish_challenge(
     tx: &mut Tx,
     id: &str,
-    status: ChallengeStatus,
+    t: Transition<ChallengeStatus>,
     at: i64,
     error_json: Option<&str>,
-) -> Result<()> {
-    query(
-        "UPDATE acme_challenges SET status = $1, validated_at = $2, error_json = $3 WHERE id = $4",
+) -> Result<bool> {
+    let done = query(
+        "UPDATE acme_challenges SET status = $1, validated_at = $2, error_json = $3 \
+         WHERE id = $4 AND status = $5",
     )
-    .bind(status.as_str())
+    .bind(t.to.as_str())
     .bind(at)
     .bind(error_json)
     .bind(id)
+    .bind(t.from.as_str())
     .execute(tx)
     .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    let status = t.to;
     let (id, error_json) = (id.to_string(), error_json.map(str::to_string));
     tx.on_commit(move |r| {
         r.update_challenges([&id], |c| {
@@ -794,7 +801,7 @@ pub async fn finish_challenge(
             c.error_json = error_json.clone();
         })
     });
-    Ok(())
+    Ok(true)
 }
 
 /// An order: from the in-memory copy of recent rows (`store::recent`) when it is there,

@@ -46,9 +46,35 @@ pub async fn fresh_pg_database() -> String {
     format!("{prefix}/{name}")
 }
 
-/// Runs a test body against both backends (PostgreSQL only when configured).
+/// Runs a test body against both backends (PostgreSQL only when configured). With
+/// `acme_responder`, the server validates http-01 against a loopback responder and the
+/// body gets both (`body(&server, &responder)`).
 #[macro_export]
 macro_rules! both_backends {
+    ($name:ident, $body:ident, acme_responder) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let (s, r) =
+                    $crate::common::acme::server_with_responder($crate::common::Backend::Sqlite)
+                        .await;
+                super::$body(&s, &r).await;
+                s.stop().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                if $crate::common::pg_url().is_none() {
+                    eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+                    return;
+                }
+                let (s, r) =
+                    $crate::common::acme::server_with_responder($crate::common::Backend::Postgres)
+                        .await;
+                super::$body(&s, &r).await;
+                s.stop().await;
+            }
+        }
+    };
     ($name:ident, $body:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

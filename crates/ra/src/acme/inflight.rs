@@ -7,7 +7,7 @@
 //! replicas: a poll that reaches a replica not running the validation answers at once, as
 //! before.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +23,8 @@ type Registry = Arc<Mutex<HashMap<String, watch::Receiver<()>>>>;
 #[derive(Debug, Default)]
 pub struct InFlight {
     running: Registry,
+    /// The challenges being validated (the takeover leaves them alone).
+    challenges: Arc<Mutex<HashSet<String>>>,
     /// Validations finished so far (see [`InFlight::mark`]).
     finished: Arc<AtomicU64>,
 }
@@ -36,7 +38,9 @@ struct Mark(u64);
 #[derive(Debug)]
 pub struct Running {
     authz_id: String,
+    challenge_id: String,
     running: Registry,
+    challenges: Arc<Mutex<HashSet<String>>>,
     finished: Arc<AtomicU64>,
     mine: watch::Receiver<()>,
     _done: watch::Sender<()>,
@@ -45,6 +49,9 @@ pub struct Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.finished.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut c) = self.challenges.lock() {
+            c.remove(&self.challenge_id);
+        }
         if let Ok(mut m) = self.running.lock() {
             // Another challenge of the same authorization may have registered since.
             if m.get(&self.authz_id)
@@ -57,19 +64,33 @@ impl Drop for Running {
 }
 
 impl InFlight {
-    /// Registers a validation of `authz_id` starting now.
-    pub fn start(&self, authz_id: &str) -> Running {
+    /// Registers a validation of challenge `challenge_id` of `authz_id` starting now.
+    pub fn start(&self, authz_id: &str, challenge_id: &str) -> Running {
         let (done, rx) = watch::channel(());
+        if let Ok(mut c) = self.challenges.lock() {
+            c.insert(challenge_id.to_string());
+        }
         if let Ok(mut m) = self.running.lock() {
             m.insert(authz_id.to_string(), rx.clone());
         }
         Running {
             authz_id: authz_id.to_string(),
+            challenge_id: challenge_id.to_string(),
             running: self.running.clone(),
+            challenges: self.challenges.clone(),
             finished: self.finished.clone(),
             mine: rx,
             _done: done,
         }
+    }
+
+    /// Whether challenge `id` is being validated in this process (registered by
+    /// [`InFlight::start`], its [`Running`] not dropped yet).
+    pub fn runs_challenge(&self, id: &str) -> bool {
+        self.challenges
+            .lock()
+            .map(|c| c.contains(id))
+            .unwrap_or(false)
     }
 
     /// Reads with `load`. When `waiting_on` names authorizations the result waits for (a
@@ -141,7 +162,8 @@ mod tests {
         let f = Arc::new(InFlight::default());
         let ids = ["a1".to_string()];
         assert!(!f.wait(&ids, HOLD).await, "nothing running: no wait");
-        let running = f.start("a1");
+        let running = f.start("a1", "c1");
+        assert!(f.runs_challenge("c1") && !f.runs_challenge("c2"));
         let t = std::time::Instant::now();
         let release = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -153,10 +175,11 @@ mod tests {
         assert!(waited < HOLD, "released by the validation: {waited:?}");
         release.await.unwrap();
         assert!(!f.wait(&ids, HOLD).await, "finished: no wait");
+        assert!(!f.runs_challenge("c1"));
         // Two challenges of one authorization: the first to finish leaves the other's
         // registration in place.
-        let first = f.start("a3");
-        let second = f.start("a3");
+        let first = f.start("a3", "c3a");
+        let second = f.start("a3", "c3b");
         drop(first);
         let t = std::time::Instant::now();
         assert!(f.wait(&["a3".to_string()], Duration::from_millis(50)).await);
@@ -168,11 +191,11 @@ mod tests {
         assert!(!f.wait(&["a3".to_string()], HOLD).await);
         // A validation that finished between a read and the check: read again.
         let mark = f.mark();
-        drop(f.start("a2"));
+        drop(f.start("a2", "c2"));
         assert!(f.settle(&["a2".to_string()], mark, HOLD).await);
         assert!(!f.settle(&["a2".to_string()], f.mark(), HOLD).await);
         // A validation that runs longer than the hold.
-        let _stuck = f.start("a1");
+        let _stuck = f.start("a1", "c1");
         let t = std::time::Instant::now();
         assert!(f.wait(&ids, Duration::from_millis(30)).await);
         assert!(t.elapsed() < Duration::from_millis(500));

@@ -12,7 +12,8 @@
 //!              ├─ its challenge fails ──▶ invalid
 //!              ├─ deactivate ──▶ deactivated
 //!              └─ expires (on read) ──▶ expired
-//! challenge  pending ──start──▶ processing ──▶ valid | invalid
+//! challenge  pending ──start──▶ processing ──▶ valid | invalid (the first outcome recorded)
+//!                               └─ stale (its replica died): claimed again, super::takeover
 //! account    valid ──deactivate──▶ deactivated
 //! ```
 //!
@@ -151,11 +152,16 @@ pub const UNFINISHED_ORDERS: &[OrderStatus] = &[
     OrderStatus::Processing,
 ];
 
-/// A successful validation: the challenge becomes valid; its authorization, if still
-/// pending, valid (for the reuse period); each pending order whose authorizations are
-/// then all valid, ready.
+/// A successful validation: the challenge, if still processing, becomes valid; then its
+/// authorization, if still pending, valid (for the reuse period); each pending order whose
+/// authorizations are then all valid, ready. A result for a challenge that is no longer
+/// processing (recorded already: a replica that was only slow, after another took its
+/// validation over, `super::takeover`) changes nothing.
 pub const VALIDATED: Validation = Validation {
-    challenge: ChallengeStatus::Valid,
+    challenge: Transition {
+        from: ChallengeStatus::Processing,
+        to: ChallengeStatus::Valid,
+    },
     authz: Transition {
         from: AuthzStatus::Pending,
         to: AuthzStatus::Valid,
@@ -166,11 +172,15 @@ pub const VALIDATED: Validation = Validation {
     },
 };
 
-/// A failed validation: the challenge becomes invalid; its authorization, if still
-/// pending, invalid (one another challenge validated stays valid, RFC 8555 §7.1.6), and
-/// then every unfinished order that needed it, invalid.
+/// A failed validation: the challenge, if still processing, becomes invalid; then its
+/// authorization, if still pending, invalid (one another challenge validated stays valid,
+/// RFC 8555 §7.1.6), and every unfinished order that needed it, invalid. Like
+/// [`VALIDATED`], a late result changes nothing.
 pub const VALIDATION_FAILED: Failure = Failure {
-    challenge: ChallengeStatus::Invalid,
+    challenge: Transition {
+        from: ChallengeStatus::Processing,
+        to: ChallengeStatus::Invalid,
+    },
     authz: Transition {
         from: AuthzStatus::Pending,
         to: AuthzStatus::Invalid,
@@ -363,7 +373,11 @@ mod tests {
 
     #[test]
     fn a_validation_outcome_moves_challenge_authorization_and_orders() {
-        assert_eq!(VALIDATED.challenge, C::Valid);
+        // Only a challenge still processing takes an outcome: the first recorded stands.
+        assert_eq!(
+            (VALIDATED.challenge.from, VALIDATED.challenge.to),
+            (CHALLENGE_START.to, C::Valid)
+        );
         assert_eq!(
             (VALIDATED.authz.from, VALIDATED.authz.to),
             (A::Pending, A::Valid)
@@ -372,7 +386,13 @@ mod tests {
             (VALIDATED.order.from, VALIDATED.order.to),
             (O::Pending, O::Ready)
         );
-        assert_eq!(VALIDATION_FAILED.challenge, C::Invalid);
+        assert_eq!(
+            (
+                VALIDATION_FAILED.challenge.from,
+                VALIDATION_FAILED.challenge.to
+            ),
+            (CHALLENGE_START.to, C::Invalid)
+        );
         assert_eq!(
             (VALIDATION_FAILED.authz.from, VALIDATION_FAILED.authz.to),
             (A::Pending, A::Invalid)

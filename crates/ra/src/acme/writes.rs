@@ -4,8 +4,10 @@
 //! challenge starting, a validation's outcome) is a job
 //! for one [`AcmeWriter`]: concurrent requests' changes share one transaction
 //! (`store::batch`), instead of each taking the single SQLite writer for a transaction of
-//! its own. A caller is answered only after the commit. A conditional change (a challenge
-//! starts only if pending) says whether it applied. Which states each change moves rows
+//! its own. A caller is answered only after the commit. Every change but a new order is
+//! conditional (a challenge starts only if pending; an outcome is recorded only while the
+//! challenge is processing, so the first of two outcomes stands) and says whether it
+//! applied. Which states each change moves rows
 //! from and to is the state machine's ([`super::state`]). Finalize's order change is the
 //! certificate recorder's (`ra::record`), in the transaction that records the certificate.
 
@@ -38,9 +40,12 @@ pub enum Change {
     StartChallenge {
         /// The challenge.
         id: String,
+        /// When (Unix seconds): the takeover's lease runs from it (`super::takeover`).
+        at: i64,
     },
-    /// A validation succeeded: the challenge and its authorization become valid, and the
-    /// orders waiting only for it become ready.
+    /// A validation succeeded: the challenge (if still processing) and its authorization
+    /// become valid, and the orders waiting only for it become ready. Refused when the
+    /// challenge was no longer processing (its outcome was recorded already).
     Validated {
         /// The challenge that succeeded.
         challenge_id: String,
@@ -51,8 +56,9 @@ pub enum Change {
         /// Until when the authorization may be reused for new orders.
         reusable_until: i64,
     },
-    /// A validation failed: the challenge and its authorization become invalid, and so do
-    /// the orders that needed it.
+    /// A validation failed: the challenge (if still processing) and its authorization
+    /// become invalid, and so do the orders that needed it. Refused when the challenge was
+    /// no longer processing.
     Failed {
         /// The challenge that failed.
         challenge_id: String,
@@ -104,19 +110,21 @@ impl Work for Changes {
     }
 }
 
-/// Challenge ids and authorization ids of successful validations.
-type Ids<'a> = (Vec<&'a str>, Vec<&'a str>);
+/// (Job index, challenge id) and authorization ids of successful validations.
+type Ids<'a> = (Vec<(usize, &'a str)>, Vec<&'a str>);
 
 /// Applies a batch with a few statements per kind of change, not per change. The jobs of
 /// one batch come from concurrent requests, so any order is a valid one; this one inserts
 /// new orders first. Of two conditional changes of the same row in one batch (two
-/// requests starting one challenge, say), the first one applies. Returns, per job, whether it applied.
+/// requests starting one challenge, say), the first one applies; of a success and a failure
+/// of one challenge in one batch, the success. Returns, per job, whether it applied.
 async fn apply(tx: &mut store::Tx, jobs: &[&Change]) -> Result<Vec<bool>> {
     use store::{acme as db, acme_sets as sets};
     let (mut orders, mut authzs, mut challenges, mut links) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    // Conditional changes: (job index, row id), per statement.
-    let mut starting: Vec<(usize, &str)> = Vec::new();
+    // Conditional changes: (job index, row id), per statement (challenges starting by
+    // their time; in practice one group a batch).
+    let mut starting: BTreeMap<i64, Vec<(usize, &str)>> = BTreeMap::new();
     // Successful validations by their times (in practice one group a batch).
     let mut validated: BTreeMap<(i64, i64), Ids> = BTreeMap::new();
     let mut failed = Vec::new();
@@ -135,7 +143,7 @@ async fn apply(tx: &mut store::Tx, jobs: &[&Change]) -> Result<Vec<bool>> {
                     links.push((order.id.as_str(), authz_id.as_str(), position as i64));
                 }
             }
-            Change::StartChallenge { id } => starting.push((i, id)),
+            Change::StartChallenge { id, at } => starting.entry(*at).or_default().push((i, id)),
             Change::Validated {
                 challenge_id,
                 authz_id,
@@ -143,7 +151,7 @@ async fn apply(tx: &mut store::Tx, jobs: &[&Change]) -> Result<Vec<bool>> {
                 reusable_until,
             } => {
                 let group = validated.entry((*at, *reusable_until)).or_default();
-                group.0.push(challenge_id);
+                group.0.push((i, challenge_id));
                 group.1.push(authz_id);
             }
             Change::Failed {
@@ -152,7 +160,7 @@ async fn apply(tx: &mut store::Tx, jobs: &[&Change]) -> Result<Vec<bool>> {
                 at,
                 challenge_error,
                 order_error,
-            } => failed.push((challenge_id, authz_id, *at, challenge_error, order_error)),
+            } => failed.push((i, challenge_id, authz_id, *at, challenge_error, order_error)),
         }
     }
 
@@ -169,17 +177,19 @@ async fn apply(tx: &mut store::Tx, jobs: &[&Change]) -> Result<Vec<bool>> {
         db::insert_challenges(tx, &challenges).await?;
         db::link(tx, &links).await?;
     }
-    if !starting.is_empty() {
-        let ids: Vec<&str> = starting.iter().map(|(_, id)| *id).collect();
-        let started = sets::transition_challenges(tx, &ids, state::CHALLENGE_START).await?;
-        answer(started, &starting);
+    for (at, rows) in &starting {
+        let ids: Vec<&str> = rows.iter().map(|(_, id)| *id).collect();
+        let started = sets::start_challenges(tx, &ids, state::CHALLENGE_START, *at).await?;
+        answer(started, rows);
     }
-    for ((at, until), (challenge_ids, authz_ids)) in &validated {
-        sets::validated(tx, challenge_ids, authz_ids, *at, *until, state::VALIDATED).await?;
+    for ((at, until), (challenges, authz_ids)) in &validated {
+        let ids: Vec<&str> = challenges.iter().map(|(_, id)| *id).collect();
+        let done = sets::validated(tx, &ids, authz_ids, *at, *until, state::VALIDATED).await?;
+        answer(done, challenges);
     }
-    for (challenge_id, authz_id, at, challenge_error, order_error) in failed {
+    for (i, challenge_id, authz_id, at, challenge_error, order_error) in failed {
         let f = state::VALIDATION_FAILED;
-        sets::failed(
+        applied[i] = sets::failed(
             tx,
             challenge_id,
             authz_id,

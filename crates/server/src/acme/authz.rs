@@ -16,15 +16,13 @@ use super::{authenticate, reply, with_retry_after, Ctx};
 use crate::App;
 use ra::acme::inflight::Running;
 use ra::acme::state::{self, Refused};
+use ra::acme::takeover::{pause_after, ATTEMPTS};
 use ra::acme::writes::Change;
 use ra::ratelimit::{self, Rate};
 use store::{self, acme::Authz, acme::Challenge};
 use va::{Identifier, VaError};
 use vellum_core::status::{AuthzStatus, ChallengeType, IdentifierType};
 use vellum_core::time::rfc3339;
-
-/// Attempts per validation (with a growing pause between them).
-const ATTEMPTS: u32 = 3;
 
 fn challenge_json(ctx: &Ctx, c: &Challenge) -> Value {
     let mut v = json!({
@@ -184,25 +182,14 @@ pub(super) async fn challenge(
     if start {
         let started = app
             .acme_writer
-            .apply(Change::StartChallenge { id: id.clone() })
+            .apply(Change::StartChallenge {
+                id: id.clone(),
+                at: now,
+            })
             .await?;
         if started {
             ch.status = state::CHALLENGE_START.to;
-            let fail_rate = Rate::per_hour(
-                ratelimit::for_ca(&app, &ctx.ca.id)
-                    .await?
-                    .acme_failed_validations_per_name_per_hour,
-            );
-            let key_authorization = format!("{}.{}", ch.token, account.thumbprint);
-            let running = app.acme_inflight.start(&a.id);
-            tokio::spawn(validate(
-                app.clone(),
-                ch.clone(),
-                a.clone(),
-                key_authorization,
-                running,
-                fail_rate,
-            ));
+            spawn_validation(&app, &ctx.ca.id, &ch, &a, &account.thumbprint).await?;
         }
     }
     let up = format!("<{}>;rel=\"up\"", ctx.url(&format!("authz/{}", a.id)));
@@ -224,6 +211,34 @@ fn refusal(id: &str, r: Refused) -> AcmeError {
         )),
         other => AcmeError::internal(format!("authorization {id}: unexpected refusal {other:?}")),
     }
+}
+
+/// Starts validating `ch` (now `processing`) of `a` in the background, registered as
+/// running here (polls wait for it, the takeover leaves it alone), for the account whose
+/// key has `thumbprint`, under the failed-validation limit of CA `ca_id`.
+pub(super) async fn spawn_validation(
+    app: &Arc<App>,
+    ca_id: &str,
+    ch: &Challenge,
+    a: &Authz,
+    thumbprint: &str,
+) -> vellum_core::error::Result<()> {
+    let fail_rate = Rate::per_hour(
+        ratelimit::for_ca(app, ca_id)
+            .await?
+            .acme_failed_validations_per_name_per_hour,
+    );
+    let key_authorization = format!("{}.{}", ch.token, thumbprint);
+    let running = app.acme_inflight.start(&a.id, &ch.id);
+    tokio::spawn(validate(
+        app.clone(),
+        ch.clone(),
+        a.clone(),
+        key_authorization,
+        running,
+        fail_rate,
+    ));
+    Ok(())
 }
 
 async fn attempt(
@@ -270,7 +285,7 @@ async fn validate(
             Ok(()) => break,
             Err(e) if n + 1 < ATTEMPTS => {
                 tracing::debug!(challenge = %ch.id, error = %e.detail, "validation attempt failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500 * u64::from(n + 1))).await;
+                tokio::time::sleep(pause_after(n)).await;
             }
             Err(_) => {}
         }
@@ -284,12 +299,19 @@ async fn validate(
     }
     // A database outage must not leave the challenge `processing` for good: the result
     // is recorded again, with growing pauses, until the database answers (or for at most
-    // RECORD_RETRY, after which the authorization stays processing until it expires).
+    // RECORD_RETRY; after that, a replica's takeover sweep validates it again once its
+    // lease has passed, `ra::acme::takeover`).
     let deadline = tokio::time::Instant::now() + RECORD_RETRY;
     let mut pause = Duration::from_millis(250);
     loop {
         match record(&app, &ch, &a, outcome.clone()).await {
-            Ok(()) => break,
+            Ok(true) => break,
+            Ok(false) => {
+                // Another replica took the validation over (this one was slower than the
+                // lease) and recorded its outcome first; that one stands.
+                tracing::info!(challenge = %ch.id, "validation result not recorded: the challenge was no longer processing");
+                break;
+            }
             Err(e)
                 if e.status == StatusCode::SERVICE_UNAVAILABLE
                     && tokio::time::Instant::now() + pause < deadline =>
@@ -307,12 +329,14 @@ async fn validate(
     drop(running);
 }
 
+/// Records the outcome; false when the challenge was no longer processing (an outcome
+/// was recorded already), which changes nothing.
 async fn record(
     app: &App,
     ch: &Challenge,
     a: &Authz,
     outcome: Result<(), VaError>,
-) -> AcmeResult<()> {
+) -> AcmeResult<bool> {
     let now = vellum_core::time::now();
     let change = match outcome {
         Ok(()) => Change::Validated {
@@ -346,6 +370,5 @@ async fn record(
             }
         }
     };
-    app.acme_writer.apply(change).await?;
-    Ok(())
+    Ok(app.acme_writer.apply(change).await?)
 }

@@ -11,6 +11,7 @@ pub mod nonce;
 mod order;
 pub mod problem;
 mod revoke;
+pub mod takeover;
 
 use std::sync::Arc;
 
