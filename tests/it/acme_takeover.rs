@@ -141,6 +141,23 @@ async fn a_stale_challenge_is_taken_over(s: &TestServer, responder: &Responder) 
     };
     assert_eq!(challenge["status"], "valid", "{challenge}");
     assert!(challenge["validated"].is_string(), "{challenge}");
+    // Counted (the registry is the process's: other tests may have added to it).
+    let text = s
+        .client
+        .get(format!("{}/metrics", s.http_base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let taken: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("vellum_acme_takeovers_total{challenge=\"http-01\"} "))
+        .unwrap_or_else(|| panic!("no http-01 takeover counter in:\n{text}"))
+        .parse()
+        .unwrap();
+    assert!(taken >= 1.0, "vellum_acme_takeovers_total {taken}");
     let o = status_of(&raw, &stale.order_url).await;
     assert_eq!(o["status"], "ready", "{o}");
     let (_, csr) = csr_for(&["127.0.0.1"]);

@@ -42,6 +42,7 @@ pub const KEYS: &[&str] = &[
     "va.http_port",
     "va.tls_port",
     "va.dns_resolver",
+    "va.timeout_secs",
     "acme.default_ca",
     "acme.terms_of_service",
     "est.default_ca",
@@ -340,7 +341,14 @@ pub struct VaSettings {
     pub tls_port: u16,
     /// DNS resolver `host:port`; default: the system's.
     pub dns_resolver: Option<String>,
+    /// The time one validation attempt may take, seconds (lookups, connections and
+    /// redirects included; 1-60). A challenge is attempted up to three times, and a
+    /// challenge whose replica died is taken over after a lease derived from it.
+    pub timeout_secs: u64,
 }
+
+/// Bounds of `va.timeout_secs`.
+pub const VA_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=60;
 
 impl Default for VaSettings {
     fn default() -> Self {
@@ -348,6 +356,7 @@ impl Default for VaSettings {
             http_port: 80,
             tls_port: 443,
             dns_resolver: None,
+            timeout_secs: 10,
         }
     }
 }
@@ -629,6 +638,14 @@ impl Config {
             return Err(Error::config(
                 "tls.cert_file and tls.key_file must be set together".to_string(),
             ));
+        }
+        if !VA_TIMEOUT_SECS.contains(&self.va.timeout_secs) {
+            return Err(Error::config(format!(
+                "va.timeout_secs must be between {} and {} seconds, not {}",
+                VA_TIMEOUT_SECS.start(),
+                VA_TIMEOUT_SECS.end(),
+                self.va.timeout_secs
+            )));
         }
         if self.limits.body_bytes == 0 || self.limits.concurrency == 0 {
             return Err(Error::config(
@@ -929,6 +946,22 @@ mod tests {
         assert_eq!(c.rate_limits.est_failed_logins_per_user, 2);
         assert_eq!(c.rate_limits.argon2_workers(), 3);
         assert_eq!(c.rate_limits.acme_orders_per_account_per_hour, 1000);
+    }
+
+    #[test]
+    fn the_validation_timeout_is_bounded() {
+        let c = Config::load_with_env(None, &env(&[("VELLUM_VA_TIMEOUT_SECS", "4")])).unwrap();
+        assert_eq!(c.va.timeout_secs, 4);
+        assert_eq!(VaSettings::default().timeout_secs, 10);
+        for bad in ["0", "61"] {
+            let err = Config::load_with_env(None, &env(&[("VELLUM_VA_TIMEOUT_SECS", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("va.timeout_secs must be between 1 and 60"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub async fn prepare(config: Config, clock: Clock) -> Result<(App, Paths)> {
             })?),
             None => None,
         },
-        ..Default::default()
+        timeout: std::time::Duration::from_secs(config.va.timeout_secs),
     })
     .map_err(|e| Error::config(format!("ACME validator: {e}")))?;
     let acme_nonce_key = master.derive("vellum acme nonce v1");
