@@ -64,7 +64,19 @@ fn cdp_of(pem: &str) -> Option<String> {
 /// `openssl verify -CAfile ca [-untrusted u …] leaf` (plus `-crl_check -CRLfile` for each
 /// CRL given).
 fn verify(ca: &Path, untrusted: &[&Path], crls: &[&Path], leaf: &Path) -> (bool, String) {
+    verify_with(ca, untrusted, crls, leaf, &[])
+}
+
+/// [`verify`] with more `openssl verify` options (`-use_deltas`…).
+fn verify_with(
+    ca: &Path,
+    untrusted: &[&Path],
+    crls: &[&Path],
+    leaf: &Path,
+    options: &[&str],
+) -> (bool, String) {
     let mut args: Vec<String> = vec!["verify".into(), "-CAfile".into(), ca.display().to_string()];
+    args.extend(options.iter().map(|o| o.to_string()));
     for u in untrusted {
         args.push("-untrusted".into());
         args.push(u.display().to_string());
@@ -677,24 +689,8 @@ async fn retired_key_delta(s: &TestServer) {
         r["generation"]["certificate_pem"].as_str().unwrap(),
     );
 
-    let judge = |crls: &[&Path]| {
-        let mut args = vec![
-            "verify".to_string(),
-            "-crl_check".into(),
-            "-use_deltas".into(),
-            "-CAfile".into(),
-            root_pem.display().to_string(),
-            "-untrusted".into(),
-            old_inter.display().to_string(),
-        ];
-        for c in crls {
-            args.push("-CRLfile".into());
-            args.push(c.display().to_string());
-        }
-        args.push(leaf.display().to_string());
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        openssl(&refs)
-    };
+    let judge =
+        |crls: &[&Path]| verify_with(&root_pem, &[&old_inter], crls, &leaf, &["-use_deltas"]);
     let root_crl = crl_file(s, &format!("/crl/{root}.crl"), d, "root.crl.pem").await;
     for round in ["before", "after"] {
         let base = crl_file(
