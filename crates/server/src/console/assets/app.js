@@ -67,6 +67,8 @@ function labelCells() {
 }
 new MutationObserver(labelCells).observe(document.documentElement, { childList: true, subtree: true });
 function date(v) { return v ? String(v).slice(0, 10) : '—'; }
+// "1 certificate", "3 certificates".
+function countOf(n, noun) { return `${n} ${noun}${n === 1 ? '' : 's'}`; }
 function badge(status) { return h('span', { class: `badge status-${status}` }, status); }
 
 // ---- Roles (the same table as the API's; the server refuses anyway) --------------------
@@ -515,7 +517,7 @@ function caRow(c, root) {
     badge(c.status),
     h('span', { class: 'muted' }, `service until ${date(c.service_until)}${c.service_expired ? ' (over)' : ''}`),
     h('span', {}, `quota ${left ?? 0} / ${total ?? 0} `, quotaBar(left || 0, total || 0)),
-    !isRoot ? h('a', { href: `#/certificates?ca_id=${encodeURIComponent(c.id)}` }, `${c.issued_count ?? 0} certificates`) : null,
+    !isRoot ? h('a', { href: `#/certificates?ca_id=${encodeURIComponent(c.id)}` }, countOf(c.issued_count ?? 0, 'certificate')) : null,
     ['pending', 'enabled'].includes(c.status) ? h('a', { href: `#/ca?id=${encodeURIComponent(c.id)}`, 'aria-label': `Settings of ${c.common_name}` }, 'Settings') : null,
     h('span', { class: 'actions' }, acts));
 }
@@ -739,7 +741,7 @@ async function caPage(m, params) {
     h('p', {}, h('a', { href: '#/cas' }, '← Private CAs')),
     h('h1', {}, `${c.common_name}`),
     h('p', {}, badge(c.status), ' ', h('span', { class: 'muted' }, `${c.kind} · service until ${date(c.service_until)} · valid until ${date(c.not_after)}`), ' ',
-      inter ? h('a', { href: `#/certificates?ca_id=${encodeURIComponent(c.id)}` }, `${c.issued_count ?? 0} certificates`) : null),
+      inter ? h('a', { href: `#/certificates?ca_id=${encodeURIComponent(c.id)}` }, countOf(c.issued_count ?? 0, 'certificate')) : null),
     ...sections);
 }
 
@@ -1165,7 +1167,7 @@ async function auditPage(m, params) {
     page.items.length ? h('div', { class: 'table-wrap' }, h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'When (UTC)'), h('th', {}, 'Action'), h('th', {}, 'Outcome'), h('th', {}, 'Who'), h('th', { class: 'opt' }, 'Target'), h('th', { class: 'opt' }, 'Detail'))),
       h('tbody', {}, page.items.map((e) => h('tr', {},
-        h('td', {}, String(e.at).replace('T', ' ').slice(0, 19)), h('td', {}, e.action), h('td', {}, badge(e.outcome === 'success' ? 'enabled' : 'failed'), ' ', e.outcome),
+        h('td', {}, String(e.at).replace('T', ' ').slice(0, 19)), h('td', {}, e.action), h('td', {}, badge(e.outcome)),
         h('td', {}, e.actor_name || e.actor || ''), h('td', { class: 'opt mono' }, e.target || ''), h('td', { class: 'opt' }, e.detail || '')))))) : h('p', { class: 'card' }, 'No event matches.'),
     h('div', { class: 'pager' }, cursor ? h('a', { class: 'button secondary', href: `#/audit${qs(f)}` }, 'Newest') : null,
       page.next_cursor ? h('a', { class: 'button secondary', href: `#/audit${qs({ ...f, cursor: page.next_cursor })}` }, 'Older') : null));
