@@ -222,8 +222,7 @@ async fn full_flow_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn full_flow_postgres() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+    if crate::common::postgres_missing() {
         return;
     }
     full_flow(Backend::Postgres).await;
@@ -716,8 +715,7 @@ async fn external_account_binding() {
 /// on the other, and an order created on one is finalized on the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_share_nonces_and_orders() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+    if crate::common::postgres_missing() {
         return;
     }
     let (responder, port) = Responder::start().await;
@@ -821,8 +819,28 @@ async fn replicas_share_nonces_and_orders() {
 /// Store-level fixtures: an account of the default intermediate, and a pending
 /// authorization and order of it.
 pub(crate) mod fixtures {
-    use store::acme::{Account, Authz, Order};
-    use vellum_core::status::{AccountStatus, AuthzStatus, IdentifierType, OrderStatus};
+    use store::acme::{Account, Authz, Challenge, Order};
+    use vellum_core::status::{
+        AccountStatus, AuthzStatus, ChallengeStatus, ChallengeType, IdentifierType, OrderStatus,
+    };
+
+    /// A challenge of `kind` (its token: `tok-{id}`) in `status`.
+    pub fn challenge(
+        id: &str,
+        authz_id: &str,
+        kind: ChallengeType,
+        status: ChallengeStatus,
+    ) -> Challenge {
+        Challenge {
+            id: id.into(),
+            authz_id: authz_id.into(),
+            kind,
+            token: format!("tok-{id}"),
+            status,
+            validated_at: None,
+            error_json: None,
+        }
+    }
 
     pub fn account(app: &vellum_server::App, name: &str, now: i64) -> Account {
         Account {
@@ -892,14 +910,14 @@ async fn order_ready_needs_every_authorization(s: &TestServer) {
     .unwrap();
     // Each authorization's challenge is being validated (an outcome is recorded only for
     // a challenge still processing).
-    let processing = |id: &str, authz_id: &str| sa::Challenge {
-        id: id.into(),
-        authz_id: authz_id.into(),
-        kind: vellum_core::status::ChallengeType::Http01,
-        token: format!("tok-{id}"),
-        status: vellum_core::status::ChallengeStatus::Processing,
-        validated_at: None,
-        error_json: None,
+    let processing = |id: &str, authz_id: &str| {
+        use vellum_core::status::{ChallengeStatus, ChallengeType};
+        fixtures::challenge(
+            id,
+            authz_id,
+            ChallengeType::Http01,
+            ChallengeStatus::Processing,
+        )
     };
     sa::insert_challenges(
         &mut tx,
@@ -1184,8 +1202,7 @@ async fn challenge_polls_wait_for_a_running_validation_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn polls_wait_for_a_running_validation_postgres() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+    if crate::common::postgres_missing() {
         return;
     }
     polls_wait_for_a_running_validation(Backend::Postgres, false).await;
@@ -1196,7 +1213,7 @@ async fn polls_wait_for_a_running_validation_postgres() {
 /// challenge does not undo an authorization another challenge validated.
 async fn writer_batches_apply_each_change_once(s: &TestServer) {
     use ra::acme::writes::{Change, Changes};
-    use store::acme::{self as sa, Challenge};
+    use store::acme as sa;
     use store::batch::Work;
     use vellum_core::status::{AuthzStatus, ChallengeStatus, OrderStatus};
     let app = s.app();
@@ -1207,14 +1224,14 @@ async fn writer_batches_apply_each_change_once(s: &TestServer) {
     tx.commit().await.unwrap();
     let new_order = |n: &str| {
         let authz = fixtures::authz(&account, &format!("az-{n}"), &format!("{n}.example"), now);
-        let challenge = |kind: &str| Challenge {
-            id: format!("ch-{n}-{kind}"),
-            authz_id: authz.id.clone(),
-            kind: kind.parse().unwrap(),
-            token: format!("tok-{n}-{kind}"),
-            status: ChallengeStatus::Pending,
-            validated_at: None,
-            error_json: None,
+        let challenge = |kind: &str| {
+            let id = format!("ch-{n}-{kind}");
+            fixtures::challenge(
+                &id,
+                &authz.id,
+                kind.parse().unwrap(),
+                ChallengeStatus::Pending,
+            )
         };
         Change::NewOrder {
             order: Box::new(fixtures::order(

@@ -198,7 +198,7 @@ both_backends!(
 /// with `ra::acme::takeover::taken_over`.
 async fn concurrent_sweeps_claim_each_challenge_once(s: &TestServer) {
     use ra::acme::takeover;
-    use store::acme::{self as sa, Challenge};
+    use store::acme as sa;
     use vellum_core::status::ChallengeStatus;
     let app = s.app();
     // The sweeps here run an hour ahead (`now`), so that the server's own sweep, on the
@@ -217,14 +217,14 @@ async fn concurrent_sweeps_claim_each_challenge_once(s: &TestServer) {
         .collect();
     let challenges: Vec<_> = names
         .iter()
-        .map(|n| Challenge {
-            id: format!("ch-{n}"),
-            authz_id: format!("az-{n}"),
-            kind: "http-01".parse().unwrap(),
-            token: format!("tok-{n}"),
-            status: ChallengeStatus::Pending,
-            validated_at: None,
-            error_json: None,
+        .map(|n| {
+            let (id, authz) = (format!("ch-{n}"), format!("az-{n}"));
+            fixtures::challenge(
+                &id,
+                &authz,
+                vellum_core::status::ChallengeType::Http01,
+                ChallengeStatus::Pending,
+            )
         })
         .collect();
     let mut tx = app.store.begin().await.unwrap();
@@ -337,7 +337,7 @@ both_backends!(
 /// first): neither the challenge nor its authorization nor its order.
 async fn a_late_result_changes_nothing(s: &TestServer) {
     use ra::acme::writes::Change;
-    use store::acme::{self as sa, Challenge};
+    use store::acme as sa;
     use vellum_core::status::{AuthzStatus, ChallengeStatus, OrderStatus};
     let app = s.app();
     let now = vellum_core::time::now();
@@ -352,15 +352,12 @@ async fn a_late_result_changes_nothing(s: &TestServer) {
                 &[&authz.id],
                 now,
             )),
-            challenges: vec![Challenge {
-                id: format!("ch-late-{n}"),
-                authz_id: authz.id.clone(),
-                kind: "http-01".parse().unwrap(),
-                token: format!("tok-late-{n}"),
-                status: ChallengeStatus::Pending,
-                validated_at: None,
-                error_json: None,
-            }],
+            challenges: vec![fixtures::challenge(
+                &format!("ch-late-{n}"),
+                &authz.id,
+                vellum_core::status::ChallengeType::Http01,
+                ChallengeStatus::Pending,
+            )],
             authz_ids: vec![authz.id.clone()],
             authzs: vec![authz],
         });

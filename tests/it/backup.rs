@@ -376,8 +376,7 @@ async fn rotating_the_master_key_reseals_every_secret_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotating_the_master_key_reseals_every_secret_postgres() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+    if crate::common::postgres_missing() {
         return;
     }
     rotation(TestServer::start(Backend::Postgres).await).await;

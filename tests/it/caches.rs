@@ -86,8 +86,7 @@ both_backends!(
 /// A token revoked on B stops working on A within the cache lifetime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn another_replicas_changes_win_over_the_cache() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+    if crate::common::postgres_missing() {
         return;
     }
     let url = crate::common::fresh_pg_database().await;

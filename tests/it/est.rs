@@ -1680,8 +1680,7 @@ async fn client_certificate_rules_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn client_certificate_rules_postgres() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+    if crate::common::postgres_missing() {
         return;
     }
     client_certificate_rules(crate::common::Backend::Postgres).await;

@@ -314,8 +314,7 @@ async fn start_clocked(
     backend: Backend,
     extra: &[(&str, &str)],
 ) -> Option<(TestServer, vellum_core::time::Clock)> {
-    if backend == Backend::Postgres && crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+    if backend == Backend::Postgres && crate::common::postgres_missing() {
         return None;
     }
     let clock = vellum_core::time::Clock::fixed(vellum_core::time::now());
@@ -1179,10 +1178,9 @@ on_both!(email_over_starttls_and_implicit_tls, email_tls);
 /// normally keeps one of them idle) and both replicas' workers deliver.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_send_each_reminder_once() {
-    let Some(_) = crate::common::pg_url() else {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+    if crate::common::postgres_missing() {
         return;
-    };
+    }
     let url = crate::common::fresh_pg_database().await;
     let key = "44".repeat(32);
     let clock = vellum_core::time::Clock::fixed(vellum_core::time::now());

@@ -673,8 +673,7 @@ both_backends!(ocsp_answers_for_a_retired_ca_key, retired_key);
 /// reaches B's answers within a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ocsp_replicas_agree_within_a_second() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+    if crate::common::postgres_missing() {
         return;
     }
     let url = crate::common::fresh_pg_database().await;
@@ -861,8 +860,7 @@ mod ocsp_on_demand_signings_have_a_budget {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn postgres() {
-        if crate::common::pg_url().is_none() {
-            eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+        if crate::common::postgres_missing() {
             return;
         }
         let s = crate::common::TestServer::start_with(crate::common::Backend::Postgres, ENV).await;

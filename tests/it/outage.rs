@@ -116,10 +116,9 @@ async fn expect_unavailable(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_outage_answers_503_then_recovers() {
-    let Some(_) = crate::common::pg_url() else {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+    if crate::common::postgres_missing() {
         return;
-    };
+    }
     let direct = crate::common::fresh_pg_database().await;
     // postgres://user:pass@HOST:PORT/db → the proxy in place of HOST:PORT.
     let (creds, rest) = direct.split_once('@').unwrap();
@@ -263,10 +262,9 @@ async fn postgres_outage_answers_503_then_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_statement_stuck_on_a_lock_answers_503() {
     use sqlx::Connection as _;
-    let Some(_) = crate::common::pg_url() else {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+    if crate::common::postgres_missing() {
         return;
-    };
+    }
     let url = crate::common::fresh_pg_database().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

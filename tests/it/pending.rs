@@ -692,8 +692,7 @@ mod pending_at_scale {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     #[ignore = "seeds 200,000 rows; run by hand with --nocapture"]
     async fn postgres() {
-        if crate::common::pg_url().is_none() {
-            eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+        if crate::common::postgres_missing() {
             return;
         }
         let s = crate::common::TestServer::start(crate::common::Backend::Postgres).await;

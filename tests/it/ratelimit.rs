@@ -25,8 +25,7 @@ macro_rules! both_backends_with {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                if $crate::common::pg_url().is_none() {
-                    eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+                if $crate::common::postgres_missing() {
                     return;
                 }
                 let s =
@@ -347,8 +346,7 @@ async fn failed_validations_per_account_and_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_validations_per_account_and_name_postgres() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+    if crate::common::postgres_missing() {
         return;
     }
     let port = closed_port().to_string();

@@ -299,8 +299,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
 /// refused with a clear message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_share_one_postgres_database() {
-    if crate::common::pg_url().is_none() {
-        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+    if crate::common::postgres_missing() {
         return;
     }
     let url = crate::common::fresh_pg_database().await;

@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 use crate::Authority;
 use ca::crl::{self as signer_crl, Entry, Kind};
 use ca::profile::PublicationUrls;
-use store::{self, cas::CaRow, crls::CrlRow, crls::DeltaRow};
+use store::{self, cas::CaRow, crls::CrlRow, crls::DeltaRow, generations::GenerationRow};
 use vellum_core::error::{Error, Result};
 use vellum_core::status::CaStatus;
 
@@ -250,20 +250,36 @@ pub struct RetiredCrls {
 /// scope), has no delta, and is signed again when a revocation made it stale or a third
 /// of its period is left. 404 for a key the CA never had.
 pub async fn current_for_key(ra: &Authority, ca_id: &str, key_generation: i64) -> Result<CrlRow> {
-    let ca = load_ca(ra, ca_id).await?;
-    let ca = crate::rollover::current(ra, ca).await?;
+    let ca = crate::rollover::current(ra, load_ca(ra, ca_id).await?).await?;
     if key_generation == ca.key_generation {
         return current(ra, ca_id).await;
     }
-    let key = crate::rollover::retired_keys(ra, &ca)
+    Ok(retired_crl(ra, &ca, key_generation).await?.0)
+}
+
+/// The retired key `key_generation` of `ca` (its newest generation), 404 when the CA
+/// never had it.
+async fn retired_key(ra: &Authority, ca: &CaRow, key_generation: i64) -> Result<GenerationRow> {
+    crate::rollover::retired_keys(ra, ca)
         .await?
         .into_iter()
-        .find(|g| g.key_generation == key_generation);
-    let Some(g) = key else {
-        return Err(Error::not_found(format!(
-            "CA {ca_id} has no key of generation {key_generation}"
-        )));
-    };
+        .find(|g| g.key_generation == key_generation)
+        .ok_or_else(|| {
+            Error::not_found(format!(
+                "CA {} has no key of generation {key_generation}",
+                ca.id
+            ))
+        })
+}
+
+/// The complete CRL of a retired key of `ca` ([`current_for_key`]), with that key.
+async fn retired_crl(
+    ra: &Authority,
+    ca: &CaRow,
+    key_generation: i64,
+) -> Result<(CrlRow, GenerationRow)> {
+    let ca_id = ca.id.as_str();
+    let g = retired_key(ra, ca, key_generation).await?;
     let now = ra.now();
     let revision = {
         let mut conn = ra.store.reader().acquire().await?;
@@ -285,23 +301,23 @@ pub async fn current_for_key(ra: &Authority, ca_id: &str, key_generation: i64) -
             .cloned()
     };
     if let Some(c) = held_fresh() {
-        return Ok(c);
+        return Ok((c, g));
     }
     let lock = ra.crl_locks.for_ca(&format!("{ca_id}-g{key_generation}"));
     let _guard = lock.lock().await;
     // Another request may have signed it while this one waited for the lock.
     if let Some(c) = held_fresh() {
-        return Ok(c);
+        return Ok((c, g));
     }
-    let (revision, entries) = revocations(ra, &ca, now).await?;
-    let signer = Arc::new(crate::rollover::open_retired(ra, &ca, &g)?);
-    let row = sign_complete(ra, signer, &ca, revision, now, entries, None).await?;
+    let (revision, entries) = revocations(ra, ca, now).await?;
+    let signer = Arc::new(crate::rollover::open_retired(ra, ca, &g)?);
+    let row = sign_complete(ra, signer, ca, revision, now, entries, None).await?;
     ra.retired_crls
         .held
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(slot, row.clone());
-    Ok(row)
+    Ok((row, g))
 }
 
 fn delta_needs_refresh(d: Option<&DeltaRow>, base: &CrlRow, revision: i64, now: i64) -> bool {
@@ -417,7 +433,7 @@ pub async fn current_delta_for_key(
         // The current key's delta, or the 404 naming the setting.
         return current_delta(ra, ca_id).await;
     }
-    let base = current_for_key(ra, ca_id, key_generation).await?;
+    let (base, g) = retired_crl(ra, &ca, key_generation).await?;
     let slot = (ca_id.to_string(), key_generation);
     let held = || {
         let map = ra.retired_crls.deltas.lock();
@@ -434,15 +450,6 @@ pub async fn current_delta_for_key(
     if let Some(d) = held() {
         return Ok(d);
     }
-    let Some(g) = crate::rollover::retired_keys(ra, &ca)
-        .await?
-        .into_iter()
-        .find(|g| g.key_generation == key_generation)
-    else {
-        return Err(Error::not_found(format!(
-            "CA {ca_id} has no key of generation {key_generation}"
-        )));
-    };
     let signer = Arc::new(crate::rollover::open_retired(ra, &ca, &g)?);
     let row = sign_delta(ra, signer, &ca, &base).await?;
     ra.retired_crls

@@ -448,16 +448,28 @@ pub(crate) async fn retired_keys(ra: &Authority, ca: &CaRow) -> Result<Vec<Gener
 /// with `g`'s certificate as the signer's: for CRLs and OCSP responses about what that key
 /// signed.
 pub(crate) fn open_retired(ra: &Authority, ca: &CaRow, g: &GenerationRow) -> Result<Signer> {
-    let row = CaRow {
-        certificate_der: Some(g.certificate_der.clone()),
-        key_sealed: sealed_for_ca(ra, &ca.id, g)?,
-        key_storage: g.key_storage,
-        pkcs11_key_id: g.pkcs11_key_id.clone(),
-        pkcs11_key_label: g.pkcs11_key_label.clone(),
-        serial: Some(g.serial.clone()),
-        ..ca.clone()
-    };
-    Signer::open(&ra.master, ra.hsm.as_ref(), &row)
+    match &g.key_sealed {
+        // Sealed for its generation: opened once, as it is.
+        Some(sealed) => Signer::from_parts(
+            &ca.id,
+            g.certificate_der.clone(),
+            ra.master.open_key(&g.seal_context(), sealed)?,
+        ),
+        // In the token: found by the generation's object id and label.
+        None => Signer::open(
+            &ra.master,
+            ra.hsm.as_ref(),
+            &CaRow {
+                certificate_der: Some(g.certificate_der.clone()),
+                key_sealed: None,
+                key_storage: g.key_storage,
+                pkcs11_key_id: g.pkcs11_key_id.clone(),
+                pkcs11_key_label: g.pkcs11_key_label.clone(),
+                serial: Some(g.serial.clone()),
+                ..ca.clone()
+            },
+        ),
+    }
 }
 
 /// Makes the waiting renewal of CA `ca_id` current if its switch-over time has come.

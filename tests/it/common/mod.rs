@@ -31,6 +31,16 @@ pub fn pg_url() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// True (after saying so) when no PostgreSQL server is configured for the tests: the
+/// caller skips its PostgreSQL case.
+pub fn postgres_missing() -> bool {
+    let missing = pg_url().is_none();
+    if missing {
+        eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+    }
+    missing
+}
+
 /// Creates a fresh PostgreSQL database and returns its URL.
 pub async fn fresh_pg_database() -> String {
     let base = pg_url().expect("VELLUM_TEST_DATABASE_URL");
@@ -63,8 +73,7 @@ macro_rules! both_backends {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                if $crate::common::pg_url().is_none() {
-                    eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+                if $crate::common::postgres_missing() {
                     return;
                 }
                 let (s, r) =
@@ -85,8 +94,7 @@ macro_rules! both_backends {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                if $crate::common::pg_url().is_none() {
-                    eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+                if $crate::common::postgres_missing() {
                     return;
                 }
                 let s = $crate::common::TestServer::start($crate::common::Backend::Postgres).await;
@@ -110,8 +118,7 @@ macro_rules! each_backend {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                if $crate::common::pg_url().is_none() {
-                    eprintln!("skipped: VELLUM_TEST_DATABASE_URL is not set");
+                if $crate::common::postgres_missing() {
                     return;
                 }
                 super::$body($crate::common::Backend::Postgres $(, $arg)*).await;
